@@ -1,0 +1,1 @@
+"""Enclave's client core: crypto, wire formats, sync, services and provisioning."""

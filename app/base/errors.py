@@ -1,0 +1,107 @@
+"""Every error Enclave raises on purpose descends from ``EnclaveError``.
+
+The tree says whose fault a failure is, so callers can react without parsing text:
+
+- ``ProtocolError``: bytes that do not follow docs/PROTOCOL.md.
+  ``LocalProtocolError`` is our own mistake (we tried to build something invalid);
+  ``RemoteProtocolError`` is bytes that came from outside (a peer, the server, a file);
+  every strict parser raises it, and only it, for any input it refuses.
+- ``CryptoError``: the bytes parsed but do not authenticate, repeat, or break a rule of
+  the ratchet; session state that cannot be loaded.
+- ``StorageError``, ``ProvisioningError``, ``PolicyError``: the roots for the store, the
+  signed organisation config and the policy it carries.
+
+Messages are written for the person who will see them; library exceptions are wrapped
+with ``raise ... from e`` so the cause stays in the traceback but never in the UI.
+"""
+
+from __future__ import annotations
+
+
+class EnclaveError(Exception):
+    """Root of every error Enclave raises on purpose."""
+
+
+class ProtocolError(EnclaveError):
+    """Bytes that do not follow the wire or state format of docs/PROTOCOL.md."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to build something the protocol does not allow (a programming error)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """Bytes from outside are malformed, too large, of an unknown version or have trailing data."""
+
+
+class UnsupportedVersionError(RemoteProtocolError):
+    """The bytes carry a format version this build does not read.
+
+    ``known`` tells whether the version was ever defined (an old one we dropped) or is
+    from the future (the sender runs a newer Enclave).
+    """
+
+    def __init__(self, what: str, version: int, *, known: bool) -> None:
+        self.what = what
+        self.version = version
+        self.known = known
+        hint = "no longer supported" if known else "newer than this Enclave understands; update it"
+        super().__init__(f"{what} version {version} is {hint}")
+
+
+class CryptoError(EnclaveError):
+    """A cryptographic check failed or a cryptographic rule was broken."""
+
+
+class DecryptionError(CryptoError):
+    """The message did not authenticate: it was altered, truncated, or not meant for us."""
+
+
+class DuplicateMessageError(DecryptionError):
+    """The message was already decrypted once; its key is gone, so a replay is refused."""
+
+
+class TooManySkippedMessagesError(DecryptionError):
+    """The message claims more missing predecessors than we keep keys for."""
+
+
+class InvalidSignatureError(CryptoError):
+    """A signature (signed prekey, device certificate) does not verify."""
+
+
+class CertificateError(CryptoError):
+    """A sender's device certificate is expired, mis-signed or names another key."""
+
+
+class InvalidKeyError(CryptoError):
+    """A public key is malformed or weak (a Diffie-Hellman result of all zeros)."""
+
+
+class SessionStateError(CryptoError):
+    """Saved session state cannot be loaded."""
+
+
+class UnsupportedStateVersionError(SessionStateError):
+    """Saved session state was written by an Enclave whose format this build cannot read."""
+
+    def __init__(self, version: int, *, known: bool) -> None:
+        self.version = version
+        self.known = known
+        hint = "no longer supported" if known else "from a newer Enclave; update it"
+        super().__init__(f"session state version {version} is {hint}")
+
+
+class CorruptStateError(SessionStateError):
+    """Saved session state is damaged: its checksum or structure is wrong."""
+
+
+class StorageError(EnclaveError):
+    """The local encrypted store failed."""
+
+
+class ProvisioningError(EnclaveError):
+    """The signed organisation config is missing, unsigned, mis-signed or malformed."""
+
+
+class PolicyError(EnclaveError):
+    """An action is forbidden by the organisation's policy."""

@@ -1,0 +1,138 @@
+"""Thin, keyword-only wrappers over the libsodium and ``cryptography`` primitives we use.
+
+Nothing here is a primitive written by hand: X25519, Ed25519 and XChaCha20-Poly1305
+are libsodium's (through PyNaCl), HKDF-SHA256 is ``cryptography``'s, HMAC-SHA256 is the
+standard library's (OpenSSL). The wrappers check lengths, turn library exceptions into
+Enclave's ``CryptoError`` types and name every HKDF purpose by an ``INFO_*`` constant
+that docs/PROTOCOL.md quotes word for word.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+
+import nacl.exceptions
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
+from nacl import bindings
+
+from app.base.errors import DecryptionError, InvalidKeyError, InvalidSignatureError, LocalProtocolError
+from app.base.limits import AEAD_TAG_BYTES, KEY_BYTES, SIGNATURE_BYTES, XCHACHA_NONCE_BYTES
+
+RandomSource = Callable[[int], bytes]
+"""Returns n random bytes. Production passes ``nacl.utils.random``; tests inject their own."""
+
+# Every HKDF in Enclave has its own purpose string (docs/PROTOCOL.md, "Key derivation").
+INFO_X3DH = b"enclave:v1:x3dh"
+INFO_ROOT = b"enclave:v1:ratchet-root"
+INFO_MESSAGE_KEYS = b"enclave:v1:message-keys"
+INFO_SEALED_EPHEMERAL = b"enclave:v1:sealed-ephemeral"
+INFO_SEALED_STATIC = b"enclave:v1:sealed-static"
+
+# Ed25519 signatures are domain-separated by a context prefix on the signed bytes.
+SIGN_CONTEXT_SIGNED_PREKEY = b"enclave:v1:signed-prekey"
+SIGN_CONTEXT_DEVICE_CERTIFICATE = b"enclave:v1:device-certificate"
+
+# The Double Ratchet's recommended chain KDF inputs (Signal's specification, 5.2).
+CHAIN_MESSAGE_KEY_INPUT = b"\x01"
+CHAIN_NEXT_KEY_INPUT = b"\x02"
+
+_SHA256 = hashes.SHA256()
+
+
+def _require(value: bytes, n: int, name: str) -> None:
+    if type(value) is not bytes or len(value) != n:
+        raise LocalProtocolError(f"{name} must be {n} bytes")
+
+
+def x25519(*, private_key: bytes, public_key: bytes) -> bytes:
+    """The X25519 shared secret; a low-order ``public_key`` (all-zero output) is refused."""
+    _require(private_key, KEY_BYTES, "X25519 private key")
+    if len(public_key) != KEY_BYTES:
+        raise InvalidKeyError("a public key must be 32 bytes")
+    try:
+        shared = bindings.crypto_scalarmult(private_key, public_key)
+    except (nacl.exceptions.RuntimeError, nacl.exceptions.CryptoError) as e:
+        raise InvalidKeyError("the peer's public key is weak (low order) and was refused") from e
+    return shared
+
+
+def x25519_public(*, private_key: bytes) -> bytes:
+    _require(private_key, KEY_BYTES, "X25519 private key")
+    return bindings.crypto_scalarmult_base(private_key)
+
+
+def ed25519_keypair_from_seed(*, seed: bytes) -> tuple[bytes, bytes]:
+    """(public key, 64-byte libsodium secret key) for a 32-byte seed."""
+    _require(seed, KEY_BYTES, "Ed25519 seed")
+    return bindings.crypto_sign_seed_keypair(seed)
+
+
+def ed25519_to_x25519_public(*, public_key: bytes) -> bytes:
+    """The Montgomery form of an Ed25519 public key (libsodium's birational map)."""
+    if len(public_key) != KEY_BYTES:
+        raise InvalidKeyError("an identity key must be 32 bytes")
+    try:
+        return bindings.crypto_sign_ed25519_pk_to_curve25519(public_key)
+    except (nacl.exceptions.RuntimeError, nacl.exceptions.CryptoError) as e:
+        raise InvalidKeyError("the identity key is not a valid Ed25519 point") from e
+
+
+def ed25519_to_x25519_private(*, secret_key: bytes) -> bytes:
+    _require(secret_key, 64, "Ed25519 secret key")
+    return bindings.crypto_sign_ed25519_sk_to_curve25519(secret_key)
+
+
+def ed25519_sign(*, secret_key: bytes, context: bytes, message: bytes) -> bytes:
+    _require(secret_key, 64, "Ed25519 secret key")
+    signed = bindings.crypto_sign(context + message, secret_key)
+    return signed[:SIGNATURE_BYTES]
+
+
+def ed25519_verify(*, public_key: bytes, context: bytes, message: bytes, signature: bytes) -> None:
+    """Raise ``InvalidSignatureError`` unless ``signature`` is valid over ``context || message``."""
+    if len(public_key) != KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+        raise InvalidSignatureError("a signature or its key has the wrong length")
+    try:
+        bindings.crypto_sign_open(signature + context + message, public_key)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError) as e:
+        raise InvalidSignatureError("the signature does not verify") from e
+
+
+def hkdf(*, ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-SHA256 (RFC 5869), extract and expand."""
+    return HKDF(algorithm=_SHA256, length=length, salt=salt, info=info).derive(ikm)
+
+
+def hkdf_expand(*, prk: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-Expand-SHA256 alone, for input that is already a uniform 32-byte key."""
+    return HKDFExpand(algorithm=_SHA256, length=length, info=info).derive(prk)
+
+
+def hmac_sha256(*, key: bytes, data: bytes) -> bytes:
+    return hmac.digest(key, data, "sha256")
+
+
+def aead_encrypt(*, key: bytes, nonce: bytes, associated_data: bytes, plaintext: bytes) -> bytes:
+    """XChaCha20-Poly1305 (IETF); ciphertext with its 16-byte tag appended."""
+    _require(key, KEY_BYTES, "AEAD key")
+    _require(nonce, XCHACHA_NONCE_BYTES, "AEAD nonce")
+    return bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, associated_data, nonce, key)
+
+
+def aead_decrypt(*, key: bytes, nonce: bytes, associated_data: bytes, ciphertext: bytes) -> bytes:
+    """Raise ``DecryptionError`` if the ciphertext or associated data was altered."""
+    _require(key, KEY_BYTES, "AEAD key")
+    _require(nonce, XCHACHA_NONCE_BYTES, "AEAD nonce")
+    if len(ciphertext) < AEAD_TAG_BYTES:
+        raise DecryptionError("the ciphertext is shorter than its authentication tag")
+    try:
+        return bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(ciphertext, associated_data, nonce, key)
+    except nacl.exceptions.CryptoError as e:
+        raise DecryptionError("the message was altered or is not meant for this session") from e
+
+
+def sha512(data: bytes) -> bytes:
+    return hashlib.sha512(data).digest()

@@ -1,0 +1,142 @@
+"""Sealed sender: the server sees the recipient device and opaque bytes, nothing more.
+
+The construction follows Signal's sealed sender (version 1) with our primitives:
+
+1. Ephemeral layer. A fresh X25519 key ``e``; ``okm = HKDF(ikm = X25519(e, R),
+   salt = R || e_pub, info = INFO_SEALED_EPHEMERAL)`` gives a chain key, a key and a
+   nonce; they encrypt the sender's identity key. Only the recipient can read it.
+2. Static layer. ``HKDF(ikm = X25519(S, R), salt = chain_key || static_ciphertext,
+   info = INFO_SEALED_STATIC)`` gives a key and a nonce that encrypt the sender's
+   device certificate, the session message kind and the session message. Only the
+   holder of the sender's identity key could have made this layer, so the recipient
+   knows the identity key is genuine; the certificate says whose it is.
+
+``R`` and ``S`` are the X25519 forms of the recipient's and sender's Ed25519 identity
+keys. docs/PROTOCOL.md, "Sealed envelope", gives the bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.base.codec import Reader, Writer
+from app.base.errors import CertificateError
+from app.base.limits import AEAD_TAG_BYTES, KEY_BYTES, MAX_SEALED_BYTES, XCHACHA_NONCE_BYTES
+from app.crypto.certificate import MAX_CERTIFICATE_BYTES, DeviceCertificate
+from app.crypto.keys import DHKeyPair, IdentityKeyPair, identity_dh_public
+from app.crypto.primitives import (
+    INFO_SEALED_EPHEMERAL,
+    INFO_SEALED_STATIC,
+    RandomSource,
+    aead_decrypt,
+    aead_encrypt,
+    hkdf,
+    x25519,
+)
+from app.crypto.session import MessageKind, SessionMessage
+
+SEALED_VERSION = 1
+SEALED_VERSIONS = frozenset({SEALED_VERSION})
+STATIC_CIPHERTEXT_BYTES = KEY_BYTES + AEAD_TAG_BYTES
+_KINDS = {kind.value: kind for kind in MessageKind}
+
+
+@dataclass(frozen=True, slots=True)
+class Unsealed:
+    """What the recipient learns from a sealed envelope."""
+
+    sender: DeviceCertificate
+    message: SessionMessage
+
+
+def _ephemeral_keys(
+    shared: bytes, recipient_dh: bytes, ephemeral_public: bytes
+) -> tuple[bytes, bytes, bytes]:
+    okm = hkdf(
+        ikm=shared,
+        salt=recipient_dh + ephemeral_public,
+        info=INFO_SEALED_EPHEMERAL,
+        length=2 * KEY_BYTES + XCHACHA_NONCE_BYTES,
+    )
+    return okm[:KEY_BYTES], okm[KEY_BYTES : 2 * KEY_BYTES], okm[2 * KEY_BYTES :]
+
+
+def _static_keys(shared: bytes, chain_key: bytes, static_ciphertext: bytes) -> tuple[bytes, bytes]:
+    okm = hkdf(
+        ikm=shared,
+        salt=chain_key + static_ciphertext,
+        info=INFO_SEALED_STATIC,
+        length=KEY_BYTES + XCHACHA_NONCE_BYTES,
+    )
+    return okm[:KEY_BYTES], okm[KEY_BYTES:]
+
+
+def seal(
+    *,
+    sender: IdentityKeyPair,
+    certificate: DeviceCertificate,
+    recipient_identity: bytes,
+    message: SessionMessage,
+    random: RandomSource,
+) -> bytes:
+    recipient_dh = identity_dh_public(recipient_identity)
+    ephemeral = DHKeyPair.generate(random)
+    prefix = bytes((SEALED_VERSION,)) + ephemeral.public
+    chain_key, key, nonce = _ephemeral_keys(
+        x25519(private_key=ephemeral.private, public_key=recipient_dh), recipient_dh, ephemeral.public
+    )
+    static_ciphertext = aead_encrypt(key=key, nonce=nonce, associated_data=prefix, plaintext=sender.public)
+    key, nonce = _static_keys(
+        x25519(private_key=sender.dh.private, public_key=recipient_dh), chain_key, static_ciphertext
+    )
+    inner = (
+        Writer("sealed content")
+        .var16(certificate.encode(), MAX_CERTIFICATE_BYTES, "certificate")
+        .u8(message.kind)
+        .raw(message.body)
+        .getvalue()
+    )
+    sealed = aead_encrypt(key=key, nonce=nonce, associated_data=prefix + static_ciphertext, plaintext=inner)
+    return prefix + static_ciphertext + sealed
+
+
+def unseal(*, recipient: IdentityKeyPair, untrusted: bytes, trust_root: bytes, now: int) -> Unsealed:
+    """Open a sealed envelope addressed to ``recipient``.
+
+    Raises ``RemoteProtocolError`` for malformed bytes, ``DecryptionError`` if either
+    layer fails to authenticate, ``CertificateError`` if the certificate is not
+    ``trust_root``'s, has expired, or names another identity key than the one that
+    sealed the envelope.
+    """
+    r = Reader(untrusted, "sealed envelope")
+    if len(untrusted) > MAX_SEALED_BYTES:
+        raise r.fail(f"{len(untrusted)} bytes exceeds the limit")
+    r.version(supported=SEALED_VERSIONS, known=SEALED_VERSIONS)
+    ephemeral_public = r.fixed(KEY_BYTES)
+    static_ciphertext = r.fixed(STATIC_CIPHERTEXT_BYTES)
+    sealed = r.rest()
+    prefix = untrusted[: 1 + KEY_BYTES]
+
+    chain_key, key, nonce = _ephemeral_keys(
+        x25519(private_key=recipient.dh.private, public_key=ephemeral_public),
+        recipient.dh.public,
+        ephemeral_public,
+    )
+    sender_identity = aead_decrypt(key=key, nonce=nonce, associated_data=prefix, ciphertext=static_ciphertext)
+    key, nonce = _static_keys(
+        x25519(private_key=recipient.dh.private, public_key=identity_dh_public(sender_identity)),
+        chain_key,
+        static_ciphertext,
+    )
+    inner = aead_decrypt(key=key, nonce=nonce, associated_data=prefix + static_ciphertext, ciphertext=sealed)
+
+    content = Reader(inner, "sealed content")
+    certificate = DeviceCertificate.parse(content.var16(MAX_CERTIFICATE_BYTES, "certificate"))
+    kind = _KINDS.get(content.u8())
+    if kind is None:
+        raise content.fail("unknown session message kind")
+    body = content.rest()
+    certificate.verify(trust_root=trust_root, now=now)
+    if certificate.identity_key != sender_identity:
+        raise CertificateError("the sender's certificate names a different identity key")
+    return Unsealed(sender=certificate, message=SessionMessage(kind, body))

@@ -1,0 +1,1 @@
+"""Wire formats: envelopes, content and control messages, their strict parsers."""

@@ -1,0 +1,1 @@
+"""The signed organisation config and the policy it carries."""

@@ -1,0 +1,1 @@
+"""The use cases the UI and the CLI call, behind one facade."""

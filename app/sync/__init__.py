@@ -1,0 +1,1 @@
+"""The connection to the domestic relay: a sans-I/O state machine and its asyncio driver."""

@@ -1,0 +1,1 @@
+"""The domestic relay server and its admin tool."""
