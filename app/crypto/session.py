@@ -8,7 +8,9 @@ calls ``accept_session``; the one-time prekey must then be deleted by the caller
 
 X3DH (Signal's specification, section 3.3) with our key encoding:
 ``SK = HKDF(ikm = 0xFF*32 || DH1 || DH2 || DH3 [|| DH4], salt = 0x00*32, info = INFO_X3DH)``,
-``AD = IK_initiator || IK_responder`` (Ed25519 public keys). docs/PROTOCOL.md, "X3DH".
+``AD = IK_initiator || IK_responder`` (Ed25519 public keys). A ``PreKeyMessage``'s own
+fields are appended to the AD of the ratchet message it wraps, so none of its bytes
+can be changed unnoticed. docs/PROTOCOL.md, "X3DH" and "Prekey message".
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ class PreKeyMessage:
     one_time_prekey_id: int
     message: bytes
 
-    def encode(self) -> bytes:
+    def header(self) -> bytes:
+        """The fields before the ratchet message; the ratchet authenticates them too."""
         return (
             Writer("prekey message")
             .u8(PREKEY_MESSAGE_VERSION)
@@ -94,9 +97,11 @@ class PreKeyMessage:
             .fixed(self.base_key, KEY_BYTES, "base key")
             .u32(self.signed_prekey_id)
             .u32(self.one_time_prekey_id)
-            .raw(self.message)
             .getvalue()
         )
+
+    def encode(self) -> bytes:
+        return self.header() + self.message
 
     @classmethod
     def parse(cls, untrusted: bytes) -> PreKeyMessage:
@@ -154,17 +159,17 @@ class Session:
         return self.remote_identity + self.local_identity
 
     def encrypt(self, plaintext: bytes) -> SessionMessage:
-        body = self.ratchet.encrypt(plaintext, self.associated_data)
         if self.pending is None:
-            return SessionMessage(MessageKind.RATCHET, body)
-        wrapped = PreKeyMessage(
+            return SessionMessage(MessageKind.RATCHET, self.ratchet.encrypt(plaintext, self.associated_data))
+        header = PreKeyMessage(
             identity_key=self.local_identity,
             base_key=self.base_key,
             signed_prekey_id=self.pending.signed_prekey_id,
             one_time_prekey_id=self.pending.one_time_prekey_id,
-            message=body,
-        )
-        return SessionMessage(MessageKind.PREKEY, wrapped.encode())
+            message=b"",
+        ).header()
+        body = self.ratchet.encrypt(plaintext, self.associated_data + header)
+        return SessionMessage(MessageKind.PREKEY, header + body)
 
     def decrypt(self, message: SessionMessage, random: RandomSource) -> bytes:
         """Decrypt a message of this session; on any error the session is unchanged.
@@ -172,13 +177,13 @@ class Session:
         A ``PreKeyMessage`` for a different base key belongs to a new session the peer
         started: ``DecryptionError`` tells the caller to run ``accept_session`` instead.
         """
-        body = message.body
+        body, associated_data = message.body, self.associated_data
         if message.kind == MessageKind.PREKEY:
             wrapped = PreKeyMessage.parse(body)
             if wrapped.base_key != self.base_key or wrapped.identity_key != self.remote_identity:
                 raise DecryptionError("the message starts a new session")
-            body = wrapped.message
-        plaintext = self.ratchet.decrypt(body, self.associated_data, random)
+            body, associated_data = wrapped.message, associated_data + wrapped.header()
+        plaintext = self.ratchet.decrypt(body, associated_data, random)
         if message.kind == MessageKind.RATCHET:
             self.pending = None
         return plaintext
@@ -323,5 +328,5 @@ def accept_session(
         ratchet=ratchet,
         pending=None,
     )
-    plaintext = session.decrypt(SessionMessage(MessageKind.RATCHET, message.message), random)
+    plaintext = session.decrypt(SessionMessage(MessageKind.PREKEY, message.encode()), random)
     return session, plaintext
