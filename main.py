@@ -1,8 +1,8 @@
 """Start Enclave.
 
-Until the store, the relay and the desktop window land (issues 4 to 6 and later), this
-shows what exists: two devices in this process set up a session with X3DH, exchange
-sealed, ratcheted messages and compare their safety number.
+Until the store, the relay and the desktop window land (the next issues), this shows
+what exists: two devices in this process set up a session with X3DH, exchange sealed,
+ratcheted messages both ways, and compute the safety number they would compare.
 """
 
 from __future__ import annotations
@@ -16,28 +16,9 @@ from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair, OneTimePreKey, PreKeyBundle, SignedPreKey
 from app.crypto.safety import SafetyNumber
 from app.crypto.sealed import seal, unseal
-from app.crypto.session import PreKeyMessage, Session, accept_session, initiate_session
+from app.crypto.session import PreKeyMessage, accept_session, initiate_session
 
 CERTIFICATE_LIFETIME_SECONDS = 3600
-
-
-def _exchange(
-    sender: IdentityKeyPair,
-    certificate: DeviceCertificate,
-    session: Session,
-    text: str,
-    recipient: IdentityKeyPair,
-    issuer: IdentityKeyPair,
-) -> tuple[str, bytes]:
-    sealed = seal(
-        sender=sender,
-        certificate=certificate,
-        recipient_identity=recipient.public,
-        message=session.encrypt(text.encode()),
-        random=random,
-    )
-    opened = unseal(recipient=recipient, untrusted=sealed, trust_root=issuer.public, now=int(time.time()))
-    return opened.sender.account_id, sealed
 
 
 def main() -> int:
@@ -45,9 +26,12 @@ def main() -> int:
     print("and the desktop window arrive with the next issues. A demonstration in this process:\n")
     issuer = IdentityKeyPair.generate(random)
     alice, bob = IdentityKeyPair.generate(random), IdentityKeyPair.generate(random)
-    expires = int(time.time()) + CERTIFICATE_LIFETIME_SECONDS
-    alice_cert = DeviceCertificate.issue(
-        issuer, account_id="alice", device_id=1, identity_key=alice.public, expires_at=expires
+    certificate = DeviceCertificate.issue(
+        issuer,
+        account_id="alice",
+        device_id=1,
+        identity_key=alice.public,
+        expires_at=int(time.time()) + CERTIFICATE_LIFETIME_SECONDS,
     )
     signed_prekey, one_time = SignedPreKey.generate(bob, 1, random), OneTimePreKey.generate(1, random)
     bundle = PreKeyBundle(
@@ -55,19 +39,25 @@ def main() -> int:
     )
 
     alice_session = initiate_session(alice, bundle, random)
-    first = alice_session.encrypt("Good morning, Bob.".encode())
-    bob_session, plaintext = accept_session(
-        bob, PreKeyMessage.parse(first.body), signed_prekey, one_time, random
+    sealed = seal(
+        sender=alice,
+        certificate=certificate,
+        recipient_identity=bob.public,
+        message=alice_session.encrypt(b"Good morning, Bob. The draft is ready."),
+        random=random,
     )
-    print(f"  bob received over X3DH: {plaintext.decode()!r}")
-
-    sender, sealed = _exchange(alice, alice_cert, alice_session, "The draft is ready.", bob, issuer)
-    print(f"  a sealed envelope of {len(sealed)} bytes; inside, the sender is {sender!r}")
+    print(f"  the relay would see {len(sealed)} opaque bytes addressed to Bob's device")
+    opened = unseal(recipient=bob, untrusted=sealed, trust_root=issuer.public, now=int(time.time()))
+    prekey_message = PreKeyMessage.parse(opened.message.body)
+    bob_session, text = accept_session(bob, prekey_message, signed_prekey, one_time, random)
+    print(f"  Bob opened it: from {opened.sender.account_id!r}: {text.decode()!r}")
+    reply = alice_session.decrypt(bob_session.encrypt(b"Thank you, Alice."), random)
+    print(f"  Alice read the reply: {reply.decode()!r}")
 
     number = SafetyNumber.compute(
         local_identity=alice.public, local_id="alice", remote_identity=bob.public, remote_id="bob"
     )
-    print("  safety number:", " ".join(number.groups()))
+    print("  their safety number:", " ".join(number.groups()))
     return 0
 
 

@@ -1,0 +1,133 @@
+"""Sealed sender: what the relay can and cannot see, and what the recipient checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.base.errors import CertificateError, CryptoError, DecryptionError, RemoteProtocolError
+from app.crypto.certificate import DeviceCertificate
+from app.crypto.keys import IdentityKeyPair
+from app.crypto.sealed import seal, unseal
+from app.crypto.session import MessageKind, SessionMessage
+from tests.support.sessions import SeededRandom
+
+NOW = 1_800_000_000
+LATER = NOW + 3600
+
+
+@pytest.fixture
+def random() -> SeededRandom:
+    return SeededRandom(b"sealed")
+
+
+@pytest.fixture
+def issuer(random: SeededRandom) -> IdentityKeyPair:
+    return IdentityKeyPair.generate(random)
+
+
+@pytest.fixture
+def alice(random: SeededRandom) -> IdentityKeyPair:
+    return IdentityKeyPair.generate(random)
+
+
+@pytest.fixture
+def bob(random: SeededRandom) -> IdentityKeyPair:
+    return IdentityKeyPair.generate(random)
+
+
+def _certificate(
+    issuer: IdentityKeyPair, who: IdentityKeyPair, account: str = "a.ivanova"
+) -> DeviceCertificate:
+    return DeviceCertificate.issue(
+        issuer, account_id=account, device_id=3, identity_key=who.public, expires_at=LATER
+    )
+
+
+def _seal(
+    alice: IdentityKeyPair, certificate: DeviceCertificate, bob: IdentityKeyPair, random: SeededRandom
+) -> bytes:
+    message = SessionMessage(MessageKind.RATCHET, b"ratchet bytes")
+    return seal(
+        sender=alice, certificate=certificate, recipient_identity=bob.public, message=message, random=random
+    )
+
+
+def test_recipient_learns_sender_and_message(
+    alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
+) -> None:
+    """Test that unsealing returns the sender's certificate and the session message."""
+    sealed = _seal(alice, _certificate(issuer, alice), bob, random)
+    opened = unseal(recipient=bob, untrusted=sealed, trust_root=issuer.public, now=NOW)
+    assert opened.sender.account_id == "a.ivanova"
+    assert opened.sender.identity_key == alice.public
+    assert opened.message == SessionMessage(MessageKind.RATCHET, b"ratchet bytes")
+
+
+def test_relay_sees_nothing_that_names_the_sender(
+    alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
+) -> None:
+    """Test that the sealed bytes contain neither the sender's key, account id, certificate nor message."""
+    certificate = _certificate(issuer, alice)
+    sealed = _seal(alice, certificate, bob, random)
+    for secret in (alice.public, alice.dh.public, b"a.ivanova", certificate.signature, b"ratchet bytes"):
+        assert secret not in sealed
+
+
+def test_only_the_recipient_can_unseal(
+    alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
+) -> None:
+    """Test that another device cannot open an envelope addressed to Bob."""
+    sealed = _seal(alice, _certificate(issuer, alice), bob, random)
+    eve = IdentityKeyPair.generate(random)
+    with pytest.raises(DecryptionError):
+        unseal(recipient=eve, untrusted=sealed, trust_root=issuer.public, now=NOW)
+
+
+def test_flipping_any_byte_of_a_sealed_envelope_is_refused(
+    alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
+) -> None:
+    """Test that every one-byte change of a sealed envelope is refused."""
+    sealed = _seal(alice, _certificate(issuer, alice), bob, random)
+    for index in range(len(sealed)):
+        tampered = sealed[:index] + bytes((sealed[index] ^ 0x01,)) + sealed[index + 1 :]
+        with pytest.raises((CryptoError, RemoteProtocolError)):
+            unseal(recipient=bob, untrusted=tampered, trust_root=issuer.public, now=NOW)
+
+
+def test_certificate_from_another_issuer_is_refused(
+    alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
+) -> None:
+    """Test that a certificate not signed by the organisation's trust root is refused."""
+    rogue = IdentityKeyPair.generate(random)
+    sealed = _seal(alice, _certificate(rogue, alice), bob, random)
+    with pytest.raises(CertificateError):
+        unseal(recipient=bob, untrusted=sealed, trust_root=issuer.public, now=NOW)
+
+
+def test_expired_certificate_is_refused(
+    alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
+) -> None:
+    """Test that a certificate past its expiry is refused."""
+    sealed = _seal(alice, _certificate(issuer, alice), bob, random)
+    with pytest.raises(CertificateError):
+        unseal(recipient=bob, untrusted=sealed, trust_root=issuer.public, now=LATER)
+
+
+def test_stolen_certificate_does_not_let_another_key_impersonate(
+    alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
+) -> None:
+    """Test that Mallory sealing with her own key and Alice's certificate is refused."""
+    mallory = IdentityKeyPair.generate(random)
+    sealed = _seal(mallory, _certificate(issuer, alice), bob, random)
+    with pytest.raises(CertificateError):
+        unseal(recipient=bob, untrusted=sealed, trust_root=issuer.public, now=NOW)
+
+
+def test_certificate_round_trips_and_refuses_trailing_bytes(
+    issuer: IdentityKeyPair, alice: IdentityKeyPair
+) -> None:
+    """Test that a certificate parses back to itself and extra bytes after it are refused."""
+    certificate = _certificate(issuer, alice, account="Ким Минсу")
+    assert DeviceCertificate.parse(certificate.encode()) == certificate
+    with pytest.raises(RemoteProtocolError):
+        DeviceCertificate.parse(certificate.encode() + b"\x00")

@@ -1,0 +1,47 @@
+"""Hypothesis strategies for every content and control message."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from app.base.limits import MAX_RECEIPT_MESSAGE_IDS, MAX_TIMER_SECONDS
+from app.protocol.content import (
+    FileMessage,
+    KeyUpdate,
+    KeyUpdateAction,
+    MessageHeader,
+    Receipt,
+    ReceiptType,
+    TextMessage,
+    TimerChange,
+)
+
+ids = st.binary(min_size=16, max_size=16)
+millis = st.integers(min_value=0, max_value=2**63 - 1)
+timers = st.integers(min_value=0, max_value=MAX_TIMER_SECONDS)
+names = st.text(min_size=1, max_size=40)
+
+headers = st.builds(
+    MessageHeader, message_id=ids, sent_at=millis, expire_after=timers, group_id=st.none() | ids
+)
+text_messages = st.builds(TextMessage, header=headers, text=st.text(min_size=1, max_size=300))
+file_messages = st.builds(
+    FileMessage,
+    header=headers,
+    attachment_id=st.binary(min_size=1, max_size=64),
+    key=st.binary(min_size=32, max_size=32),
+    digest=st.binary(min_size=32, max_size=32),
+    size=st.integers(min_value=0, max_value=2**31),
+    filename=names,
+    mime_type=st.text(max_size=40),
+    caption=st.text(max_size=100),
+)
+receipts = st.builds(
+    Receipt,
+    receipt_type=st.sampled_from(ReceiptType),
+    timestamp=millis,
+    message_ids=st.lists(ids, min_size=1, max_size=min(MAX_RECEIPT_MESSAGE_IDS, 20)).map(tuple),
+)
+timer_changes = st.builds(TimerChange, timer_seconds=timers, changed_at=millis, group_id=st.none() | ids)
+key_updates = st.builds(KeyUpdate, action=st.sampled_from(KeyUpdateAction))
+contents = st.one_of(text_messages, file_messages, receipts, timer_changes, key_updates)
