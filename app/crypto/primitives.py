@@ -5,6 +5,13 @@ are libsodium's (through PyNaCl), HKDF-SHA256 is ``cryptography``'s, HMAC-SHA256
 standard library's (OpenSSL). The wrappers check lengths, turn library exceptions into
 Enclave's ``CryptoError`` types and name every HKDF purpose by an ``INFO_*`` constant
 that docs/PROTOCOL.md quotes word for word.
+
+The AEAD, which runs twice per message, calls libsodium through PyNaCl's own cffi
+handle (``nacl._sodium``) instead of ``nacl.bindings``: the public binding formats its
+error messages eagerly on every call, which cost about 5 microseconds of a 10
+microsecond call (bench/crypto.py). It is the same libsodium function in the same
+library file; PyNaCl is pinned, and tests/crypto/test_primitives.py checks this path
+against the public binding and the published test vector.
 """
 
 from __future__ import annotations
@@ -15,8 +22,10 @@ from collections.abc import Callable
 
 import nacl.exceptions
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nacl import bindings
+from nacl._sodium import ffi as _ffi
+from nacl._sodium import lib as _lib
 
 from app.base.errors import DecryptionError, InvalidKeyError, InvalidSignatureError, LocalProtocolError
 from app.base.limits import AEAD_TAG_BYTES, KEY_BYTES, SIGNATURE_BYTES, XCHACHA_NONCE_BYTES
@@ -27,7 +36,6 @@ RandomSource = Callable[[int], bytes]
 # Every HKDF in Enclave has its own purpose string (docs/PROTOCOL.md, "Key derivation").
 INFO_X3DH = b"enclave:v1:x3dh"
 INFO_ROOT = b"enclave:v1:ratchet-root"
-INFO_MESSAGE_KEYS = b"enclave:v1:message-keys"
 INFO_SEALED_EPHEMERAL = b"enclave:v1:sealed-ephemeral"
 INFO_SEALED_STATIC = b"enclave:v1:sealed-static"
 
@@ -106,11 +114,6 @@ def hkdf(*, ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
     return HKDF(algorithm=_SHA256, length=length, salt=salt, info=info).derive(ikm)
 
 
-def hkdf_expand(*, prk: bytes, info: bytes, length: int) -> bytes:
-    """HKDF-Expand-SHA256 alone, for input that is already a uniform 32-byte key."""
-    return HKDFExpand(algorithm=_SHA256, length=length, info=info).derive(prk)
-
-
 def hmac_sha256(*, key: bytes, data: bytes) -> bytes:
     return hmac.digest(key, data, "sha256")
 
@@ -119,7 +122,20 @@ def aead_encrypt(*, key: bytes, nonce: bytes, associated_data: bytes, plaintext:
     """XChaCha20-Poly1305 (IETF); ciphertext with its 16-byte tag appended."""
     _require(key, KEY_BYTES, "AEAD key")
     _require(nonce, XCHACHA_NONCE_BYTES, "AEAD nonce")
-    return bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, associated_data, nonce, key)
+    plaintext, associated_data = bytes(plaintext), bytes(associated_data)
+    out = _ffi.new("unsigned char[]", len(plaintext) + AEAD_TAG_BYTES)
+    _lib.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        out,
+        _ffi.NULL,
+        plaintext,
+        len(plaintext),
+        associated_data,
+        len(associated_data),
+        _ffi.NULL,
+        nonce,
+        key,
+    )
+    return _ffi.buffer(out)[:]
 
 
 def aead_decrypt(*, key: bytes, nonce: bytes, associated_data: bytes, ciphertext: bytes) -> bytes:
@@ -128,10 +144,22 @@ def aead_decrypt(*, key: bytes, nonce: bytes, associated_data: bytes, ciphertext
     _require(nonce, XCHACHA_NONCE_BYTES, "AEAD nonce")
     if len(ciphertext) < AEAD_TAG_BYTES:
         raise DecryptionError("the ciphertext is shorter than its authentication tag")
-    try:
-        return bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(ciphertext, associated_data, nonce, key)
-    except nacl.exceptions.CryptoError as e:
-        raise DecryptionError("the message was altered or is not meant for this session") from e
+    ciphertext, associated_data = bytes(ciphertext), bytes(associated_data)
+    out = _ffi.new("unsigned char[]", len(ciphertext) - AEAD_TAG_BYTES)
+    failed = _lib.crypto_aead_xchacha20poly1305_ietf_decrypt(
+        out,
+        _ffi.NULL,
+        _ffi.NULL,
+        ciphertext,
+        len(ciphertext),
+        associated_data,
+        len(associated_data),
+        nonce,
+        key,
+    )
+    if failed:
+        raise DecryptionError("the message was altered or is not meant for this session")
+    return _ffi.buffer(out)[:]
 
 
 def sha512(data: bytes) -> bytes:

@@ -133,7 +133,15 @@ def _x3dh_secret(dh_outputs: list[bytes]) -> bytes:
 class Session:
     """One device's view of a session with one remote device."""
 
-    __slots__ = ("base_key", "is_initiator", "local_identity", "pending", "ratchet", "remote_identity")
+    __slots__ = (
+        "associated_data",
+        "base_key",
+        "is_initiator",
+        "local_identity",
+        "pending",
+        "ratchet",
+        "remote_identity",
+    )
 
     def __init__(
         self,
@@ -151,12 +159,10 @@ class Session:
         self.is_initiator = is_initiator
         self.ratchet = ratchet
         self.pending = pending
-
-    @property
-    def associated_data(self) -> bytes:
-        if self.is_initiator:
-            return self.local_identity + self.remote_identity
-        return self.remote_identity + self.local_identity
+        self.associated_data = (
+            local_identity + remote_identity if is_initiator else remote_identity + local_identity
+        )
+        """X3DH's AD: the initiator's identity key, then the responder's."""
 
     def encrypt(self, plaintext: bytes) -> SessionMessage:
         if self.pending is None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from nacl import bindings
 
 from app.base.errors import DecryptionError, InvalidKeyError, InvalidSignatureError
 from app.crypto.keys import IdentityKeyPair, identity_dh_public
@@ -128,3 +131,19 @@ def test_identity_key_that_is_not_a_point_is_refused() -> None:
     """Test that an identity key off the curve raises InvalidKeyError, not a library error."""
     with pytest.raises(InvalidKeyError):
         identity_dh_public(b"\xff" * 32)
+
+
+@given(
+    key=st.binary(min_size=32, max_size=32),
+    nonce=st.binary(min_size=24, max_size=24),
+    associated_data=st.binary(max_size=200),
+    plaintext=st.binary(max_size=2000),
+)
+def test_aead_fast_path_matches_pynacls_public_binding(
+    key: bytes, nonce: bytes, associated_data: bytes, plaintext: bytes
+) -> None:
+    """Test that our direct libsodium AEAD call gives exactly what nacl.bindings gives, both ways."""
+    ours = aead_encrypt(key=key, nonce=nonce, associated_data=associated_data, plaintext=plaintext)
+    theirs = bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, associated_data, nonce, key)
+    assert ours == theirs
+    assert aead_decrypt(key=key, nonce=nonce, associated_data=associated_data, ciphertext=theirs) == plaintext
