@@ -1,0 +1,44 @@
+"""docs/PROTOCOL.md stays true: its constants, limits and test vectors are the code's."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app.base import limits
+from app.crypto import primitives
+from tests.support import vectors
+
+DOC = vectors.DOC.read_text(encoding="utf-8")
+
+
+def _named(module: object, prefix: str) -> dict[str, object]:
+    return {name: value for name, value in vars(module).items() if name.startswith(prefix)}
+
+
+@pytest.mark.parametrize("prefix", ["INFO_", "SIGN_CONTEXT_"])
+def test_every_purpose_string_is_quoted_exactly(prefix: str) -> None:
+    """Test that each HKDF info and signature context appears in the doc's table with its exact bytes."""
+    constants = _named(primitives, prefix)
+    assert constants
+    for name, value in constants.items():
+        assert isinstance(value, bytes)
+        assert f"| `{name}` | `{value.decode('ascii')}` |" in DOC, name
+
+
+def test_doc_names_no_purpose_string_the_code_lacks() -> None:
+    """Test that the doc's purpose-string tables list nothing the code has dropped."""
+    quoted = set(re.findall(r"^\| `((?:INFO|SIGN_CONTEXT)_[A-Z0-9_]+)` \|", DOC, flags=re.MULTILINE))
+    assert quoted == set(_named(primitives, "INFO_")) | set(_named(primitives, "SIGN_CONTEXT_"))
+
+
+def test_every_limit_is_in_the_limits_table_with_its_value() -> None:
+    """Test that each MAX_* limit and the padding block appear in section 13 with the code's value."""
+    for name, value in {**_named(limits, "MAX_"), "PADDING_BLOCK_BYTES": limits.PADDING_BLOCK_BYTES}.items():
+        assert f"| `{name}` | {value} |" in DOC, name
+
+
+def test_test_vectors_are_what_the_code_produces() -> None:
+    """Test that the vectors in section 15 equal a fresh run of tests/support/vectors.py."""
+    assert vectors.in_doc(DOC) == vectors.make()
