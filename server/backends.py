@@ -1,0 +1,15 @@
+"""Choose the relay's storage backend from its config."""
+
+from __future__ import annotations
+
+from server.config import ServerConfig
+from server.store.base import RelayStore
+from server.store.sqlite import SQLiteStore
+
+
+def make_store(config: ServerConfig) -> RelayStore:
+    if config.backend == "postgres":
+        from server.store.postgres import PostgresStore  # noqa: PLC0415 - asyncpg only when asked for
+
+        return PostgresStore(config.postgres_dsn, config.postgres_schema)
+    return SQLiteStore(config.database_path)

@@ -1,0 +1,84 @@
+"""The relay's settings: a TOML file in the data folder, overridden by command-line flags.
+
+Every setting has a safe default, so a first start needs nothing but a data folder.
+A file with an unknown key or a value of the wrong type is refused with a message that
+names the key, and the relay does not start.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from app.base.errors import EnclaveError
+
+CONFIG_FILENAME = "server.toml"
+DAY = 24 * 3600
+
+
+class ConfigError(EnclaveError):
+    """The relay's configuration is unreadable or holds a bad value."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8443
+    backend: str = "sqlite"
+    """``sqlite`` (a file in the data folder) or ``postgres`` (``postgres_dsn``)."""
+    postgres_dsn: str = ""
+    postgres_schema: str = "enclave"
+    """The schema holding the relay's tables; several relays may share one database."""
+    retention_seconds: int = 30 * DAY
+    """An undelivered envelope is dropped after this, or its own expiry if sooner."""
+    mailbox_max_envelopes: int = 10_000
+    mailbox_max_bytes: int = 256 * 1024 * 1024
+    attachment_max_bytes: int = 100 * 1024 * 1024
+    attachment_retention_seconds: int = 30 * DAY
+    enrolment_attempts_per_minute: int = 10
+    bundle_fetches_per_minute: int = 60
+    directory_lookups_per_minute: int = 30
+    certificate_lifetime_seconds: int = 7 * DAY
+    sweep_interval_seconds: int = 60
+    prekeys_low_threshold: int = 20
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("sqlite", "postgres"):
+            raise ConfigError(f"backend must be 'sqlite' or 'postgres', not {self.backend!r}")
+        if self.backend == "postgres" and not self.postgres_dsn:
+            raise ConfigError("backend 'postgres' needs postgres_dsn")
+        if not self.postgres_schema.isidentifier():
+            raise ConfigError(f"postgres_schema {self.postgres_schema!r} must be a plain identifier")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is out of range")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int" and value <= 0 and f.name != "port":
+                raise ConfigError(f"{f.name} must be positive, not {value}")
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "relay.sqlite3"
+
+
+def load_config(data_dir: Path, overrides: dict[str, Any] | None = None) -> ServerConfig:
+    """The config of ``data_dir`` (its ``server.toml`` if present) with ``overrides`` on top."""
+    values: dict[str, Any] = {}
+    path = data_dir / CONFIG_FILENAME
+    if path.exists():
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is not valid TOML: {e}") from e
+    values.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    known = {f.name: f.type for f in fields(ServerConfig)}
+    for key, value in values.items():
+        if key not in known or key == "data_dir":
+            raise ConfigError(f"{path}: unknown setting {key!r}")
+        expected = int if known[key] == "int" else str
+        if type(value) is not expected:
+            raise ConfigError(f"{path}: {key} must be {'a whole number' if expected is int else 'text'}")
+    return replace(ServerConfig(data_dir=data_dir), **values)

@@ -1,0 +1,88 @@
+"""The relay's HTTPS side: the WebSocket endpoint, attachments and a health check.
+
+Why aiohttp rather than ``websockets``: the relay needs plain HTTPS (attachment upload
+with a streamed, size-capped body; download; a health check) and WebSockets on the same
+TLS port, and aiohttp serves both from one application with one TLS context.
+``websockets`` is only a WebSocket server. The access log is off: it would write an
+address next to every request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from aiohttp import web
+
+from server.relay import Relay
+from server.tokens import check_upload_token
+
+ATTACHMENT_ID_BYTES = 24
+ATTACHMENT_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")
+UPLOAD_SCHEME = "Enclave-Upload "
+CHUNK_BYTES = 64 * 1024
+RELAY_KEY: web.AppKey[Relay] = web.AppKey("relay", Relay)
+
+
+def _error(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=status)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    return await request.app[RELAY_KEY].handle_websocket(request)
+
+
+async def upload_attachment(request: web.Request) -> web.Response:
+    relay = request.app[RELAY_KEY]
+    header = request.headers.get("Authorization", "")
+    try:
+        token = (
+            binascii.unhexlify(header.removeprefix(UPLOAD_SCHEME))
+            if header.startswith(UPLOAD_SCHEME)
+            else b""
+        )
+    except binascii.Error:
+        token = b""
+    if check_upload_token(relay.keys.upload_token_key, token, relay.now()) is None:
+        return _error(401, "a valid upload token is required")
+    limit = relay.config.attachment_max_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return _error(413, f"attachments are limited to {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(CHUNK_BYTES):
+        size += len(chunk)
+        if size > limit:
+            return _error(413, f"attachments are limited to {limit} bytes")
+        chunks.append(chunk)
+    if size == 0:
+        return _error(400, "the attachment is empty")
+    attachment_id = base64.urlsafe_b64encode(relay.random(ATTACHMENT_ID_BYTES)).decode("ascii")
+    expires_at = relay.now() + relay.config.attachment_retention_seconds
+    await relay.store.put_attachment(attachment_id, b"".join(chunks), expires_at)
+    return web.json_response({"attachment_id": attachment_id, "expires_at": expires_at}, status=201)
+
+
+async def download_attachment(request: web.Request) -> web.Response:
+    relay = request.app[RELAY_KEY]
+    attachment_id = request.match_info["attachment_id"]
+    if not ATTACHMENT_ID.match(attachment_id):
+        return _error(404, "no such attachment")
+    blob = await relay.store.get_attachment(attachment_id, relay.now())
+    if blob is None:
+        return _error(404, "no such attachment, or it expired")
+    return web.Response(body=blob, content_type="application/octet-stream")
+
+
+def make_app(relay: Relay) -> web.Application:
+    app = web.Application(client_max_size=relay.config.attachment_max_bytes + 1024)
+    app[RELAY_KEY] = relay
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/ws", websocket)
+    app.router.add_post("/v1/attachments", upload_attachment)
+    app.router.add_get("/v1/attachments/{attachment_id}", download_attachment)
+    return app

@@ -1,0 +1,98 @@
+"""``enclave-server``: run the domestic relay.
+
+    enclave-server --data /var/lib/enclave [--host 0.0.0.0] [--port 8443] [--backend postgres ...]
+
+On the first start it makes its TLS certificate and signing key in the data folder and
+prints the public-key pin that goes into the provisioning config. Flags override
+``server.toml`` in the data folder (docs/ADMIN.md lists every setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from aiohttp import web
+from nacl.utils import random
+
+from server.backends import make_store
+from server.config import ConfigError, ServerConfig, load_config
+from server.http import make_app
+from server.keys import load_or_create_keys
+from server.relay import Relay
+from server.store.base import StoreError
+
+log = logging.getLogger("enclave.server")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="enclave-server", description="Run the Enclave relay.")
+    parser.add_argument("--data", type=Path, required=True, help="data folder (keys, config, SQLite file)")
+    for f in fields(ServerConfig):
+        if f.name == "data_dir":
+            continue
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), dest=f.name, type=int if f.type == "int" else str, default=None
+        )
+    return parser
+
+
+async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
+    keys = load_or_create_keys(config.data_dir, config.host)
+    if keys.created:
+        print(f"New relay keys made in {config.data_dir}.")
+    print(f"Relay public-key pin for the provisioning config: {keys.pin}", flush=True)
+    store = make_store(config)
+    await store.open()
+    relay = Relay(config=config, store=store, keys=keys, random=random)
+    await store.subscribe(relay.wake)
+    await store.drop_expired(relay.now())
+    runner = web.AppRunner(make_app(relay), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, ssl_context=keys.ssl_context(), reuse_address=True)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    print(f"enclave-server listening on https://{host}:{port}", flush=True)
+    sweeper = asyncio.create_task(relay.sweep_forever())
+    try:
+        await stop.wait()
+    finally:
+        sweeper.cancel()
+        for connection in list(relay.connections.values()):
+            await connection.ws.close()
+        await runner.cleanup()
+        await store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = {k: v for k, v in vars(args).items() if k != "data"}
+    try:
+        config = load_config(args.data, overrides)
+    except ConfigError as e:
+        print(f"enclave-server: {e}", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(config, stop)
+
+    try:
+        asyncio.run(run())
+    except (StoreError, OSError) as e:
+        print(f"enclave-server: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

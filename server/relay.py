@@ -1,0 +1,417 @@
+"""The relay: one WebSocket per connected device, mailboxes, prekeys, the directory.
+
+A connection starts with a ``CHALLENGE``. Before it authenticates, a device may only
+``ENROL`` (spend a code, register its keys) or ``AUTHENTICATE`` (sign the challenge with
+its identity key). A challenge is good for one attempt; a failed one closes the
+connection. After that, each request gets one ``RESPONSE``, and envelopes for the
+device are pushed as soon as they are stored, on this process or, with PostgreSQL, on
+any other.
+
+Bad input from one device never hurts another: a frame that does not parse closes that
+connection with a ``CLOSING`` frame saying why; a request whose body is malformed gets
+a ``BAD_REQUEST`` response. Nothing here logs per message, and nothing logs an address
+next to an account or device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from aiohttp import WSMsgType, web
+
+from app.base.errors import CryptoError, EnclaveError, RemoteProtocolError
+from app.crypto.certificate import DeviceCertificate
+from app.crypto.keys import NO_ONE_TIME_PREKEY, PreKeyBundle
+from app.crypto.primitives import SIGN_CONTEXT_RELAY_AUTH, RandomSource, ed25519_verify
+from app.protocol.frames import (
+    CHALLENGE_BYTES,
+    MAX_DIRECTORY_RESULTS,
+    MAX_FRAME_BYTES,
+    Ack,
+    Authenticate,
+    Authenticated,
+    Bundles,
+    Challenge,
+    Closing,
+    Count,
+    DeviceBundle,
+    DirectoryEntry,
+    DirectoryLookup,
+    DirectoryResults,
+    Enrol,
+    Enrolled,
+    FetchBundles,
+    Frame,
+    FrameType,
+    Notice,
+    NoticeKind,
+    Response,
+    Send,
+    SignedPreKeyUpload,
+    Status,
+    UploadPreKeys,
+    auth_message,
+)
+from server.config import ServerConfig
+from server.keys import RelayKeys
+from server.ratelimit import RateLimiter
+from server.store.base import (
+    AccountState,
+    Device,
+    DuplicateError,
+    MailboxFullError,
+    OneTimePreKey,
+    Quota,
+    RelayStore,
+    SignedPreKey,
+    StoreError,
+)
+from server.tokens import issue_upload_token
+
+log = logging.getLogger(__name__)
+
+PUSH_BATCH = 100
+MIN_DIRECTORY_QUERY = 2
+CODE_REFUSED = "The enrolment code is wrong, already used or expired. Ask your administrator for a new one."
+REVOKED = "This device was revoked by your organisation's administrator."
+ACCOUNT_DISABLED = "Your account is disabled. Contact your organisation's administrator."
+
+
+def enrolment_code_hash(code: str) -> bytes:
+    """Codes are stored hashed; case, spaces and dashes do not matter when typed."""
+    normalised = "".join(code.split()).replace("-", "").upper()
+    return hashlib.sha256(normalised.encode("utf-8")).digest()
+
+
+@dataclass
+class Relay:
+    config: ServerConfig
+    store: RelayStore
+    keys: RelayKeys
+    random: RandomSource
+    clock: Callable[[], float] = time.time
+    connections: dict[int, Connection] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.enrolment_limiter = RateLimiter(self.config.enrolment_attempts_per_minute, self.clock)
+        self.bundle_limiter = RateLimiter(self.config.bundle_fetches_per_minute, self.clock)
+        self.directory_limiter = RateLimiter(self.config.directory_lookups_per_minute, self.clock)
+        self.quota = Quota(self.config.mailbox_max_envelopes, self.config.mailbox_max_bytes)
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    async def wake(self, device_id: int) -> None:
+        connection = self.connections.get(device_id)
+        if connection is not None:
+            connection.wake.set()
+
+    def register(self, device_id: int, connection: Connection) -> Connection | None:
+        """Make ``connection`` the device's one live connection; return the one it replaces."""
+        previous = self.connections.get(device_id)
+        self.connections[device_id] = connection
+        return previous
+
+    def unregister(self, device_id: int, connection: Connection) -> None:
+        if self.connections.get(device_id) is connection:
+            del self.connections[device_id]
+
+    async def sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sweep_interval_seconds)
+            try:
+                await self.store.drop_expired(self.now())
+            except StoreError:
+                log.exception("sweeping expired envelopes failed; will retry")
+
+    async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=30.0)
+        await ws.prepare(request)
+        connection = Connection(self, ws, peer=request.remote or "")
+        try:
+            await connection.run()
+        finally:
+            await connection.stop()
+        return ws
+
+
+class Connection:
+    """One device's WebSocket, from challenge to close."""
+
+    def __init__(self, relay: Relay, ws: web.WebSocketResponse, peer: str) -> None:
+        self.relay = relay
+        self.ws = ws
+        self.peer = peer
+        self.nonce: bytes | None = None
+        self.device: Device | None = None
+        self.wake = asyncio.Event()
+        self.delivery: asyncio.Task[None] | None = None
+        self.closing = False
+
+    async def send(self, frame_type: FrameType, request_id: int, body: bytes) -> None:
+        await self.ws.send_bytes(Frame(frame_type, request_id, body).encode())
+
+    async def close(self, status: Status, reason: str) -> None:
+        self.closing = True
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.send(FrameType.CLOSING, 0, Closing(status, reason).encode())
+        await self.ws.close()
+
+    async def run(self) -> None:
+        self.nonce = self.relay.random(CHALLENGE_BYTES)
+        await self.send(FrameType.CHALLENGE, 0, Challenge(self.nonce, self.relay.now()).encode())
+        async for message in self.ws:
+            if message.type != WSMsgType.BINARY:
+                await self.close(Status.BAD_REQUEST, "frames must be binary")
+                return
+            try:
+                frame = Frame.parse(message.data)
+            except RemoteProtocolError as e:
+                await self.close(Status.BAD_REQUEST, str(e))
+                return
+            response = await self.dispatch(frame)
+            if response is not None and not self.ws.closed:
+                await self.send(FrameType.RESPONSE, frame.request_id, response.encode())
+            if self.closing:
+                await self.ws.close()
+                return
+
+    async def stop(self) -> None:
+        if self.delivery is not None:
+            self.delivery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.delivery
+        if self.device is not None:
+            self.relay.unregister(self.device.device_id, self)
+
+    async def dispatch(self, frame: Frame) -> Response | None:
+        handlers = self.AUTHENTICATED if self.device is not None else self.UNAUTHENTICATED
+        handler = handlers.get(frame.type)
+        if handler is None:
+            if self.device is None:
+                return Response(Status.UNAUTHENTICATED, "authenticate first")
+            return Response(Status.BAD_REQUEST, f"a device does not send {frame.type.name}")
+        try:
+            return await handler(self, frame.body)
+        except RemoteProtocolError as e:
+            return Response(Status.BAD_REQUEST, str(e))
+        except StoreError:
+            log.exception("the store failed while answering a request")
+            return Response(Status.INTERNAL_ERROR, "the relay could not complete the request; try again")
+
+    # Before authentication.
+
+    async def on_enrol(self, body: bytes) -> Response:
+        if not self.relay.enrolment_limiter.allow(self.peer):
+            return Response(Status.RATE_LIMITED, "too many enrolment attempts; wait a minute")
+        request = Enrol.parse(body)
+        spk = request.signed_prekey
+        try:
+            PreKeyBundle(request.identity_key, spk.key_id, spk.public, spk.signature).verify()
+        except CryptoError as e:
+            return Response(Status.BAD_REQUEST, f"the device keys are invalid: {e}")
+        account_id = await self.relay.store.spend_enrolment_code(
+            enrolment_code_hash(request.code), self.relay.now()
+        )
+        if account_id is None:
+            return Response(Status.CODE_REFUSED, CODE_REFUSED)
+        account = await self.relay.store.get_account(account_id)
+        if account is None or account.state != AccountState.ACTIVE:
+            return Response(Status.ACCOUNT_DISABLED, ACCOUNT_DISABLED)
+        try:
+            device = await self.relay.store.add_device(
+                account_id,
+                request.identity_key,
+                SignedPreKey(spk.key_id, spk.public, spk.signature),
+                [OneTimePreKey(k.key_id, k.public) for k in request.one_time_prekeys],
+            )
+        except DuplicateError:
+            return Response(Status.BAD_REQUEST, "this identity key is already enrolled")
+        enrolled = Enrolled(
+            account_id, device.device_id, self._certificate(device), self.relay.keys.signing.public
+        )
+        return Response(Status.OK, body=enrolled.encode())
+
+    async def on_authenticate(self, body: bytes) -> Response:
+        request = Authenticate.parse(body)
+        nonce, self.nonce = self.nonce, None
+        device = await self.relay.store.get_device(request.device_id)
+        if nonce is None or device is None:
+            self.closing = True
+            return Response(Status.UNAUTHENTICATED, "unknown device or challenge already used")
+        try:
+            ed25519_verify(
+                public_key=device.identity_key,
+                context=SIGN_CONTEXT_RELAY_AUTH,
+                message=auth_message(nonce, device.device_id),
+                signature=request.signature,
+            )
+        except CryptoError:
+            self.closing = True
+            return Response(Status.UNAUTHENTICATED, "the signature does not match this device")
+        refusal = await self._refusal(device)
+        if refusal is not None:
+            self.closing = True
+            return refusal
+        self.device = device
+        previous = self.relay.register(device.device_id, self)
+        if previous is not None:
+            await previous.close(Status.UNAUTHENTICATED, "this device connected again elsewhere")
+        expires = self.relay.now() + self.relay.config.certificate_lifetime_seconds
+        token = issue_upload_token(self.relay.keys.upload_token_key, device.device_id, expires)
+        self.delivery = asyncio.create_task(self._deliver())
+        return Response(Status.OK, body=Authenticated(self._certificate(device), token).encode())
+
+    async def _refusal(self, device: Device) -> Response | None:
+        if device.revoked:
+            return Response(Status.REVOKED, REVOKED)
+        account = await self.relay.store.get_account(device.account_id)
+        if account is None or account.state == AccountState.REVOKED:
+            return Response(Status.REVOKED, REVOKED)
+        if account.state == AccountState.DISABLED:
+            return Response(Status.ACCOUNT_DISABLED, ACCOUNT_DISABLED)
+        return None
+
+    def _certificate(self, device: Device) -> bytes:
+        return DeviceCertificate.issue(
+            self.relay.keys.signing,
+            account_id=device.account_id,
+            device_id=device.device_id,
+            identity_key=device.identity_key,
+            expires_at=self.relay.now() + self.relay.config.certificate_lifetime_seconds,
+        ).encode()
+
+    # After authentication.
+
+    @property
+    def device_id(self) -> int:
+        if self.device is None:
+            raise RuntimeError("not authenticated")
+        return self.device.device_id
+
+    async def on_send(self, body: bytes) -> Response:
+        request = Send.parse(body)
+        now = self.relay.now()
+        recipient = await self.relay.store.get_device(request.recipient_device)
+        if recipient is None or recipient.revoked:
+            return Response(Status.NOT_FOUND, "that device does not exist or was revoked")
+        if request.envelope.expires_at <= now:
+            return Response(Status.BAD_REQUEST, "the envelope has already expired")
+        expires_at = min(request.envelope.expires_at, now + self.relay.config.retention_seconds)
+        try:
+            await self.relay.store.enqueue(
+                recipient.device_id,
+                request.envelope.envelope_id,
+                request.envelope.encode(),
+                expires_at,
+                self.relay.quota,
+            )
+        except MailboxFullError as e:
+            return Response(Status.MAILBOX_FULL, str(e))
+        except DuplicateError:
+            return Response(Status.OK)
+        return Response(Status.OK)
+
+    async def on_ack(self, body: bytes) -> Response:
+        request = Ack.parse(body)
+        await self.relay.store.acknowledge(self.device_id, list(request.envelope_ids))
+        return Response(Status.OK)
+
+    async def on_fetch_bundles(self, body: bytes) -> Response:
+        if not self.relay.bundle_limiter.allow(self.device_id):
+            return Response(Status.RATE_LIMITED, "too many key requests; wait a minute")
+        request = FetchBundles.parse(body)
+        taken = await self.relay.store.take_bundles(request.account_id)
+        if not taken:
+            return Response(Status.NOT_FOUND, "no such colleague, or they have no active device")
+        bundles = []
+        for device, one_time in taken:
+            bundle = PreKeyBundle(
+                device.identity_key,
+                device.signed_prekey_id,
+                device.signed_prekey,
+                device.signed_prekey_signature,
+                one_time.key_id if one_time else NO_ONE_TIME_PREKEY,
+                one_time.public if one_time else None,
+            )
+            bundles.append(DeviceBundle(device.device_id, bundle.to_bytes()))
+            await self._notify_if_low(device.device_id)
+        return Response(Status.OK, body=Bundles(tuple(bundles)).encode())
+
+    async def _notify_if_low(self, device_id: int) -> None:
+        owner = self.relay.connections.get(device_id)
+        if owner is None:
+            return
+        left = await self.relay.store.count_one_time_prekeys(device_id)
+        if left < self.relay.config.prekeys_low_threshold:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await owner.send(FrameType.NOTICE, 0, Notice(NoticeKind.PREKEYS_LOW, left).encode())
+
+    async def on_upload_prekeys(self, body: bytes) -> Response:
+        request = UploadPreKeys.parse(body)
+        device = self.device
+        if device is None:
+            raise RuntimeError("not authenticated")
+        if request.signed_prekey is not None:
+            spk: SignedPreKeyUpload = request.signed_prekey
+            try:
+                PreKeyBundle(device.identity_key, spk.key_id, spk.public, spk.signature).verify()
+            except CryptoError as e:
+                return Response(Status.BAD_REQUEST, f"the signed prekey is invalid: {e}")
+            await self.relay.store.set_signed_prekey(
+                device.device_id, SignedPreKey(spk.key_id, spk.public, spk.signature)
+            )
+        left = await self.relay.store.add_one_time_prekeys(
+            device.device_id, [OneTimePreKey(k.key_id, k.public) for k in request.one_time_prekeys]
+        )
+        return Response(Status.OK, body=Count(left).encode())
+
+    async def on_directory_lookup(self, body: bytes) -> Response:
+        if not self.relay.directory_limiter.allow(self.device_id):
+            return Response(Status.RATE_LIMITED, "too many look-ups; wait a minute")
+        query = DirectoryLookup.parse(body).query.strip()
+        if len(query) < MIN_DIRECTORY_QUERY:
+            return Response(Status.BAD_REQUEST, f"type at least {MIN_DIRECTORY_QUERY} characters")
+        accounts = await self.relay.store.search_directory(query, MAX_DIRECTORY_RESULTS)
+        entries = tuple(DirectoryEntry(a.account_id, a.display_name, a.department) for a in accounts)
+        return Response(Status.OK, body=DirectoryResults(entries).encode())
+
+    async def _deliver(self) -> None:
+        """Push every stored envelope, oldest first, then each new one as it is stored."""
+        device_id, last, pushed, drained = self.device_id, 0, 0, False
+        try:
+            while not self.ws.closed:
+                self.wake.clear()
+                batch = await self.relay.store.pending(device_id, last, self.relay.now(), PUSH_BATCH)
+                for queued in batch:
+                    await self.send(FrameType.PUSH, 0, queued.blob)
+                    last, pushed = queued.sequence, pushed + 1
+                if len(batch) == PUSH_BATCH:
+                    continue
+                if not drained:
+                    drained = True
+                    await self.send(FrameType.NOTICE, 0, Notice(NoticeKind.QUEUE_DRAINED, pushed).encode())
+                    await self._notify_if_low(device_id)
+                await self.wake.wait()
+        except (ConnectionError, RuntimeError, EnclaveError):
+            log.debug("delivery stopped", exc_info=True)
+
+    Handler = Callable[["Connection", bytes], Awaitable[Response]]
+    UNAUTHENTICATED: ClassVar[dict[FrameType, Handler]] = {
+        FrameType.ENROL: on_enrol,
+        FrameType.AUTHENTICATE: on_authenticate,
+    }
+    AUTHENTICATED: ClassVar[dict[FrameType, Handler]] = {
+        FrameType.SEND: on_send,
+        FrameType.ACK: on_ack,
+        FrameType.FETCH_BUNDLES: on_fetch_bundles,
+        FrameType.UPLOAD_PREKEYS: on_upload_prekeys,
+        FrameType.DIRECTORY_LOOKUP: on_directory_lookup,
+    }

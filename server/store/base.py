@@ -1,0 +1,198 @@
+"""The storage interface the relay and the admin tool use, whatever the backend."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from app.base.errors import EnclaveError
+
+
+class StoreError(EnclaveError):
+    """The relay's store refused an operation."""
+
+
+class MailboxFullError(StoreError):
+    """The recipient's mailbox is at its quota; the sender is told, nothing is dropped."""
+
+
+class DuplicateError(StoreError):
+    """An account, device key or envelope id that must be unique already exists."""
+
+
+class AccountState(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    account_id: str
+    display_name: str
+    department: str
+    state: AccountState
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    device_id: int
+    account_id: str
+    identity_key: bytes
+    signed_prekey_id: int
+    signed_prekey: bytes
+    signed_prekey_signature: bytes
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OneTimePreKey:
+    key_id: int
+    public: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPreKey:
+    key_id: int
+    public: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedEnvelope:
+    sequence: int
+    """Arrival order within the relay, for in-order delivery; not a time."""
+    envelope_id: bytes
+    blob: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    max_envelopes: int
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class AdminLogEntry:
+    sequence: int
+    at: int
+    actor: str
+    action: str
+    details: str
+    """JSON text of the action's arguments (never a key or a code)."""
+    previous_hash: bytes
+    entry_hash: bytes
+
+
+WakeUp = Callable[[int], Awaitable[None] | None]
+"""Called with a device id when an envelope for it was stored (on any relay process)."""
+
+
+class RelayStore(ABC):
+    """Every method is a coroutine and one transaction; errors are ``StoreError`` types."""
+
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    # Accounts and the directory.
+    @abstractmethod
+    async def create_account(self, account_id: str, display_name: str, department: str) -> Account: ...
+
+    @abstractmethod
+    async def get_account(self, account_id: str) -> Account | None: ...
+
+    @abstractmethod
+    async def set_account_state(self, account_id: str, state: AccountState) -> bool: ...
+
+    @abstractmethod
+    async def search_directory(self, query: str, limit: int) -> list[Account]:
+        """Active accounts whose id, name or department contains ``query`` (case-insensitive)."""
+
+    # Enrolment codes (stored hashed).
+    @abstractmethod
+    async def add_enrolment_code(self, code_hash: bytes, account_id: str, expires_at: int) -> None: ...
+
+    @abstractmethod
+    async def spend_enrolment_code(self, code_hash: bytes, now: int) -> str | None:
+        """The code's account if it exists, is unspent and unexpired; it is spent atomically."""
+
+    # Devices and prekeys.
+    @abstractmethod
+    async def add_device(
+        self,
+        account_id: str,
+        identity_key: bytes,
+        signed_prekey: SignedPreKey,
+        one_time_prekeys: list[OneTimePreKey],
+    ) -> Device: ...
+
+    @abstractmethod
+    async def get_device(self, device_id: int) -> Device | None: ...
+
+    @abstractmethod
+    async def list_devices(self, account_id: str | None = None) -> list[Device]: ...
+
+    @abstractmethod
+    async def revoke_device(self, device_id: int) -> bool:
+        """Mark revoked, delete its prekeys and its mailbox; False if there is no such device."""
+
+    @abstractmethod
+    async def set_signed_prekey(self, device_id: int, signed_prekey: SignedPreKey) -> None: ...
+
+    @abstractmethod
+    async def add_one_time_prekeys(self, device_id: int, keys: list[OneTimePreKey]) -> int:
+        """Store new one-time prekeys (ids already held are ignored); how many the device now has."""
+
+    @abstractmethod
+    async def count_one_time_prekeys(self, device_id: int) -> int: ...
+
+    @abstractmethod
+    async def take_bundles(self, account_id: str) -> list[tuple[Device, OneTimePreKey | None]]:
+        """Each active device of the account with one one-time prekey, which is deleted."""
+
+    # Mailboxes.
+    @abstractmethod
+    async def enqueue(
+        self, device_id: int, envelope_id: bytes, blob: bytes, expires_at: int, quota: Quota
+    ) -> None:
+        """Store durably; ``MailboxFullError`` over quota, ``DuplicateError`` for a repeated id."""
+
+    @abstractmethod
+    async def pending(self, device_id: int, after: int, now: int, limit: int) -> list[QueuedEnvelope]:
+        """Unexpired envelopes with a sequence above ``after``, oldest first."""
+
+    @abstractmethod
+    async def acknowledge(self, device_id: int, envelope_ids: list[bytes]) -> int:
+        """Delete delivered envelopes; how many were deleted."""
+
+    @abstractmethod
+    async def drop_expired(self, now: int) -> int:
+        """Delete expired envelopes and attachments; how many rows went."""
+
+    # Attachments.
+    @abstractmethod
+    async def put_attachment(self, attachment_id: str, blob: bytes, expires_at: int) -> None: ...
+
+    @abstractmethod
+    async def get_attachment(self, attachment_id: str, now: int) -> bytes | None: ...
+
+    # The admin log.
+    @abstractmethod
+    async def append_admin_log(self, at: int, actor: str, action: str, details: str) -> AdminLogEntry: ...
+
+    @abstractmethod
+    async def admin_log(self) -> list[AdminLogEntry]: ...
+
+    # Counts only.
+    @abstractmethod
+    async def statistics(self) -> dict[str, int]: ...
+
+    # Cross-process wake-ups.
+    @abstractmethod
+    async def subscribe(self, wake_up: WakeUp) -> None:
+        """Call ``wake_up(device_id)`` whenever an envelope is enqueued for a device, by any process."""

@@ -1,0 +1,443 @@
+"""The SQLite backend: one file in the data folder, WAL, for one relay process.
+
+All statements run on one dedicated thread (SQLite connections are not shared across
+threads), so the event loop never blocks on the disk. ``synchronous = FULL`` makes a
+stored envelope survive power loss before the sender is told it was stored;
+``secure_delete = ON`` and a truncating WAL checkpoint after each sweep leave no copy
+of a delivered or expired envelope in free pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from server.adminlog import GENESIS_HASH, chain_hash
+from server.store.base import (
+    Account,
+    AccountState,
+    AdminLogEntry,
+    Device,
+    DuplicateError,
+    MailboxFullError,
+    OneTimePreKey,
+    QueuedEnvelope,
+    Quota,
+    RelayStore,
+    SignedPreKey,
+    StoreError,
+    WakeUp,
+)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE accounts (
+    account_id TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    department TEXT NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE TABLE enrolment_codes (
+    code_hash BLOB PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(account_id),
+    expires_at INTEGER NOT NULL,
+    spent INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE devices (
+    device_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id TEXT NOT NULL REFERENCES accounts(account_id),
+    identity_key BLOB NOT NULL UNIQUE,
+    signed_prekey_id INTEGER NOT NULL,
+    signed_prekey BLOB NOT NULL,
+    signed_prekey_signature BLOB NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX devices_account ON devices(account_id);
+CREATE TABLE one_time_prekeys (
+    device_id INTEGER NOT NULL,
+    key_id INTEGER NOT NULL,
+    public BLOB NOT NULL,
+    PRIMARY KEY (device_id, key_id)
+) WITHOUT ROWID;
+CREATE TABLE mailbox (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id INTEGER NOT NULL,
+    envelope_id BLOB NOT NULL,
+    blob BLOB NOT NULL,
+    expires_at INTEGER NOT NULL,
+    UNIQUE (device_id, envelope_id)
+);
+CREATE INDEX mailbox_device ON mailbox(device_id, sequence);
+CREATE INDEX mailbox_expiry ON mailbox(expires_at);
+CREATE TABLE attachments (
+    attachment_id TEXT PRIMARY KEY,
+    blob BLOB NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX attachments_expiry ON attachments(expires_at);
+CREATE TABLE admin_log (
+    sequence INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    details TEXT NOT NULL,
+    previous_hash BLOB NOT NULL,
+    entry_hash BLOB NOT NULL
+);
+"""
+
+_SELECT_DEVICES = (
+    "SELECT device_id, account_id, identity_key, signed_prekey_id, signed_prekey, signed_prekey_signature,"
+    " revoked FROM devices"
+)
+_DEVICE_BY_ID = _SELECT_DEVICES + " WHERE device_id = ?"
+_ALL_DEVICES = _SELECT_DEVICES + " ORDER BY device_id"
+_DEVICES_OF_ACCOUNT = _SELECT_DEVICES + " WHERE account_id = ? ORDER BY device_id"
+_ACTIVE_DEVICES_OF_ACCOUNT = (
+    _SELECT_DEVICES + " d WHERE account_id = ? AND revoked = 0"  # noqa: S608 - constant text only
+    " AND (SELECT state FROM accounts a WHERE a.account_id = d.account_id) = 'active' ORDER BY device_id"
+)
+
+
+def _device(row: tuple) -> Device:
+    return Device(row[0], row[1], bytes(row[2]), row[3], bytes(row[4]), bytes(row[5]), bool(row[6]))
+
+
+def _account(row: tuple) -> Account:
+    return Account(row[0], row[1], row[2], AccountState(row[3]))
+
+
+class SQLiteStore(RelayStore):
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-sqlite")
+        self._db: sqlite3.Connection | None = None
+        self._subscribers: list[WakeUp] = []
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            if self._db is None:
+                raise StoreError("the store is not open")
+            try:
+                with self._db:
+                    return work(self._db)
+            except sqlite3.IntegrityError as e:
+                raise DuplicateError(str(e)) from e
+            except sqlite3.OperationalError as e:
+                raise StoreError(f"the relay database failed: {e}") from e
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def open(self) -> None:
+        def connect() -> None:
+            self._path.touch(mode=0o600, exist_ok=True)
+            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA secure_delete = ON")
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA busy_timeout = 5000")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+            elif version != SCHEMA_VERSION:
+                db.close()
+                raise StoreError(f"relay database schema {version} is not the supported {SCHEMA_VERSION}")
+            db.isolation_level = "DEFERRED"
+            self._db = db
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+
+    async def close(self) -> None:
+        def disconnect() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, disconnect)
+        self._executor.shutdown(wait=True)
+
+    async def create_account(self, account_id: str, display_name: str, department: str) -> Account:
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO accounts VALUES (?, ?, ?, ?)",
+                (account_id, display_name, department, AccountState.ACTIVE.value),
+            )
+        )
+        return Account(account_id, display_name, department, AccountState.ACTIVE)
+
+    async def get_account(self, account_id: str) -> Account | None:
+        row = await self._run(
+            lambda db: db.execute("SELECT * FROM accounts WHERE account_id = ?", (account_id,)).fetchone()
+        )
+        return _account(row) if row else None
+
+    async def set_account_state(self, account_id: str, state: AccountState) -> bool:
+        def work(db: sqlite3.Connection) -> bool:
+            changed = db.execute(
+                "UPDATE accounts SET state = ? WHERE account_id = ?", (state.value, account_id)
+            ).rowcount
+            if changed and state == AccountState.REVOKED:
+                for (device_id,) in db.execute(
+                    "SELECT device_id FROM devices WHERE account_id = ?", (account_id,)
+                ):
+                    _revoke(db, device_id)
+            return bool(changed)
+
+        return await self._run(work)
+
+    async def search_directory(self, query: str, limit: int) -> list[Account]:
+        pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT * FROM accounts WHERE state = 'active' AND (account_id LIKE ?1 ESCAPE '\\'"
+                " OR display_name LIKE ?1 ESCAPE '\\' OR department LIKE ?1 ESCAPE '\\')"
+                " ORDER BY display_name LIMIT ?2",
+                (pattern, limit),
+            ).fetchall()
+        )
+        return [_account(row) for row in rows]
+
+    async def add_enrolment_code(self, code_hash: bytes, account_id: str, expires_at: int) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO enrolment_codes (code_hash, account_id, expires_at) VALUES (?, ?, ?)",
+                (code_hash, account_id, expires_at),
+            )
+        )
+
+    async def spend_enrolment_code(self, code_hash: bytes, now: int) -> str | None:
+        row = await self._run(
+            lambda db: db.execute(
+                "UPDATE enrolment_codes SET spent = 1 WHERE code_hash = ? AND spent = 0 AND expires_at > ?"
+                " RETURNING account_id",
+                (code_hash, now),
+            ).fetchall()
+        )
+        return row[0][0] if row else None
+
+    async def add_device(
+        self,
+        account_id: str,
+        identity_key: bytes,
+        signed_prekey: SignedPreKey,
+        one_time_prekeys: list[OneTimePreKey],
+    ) -> Device:
+        def work(db: sqlite3.Connection) -> Device:
+            cursor = db.execute(
+                "INSERT INTO devices (account_id, identity_key, signed_prekey_id, signed_prekey,"
+                " signed_prekey_signature) VALUES (?, ?, ?, ?, ?)",
+                (
+                    account_id,
+                    identity_key,
+                    signed_prekey.key_id,
+                    signed_prekey.public,
+                    signed_prekey.signature,
+                ),
+            )
+            device_id = int(cursor.lastrowid or 0)
+            db.executemany(
+                "INSERT OR IGNORE INTO one_time_prekeys VALUES (?, ?, ?)",
+                [(device_id, key.key_id, key.public) for key in one_time_prekeys],
+            )
+            return Device(
+                device_id,
+                account_id,
+                identity_key,
+                signed_prekey.key_id,
+                signed_prekey.public,
+                signed_prekey.signature,
+                revoked=False,
+            )
+
+        return await self._run(work)
+
+    async def get_device(self, device_id: int) -> Device | None:
+        row = await self._run(lambda db: db.execute(_DEVICE_BY_ID, (device_id,)).fetchone())
+        return _device(row) if row else None
+
+    async def list_devices(self, account_id: str | None = None) -> list[Device]:
+        def work(db: sqlite3.Connection) -> list[tuple]:
+            if account_id is None:
+                return db.execute(_ALL_DEVICES).fetchall()
+            return db.execute(_DEVICES_OF_ACCOUNT, (account_id,)).fetchall()
+
+        return [_device(row) for row in await self._run(work)]
+
+    async def revoke_device(self, device_id: int) -> bool:
+        return await self._run(lambda db: _revoke(db, device_id))
+
+    async def set_signed_prekey(self, device_id: int, signed_prekey: SignedPreKey) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE devices SET signed_prekey_id = ?, signed_prekey = ?, signed_prekey_signature = ?"
+                " WHERE device_id = ?",
+                (signed_prekey.key_id, signed_prekey.public, signed_prekey.signature, device_id),
+            )
+        )
+
+    async def add_one_time_prekeys(self, device_id: int, keys: list[OneTimePreKey]) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            db.executemany(
+                "INSERT OR IGNORE INTO one_time_prekeys VALUES (?, ?, ?)",
+                [(device_id, key.key_id, key.public) for key in keys],
+            )
+            return _count_prekeys(db, device_id)
+
+        return await self._run(work)
+
+    async def count_one_time_prekeys(self, device_id: int) -> int:
+        return await self._run(lambda db: _count_prekeys(db, device_id))
+
+    async def take_bundles(self, account_id: str) -> list[tuple[Device, OneTimePreKey | None]]:
+        def work(db: sqlite3.Connection) -> list[tuple[Device, OneTimePreKey | None]]:
+            rows = db.execute(_ACTIVE_DEVICES_OF_ACCOUNT, (account_id,)).fetchall()
+            bundles = []
+            for row in rows:
+                device = _device(row)
+                taken = db.execute(
+                    "DELETE FROM one_time_prekeys WHERE device_id = ?1 AND key_id = (SELECT MIN(key_id)"
+                    " FROM one_time_prekeys WHERE device_id = ?1) RETURNING key_id, public",
+                    (device.device_id,),
+                ).fetchall()
+                bundles.append((device, OneTimePreKey(taken[0][0], bytes(taken[0][1])) if taken else None))
+            return bundles
+
+        return await self._run(work)
+
+    async def enqueue(
+        self, device_id: int, envelope_id: bytes, blob: bytes, expires_at: int, quota: Quota
+    ) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            count, size = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(blob)), 0) FROM mailbox WHERE device_id = ?",
+                (device_id,),
+            ).fetchone()
+            if count + 1 > quota.max_envelopes or size + len(blob) > quota.max_bytes:
+                raise MailboxFullError("the recipient's mailbox is full; try again after they have connected")
+            db.execute(
+                "INSERT INTO mailbox (device_id, envelope_id, blob, expires_at) VALUES (?, ?, ?, ?)",
+                (device_id, envelope_id, blob, expires_at),
+            )
+
+        await self._run(work)
+        for wake_up in self._subscribers:
+            result = wake_up(device_id)
+            if result is not None:
+                await result
+
+    async def pending(self, device_id: int, after: int, now: int, limit: int) -> list[QueuedEnvelope]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT sequence, envelope_id, blob FROM mailbox WHERE device_id = ? AND sequence > ?"
+                " AND expires_at > ? ORDER BY sequence LIMIT ?",
+                (device_id, after, now, limit),
+            ).fetchall()
+        )
+        return [QueuedEnvelope(row[0], bytes(row[1]), bytes(row[2])) for row in rows]
+
+    async def acknowledge(self, device_id: int, envelope_ids: list[bytes]) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            return sum(
+                db.execute(
+                    "DELETE FROM mailbox WHERE device_id = ? AND envelope_id = ?", (device_id, envelope_id)
+                ).rowcount
+                for envelope_id in envelope_ids
+            )
+
+        return await self._run(work)
+
+    async def drop_expired(self, now: int) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            envelopes = db.execute("DELETE FROM mailbox WHERE expires_at <= ?", (now,)).rowcount
+            attachments = db.execute("DELETE FROM attachments WHERE expires_at <= ?", (now,)).rowcount
+            return envelopes + attachments
+
+        dropped = await self._run(work)
+        await self.checkpoint()
+        return dropped
+
+    async def checkpoint(self) -> None:
+        """Fold the WAL into the database and truncate it, so it keeps no deleted envelope."""
+
+        def work() -> None:
+            if self._db is not None:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    async def put_attachment(self, attachment_id: str, blob: bytes, expires_at: int) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO attachments VALUES (?, ?, ?)", (attachment_id, blob, expires_at)
+            )
+        )
+
+    async def get_attachment(self, attachment_id: str, now: int) -> bytes | None:
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT blob FROM attachments WHERE attachment_id = ? AND expires_at > ?",
+                (attachment_id, now),
+            ).fetchone()
+        )
+        return bytes(row[0]) if row else None
+
+    async def append_admin_log(self, at: int, actor: str, action: str, details: str) -> AdminLogEntry:
+        def work(db: sqlite3.Connection) -> AdminLogEntry:
+            last = db.execute(
+                "SELECT sequence, entry_hash FROM admin_log ORDER BY sequence DESC LIMIT 1"
+            ).fetchone()
+            sequence, previous = (last[0] + 1, bytes(last[1])) if last else (1, GENESIS_HASH)
+            entry_hash = chain_hash(
+                previous, sequence=sequence, at=at, actor=actor, action=action, details=details
+            )
+            db.execute(
+                "INSERT INTO admin_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (sequence, at, actor, action, details, previous, entry_hash),
+            )
+            return AdminLogEntry(sequence, at, actor, action, details, previous, entry_hash)
+
+        return await self._run(work)
+
+    async def admin_log(self) -> list[AdminLogEntry]:
+        rows = await self._run(lambda db: db.execute("SELECT * FROM admin_log ORDER BY sequence").fetchall())
+        return [AdminLogEntry(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), bytes(r[6])) for r in rows]
+
+    async def statistics(self) -> dict[str, int]:
+        def work(db: sqlite3.Connection) -> dict[str, int]:
+            def one(sql: str) -> int:
+                return int(db.execute(sql).fetchone()[0])
+
+            return {
+                "accounts": one("SELECT COUNT(*) FROM accounts"),
+                "active_accounts": one("SELECT COUNT(*) FROM accounts WHERE state = 'active'"),
+                "devices": one("SELECT COUNT(*) FROM devices WHERE revoked = 0"),
+                "revoked_devices": one("SELECT COUNT(*) FROM devices WHERE revoked = 1"),
+                "queued_envelopes": one("SELECT COUNT(*) FROM mailbox"),
+                "attachments": one("SELECT COUNT(*) FROM attachments"),
+                "one_time_prekeys": one("SELECT COUNT(*) FROM one_time_prekeys"),
+            }
+
+        return await self._run(work)
+
+    async def subscribe(self, wake_up: WakeUp) -> None:
+        self._subscribers.append(wake_up)
+
+
+def _revoke(db: sqlite3.Connection, device_id: int) -> bool:
+    changed = db.execute("UPDATE devices SET revoked = 1 WHERE device_id = ?", (device_id,)).rowcount
+    db.execute("DELETE FROM one_time_prekeys WHERE device_id = ?", (device_id,))
+    db.execute("DELETE FROM mailbox WHERE device_id = ?", (device_id,))
+    return bool(changed)
+
+
+def _count_prekeys(db: sqlite3.Connection, device_id: int) -> int:
+    return int(
+        db.execute("SELECT COUNT(*) FROM one_time_prekeys WHERE device_id = ?", (device_id,)).fetchone()[0]
+    )
