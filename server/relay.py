@@ -153,13 +153,13 @@ class Connection:
         self.device: Device | None = None
         self.wake = asyncio.Event()
         self.delivery: asyncio.Task[None] | None = None
-        self.closing = False
+        self.closing: Closing | None = None
+        """Set by a handler that refuses the device; sent after its response, then the socket closes."""
 
     async def send(self, frame_type: FrameType, request_id: int, body: bytes) -> None:
         await self.ws.send_bytes(Frame(frame_type, request_id, body).encode())
 
     async def close(self, status: Status, reason: str) -> None:
-        self.closing = True
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.send(FrameType.CLOSING, 0, Closing(status, reason).encode())
         await self.ws.close()
@@ -179,8 +179,8 @@ class Connection:
             response = await self.dispatch(frame)
             if response is not None and not self.ws.closed:
                 await self.send(FrameType.RESPONSE, frame.request_id, response.encode())
-            if self.closing:
-                await self.ws.close()
+            if self.closing is not None:
+                await self.close(self.closing.status, self.closing.reason)
                 return
 
     async def stop(self) -> None:
@@ -244,8 +244,7 @@ class Connection:
         nonce, self.nonce = self.nonce, None
         device = await self.relay.store.get_device(request.device_id)
         if nonce is None or device is None:
-            self.closing = True
-            return Response(Status.UNAUTHENTICATED, "unknown device or challenge already used")
+            return self._refuse(Status.UNAUTHENTICATED, "unknown device or challenge already used")
         try:
             ed25519_verify(
                 public_key=device.identity_key,
@@ -254,12 +253,10 @@ class Connection:
                 signature=request.signature,
             )
         except CryptoError:
-            self.closing = True
-            return Response(Status.UNAUTHENTICATED, "the signature does not match this device")
+            return self._refuse(Status.UNAUTHENTICATED, "the signature does not match this device")
         refusal = await self._refusal(device)
         if refusal is not None:
-            self.closing = True
-            return refusal
+            return self._refuse(refusal.status, refusal.reason)
         self.device = device
         previous = self.relay.register(device.device_id, self)
         if previous is not None:
@@ -268,6 +265,10 @@ class Connection:
         token = issue_upload_token(self.relay.keys.upload_token_key, device.device_id, expires)
         self.delivery = asyncio.create_task(self._deliver())
         return Response(Status.OK, body=Authenticated(self._certificate(device), token).encode())
+
+    def _refuse(self, status: Status, reason: str) -> Response:
+        self.closing = Closing(status, reason)
+        return Response(status, reason)
 
     async def _refusal(self, device: Device) -> Response | None:
         if device.revoked:

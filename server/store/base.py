@@ -86,6 +86,12 @@ class AdminLogEntry:
     entry_hash: bytes
 
 
+def directory_search_key(account_id: str, display_name: str, department: str) -> str:
+    """What directory look-ups match against, case-folded here so every script (Cyrillic,
+    Hangul, Persian) is matched without case, whatever the database's collation."""
+    return "\n".join((account_id, display_name, department)).casefold()
+
+
 WakeUp = Callable[[int], Awaitable[None] | None]
 """Called with a device id when an envelope for it was stored (on any relay process)."""
 
@@ -111,7 +117,7 @@ class RelayStore(ABC):
 
     @abstractmethod
     async def search_directory(self, query: str, limit: int) -> list[Account]:
-        """Active accounts whose id, name or department contains ``query`` (case-insensitive)."""
+        """Active accounts whose ``directory_search_key`` contains ``query.casefold()``."""
 
     # Enrolment codes (stored hashed).
     @abstractmethod

@@ -31,6 +31,7 @@ from server.store.base import (
     SignedPreKey,
     StoreError,
     WakeUp,
+    directory_search_key,
 )
 
 T = TypeVar("T")
@@ -41,7 +42,8 @@ CREATE TABLE accounts (
     account_id TEXT PRIMARY KEY,
     display_name TEXT NOT NULL,
     department TEXT NOT NULL,
-    state TEXT NOT NULL
+    state TEXT NOT NULL,
+    search_key TEXT NOT NULL
 );
 CREATE TABLE enrolment_codes (
     code_hash BLOB PRIMARY KEY,
@@ -113,6 +115,9 @@ def _account(row: tuple) -> Account:
     return Account(row[0], row[1], row[2], AccountState(row[3]))
 
 
+_SELECT_ACCOUNTS = "SELECT account_id, display_name, department, state FROM accounts"
+
+
 class SQLiteStore(RelayStore):
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -166,15 +171,21 @@ class SQLiteStore(RelayStore):
     async def create_account(self, account_id: str, display_name: str, department: str) -> Account:
         await self._run(
             lambda db: db.execute(
-                "INSERT INTO accounts VALUES (?, ?, ?, ?)",
-                (account_id, display_name, department, AccountState.ACTIVE.value),
+                "INSERT INTO accounts VALUES (?, ?, ?, ?, ?)",
+                (
+                    account_id,
+                    display_name,
+                    department,
+                    AccountState.ACTIVE.value,
+                    directory_search_key(account_id, display_name, department),
+                ),
             )
         )
         return Account(account_id, display_name, department, AccountState.ACTIVE)
 
     async def get_account(self, account_id: str) -> Account | None:
         row = await self._run(
-            lambda db: db.execute("SELECT * FROM accounts WHERE account_id = ?", (account_id,)).fetchone()
+            lambda db: db.execute(_SELECT_ACCOUNTS + " WHERE account_id = ?", (account_id,)).fetchone()
         )
         return _account(row) if row else None
 
@@ -193,13 +204,11 @@ class SQLiteStore(RelayStore):
         return await self._run(work)
 
     async def search_directory(self, query: str, limit: int) -> list[Account]:
-        pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = await self._run(
             lambda db: db.execute(
-                "SELECT * FROM accounts WHERE state = 'active' AND (account_id LIKE ?1 ESCAPE '\\'"
-                " OR display_name LIKE ?1 ESCAPE '\\' OR department LIKE ?1 ESCAPE '\\')"
-                " ORDER BY display_name LIMIT ?2",
-                (pattern, limit),
+                _SELECT_ACCOUNTS + " WHERE state = 'active' AND instr(search_key, ?) > 0"
+                " ORDER BY display_name LIMIT ?",
+                (query.casefold(), limit),
             ).fetchall()
         )
         return [_account(row) for row in rows]

@@ -1,0 +1,615 @@
+"""The PostgreSQL backend: several relay processes share one schema of one database.
+
+The tables and their meaning are the SQLite backend's (server/store/sqlite.py); what
+differs is what several processes writing at once need:
+
+- ``enqueue`` takes a transaction-scoped advisory lock on the recipient's mailbox before
+  it counts the mailbox against the quota, so two relays cannot both squeeze in the last
+  envelope. The lock also makes a mailbox's sequence numbers commit in order: a sequence
+  is drawn only while holding it, so a reader that has seen sequence ``n`` can never be
+  overtaken later by a smaller one committing late (the relay pushes "after ``n``").
+- ``take_bundles`` deletes a one-time prekey with ``FOR UPDATE SKIP LOCKED``: every key
+  goes to at most one caller, and concurrent callers take different keys, not turns.
+- ``append_admin_log`` locks the log table, so the hash chain has one writer at a time.
+- Wake-ups travel by ``NOTIFY`` on a channel named after the schema, sent inside the
+  enqueue transaction, so a relay is woken only for an envelope that was committed. Each
+  store ``LISTEN``s on a connection of its own (outside the pool) and hears its own
+  notifications too: every wake-up, local or remote, takes that one path. The payload is
+  the device id and nothing else. If that connection is lost, the store reconnects and
+  then wakes every device that has mail, since notifications sent meanwhile are gone.
+
+Deleting a row in PostgreSQL does not erase its bytes at once: they stay in the table's
+pages until vacuum reclaims and new rows overwrite them, and in the write-ahead log
+until its segments are recycled. Unlike the SQLite backend (``secure_delete``), a
+delivered envelope's ciphertext may therefore outlive its row on the database's disk
+for a while; the database's storage should be encrypted (docs/ADMIN.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+import asyncpg
+
+from server.adminlog import GENESIS_HASH, chain_hash
+from server.store.base import (
+    Account,
+    AccountState,
+    AdminLogEntry,
+    Device,
+    DuplicateError,
+    MailboxFullError,
+    OneTimePreKey,
+    QueuedEnvelope,
+    Quota,
+    RelayStore,
+    SignedPreKey,
+    StoreError,
+    WakeUp,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+POOL_MIN_SIZE = 1
+POOL_MAX_SIZE = 10
+COMMAND_TIMEOUT_SECONDS = 30.0
+MAX_CHANNEL_BYTES = 63
+"""PostgreSQL's identifier limit (NAMEDATALEN - 1), which channel names obey."""
+RECONNECT_FIRST_DELAY_SECONDS = 0.1
+RECONNECT_MAX_DELAY_SECONDS = 10.0
+
+SCHEMA = """
+CREATE TABLE schema_version (
+    version INTEGER NOT NULL
+);
+CREATE TABLE accounts (
+    account_id TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    department TEXT NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE TABLE enrolment_codes (
+    code_hash BYTEA PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(account_id),
+    expires_at BIGINT NOT NULL,
+    spent BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE TABLE devices (
+    device_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(account_id),
+    identity_key BYTEA NOT NULL UNIQUE,
+    signed_prekey_id BIGINT NOT NULL,
+    signed_prekey BYTEA NOT NULL,
+    signed_prekey_signature BYTEA NOT NULL,
+    revoked BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX devices_account ON devices(account_id);
+CREATE TABLE one_time_prekeys (
+    device_id BIGINT NOT NULL,
+    key_id BIGINT NOT NULL,
+    public BYTEA NOT NULL,
+    PRIMARY KEY (device_id, key_id)
+);
+CREATE TABLE mailbox (
+    sequence BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    device_id BIGINT NOT NULL,
+    envelope_id BYTEA NOT NULL,
+    blob BYTEA NOT NULL,
+    expires_at BIGINT NOT NULL,
+    UNIQUE (device_id, envelope_id)
+);
+CREATE INDEX mailbox_device ON mailbox(device_id, sequence);
+CREATE INDEX mailbox_expiry ON mailbox(expires_at);
+CREATE TABLE attachments (
+    attachment_id TEXT PRIMARY KEY,
+    blob BYTEA NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX attachments_expiry ON attachments(expires_at);
+CREATE TABLE admin_log (
+    sequence BIGINT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    details TEXT NOT NULL,
+    previous_hash BYTEA NOT NULL,
+    entry_hash BYTEA NOT NULL
+);
+"""
+
+_SELECT_DEVICES = (
+    "SELECT device_id, account_id, identity_key, signed_prekey_id, signed_prekey, signed_prekey_signature,"
+    " revoked FROM devices"
+)
+_ACTIVE_DEVICES_OF_ACCOUNT = (
+    _SELECT_DEVICES + " d WHERE account_id = $1 AND NOT revoked"  # noqa: S608 - constant text only
+    " AND (SELECT state FROM accounts a WHERE a.account_id = d.account_id) = 'active' ORDER BY device_id"
+)
+_TAKE_PREKEY = (
+    "DELETE FROM one_time_prekeys WHERE device_id = $1 AND key_id = (SELECT key_id FROM one_time_prekeys"
+    " WHERE device_id = $1 ORDER BY key_id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING key_id, public"
+)
+"""The device's lowest one-time prekey; a key another transaction is taking is skipped, not waited for."""
+_INSERT_PREKEYS = (
+    "INSERT INTO one_time_prekeys (device_id, key_id, public)"
+    " SELECT $1, key_id, public FROM unnest($2::BIGINT[], $3::BYTEA[]) AS keys(key_id, public)"
+    " ON CONFLICT DO NOTHING"
+)
+_COUNT_PREKEYS = "SELECT COUNT(*) FROM one_time_prekeys WHERE device_id = $1"
+_REVOKE_DEVICES = "UPDATE devices SET revoked = TRUE WHERE device_id = ANY($1::BIGINT[])"
+_DELETE_PREKEYS = "DELETE FROM one_time_prekeys WHERE device_id = ANY($1::BIGINT[])"
+_DELETE_MAILBOXES = "DELETE FROM mailbox WHERE device_id = ANY($1::BIGINT[])"
+
+_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+"""What asyncpg raises when the database refuses a statement or cannot be reached."""
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def wake_channel(schema: str) -> str:
+    """The NOTIFY channel of the relays sharing ``schema``: lowercase, within 63 bytes."""
+    channel = "enclave_wake_" + schema.lower()
+    if len(channel.encode("utf-8")) > MAX_CHANNEL_BYTES:
+        channel = "enclave_wake_" + hashlib.sha256(schema.encode("utf-8")).hexdigest()[:32]
+    return channel
+
+
+def _device(row: asyncpg.Record) -> Device:
+    return Device(
+        row["device_id"],
+        row["account_id"],
+        bytes(row["identity_key"]),
+        row["signed_prekey_id"],
+        bytes(row["signed_prekey"]),
+        bytes(row["signed_prekey_signature"]),
+        row["revoked"],
+    )
+
+
+def _account(row: asyncpg.Record) -> Account:
+    return Account(row["account_id"], row["display_name"], row["department"], AccountState(row["state"]))
+
+
+def _affected(status: str) -> int:
+    """The row count of a command tag such as ``DELETE 3`` or ``UPDATE 1``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresStore(RelayStore):
+    def __init__(self, dsn: str, schema: str) -> None:
+        self._dsn = dsn
+        self._schema = schema
+        self._server_settings = {"search_path": quote_identifier(schema)}
+        self._channel = wake_channel(schema)
+        self._mailbox_lock_prefix = f"enclave:{schema}:mailbox:"
+        self._pool: asyncpg.Pool | None = None
+        self._subscribers: list[WakeUp] = []
+        self._listener: asyncpg.Connection | None = None
+        self._listener_lost: asyncio.Event | None = None
+        self._keep_listening_task: asyncio.Task[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise StoreError("the store is not open")
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                yield connection
+        except asyncpg.UniqueViolationError as e:
+            raise DuplicateError(str(e)) from e
+        except _FAILURES as e:
+            raise StoreError(f"the relay database failed: {e}") from e
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=POOL_MIN_SIZE,
+                max_size=POOL_MAX_SIZE,
+                command_timeout=COMMAND_TIMEOUT_SECONDS,
+                server_settings=self._server_settings,
+            )
+        except (*_FAILURES, ValueError) as e:
+            raise StoreError(f"cannot connect to the relay's PostgreSQL database: {e}") from e
+        try:
+            await self._create_or_check_schema()
+        except StoreError:
+            await self._pool.close()
+            self._pool = None
+            raise
+
+    async def _create_or_check_schema(self) -> None:
+        """Make the schema and its tables if they are missing, else check their version.
+
+        Relays starting at once on a fresh database serialise here on an advisory lock,
+        so only the first one creates anything.
+        """
+        schema = quote_identifier(self._schema)
+        async with self._transaction() as db:
+            await db.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"enclave:{self._schema}"
+            )
+            await db.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            await db.execute(f"SET LOCAL search_path TO {schema}")
+            if await db.fetchval("SELECT to_regclass($1)", f"{schema}.schema_version") is None:
+                await db.execute(SCHEMA)
+                await db.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)
+                return
+            version = await db.fetchval("SELECT MAX(version) FROM schema_version")
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"relay database schema {version} is not the supported {SCHEMA_VERSION}")
+
+    async def close(self) -> None:
+        if self._keep_listening_task is not None:
+            self._keep_listening_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keep_listening_task
+            self._keep_listening_task = None
+        if self._listener is not None:
+            with contextlib.suppress(*_FAILURES):
+                await self._listener.close()
+            self._listener = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def create_account(self, account_id: str, display_name: str, department: str) -> Account:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO accounts (account_id, display_name, department, state) VALUES ($1, $2, $3, $4)",
+                account_id,
+                display_name,
+                department,
+                AccountState.ACTIVE.value,
+            )
+        return Account(account_id, display_name, department, AccountState.ACTIVE)
+
+    async def get_account(self, account_id: str) -> Account | None:
+        async with self._transaction() as db:
+            row = await db.fetchrow(
+                "SELECT account_id, display_name, department, state FROM accounts WHERE account_id = $1",
+                account_id,
+            )
+        return _account(row) if row else None
+
+    async def set_account_state(self, account_id: str, state: AccountState) -> bool:
+        async with self._transaction() as db:
+            changed = _affected(
+                await db.execute(
+                    "UPDATE accounts SET state = $1 WHERE account_id = $2", state.value, account_id
+                )
+            )
+            if changed and state == AccountState.REVOKED:
+                devices = [
+                    row["device_id"]
+                    for row in await db.fetch(
+                        "SELECT device_id FROM devices WHERE account_id = $1", account_id
+                    )
+                ]
+                await _revoke(db, devices)
+        return bool(changed)
+
+    async def search_directory(self, query: str, limit: int) -> list[Account]:
+        pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        async with self._transaction() as db:
+            rows = await db.fetch(
+                "SELECT account_id, display_name, department, state FROM accounts WHERE state = 'active'"
+                " AND (account_id ILIKE $1 ESCAPE '\\' OR display_name ILIKE $1 ESCAPE '\\'"
+                " OR department ILIKE $1 ESCAPE '\\')"
+                ' ORDER BY display_name COLLATE "C", account_id LIMIT $2',
+                pattern,
+                limit,
+            )
+        return [_account(row) for row in rows]
+
+    async def add_enrolment_code(self, code_hash: bytes, account_id: str, expires_at: int) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO enrolment_codes (code_hash, account_id, expires_at) VALUES ($1, $2, $3)",
+                code_hash,
+                account_id,
+                expires_at,
+            )
+
+    async def spend_enrolment_code(self, code_hash: bytes, now: int) -> str | None:
+        async with self._transaction() as db:
+            account_id: str | None = await db.fetchval(
+                "UPDATE enrolment_codes SET spent = TRUE"
+                " WHERE code_hash = $1 AND NOT spent AND expires_at > $2 RETURNING account_id",
+                code_hash,
+                now,
+            )
+        return account_id
+
+    async def add_device(
+        self,
+        account_id: str,
+        identity_key: bytes,
+        signed_prekey: SignedPreKey,
+        one_time_prekeys: list[OneTimePreKey],
+    ) -> Device:
+        async with self._transaction() as db:
+            device_id: int = await db.fetchval(
+                "INSERT INTO devices (account_id, identity_key, signed_prekey_id, signed_prekey,"
+                " signed_prekey_signature) VALUES ($1, $2, $3, $4, $5) RETURNING device_id",
+                account_id,
+                identity_key,
+                signed_prekey.key_id,
+                signed_prekey.public,
+                signed_prekey.signature,
+            )
+            await _insert_prekeys(db, device_id, one_time_prekeys)
+        return Device(
+            device_id,
+            account_id,
+            identity_key,
+            signed_prekey.key_id,
+            signed_prekey.public,
+            signed_prekey.signature,
+            revoked=False,
+        )
+
+    async def get_device(self, device_id: int) -> Device | None:
+        async with self._transaction() as db:
+            row = await db.fetchrow(_SELECT_DEVICES + " WHERE device_id = $1", device_id)
+        return _device(row) if row else None
+
+    async def list_devices(self, account_id: str | None = None) -> list[Device]:
+        async with self._transaction() as db:
+            if account_id is None:
+                rows = await db.fetch(_SELECT_DEVICES + " ORDER BY device_id")
+            else:
+                rows = await db.fetch(
+                    _SELECT_DEVICES + " WHERE account_id = $1 ORDER BY device_id", account_id
+                )
+        return [_device(row) for row in rows]
+
+    async def revoke_device(self, device_id: int) -> bool:
+        async with self._transaction() as db:
+            return await _revoke(db, [device_id]) > 0
+
+    async def set_signed_prekey(self, device_id: int, signed_prekey: SignedPreKey) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE devices SET signed_prekey_id = $1, signed_prekey = $2, signed_prekey_signature = $3"
+                " WHERE device_id = $4",
+                signed_prekey.key_id,
+                signed_prekey.public,
+                signed_prekey.signature,
+                device_id,
+            )
+
+    async def add_one_time_prekeys(self, device_id: int, keys: list[OneTimePreKey]) -> int:
+        async with self._transaction() as db:
+            await _insert_prekeys(db, device_id, keys)
+            count: int = await db.fetchval(_COUNT_PREKEYS, device_id)
+        return count
+
+    async def count_one_time_prekeys(self, device_id: int) -> int:
+        async with self._transaction() as db:
+            count: int = await db.fetchval(_COUNT_PREKEYS, device_id)
+        return count
+
+    async def take_bundles(self, account_id: str) -> list[tuple[Device, OneTimePreKey | None]]:
+        bundles: list[tuple[Device, OneTimePreKey | None]] = []
+        async with self._transaction() as db:
+            rows = await db.fetch(_ACTIVE_DEVICES_OF_ACCOUNT, account_id)
+            for row in rows:
+                device = _device(row)
+                taken = await db.fetchrow(_TAKE_PREKEY, device.device_id)
+                one_time = OneTimePreKey(taken["key_id"], bytes(taken["public"])) if taken else None
+                bundles.append((device, one_time))
+        return bundles
+
+    async def enqueue(
+        self, device_id: int, envelope_id: bytes, blob: bytes, expires_at: int, quota: Quota
+    ) -> None:
+        async with self._transaction() as db:
+            # A statement of its own: the count below must see what committed while we waited.
+            await db.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                self._mailbox_lock_prefix + str(device_id),
+            )
+            count, size = await db.fetchrow(
+                "SELECT COUNT(*), COALESCE(SUM(octet_length(blob)), 0) FROM mailbox WHERE device_id = $1",
+                device_id,
+            )
+            if count + 1 > quota.max_envelopes or size + len(blob) > quota.max_bytes:
+                raise MailboxFullError("the recipient's mailbox is full; try again after they have connected")
+            await db.execute(
+                "WITH stored AS (INSERT INTO mailbox (device_id, envelope_id, blob, expires_at)"
+                " VALUES ($1, $2, $3, $4) RETURNING device_id)"
+                " SELECT pg_notify($5, device_id::TEXT) FROM stored",
+                device_id,
+                envelope_id,
+                blob,
+                expires_at,
+                self._channel,
+            )
+
+    async def pending(self, device_id: int, after: int, now: int, limit: int) -> list[QueuedEnvelope]:
+        async with self._transaction() as db:
+            rows = await db.fetch(
+                "SELECT sequence, envelope_id, blob FROM mailbox WHERE device_id = $1 AND sequence > $2"
+                " AND expires_at > $3 ORDER BY sequence LIMIT $4",
+                device_id,
+                after,
+                now,
+                limit,
+            )
+        return [
+            QueuedEnvelope(row["sequence"], bytes(row["envelope_id"]), bytes(row["blob"])) for row in rows
+        ]
+
+    async def acknowledge(self, device_id: int, envelope_ids: list[bytes]) -> int:
+        async with self._transaction() as db:
+            return _affected(
+                await db.execute(
+                    "DELETE FROM mailbox WHERE device_id = $1 AND envelope_id = ANY($2::BYTEA[])",
+                    device_id,
+                    envelope_ids,
+                )
+            )
+
+    async def drop_expired(self, now: int) -> int:
+        async with self._transaction() as db:
+            envelopes = _affected(await db.execute("DELETE FROM mailbox WHERE expires_at <= $1", now))
+            attachments = _affected(await db.execute("DELETE FROM attachments WHERE expires_at <= $1", now))
+        return envelopes + attachments
+
+    async def put_attachment(self, attachment_id: str, blob: bytes, expires_at: int) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO attachments (attachment_id, blob, expires_at) VALUES ($1, $2, $3)",
+                attachment_id,
+                blob,
+                expires_at,
+            )
+
+    async def get_attachment(self, attachment_id: str, now: int) -> bytes | None:
+        async with self._transaction() as db:
+            blob = await db.fetchval(
+                "SELECT blob FROM attachments WHERE attachment_id = $1 AND expires_at > $2",
+                attachment_id,
+                now,
+            )
+        return bytes(blob) if blob is not None else None
+
+    async def append_admin_log(self, at: int, actor: str, action: str, details: str) -> AdminLogEntry:
+        async with self._transaction() as db:
+            # Readers may go on; a second writer waits here until this entry is committed.
+            await db.execute("LOCK TABLE admin_log IN EXCLUSIVE MODE")
+            last = await db.fetchrow(
+                "SELECT sequence, entry_hash FROM admin_log ORDER BY sequence DESC LIMIT 1"
+            )
+            sequence, previous = (
+                (last["sequence"] + 1, bytes(last["entry_hash"])) if last else (1, GENESIS_HASH)
+            )
+            entry_hash = chain_hash(
+                previous, sequence=sequence, at=at, actor=actor, action=action, details=details
+            )
+            await db.execute(
+                "INSERT INTO admin_log (sequence, at, actor, action, details, previous_hash, entry_hash)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                sequence,
+                at,
+                actor,
+                action,
+                details,
+                previous,
+                entry_hash,
+            )
+        return AdminLogEntry(sequence, at, actor, action, details, previous, entry_hash)
+
+    async def admin_log(self) -> list[AdminLogEntry]:
+        async with self._transaction() as db:
+            rows = await db.fetch(
+                "SELECT sequence, at, actor, action, details, previous_hash, entry_hash FROM admin_log"
+                " ORDER BY sequence"
+            )
+        return [
+            AdminLogEntry(
+                r["sequence"],
+                r["at"],
+                r["actor"],
+                r["action"],
+                r["details"],
+                bytes(r["previous_hash"]),
+                bytes(r["entry_hash"]),
+            )
+            for r in rows
+        ]
+
+    async def statistics(self) -> dict[str, int]:
+        async with self._transaction() as db:
+            row = await db.fetchrow(
+                "SELECT"
+                " (SELECT COUNT(*) FROM accounts) AS accounts,"
+                " (SELECT COUNT(*) FROM accounts WHERE state = 'active') AS active_accounts,"
+                " (SELECT COUNT(*) FROM devices WHERE NOT revoked) AS devices,"
+                " (SELECT COUNT(*) FROM devices WHERE revoked) AS revoked_devices,"
+                " (SELECT COUNT(*) FROM mailbox) AS queued_envelopes,"
+                " (SELECT COUNT(*) FROM attachments) AS attachments,"
+                " (SELECT COUNT(*) FROM one_time_prekeys) AS one_time_prekeys"
+            )
+        return {name: int(value) for name, value in row.items()}
+
+    async def subscribe(self, wake_up: WakeUp) -> None:
+        if self._pool is None:
+            raise StoreError("the store is not open")
+        self._subscribers.append(wake_up)
+        if self._listener is None:
+            await self._listen()
+            self._keep_listening_task = asyncio.create_task(self._keep_listening())
+
+    async def _listen(self) -> None:
+        """Open the listening connection; ``_listener_lost`` is set when it goes away."""
+        lost = asyncio.Event()
+        try:
+            listener = await asyncpg.connect(self._dsn, server_settings=self._server_settings)
+            listener.add_termination_listener(lambda _connection: lost.set())
+            await listener.add_listener(self._channel, self._on_notification)
+        except (*_FAILURES, ValueError) as e:
+            raise StoreError(f"cannot listen for wake-ups on the relay's PostgreSQL database: {e}") from e
+        self._listener, self._listener_lost = listener, lost
+
+    async def _keep_listening(self) -> None:
+        """Listen again whenever the connection drops, then wake everyone who has mail."""
+        while self._listener_lost is not None:
+            await self._listener_lost.wait()
+            log.warning("the wake-up connection to PostgreSQL was lost; reconnecting")
+            delay = RECONNECT_FIRST_DELAY_SECONDS
+            while True:
+                try:
+                    await self._listen()
+                    break
+                except StoreError:
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, RECONNECT_MAX_DELAY_SECONDS)
+            try:
+                async with self._transaction() as db:
+                    rows = await db.fetch("SELECT DISTINCT device_id FROM mailbox")
+            except StoreError:
+                log.exception(
+                    "could not list mailboxes after reconnecting; their devices wake on the next send"
+                )
+                continue
+            await self._wake([row["device_id"] for row in rows])
+
+    async def _on_notification(
+        self, connection: asyncpg.Connection, pid: int, channel: str, untrusted_payload: str
+    ) -> None:
+        """Any session of the database may notify; a payload that is not a device id is ignored."""
+        try:
+            device_id = int(untrusted_payload)
+        except ValueError:
+            log.debug("ignored a wake-up that is not a device id")
+            return
+        await self._wake([device_id])
+
+    async def _wake(self, device_ids: Sequence[int]) -> None:
+        for device_id in device_ids:
+            for wake_up in self._subscribers:
+                result = wake_up(device_id)
+                if result is not None:
+                    await result
+
+
+async def _insert_prekeys(db: asyncpg.Connection, device_id: int, keys: list[OneTimePreKey]) -> None:
+    if keys:
+        await db.execute(_INSERT_PREKEYS, device_id, [k.key_id for k in keys], [k.public for k in keys])
+
+
+async def _revoke(db: asyncpg.Connection, device_ids: list[int]) -> int:
+    """Mark the devices revoked and delete their prekeys and mailboxes; how many devices matched."""
+    changed = _affected(await db.execute(_REVOKE_DEVICES, device_ids))
+    await db.execute(_DELETE_PREKEYS, device_ids)
+    await db.execute(_DELETE_MAILBOXES, device_ids)
+    return changed

@@ -1,0 +1,518 @@
+"""The relay end to end: a real server process on 127.0.0.1 with TLS, real clients, both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import ssl
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from nacl.utils import random
+
+from app.crypto.certificate import DeviceCertificate
+from app.crypto.keys import PreKeyBundle
+from app.protocol.frames import (
+    Bundles,
+    DirectoryLookup,
+    DirectoryResults,
+    Enrolled,
+    FetchBundles,
+    Frame,
+    FrameType,
+    NoticeKind,
+    Status,
+)
+from tests.conftest import require
+from tests.support.relay import RelayProcess, TestDevice, admin, new_account
+
+POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _postgres_reachable() -> bool:
+    import asyncpg
+
+    async def probe() -> bool:
+        try:
+            connection = await asyncpg.connect(POSTGRES_DSN, timeout=5)
+        except (OSError, asyncpg.PostgresError):
+            return False
+        await connection.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+def _drop_schema(schema: str) -> None:
+    import asyncpg
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(POSTGRES_DSN, timeout=5)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
+
+
+def _configure(data_dir: Path, backend: str, settings: dict[str, object]) -> str | None:
+    """Write the relay's server.toml; return the PostgreSQL schema to drop afterwards."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    schema = None
+    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    if backend == "postgres":
+        require(_postgres_reachable(), f"PostgreSQL is not reachable at {POSTGRES_DSN}")
+        schema = "t_" + uuid.uuid4().hex[:12]
+        lines += ['backend = "postgres"', f'postgres_dsn = "{POSTGRES_DSN}"', f'postgres_schema = "{schema}"']
+    (data_dir / "server.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return schema
+
+
+RelayFactory = Callable[..., RelayProcess]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def start_relay(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RelayFactory]:
+    """Start relays on this backend: ``start_relay(**settings)``; all are stopped afterwards."""
+    started: list[RelayProcess] = []
+    schemas: list[str] = []
+
+    def start(data_dir: Path | None = None, **settings: object) -> RelayProcess:
+        folder = data_dir or tmp_path / f"relay{len(started)}"
+        if not (folder / "server.toml").exists():
+            schema = _configure(folder, request.param, settings)
+            if schema:
+                schemas.append(schema)
+        relay = RelayProcess(folder).start()
+        started.append(relay)
+        return relay
+
+    yield start
+    for relay in started:
+        relay.stop()
+    for schema in schemas:
+        _drop_schema(schema)
+
+
+def run(coroutine: Awaitable[None]) -> None:
+    asyncio.run(asyncio.wait_for(coroutine, 120))  # type: ignore[arg-type]
+
+
+async def _pair(relay: RelayProcess, prefix: str = "u") -> tuple[TestDevice, TestDevice]:
+    alice = await TestDevice(relay).join(new_account(relay.data_dir, f"{prefix}.alice", "Alice"))
+    bob = await TestDevice(relay).join(new_account(relay.data_dir, f"{prefix}.bob", "Bob"))
+    return alice, bob
+
+
+async def _exchange_still_works(alice: TestDevice, bob: TestDevice) -> None:
+    response, sent = await alice.send(bob.device_id, b"still served " + random(8))
+    assert response.status == Status.OK
+    received = await bob.next_push()
+    assert received == sent
+    assert (await bob.ack(received)).status == Status.OK
+
+
+def test_enrol_authenticate_send_push_ack_and_redeliver(start_relay: RelayFactory) -> None:
+    """Test the whole path: enrolment, auth, prekey fetch, send, push, ack, redelivery after reconnect."""
+    relay = start_relay()
+
+    async def scenario() -> None:
+        alice, bob = await _pair(relay)
+        certificate = DeviceCertificate.parse(alice.certificate)
+        assert (certificate.account_id, certificate.device_id) == ("u.alice", alice.device_id)
+        assert certificate.identity_key == alice.identity.public
+
+        fetched = await alice.request(FrameType.FETCH_BUNDLES, FetchBundles("u.bob").encode())
+        assert fetched.status == Status.OK
+        (device,) = Bundles.parse(fetched.body).devices
+        bundle = PreKeyBundle.from_bytes(device.bundle)
+        bundle.verify()
+        assert device.device_id == bob.device_id and bundle.identity_key == bob.identity.public
+        assert bundle.one_time_prekey is not None
+
+        sent = []
+        for i in range(3):
+            response, envelope = await alice.send(bob.device_id, f"sealed {i}".encode())
+            assert response.status == Status.OK
+            sent.append(envelope)
+        assert [await bob.next_push() for _ in range(3)] == sent
+        assert (await bob.ack(sent[0])).status == Status.OK
+
+        assert (await bob.reconnect()).status == Status.OK
+        assert [await bob.next_push(), await bob.next_push()] == sent[1:]
+        drained = await asyncio.wait_for(bob.notices.get(), 10)
+        assert (drained.kind, drained.value) == (NoticeKind.QUEUE_DRAINED, 2)
+        await bob.ack(*sent[1:])
+        assert (await bob.reconnect()).status == Status.OK
+        assert (await asyncio.wait_for(bob.notices.get(), 10)).value == 0
+        assert bob.pushes.empty()
+        await alice.disconnect()
+        await bob.disconnect()
+
+    run(scenario())
+    stats = admin(relay.data_dir, "stats")
+    assert "queued_envelopes\t0" in stats.stdout
+
+
+def test_relay_stores_no_sender_and_logs_nothing_per_message(start_relay: RelayFactory) -> None:
+    """Test that a queued envelope's row holds only recipient, id, bytes and expiry; nothing is logged."""
+    relay = start_relay()
+
+    async def scenario() -> None:
+        alice, bob = await _pair(relay)
+        await bob.disconnect()
+        lines_before = len(relay.output)
+        response, envelope = await alice.send(bob.device_id, b"opaque")
+        assert response.status == Status.OK
+        await alice.disconnect()
+        relay.stop()
+        assert relay.output[lines_before:] == []
+        if (relay.data_dir / "relay.sqlite3").exists():
+            with sqlite3.connect(relay.data_dir / "relay.sqlite3") as db:
+                columns = [row[1] for row in db.execute("PRAGMA table_info(mailbox)")]
+                assert columns == ["sequence", "device_id", "envelope_id", "blob", "expires_at"]
+                (row,) = db.execute("SELECT device_id, envelope_id, blob FROM mailbox").fetchall()
+                assert row[0] == bob.device_id and bytes(row[1]) == envelope.envelope_id
+                assert bytes(row[2]) == envelope.encode()
+                for value in (
+                    alice.identity.public,
+                    alice.account_id.encode(),
+                    alice.device_id.to_bytes(4, "big"),
+                ):
+                    assert value not in bytes(row[2])
+
+    run(scenario())
+
+
+def test_malformed_frames_close_only_the_offending_connection(start_relay: RelayFactory) -> None:
+    """Test that garbage, unknown types, text frames and oversized frames close that connection alone."""
+    relay = start_relay()
+
+    async def scenario() -> None:
+        alice, bob = await _pair(relay)
+        for bad in (b"\x00garbage", b"\x01\x7f\x00\x00\x00\x01", b"\x09\x01\x00\x00\x00\x01"):
+            intruder = TestDevice(relay)
+            await intruder.connect()
+            assert intruder.ws is not None
+            await intruder.ws.send_bytes(bad)
+            await asyncio.wait_for(intruder._reader, 10)  # type: ignore[arg-type]
+            assert intruder.closing is not None and intruder.closing.status == Status.BAD_REQUEST
+            await intruder.disconnect()
+        text_sender = TestDevice(relay)
+        await text_sender.connect()
+        assert text_sender.ws is not None
+        await text_sender.ws.send_str("hello")
+        await asyncio.wait_for(text_sender._reader, 10)  # type: ignore[arg-type]
+        assert text_sender.closing is not None
+        await text_sender.disconnect()
+
+        oversized = TestDevice(relay)
+        await oversized.connect()
+        assert oversized.ws is not None
+        await oversized.ws.send_bytes(b"\x01\x03" + b"\x00" * (300 * 1024))
+        await asyncio.wait_for(oversized._reader, 10)  # type: ignore[arg-type]
+        assert oversized.ws.closed
+        await oversized.disconnect()
+
+        malformed_body = await alice.request(FrameType.SEND, b"\x00\x00")
+        assert malformed_body.status == Status.BAD_REQUEST
+        await _exchange_still_works(alice, bob)
+        await alice.disconnect()
+        await bob.disconnect()
+
+    run(scenario())
+
+
+def test_wrong_signature_and_replayed_challenge_are_refused(start_relay: RelayFactory) -> None:
+    """Test that a bad signature, and a valid answer replayed on a new connection, are refused and closed."""
+    relay = start_relay()
+
+    async def scenario() -> None:
+        alice, bob = await _pair(relay)
+        mallory = TestDevice(relay, device_id=alice.device_id)
+        await mallory.connect()
+        refused = await mallory.authenticate()
+        assert refused.status == Status.UNAUTHENTICATED
+        await asyncio.wait_for(mallory._reader, 10)  # type: ignore[arg-type]
+        await mallory.disconnect()
+
+        await alice.disconnect()
+        await alice.connect()
+        recorded = alice.authentication()
+        assert (await alice.request(FrameType.AUTHENTICATE, recorded)).status == Status.OK
+        replayer = TestDevice(relay)
+        await replayer.connect()
+        replayed = await replayer.request(FrameType.AUTHENTICATE, recorded)
+        assert replayed.status == Status.UNAUTHENTICATED
+        await replayer.disconnect()
+
+        second_try = await alice.request(FrameType.AUTHENTICATE, recorded)
+        assert second_try.status == Status.BAD_REQUEST
+        before_auth = TestDevice(relay)
+        await before_auth.connect()
+        assert (await before_auth.request(FrameType.SEND, b"")).status == Status.UNAUTHENTICATED
+        await before_auth.disconnect()
+        await _exchange_still_works(alice, bob)
+        await alice.disconnect()
+        await bob.disconnect()
+
+    run(scenario())
+
+
+def test_spent_expired_and_unknown_codes_are_refused(start_relay: RelayFactory) -> None:
+    """Test that an enrolment code works once, and expired or made-up codes are refused."""
+    relay = start_relay()
+
+    async def scenario() -> None:
+        code = new_account(relay.data_dir, "c.user")
+        first = TestDevice(relay)
+        await first.connect()
+        assert (await first.enrol(code)).status == Status.OK
+        second = TestDevice(relay)
+        await second.connect()
+        assert (await second.enrol(code)).status == Status.CODE_REFUSED
+        assert (await second.enrol("AAAA-BBBB-CCCC-DDDD-EEEE-FFFF")).status == Status.CODE_REFUSED
+        await first.disconnect()
+        await second.disconnect()
+
+    run(scenario())
+    expired = admin(relay.data_dir, "code", "issue", "c.user", "--valid-hours", "0")
+    assert expired.returncode == 1 and "--valid-hours" in expired.stderr
+
+
+def test_enrolment_attempts_are_rate_limited(start_relay: RelayFactory) -> None:
+    """Test that guessing codes is slowed to the configured attempts per minute."""
+    relay = start_relay(enrolment_attempts_per_minute=3)
+
+    async def scenario() -> None:
+        guesser = TestDevice(relay)
+        await guesser.connect()
+        statuses = [(await guesser.enrol(f"GUESS-{i}")).status for i in range(5)]
+        assert statuses == [Status.CODE_REFUSED] * 3 + [Status.RATE_LIMITED] * 2
+        await guesser.disconnect()
+
+    run(scenario())
+
+
+def test_full_mailbox_tells_the_sender(start_relay: RelayFactory) -> None:
+    """Test that past the quota the sender gets MAILBOX_FULL and nothing is dropped silently."""
+    relay = start_relay(mailbox_max_envelopes=2)
+
+    async def scenario() -> None:
+        alice, bob = await _pair(relay)
+        await bob.disconnect()
+        statuses = [(await alice.send(bob.device_id, b"x"))[0].status for _ in range(3)]
+        assert statuses == [Status.OK, Status.OK, Status.MAILBOX_FULL]
+        assert (await bob.reconnect()).status == Status.OK
+        first, second = await bob.next_push(), await bob.next_push()
+        await bob.ack(first, second)
+        await alice.disconnect()
+        await bob.disconnect()
+
+    run(scenario())
+
+
+def test_revoked_device_is_refused_with_a_reason_and_its_mailbox_deleted(start_relay: RelayFactory) -> None:
+    """Test that revoking a device empties its mailbox and refuses its next connection, closing it."""
+    relay = start_relay()
+
+    async def scenario() -> None:
+        alice, bob = await _pair(relay)
+        await bob.disconnect()
+        await alice.send(bob.device_id, b"waiting")
+        revoked = admin(relay.data_dir, "device", "revoke", str(bob.device_id))
+        assert revoked.returncode == 0, revoked.stderr
+        assert "queued_envelopes\t0" in admin(relay.data_dir, "stats").stdout
+        await bob.connect()
+        response = await bob.authenticate()
+        assert response.status == Status.REVOKED and "revoked" in response.reason
+        await asyncio.wait_for(bob._reader, 10)  # type: ignore[arg-type]
+        assert bob.closing is not None and bob.closing.status == Status.REVOKED
+        assert (await alice.send(bob.device_id, b"to nobody"))[0].status == Status.NOT_FOUND
+        await alice.disconnect()
+        await bob.disconnect()
+
+    run(scenario())
+
+
+def test_acknowledged_envelopes_survive_sigkill(start_relay: RelayFactory, tmp_path: Path) -> None:
+    """Test that every envelope the relay answered OK to is delivered after a SIGKILL mid-stream."""
+    relay = start_relay()
+
+    async def scenario() -> None:
+        alice, bob = await _pair(relay)
+        await bob.disconnect()
+        stored = []
+
+        async def stream() -> None:
+            for i in range(10_000):
+                response, envelope = await alice.send(bob.device_id, f"message {i}".encode())
+                if response.status == Status.OK:
+                    stored.append(envelope)
+
+        sender = asyncio.create_task(stream())
+        while len(stored) < 30:
+            await asyncio.sleep(0.01)
+        relay.kill()
+        with pytest.raises((ConnectionError, asyncio.TimeoutError, aiohttp.ClientError)):
+            await sender
+        assert len(stored) >= 30
+        restarted = RelayProcess(relay.data_dir).start()
+        try:
+            bob.relay = restarted
+            await bob.connect()
+            assert (await bob.authenticate()).status == Status.OK
+            received = [await bob.next_push() for _ in stored]
+            assert received[: len(stored)] == stored
+            await bob.disconnect()
+        finally:
+            restarted.stop()
+        await alice.disconnect()
+
+    run(scenario())
+
+
+def test_attachments_need_a_token_respect_the_limit_and_expire_unknown_ids(start_relay: RelayFactory) -> None:
+    """Test upload with the device's token, download by id, and refusals without token, too large, unknown."""
+    relay = start_relay(attachment_max_bytes=4096)
+
+    async def scenario() -> None:
+        alice, _ = await _pair(relay)
+        context = relay.ssl_context()
+        headers = {"Authorization": "Enclave-Upload " + alice.upload_token.hex()}
+        async with aiohttp.ClientSession() as http:
+            blob = random(3000)
+            async with http.post(
+                f"{relay.https}/v1/attachments", data=blob, headers=headers, ssl=context
+            ) as r:
+                assert r.status == 201
+                attachment_id = (await r.json())["attachment_id"]
+            async with http.get(f"{relay.https}/v1/attachments/{attachment_id}", ssl=context) as r:
+                assert r.status == 200 and await r.read() == blob
+            async with http.post(f"{relay.https}/v1/attachments", data=blob, ssl=context) as r:
+                assert r.status == 401
+            forged = {"Authorization": "Enclave-Upload " + bytes(44).hex()}
+            async with http.post(
+                f"{relay.https}/v1/attachments", data=blob, headers=forged, ssl=context
+            ) as r:
+                assert r.status == 401
+            async with http.post(
+                f"{relay.https}/v1/attachments", data=random(5000), headers=headers, ssl=context
+            ) as r:
+                assert r.status == 413
+            async with http.get(f"{relay.https}/v1/attachments/{'A' * 32}", ssl=context) as r:
+                assert r.status == 404
+            async with http.get(f"{relay.https}/health", ssl=context) as r:
+                assert (await r.json()) == {"status": "ok"}
+        await alice.disconnect()
+
+    run(scenario())
+
+
+def test_directory_lookup_finds_colleagues_but_refuses_bulk_queries(start_relay: RelayFactory) -> None:
+    """Test that a look-up finds a colleague by name, and a one-letter query is refused."""
+    relay = start_relay()
+
+    async def scenario() -> None:
+        alice, _ = await _pair(relay)
+        new_account(relay.data_dir, "k.kim", "Ким Минсу")
+        found = await alice.request(FrameType.DIRECTORY_LOOKUP, DirectoryLookup("ким").encode())
+        assert found.status == Status.OK
+        (entry,) = DirectoryResults.parse(found.body).entries
+        assert (entry.account_id, entry.display_name) == ("k.kim", "Ким Минсу")
+        too_short = await alice.request(FrameType.DIRECTORY_LOOKUP, DirectoryLookup("k").encode())
+        assert too_short.status == Status.BAD_REQUEST
+        await alice.disconnect()
+
+    run(scenario())
+
+
+def test_device_is_told_when_its_prekeys_run_low(start_relay: RelayFactory) -> None:
+    """Test that fetching a bundle that leaves few one-time prekeys sends their owner a notice."""
+    relay = start_relay(prekeys_low_threshold=10)
+
+    async def scenario() -> None:
+        alice, bob = await _pair(relay)
+        await alice.request(FrameType.FETCH_BUNDLES, FetchBundles(bob.account_id).encode())
+        seen = []
+        while (NoticeKind.PREKEYS_LOW, 4) not in seen:
+            notice = await asyncio.wait_for(bob.notices.get(), 10)
+            seen.append((notice.kind, notice.value))
+        await alice.disconnect()
+        await bob.disconnect()
+
+    run(scenario())
+
+
+def test_admin_log_verify_detects_tampering(tmp_path: Path) -> None:
+    """Test that `enclave-admin log verify` passes on an honest log and fails on edited or removed entries."""
+    relay = RelayProcess(tmp_path / "relay").start()
+    relay.stop()
+    for account in ("a", "b", "c"):
+        assert admin(relay.data_dir, "account", "create", account, "--name", account).returncode == 0
+    honest = admin(relay.data_dir, "log", "verify")
+    assert honest.returncode == 0 and "3 entries" in honest.stdout
+    head = honest.stdout.rsplit(" ", 1)[1].strip()
+    database = relay.data_dir / "relay.sqlite3"
+    with sqlite3.connect(database) as db:
+        db.execute('UPDATE admin_log SET details = \'{"account": "z"}\' WHERE sequence = 2')
+    edited = admin(relay.data_dir, "log", "verify")
+    assert edited.returncode == 1 and "entry 2: its content was changed" in edited.stderr
+    with sqlite3.connect(database) as db:
+        db.execute("DELETE FROM admin_log WHERE sequence = 3")
+        db.execute('UPDATE admin_log SET details = \'{"account": "b"}\' WHERE sequence = 2')
+    truncated = admin(relay.data_dir, "log", "verify", "--expect-head", head)
+    assert truncated.returncode == 1 and "not the" in truncated.stderr
+
+
+def test_a_client_that_stops_mid_frame_does_not_stall_others(start_relay: RelayFactory) -> None:
+    """Test that a TLS client sending half a WebSocket frame and going silent leaves others served."""
+    relay = start_relay()
+
+    async def scenario() -> None:
+        alice, bob = await _pair(relay)
+        context = ssl.create_default_context(cafile=str(relay.data_dir / "tls.crt"))
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port, ssl=context)
+        writer.write(
+            b"GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"\x82\xfe\x10\x00\x00\x00\x00\x00" + b"\x01\x03")
+        await writer.drain()
+        await _exchange_still_works(alice, bob)
+        writer.close()
+        await alice.disconnect()
+        await bob.disconnect()
+
+    run(scenario())
+
+
+def test_enrolment_returns_the_trust_root_that_signed_the_certificate(start_relay: RelayFactory) -> None:
+    """Test that the issuer key given at enrolment verifies the device certificate."""
+    relay = start_relay()
+
+    async def scenario() -> None:
+        device = TestDevice(relay)
+        await device.connect()
+        response = await device.enrol(new_account(relay.data_dir, "t.root"))
+        enrolled = Enrolled.parse(response.body)
+        DeviceCertificate.parse(enrolled.certificate).verify(
+            trust_root=enrolled.certificate_issuer, now=int(time.time())
+        )
+        await device.disconnect()
+
+    run(scenario())
+
+
+def test_frame_round_trip_sanity() -> None:
+    """Test that a frame parses back to itself (the fuzz tests cover refusals)."""
+    frame = Frame(FrameType.SEND, 7, b"body")
+    assert Frame.parse(frame.encode()) == frame

@@ -1,0 +1,280 @@
+"""A real relay in a subprocess, the real admin CLI, and a minimal device client for tests.
+
+``RelayProcess`` runs ``python -m server.main`` on 127.0.0.1 with TLS on a free port and
+reads the port and pin from its output. ``TestDevice`` speaks the frames of
+app/protocol/frames.py over a real TLS WebSocket; it is the smallest client the server
+tests need, not the product's sync engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from nacl.utils import random
+
+from app.crypto.keys import IdentityKeyPair, OneTimePreKey, SignedPreKey
+from app.crypto.primitives import SIGN_CONTEXT_RELAY_AUTH
+from app.protocol.envelope import Envelope
+from app.protocol.frames import (
+    MAX_FRAME_BYTES,
+    Ack,
+    Authenticate,
+    Authenticated,
+    Challenge,
+    Closing,
+    Enrol,
+    Enrolled,
+    Frame,
+    FrameType,
+    Notice,
+    Response,
+    Send,
+    SignedPreKeyUpload,
+    Status,
+    UploadedPreKey,
+    auth_message,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 30
+REPLY_SECONDS = 10
+
+
+class RelayProcess:
+    """``enclave-server`` on 127.0.0.1:<free port> over ``data_dir``; restartable and killable."""
+
+    def __init__(self, data_dir: Path, *extra_args: str) -> None:
+        self.data_dir = data_dir
+        self.extra_args = extra_args
+        self.process: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.pin = ""
+        self.output: list[str] = []
+
+    def start(self) -> RelayProcess:
+        command = [
+            sys.executable,
+            "-m",
+            "server.main",
+            "--data",
+            str(self.data_dir),
+            "--port",
+            "0",
+            *self.extra_args,
+        ]
+        self.process = subprocess.Popen(
+            command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError("the relay exited during start-up:\n" + "".join(self.output))
+            self.output.append(line)
+            if line.startswith("Relay public-key pin"):
+                self.pin = line.rsplit(" ", 1)[1].strip()
+            if line.startswith("enclave-server listening on"):
+                self.port = int(line.rsplit(":", 1)[1])
+                return self
+        raise RuntimeError("the relay did not start in time")
+
+    def drain_output(self) -> list[str]:
+        """Lines the relay printed since start-up (read without blocking after it stopped)."""
+        return self.output
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._collect()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash or power cut of the process."""
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self._collect()
+
+    def _collect(self) -> None:
+        if self.process is not None and self.process.stdout is not None:
+            with contextlib.suppress(ValueError):
+                self.output.extend(self.process.stdout.readlines())
+            self.process.stdout.close()
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"wss://127.0.0.1:{self.port}/v1/ws"
+
+    @property
+    def https(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.data_dir / "tls.crt"))
+
+
+def admin(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real ``enclave-admin`` CLI against ``data_dir``."""
+    return subprocess.run(
+        [sys.executable, "-m", "server.admin", "--data", str(data_dir), "--actor", "test-admin", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def new_account(data_dir: Path, account_id: str, name: str = "Test User") -> str:
+    """Create an account with the admin CLI and return a fresh enrolment code for it."""
+    created = admin(data_dir, "account", "create", account_id, "--name", name, "--department", "Tests")
+    if created.returncode != 0:
+        raise RuntimeError(created.stderr)
+    issued = admin(data_dir, "code", "issue", account_id)
+    if issued.returncode != 0:
+        raise RuntimeError(issued.stderr)
+    return issued.stdout.strip()
+
+
+@dataclass
+class TestDevice:
+    """A device's keys and one connection to the relay."""
+
+    __test__ = False
+
+    relay: RelayProcess
+    identity: IdentityKeyPair = field(default_factory=lambda: IdentityKeyPair.generate(random))
+    device_id: int = 0
+    account_id: str = ""
+    certificate: bytes = b""
+    upload_token: bytes = b""
+    session: aiohttp.ClientSession | None = None
+    ws: aiohttp.ClientWebSocketResponse | None = None
+    nonce: bytes = b""
+    pushes: asyncio.Queue[Envelope] = field(default_factory=asyncio.Queue)
+    notices: asyncio.Queue[Notice] = field(default_factory=asyncio.Queue)
+    closing: Closing | None = None
+    _waiting: dict[int, asyncio.Future[Response]] = field(default_factory=dict)
+    _next_request: int = 0
+    _reader: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        self.session = aiohttp.ClientSession()
+        self.ws = await self.session.ws_connect(
+            self.relay.url, ssl=self.relay.ssl_context(), max_msg_size=MAX_FRAME_BYTES, autoping=True
+        )
+        first = Frame.parse((await self.ws.receive(timeout=REPLY_SECONDS)).data)
+        assert first.type == FrameType.CHALLENGE
+        self.nonce = Challenge.parse(first.body).nonce
+        self.closing = None
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for message in self.ws:
+            if message.type != aiohttp.WSMsgType.BINARY:
+                break
+            frame = Frame.parse(message.data)
+            if frame.type == FrameType.RESPONSE:
+                future = self._waiting.pop(frame.request_id, None)
+                if future is not None and not future.done():
+                    future.set_result(Response.parse(frame.body))
+            elif frame.type == FrameType.PUSH:
+                self.pushes.put_nowait(Envelope.parse(frame.body))
+            elif frame.type == FrameType.NOTICE:
+                self.notices.put_nowait(Notice.parse(frame.body))
+            elif frame.type == FrameType.CLOSING:
+                self.closing = Closing.parse(frame.body)
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionError("the relay closed the connection"))
+        self._waiting.clear()
+
+    async def request(self, frame_type: FrameType, body: bytes) -> Response:
+        assert self.ws is not None
+        self._next_request += 1
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._waiting[self._next_request] = future
+        await self.ws.send_bytes(Frame(frame_type, self._next_request, body).encode())
+        return await asyncio.wait_for(future, REPLY_SECONDS)
+
+    async def enrol(self, code: str, prekeys: int = 5) -> Response:
+        spk = SignedPreKey.generate(self.identity, 1, random)
+        one_time = [OneTimePreKey.generate(i, random) for i in range(prekeys)]
+        request = Enrol(
+            code=code,
+            identity_key=self.identity.public,
+            signed_prekey=SignedPreKeyUpload(spk.key_id, spk.keypair.public, spk.signature),
+            one_time_prekeys=tuple(UploadedPreKey(k.key_id, k.keypair.public) for k in one_time),
+        )
+        response = await self.request(FrameType.ENROL, request.encode())
+        if response.status == Status.OK:
+            enrolled = Enrolled.parse(response.body)
+            self.device_id, self.account_id = enrolled.device_id, enrolled.account_id
+        return response
+
+    def authentication(self) -> bytes:
+        signature = self.identity.sign(
+            context=SIGN_CONTEXT_RELAY_AUTH, message=auth_message(self.nonce, self.device_id)
+        )
+        return Authenticate(self.device_id, signature).encode()
+
+    async def authenticate(self) -> Response:
+        response = await self.request(FrameType.AUTHENTICATE, self.authentication())
+        if response.status == Status.OK:
+            authenticated = Authenticated.parse(response.body)
+            self.certificate, self.upload_token = authenticated.certificate, authenticated.upload_token
+        return response
+
+    async def join(self, code: str) -> TestDevice:
+        """Connect, enrol with ``code`` and authenticate; raise unless all succeed."""
+        await self.connect()
+        for step in (self.enrol(code), self.authenticate()):
+            response = await step
+            if response.status != Status.OK:
+                raise RuntimeError(f"{response.status.name}: {response.reason}")
+        return self
+
+    async def reconnect(self) -> Response:
+        await self.disconnect()
+        await self.connect()
+        return await self.authenticate()
+
+    async def send(self, recipient: int, sealed: bytes, expires_in: int = 3600) -> tuple[Response, Envelope]:
+        envelope = Envelope.create(sealed=sealed, expires_at=int(time.time()) + expires_in, random=random)
+        response = await self.request(FrameType.SEND, Send(recipient, envelope).encode())
+        return response, envelope
+
+    async def next_push(self, timeout: float = REPLY_SECONDS) -> Envelope:
+        return await asyncio.wait_for(self.pushes.get(), timeout)
+
+    async def ack(self, *envelopes: Envelope) -> Response:
+        return await self.request(FrameType.ACK, Ack(tuple(e.envelope_id for e in envelopes)).encode())
+
+    async def disconnect(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, REPLY_SECONDS)
+        if self.session is not None:
+            await self.session.close()
+        self.ws, self.session, self._reader = None, None, None
+        self.pushes = asyncio.Queue()
+        self.notices = asyncio.Queue()
