@@ -40,5 +40,5 @@ def test_every_limit_is_in_the_limits_table_with_its_value() -> None:
 
 
 def test_test_vectors_are_what_the_code_produces() -> None:
-    """Test that the vectors in section 15 equal a fresh run of tests/support/vectors.py."""
+    """Test that the vectors in section 16 equal a fresh run of tests/support/vectors.py."""
     assert vectors.in_doc(DOC) == vectors.make()

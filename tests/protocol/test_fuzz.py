@@ -25,6 +25,28 @@ from app.crypto.sealed import seal, unseal
 from app.crypto.session import MessageKind, PreKeyMessage, Session, SessionMessage, initiate_session
 from app.protocol.content import MessageHeader, TextMessage, encode_content, parse_content
 from app.protocol.envelope import Envelope
+from app.protocol.frames import (
+    Ack,
+    Authenticated,
+    Bundles,
+    Challenge,
+    Closing,
+    DeviceBundle,
+    DirectoryEntry,
+    DirectoryResults,
+    Enrol,
+    Enrolled,
+    Frame,
+    FrameType,
+    Notice,
+    NoticeKind,
+    Response,
+    Send,
+    SignedPreKeyUpload,
+    Status,
+    UploadedPreKey,
+    UploadPreKeys,
+)
 from tests.support.sessions import Device, SeededRandom, SessionPair
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -45,7 +67,32 @@ def _samples() -> dict[str, tuple[Callable[[bytes], object], bytes]]:
     )
     content = encode_content(TextMessage(MessageHeader(b"\x01" * 16, 1, 60, b"\x02" * 16), "привет, 안녕"))
     pair = SessionPair.establish(b"fuzz")
-    return {
+    envelope = Envelope.create(sealed=b"sealed", expires_at=NOW, random=random)
+    prekeys = UploadPreKeys(
+        SignedPreKeyUpload(1, b"\x01" * 32, b"\x02" * 64), (UploadedPreKey(1, b"\x03" * 32),) * 2
+    )
+    frame_bodies = {
+        "frame": (Frame.parse, Frame(FrameType.SEND, 9, Send(3, envelope).encode()).encode()),
+        "send": (Send.parse, Send(3, envelope).encode()),
+        "enrol": (
+            Enrol.parse,
+            Enrol("CODE-1234", b"\x04" * 32, prekeys.signed_prekey, prekeys.one_time_prekeys).encode(),  # type: ignore[arg-type]
+        ),
+        "upload prekeys": (UploadPreKeys.parse, prekeys.encode()),
+        "ack": (Ack.parse, Ack((b"\x05" * 16, b"\x06" * 16)).encode()),
+        "response": (Response.parse, Response(Status.MAILBOX_FULL, "полный", b"body").encode()),
+        "bundles": (Bundles.parse, Bundles((DeviceBundle(2, device.bundle().to_bytes()),)).encode()),
+        "directory": (
+            DirectoryResults.parse,
+            DirectoryResults((DirectoryEntry("k.kim", "김민수", "외교부"),)).encode(),
+        ),
+        "closing": (Closing.parse, Closing(Status.REVOKED, "revoked").encode()),
+        "notice": (Notice.parse, Notice(NoticeKind.PREKEYS_LOW, 3).encode()),
+        "authenticated": (Authenticated.parse, Authenticated(certificate.encode(), b"\x07" * 44).encode()),
+        "enrolled": (Enrolled.parse, Enrolled("a", 1, certificate.encode(), b"\x08" * 32).encode()),
+        "challenge": (Challenge.parse, Challenge(b"\x09" * 32, NOW).encode()),
+    }
+    return frame_bodies | {
         "content": (parse_content, content),
         "envelope": (
             Envelope.parse,

@@ -1,4 +1,4 @@
-"""The test vectors of docs/PROTOCOL.md, section 15, made from a fixed seed.
+"""The test vectors of docs/PROTOCOL.md, section 16, made from a fixed seed.
 
 ``python -m tests.support.vectors`` prints them; ``--write`` puts them into the doc
 between its markers. tests/test_protocol_doc.py checks the doc holds what this makes.
