@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/venv.sh
+source scripts/secret-service.sh
 enclave_venv "test,bench"
+enclave_secret_service_deps
 
 echo "== ruff"
 .venv/bin/ruff check .

@@ -1,0 +1,171 @@
+"""The store's typed errors, each with a message the person at the workstation can act on.
+
+Every failure to open a profile has its own class, so the UI can offer the right next
+step (ask the passphrase again, unlock the keystore, restore from backup) without
+parsing text. None of them is raised after a file of the profile was changed: a failed
+open leaves the folder exactly as it found it.
+"""
+
+from __future__ import annotations
+
+from app.base.errors import StorageError
+
+
+class KeystoreError(StorageError):
+    """The operating system's keystore could not give us the profile's key."""
+
+
+class KeystoreUnavailableError(KeystoreError):
+    """No keystore backend exists on this machine, or it did not answer."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "No system keystore is available (Secret Service, Keychain or Credential Manager). "
+            "Start it, or protect this profile with a passphrase instead."
+            + (f" ({detail})" if detail else "")
+        )
+
+
+class KeystoreLockedError(KeystoreError):
+    """The keystore holds the key but is locked."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The system keystore is locked. Unlock it (log in again or open the keyring) and retry."
+        )
+
+
+class KeystoreEntryMissingError(KeystoreError):
+    """The keystore works, but the profile's key is not in it."""
+
+    def __init__(self, profile_id: str) -> None:
+        self.profile_id = profile_id
+        super().__init__(
+            f"The key of profile {profile_id} is not in the system keystore (it was deleted, or this profile "
+            "was copied from another account or machine). The messages cannot be read without it; "
+            "restore the keystore entry or enrol this device again."
+        )
+
+
+class KeystoreEntryCorruptError(KeystoreError):
+    """The keystore has an entry for the profile, but it is not a key Enclave wrote."""
+
+    def __init__(self, profile_id: str) -> None:
+        self.profile_id = profile_id
+        super().__init__(
+            f"The keystore entry of profile {profile_id} is damaged or was replaced. "
+            "Restore it from a backup of the keystore or enrol this device again."
+        )
+
+
+class WrongKeyError(StorageError):
+    """The key we hold does not open this profile (it belongs to another profile or installation)."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(
+            message
+            or "The key in the system keystore does not open this profile; it belongs to another profile "
+            "or installation. Restore the right keystore entry or enrol this device again."
+        )
+
+
+class WrongPassphraseError(WrongKeyError):
+    """The passphrase typed does not open this profile."""
+
+    def __init__(self) -> None:
+        super().__init__("Wrong passphrase. Check the keyboard layout and Caps Lock, then try again.")
+
+
+class ProtectionMismatchError(StorageError):
+    """The profile is protected differently from what the caller offered (a programming error)."""
+
+    def __init__(self, expected: str, offered: str) -> None:
+        self.expected = expected
+        self.offered = offered
+        super().__init__(f"This profile is protected by {expected}, not by {offered}.")
+
+
+class NotAnEnclaveDatabaseError(StorageError):
+    """The folder or file is not an Enclave profile, or it was replaced or damaged."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"This is not an Enclave message store ({reason}). Choose the right profile folder "
+            "or restore it from a backup; nothing was changed."
+        )
+
+
+class UnsupportedProfileVersionError(StorageError):
+    """The profile was written by a newer Enclave than this one."""
+
+    def __init__(self, what: str, version: int, latest: int) -> None:
+        self.version = version
+        self.latest = latest
+        super().__init__(
+            f"This profile's {what} is version {version}, but this Enclave reads up to version {latest}. "
+            "Update Enclave to open it."
+        )
+
+
+class ProfileExistsError(StorageError):
+    """A profile was to be created where one already exists."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"A profile already exists in {where}; open it instead of creating a new one.")
+
+
+class StoreFullError(StorageError):
+    """The disk holding the profile is full; nothing of the failed write was kept."""
+
+    def __init__(self) -> None:
+        super().__init__("The disk holding your messages is full. Free some space and try again.")
+
+
+class DatabaseCorruptError(StorageError):
+    """SQLite found damage inside a database it could decrypt."""
+
+    def __init__(self) -> None:
+        super().__init__("The message store is damaged. Restore the profile from a backup.")
+
+
+class NotFoundError(StorageError):
+    """A record the caller named does not exist (it may have expired meanwhile)."""
+
+
+class InvalidTransitionError(StorageError):
+    """A record was asked to move to a state it may not reach from its current one."""
+
+
+class AttachmentError(StorageError):
+    """An attachment file could not be stored or read."""
+
+
+class AttachmentCorruptError(AttachmentError):
+    """An attachment file was altered or truncated on disk."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"The attachment file is damaged ({reason}); it cannot be opened. Ask for it again.")
+
+
+class AttachmentMissingError(AttachmentError):
+    """An attachment's file is gone from the profile folder."""
+
+    def __init__(self) -> None:
+        super().__init__("The attachment's file is missing from the profile folder. Ask for it again.")
+
+
+class AttachmentTooLargeError(AttachmentError):
+    """An attachment is larger than Enclave stores."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"The file is larger than the {limit // (1024 * 1024)} MiB Enclave can store.")
+
+
+class WrongThreadError(StorageError):
+    """A store was used from a thread other than the one that opened it (a programming error)."""
+
+    def __init__(self) -> None:
+        super().__init__("The store belongs to the thread that opened it; call it from that thread only.")

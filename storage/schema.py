@@ -1,0 +1,200 @@
+"""The schema and its forward-only migrations.
+
+``PRAGMA user_version`` is the schema version. Each migration runs in its own
+transaction together with the version bump, so a crash leaves the store at one version
+or the next, never between. A store newer than this build is refused unchanged.
+
+- v1: identity and prekeys, ratchet sessions, contacts and their devices (trust state),
+  conversations, messages (with expires_at, swept by a scan), seen envelope ids, settings.
+- v2: full-text search (FTS5, external content, kept in step by triggers, secret chats
+  left out through the immutable ``messages.indexed`` flag) and the index on expires_at
+  that lets the sweeper find what is due without a scan.
+- v3: the outbox and encrypted attachment files.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from storage.database import Database
+from storage.errors import UnsupportedProfileVersionError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    summary: str
+    statements: tuple[str, ...]
+
+
+_V1 = Migration(
+    1,
+    "core tables",
+    (
+        """CREATE TABLE identity (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            account_id TEXT NOT NULL,
+            device_id INTEGER NOT NULL,
+            seed BLOB NOT NULL CHECK (length(seed) = 32),
+            created_at REAL NOT NULL)""",
+        """CREATE TABLE prekeys (
+            kind TEXT NOT NULL CHECK (kind IN ('signed', 'one_time')),
+            key_id INTEGER NOT NULL,
+            private_key BLOB NOT NULL CHECK (length(private_key) = 32),
+            signature BLOB,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (kind, key_id)) WITHOUT ROWID""",
+        """CREATE TABLE sessions (
+            account_id TEXT NOT NULL,
+            device_id INTEGER NOT NULL,
+            state BLOB NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (account_id, device_id)) WITHOUT ROWID""",
+        """CREATE TABLE contacts (
+            account_id TEXT PRIMARY KEY,
+            display_name TEXT NOT NULL,
+            department TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL) WITHOUT ROWID""",
+        """CREATE TABLE contact_devices (
+            account_id TEXT NOT NULL REFERENCES contacts (account_id) ON DELETE CASCADE,
+            device_id INTEGER NOT NULL,
+            identity_key BLOB NOT NULL CHECK (length(identity_key) = 32),
+            trust TEXT NOT NULL CHECK (trust IN ('unverified', 'verified', 'changed')),
+            previous_identity_key BLOB,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (account_id, device_id)) WITHOUT ROWID""",
+        """CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('direct', 'group', 'secret')),
+            peer_account_id TEXT,
+            group_id BLOB,
+            title TEXT NOT NULL DEFAULT '',
+            timer_seconds INTEGER NOT NULL DEFAULT 0 CHECK (timer_seconds >= 0),
+            classification TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            CHECK (kind <> 'secret' OR timer_seconds > 0),
+            CHECK ((kind = 'group') = (group_id IS NOT NULL)),
+            CHECK ((kind = 'group') = (peer_account_id IS NULL)))""",
+        "CREATE UNIQUE INDEX conversations_group ON conversations (group_id) WHERE group_id IS NOT NULL",
+        """CREATE INDEX conversations_peer ON conversations (peer_account_id)
+            WHERE peer_account_id IS NOT NULL""",
+        """CREATE TABLE conversation_members (
+            conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            account_id TEXT NOT NULL,
+            PRIMARY KEY (conversation_id, account_id)) WITHOUT ROWID""",
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            sender TEXT NOT NULL,
+            sender_device INTEGER NOT NULL DEFAULT 0,
+            message_id BLOB NOT NULL,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'delivered', 'read', 'failed')),
+            sent_at REAL NOT NULL,
+            received_at REAL,
+            read_at REAL,
+            expires_at REAL,
+            UNIQUE (conversation_id, sender, message_id))""",
+        "CREATE INDEX messages_history ON messages (conversation_id, sent_at, id)",
+        """CREATE TABLE seen_envelopes (
+            envelope_id BLOB PRIMARY KEY,
+            seen_at REAL NOT NULL) WITHOUT ROWID""",
+        "CREATE INDEX seen_envelopes_age ON seen_envelopes (seen_at)",
+        """CREATE TABLE settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL) WITHOUT ROWID""",
+    ),
+)
+
+_V2 = Migration(
+    2,
+    "full-text search and the expiry index",
+    (
+        "ALTER TABLE messages ADD COLUMN indexed INTEGER NOT NULL DEFAULT 0 CHECK (indexed IN (0, 1))",
+        """UPDATE messages SET indexed = 1
+            WHERE conversation_id IN (SELECT id FROM conversations WHERE kind <> 'secret')""",
+        "CREATE INDEX messages_expiry ON messages (expires_at) WHERE expires_at IS NOT NULL",
+        """CREATE VIRTUAL TABLE messages_fts USING fts5 (
+            body, content = 'messages', content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2')""",
+        # Deleting a row removes its terms from the index at once instead of adding a
+        # "delete" marker that would leave them in older segments until a merge.
+        "INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1)",
+        "INSERT INTO messages_fts (rowid, body) SELECT id, body FROM messages WHERE indexed = 1",
+        """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.indexed = 1 BEGIN
+            INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body);
+        END""",
+        """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.indexed = 1 BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+        END""",
+        """CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages WHEN old.indexed = 1 BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+            INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body);
+        END""",
+        """CREATE TRIGGER messages_indexed_fixed BEFORE UPDATE OF indexed ON messages
+            WHEN new.indexed IS NOT old.indexed BEGIN
+            SELECT RAISE (ABORT, 'messages.indexed never changes');
+        END""",
+    ),
+)
+
+_V3 = Migration(
+    3,
+    "outbox and attachments",
+    (
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER REFERENCES messages (id) ON DELETE CASCADE,
+            recipient TEXT NOT NULL,
+            recipient_device INTEGER NOT NULL,
+            envelope BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL)""",
+        "CREATE INDEX outbox_due ON outbox (next_attempt_at, id)",
+        "CREATE INDEX outbox_message ON outbox (message_id) WHERE message_id IS NOT NULL",
+        """CREATE TABLE attachments (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            file_name TEXT NOT NULL UNIQUE,
+            file_key BLOB NOT NULL CHECK (length(file_key) = 32),
+            name TEXT NOT NULL,
+            mime_type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            created_at REAL NOT NULL)""",
+        "CREATE INDEX attachments_message ON attachments (message_id)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def schema_version(db: Database) -> int:
+    version: int = db.scalar("PRAGMA user_version")
+    return version
+
+
+def check_supported(db: Database) -> None:
+    """Refuse a store written by a newer Enclave, before anything is written to it."""
+    version = schema_version(db)
+    if version > LATEST_VERSION:
+        raise UnsupportedProfileVersionError("message store", version, LATEST_VERSION)
+
+
+def migrate(db: Database, target: int = LATEST_VERSION) -> list[int]:
+    """Bring the schema up to ``target``, one transaction per version; returns the versions applied."""
+    check_supported(db)
+    applied = []
+    for migration in MIGRATIONS:
+        if schema_version(db) >= migration.version or migration.version > target:
+            continue
+        with db.transaction():
+            for statement in migration.statements:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {migration.version}")
+        log.info("migrated the store to schema v%d (%s)", migration.version, migration.summary)
+        applied.append(migration.version)
+    return applied

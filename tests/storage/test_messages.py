@@ -1,0 +1,170 @@
+"""Messages: keyset paging, search without secret chats, status rules, transactions across repositories."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from storage.errors import InvalidTransitionError, NotFoundError, WrongThreadError
+from storage.messages import fts_query
+from storage.records import Conversation, ConversationKind, MessageStatus, NewMessage, PageCursor
+from storage.store import Store
+from tests.storage.harness import FakeClock
+
+
+def _add(store: Store, conversation: Conversation, n: int, text: str = "note {i}") -> list[int]:
+    return [
+        store.messages.add(
+            NewMessage(
+                conversation.id, f"id{i}".encode(), text.format(i=i), MessageStatus.SENT, sent_at=i // 3
+            )
+        ).id
+        for i in range(n)
+    ]
+
+
+def test_pages_walk_history_newest_first_without_gaps(store: Store, direct: Conversation) -> None:
+    """Test that keyset pages cover every message once, newest first, even with equal timestamps."""
+    ids = _add(store, direct, 103)
+    seen: list[int] = []
+    cursor: PageCursor | None = None
+    while True:
+        page = store.messages.page(direct.id, before=cursor, limit=10)
+        seen.extend(m.id for m in page.messages)
+        if page.older is None:
+            break
+        cursor = page.older
+    assert seen == sorted(ids, key=lambda i: ((i - 1) // 3, i), reverse=True)
+    assert len(set(seen)) == 103
+
+
+def test_history_page_uses_the_index_and_no_offset(store: Store) -> None:
+    """Test that reading an older page is an index range search, not a scan or a sort."""
+    plan = store._db.all(
+        """EXPLAIN QUERY PLAN SELECT id, body FROM messages
+            WHERE conversation_id = ? AND (sent_at, id) < (?, ?)
+            ORDER BY sent_at DESC, id DESC LIMIT ?""",
+        (1, 10.0, 5, 50),
+    )
+    details = " ".join(row[3] for row in plan)
+    assert "USING INDEX messages_history" in details
+    assert "SCAN" not in details and "TEMP B-TREE" not in details
+
+
+def test_search_finds_words_but_never_secret_chats(store: Store, direct: Conversation) -> None:
+    """Test that search finds a word in a direct chat and nothing from a secret chat with the same word."""
+    secret = store.conversations.create(
+        ConversationKind.SECRET, peer_account_id="bob@ministry", timer_seconds=30
+    )
+    store.messages.add(NewMessage(direct.id, b"a", "Budget meeting moved", MessageStatus.SENT, sent_at=1))
+    store.messages.add(NewMessage(secret.id, b"b", "budget leak details", MessageStatus.SENT, sent_at=2))
+    found = store.messages.search("budget")
+    assert [m.conversation_id for m in found] == [direct.id]
+    assert store.messages.search("leak") == []
+    assert [m.body for m in store.messages.search("budg")] == ["Budget meeting moved"], (
+        "last word is a prefix"
+    )
+
+
+def test_search_pages_by_id_and_filters_by_conversation(store: Store, direct: Conversation) -> None:
+    """Test that search results page newest first by id and can be limited to one conversation."""
+    other = store.conversations.create(ConversationKind.DIRECT, peer_account_id="zoe@ministry")
+    ids = _add(store, direct, 30, "tender {i}")
+    _add(store, other, 5, "tender other {i}")
+    first = store.messages.search("tender", conversation_id=direct.id, limit=20)
+    rest = store.messages.search("tender", conversation_id=direct.id, limit=20, before_id=first[-1].id)
+    assert [m.id for m in first + rest] == sorted(ids, reverse=True)
+    assert len(store.messages.search("tender", limit=100)) == 35
+
+
+def test_search_treats_operators_as_words(store: Store, direct: Conversation) -> None:
+    """Test that FTS5 syntax typed by a user is searched for literally and never raises."""
+    store.messages.add(NewMessage(direct.id, b"q", 'say "NEAR" OR not', MessageStatus.SENT, sent_at=1))
+    assert fts_query('a "b') == '"a" """b"*'
+    assert len(store.messages.search('"NEAR" OR')) == 1
+    assert store.messages.search("body:* AND (") == []
+    assert store.messages.search("   ") == []
+
+
+def test_status_moves_forward_only(store: Store, direct: Conversation, clock: FakeClock) -> None:
+    """Test that status goes pending→sent→delivered→read, ignores late receipts and refuses read→failed."""
+    message = store.messages.add(NewMessage(direct.id, b"s", "hi", MessageStatus.PENDING, sent_at=1))
+    assert store.messages.set_status(message.id, MessageStatus.SENT)
+    assert store.messages.set_status(message.id, MessageStatus.READ, at=clock())
+    assert not store.messages.set_status(message.id, MessageStatus.DELIVERED), (
+        "a late receipt changes nothing"
+    )
+    got = store.messages.get(message.id)
+    assert got.status is MessageStatus.READ and got.read_at == clock()
+    with pytest.raises(InvalidTransitionError):
+        store.messages.set_status(message.id, MessageStatus.FAILED)
+    retry = store.messages.add(NewMessage(direct.id, b"r", "hi", MessageStatus.PENDING, sent_at=2))
+    assert store.messages.set_status(retry.id, MessageStatus.FAILED)
+    assert store.messages.set_status(retry.id, MessageStatus.PENDING)
+
+
+def test_receive_commits_message_state_and_envelope_id_together(store: Store, direct: Conversation) -> None:
+    """Test that message, ratchet state and seen envelope id are stored in one transaction, or none is."""
+    with pytest.raises(RuntimeError, match="crash"), store.transaction():
+        store.messages.add(
+            NewMessage(direct.id, b"in", "incoming", MessageStatus.DELIVERED, sent_at=1, sender="a")
+        )
+        store.sessions.put("alice@ministry", 1, b"state-2")
+        assert store.seen.add(b"envelope-1")
+        raise RuntimeError("crash before commit")
+    assert store.messages.count() == 0
+    assert store.sessions.get("alice@ministry", 1) is None
+    assert not store.seen.contains(b"envelope-1")
+    with store.transaction():
+        store.messages.add(
+            NewMessage(direct.id, b"in", "incoming", MessageStatus.DELIVERED, sent_at=1, sender="a")
+        )
+        store.sessions.put("alice@ministry", 1, b"state-2")
+        assert store.seen.add(b"envelope-1")
+    assert store.messages.count() == 1 and store.sessions.get("alice@ministry", 1) == b"state-2"
+    assert not store.seen.add(b"envelope-1"), "a redelivered envelope is recognised"
+
+
+def test_send_commits_message_state_and_outbox_together(store: Store, direct: Conversation) -> None:
+    """Test that a failure inside a nested step rolls back only that step when the caller handles it."""
+    with store.transaction():
+        message = store.messages.add(
+            NewMessage(direct.id, b"out", "outgoing", MessageStatus.PENDING, sent_at=1)
+        )
+        store.sessions.put("alice@ministry", 1, b"state-3")
+        store.outbox.enqueue("alice@ministry", 1, b"sealed", message_id=message.id)
+        with pytest.raises(NotFoundError), store.transaction():
+            store.outbox.enqueue("alice@ministry", 2, b"sealed-2", message_id=message.id)
+            store.messages.get(10_000)
+    assert store.outbox.pending_for(message.id) == 1
+    assert store.sessions.get("alice@ministry", 1) == b"state-3"
+
+
+def test_message_needs_an_existing_conversation(store: Store) -> None:
+    """Test that a message for an unknown conversation is refused with NotFoundError."""
+    with pytest.raises(NotFoundError):
+        store.messages.add(NewMessage(999, b"x", "x", MessageStatus.SENT, sent_at=1))
+
+
+def test_store_refuses_other_threads(store: Store) -> None:
+    """Test that using the store from another thread raises WrongThreadError instead of sharing silently."""
+    errors: list[BaseException] = []
+
+    def use() -> None:
+        try:
+            store.messages.count()
+        except BaseException as e:
+            errors.append(e)
+
+    worker = threading.Thread(target=use)
+    worker.start()
+    worker.join()
+    assert len(errors) == 1 and isinstance(errors[0], WrongThreadError)
+
+
+def test_find_by_protocol_id(store: Store, direct: Conversation) -> None:
+    """Test that a message is found by its sender's protocol id, as receipts name it."""
+    stored = store.messages.add(NewMessage(direct.id, b"pid", "x", MessageStatus.SENT, sent_at=1))
+    assert store.messages.find(direct.id, "", b"pid") == stored
+    assert store.messages.find(direct.id, "alice@ministry", b"pid") is None
