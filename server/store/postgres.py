@@ -22,7 +22,7 @@ Deleting a row in PostgreSQL does not erase its bytes at once: they stay in the 
 pages until vacuum reclaims and new rows overwrite them, and in the write-ahead log
 until its segments are recycled. Unlike the SQLite backend (``secure_delete``), a
 delivered envelope's ciphertext may therefore outlive its row on the database's disk
-for a while; the database's storage should be encrypted (docs/ADMIN.md).
+for a while: the database's disk should be encrypted (docs/ADMIN.md).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from server.store.base import (
     SignedPreKey,
     StoreError,
     WakeUp,
+    directory_search_key,
 )
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,8 @@ CREATE TABLE accounts (
     account_id TEXT PRIMARY KEY,
     display_name TEXT NOT NULL,
     department TEXT NOT NULL,
-    state TEXT NOT NULL
+    state TEXT NOT NULL,
+    search_key TEXT NOT NULL
 );
 CREATE TABLE enrolment_codes (
     code_hash BYTEA PRIMARY KEY,
@@ -263,11 +265,13 @@ class PostgresStore(RelayStore):
     async def create_account(self, account_id: str, display_name: str, department: str) -> Account:
         async with self._transaction() as db:
             await db.execute(
-                "INSERT INTO accounts (account_id, display_name, department, state) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO accounts (account_id, display_name, department, state, search_key)"
+                " VALUES ($1, $2, $3, $4, $5)",
                 account_id,
                 display_name,
                 department,
                 AccountState.ACTIVE.value,
+                directory_search_key(account_id, display_name, department),
             )
         return Account(account_id, display_name, department, AccountState.ACTIVE)
 
@@ -297,14 +301,12 @@ class PostgresStore(RelayStore):
         return bool(changed)
 
     async def search_directory(self, query: str, limit: int) -> list[Account]:
-        pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         async with self._transaction() as db:
             rows = await db.fetch(
-                "SELECT account_id, display_name, department, state FROM accounts WHERE state = 'active'"
-                " AND (account_id ILIKE $1 ESCAPE '\\' OR display_name ILIKE $1 ESCAPE '\\'"
-                " OR department ILIKE $1 ESCAPE '\\')"
+                "SELECT account_id, display_name, department, state FROM accounts"
+                " WHERE state = 'active' AND strpos(search_key, $1) > 0"
                 ' ORDER BY display_name COLLATE "C", account_id LIMIT $2',
-                pattern,
+                query.casefold(),
                 limit,
             )
         return [_account(row) for row in rows]

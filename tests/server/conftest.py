@@ -1,0 +1,58 @@
+"""Fixtures of the relay store's tests: every store test runs on a real SQLite file and on
+a real PostgreSQL schema of its own, dropped afterwards (tests/server/stores.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.store.base import RelayStore
+from tests.conftest import require
+from tests.server.stores import (
+    POSTGRES_DSN,
+    PostgresBackend,
+    SQLiteBackend,
+    StoreBackend,
+    drop_schema,
+    postgres_problem,
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_unavailable() -> str | None:
+    """Why PostgreSQL cannot be used here, or None; probed once per test session."""
+    return asyncio.run(postgres_problem())
+
+
+def _postgres(unavailable: str | None) -> Iterator[PostgresBackend]:
+    require(unavailable is None, unavailable or "")
+    schema = "t_" + uuid.uuid4().hex[:12]
+    yield PostgresBackend(POSTGRES_DSN, schema)
+    asyncio.run(drop_schema(schema))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_unavailable: str | None
+) -> Iterator[StoreBackend]:
+    """Each backend in turn; PostgreSQL skips (or fails under CI=true) when it is not running."""
+    if request.param == "sqlite":
+        yield SQLiteBackend(tmp_path / "relay.sqlite3")
+    else:
+        yield from _postgres(postgres_unavailable)
+
+
+@pytest.fixture
+def postgres(postgres_unavailable: str | None) -> Iterator[PostgresBackend]:
+    """PostgreSQL only: for what several relay processes sharing one schema do."""
+    yield from _postgres(postgres_unavailable)
+
+
+@pytest.fixture
+def store(backend: StoreBackend) -> RelayStore:
+    """A new store on this test's database, not yet open: hand it to ``run_with``."""
+    return backend.new_store()

@@ -1,0 +1,857 @@
+"""The relay's store, on both backends: accounts, codes, devices, prekeys, mailboxes,
+attachments, the admin log; and, on PostgreSQL, several relay processes on one schema."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from server.adminlog import GENESIS_HASH, verify
+from server.store.base import (
+    Account,
+    AccountState,
+    Device,
+    DuplicateError,
+    MailboxFullError,
+    OneTimePreKey,
+    Quota,
+    RelayStore,
+    SignedPreKey,
+    StoreError,
+)
+from server.store.postgres import PostgresStore, wake_channel
+from tests.server.stores import PostgresBackend, SQLiteBackend, StoreBackend, run_with
+
+NOW = 1_700_000_000
+LATER = NOW + 3600
+ROOMY = Quota(max_envelopes=1000, max_bytes=1 << 20)
+WAIT_SECONDS = 5
+
+
+def _signed_prekey(key_id: int = 1) -> SignedPreKey:
+    return SignedPreKey(key_id, os.urandom(32), os.urandom(64))
+
+
+def _prekeys(first: int, count: int) -> list[OneTimePreKey]:
+    return [OneTimePreKey(key_id, os.urandom(32)) for key_id in range(first, first + count)]
+
+
+async def _device(store: RelayStore, account_id: str, prekeys: int = 0) -> Device:
+    return await store.add_device(account_id, os.urandom(32), _signed_prekey(), _prekeys(1, prekeys))
+
+
+async def _account_with_device(store: RelayStore, account_id: str, prekeys: int = 0) -> Device:
+    await store.create_account(account_id, account_id.title(), "Finance")
+    return await _device(store, account_id, prekeys)
+
+
+def _envelope_id() -> bytes:
+    return os.urandom(16)
+
+
+# Accounts and the directory.
+
+
+def test_created_account_is_active_and_can_be_read(store: RelayStore) -> None:
+    """Test that a new account is active and reads back as created; an unknown one is None."""
+
+    async def body(store: RelayStore) -> None:
+        created = await store.create_account("alice", "Alice Archer", "Finance")
+        assert created == Account("alice", "Alice Archer", "Finance", AccountState.ACTIVE)
+        assert await store.get_account("alice") == created
+        assert await store.get_account("nobody") is None
+
+    run_with(store, body)
+
+
+def test_duplicate_account_is_refused(store: RelayStore) -> None:
+    """Test that creating an account id twice raises DuplicateError and keeps the first."""
+
+    async def body(store: RelayStore) -> None:
+        await store.create_account("alice", "Alice", "Finance")
+        with pytest.raises(DuplicateError):
+            await store.create_account("alice", "Another Alice", "Legal")
+        account = await store.get_account("alice")
+        assert account is not None and account.display_name == "Alice"
+
+    run_with(store, body)
+
+
+def test_account_state_changes_and_unknown_account(store: RelayStore) -> None:
+    """Test that an account can be disabled and enabled again, and an unknown one reports False."""
+
+    async def body(store: RelayStore) -> None:
+        await store.create_account("alice", "Alice", "Finance")
+        assert await store.set_account_state("alice", AccountState.DISABLED)
+        account = await store.get_account("alice")
+        assert account is not None and account.state == AccountState.DISABLED
+        assert await store.set_account_state("alice", AccountState.ACTIVE)
+        account = await store.get_account("alice")
+        assert account is not None and account.state == AccountState.ACTIVE
+        assert not await store.set_account_state("nobody", AccountState.DISABLED)
+
+    run_with(store, body)
+
+
+def test_directory_search_is_case_insensitive_and_lists_only_active_accounts(store: RelayStore) -> None:
+    """Test that the directory matches id, name or department in any case, and only active accounts."""
+
+    async def body(store: RelayStore) -> None:
+        await store.create_account("alice", "Alice Archer", "Treasury")
+        await store.create_account("bob", "Bob Baker", "FINANCE audit")
+        await store.create_account("finn", "Finn", "Legal")
+        await store.create_account("carol", "Carol", "Finance")
+        await store.create_account("dave", "Dave", "Finance")
+        await store.create_account("erin", "Erin", "Press")
+        await store.set_account_state("carol", AccountState.DISABLED)
+        await store.set_account_state("dave", AccountState.REVOKED)
+
+        found = await store.search_directory("fIn", 20)
+        assert [a.account_id for a in found] == ["bob", "finn"]
+        assert [a.account_id for a in await store.search_directory("ARCH", 20)] == ["alice"]
+        assert [a.account_id for a in await store.search_directory("treas", 20)] == ["alice"]
+        assert await store.search_directory("nothing like it", 20) == []
+
+    run_with(store, body)
+
+
+def test_directory_search_folds_case_in_every_script(store: RelayStore) -> None:
+    """Test that the directory matches names in any case beyond ASCII (umlauts, Cyrillic, ß as ss)."""
+
+    async def body(store: RelayStore) -> None:
+        await store.create_account("mueller", "Ärztin Müller", "ПРЕСС-СЛУЖБА")
+        await store.create_account("weiss", "Hans Weiß", "Straßenbau")
+        await store.create_account("other", "Other", "Finance")
+
+        assert [a.account_id for a in await store.search_directory("äRZTIN", 20)] == ["mueller"]
+        assert [a.account_id for a in await store.search_directory("пресс", 20)] == ["mueller"]
+        assert [a.account_id for a in await store.search_directory("WEISS", 20)] == ["weiss"]
+        assert [a.account_id for a in await store.search_directory("strassen", 20)] == ["weiss"]
+
+    run_with(store, body)
+
+
+def test_directory_search_stops_at_the_limit(store: RelayStore) -> None:
+    """Test that the directory returns at most ``limit`` accounts, in display-name order."""
+
+    async def body(store: RelayStore) -> None:
+        for index in range(5):
+            await store.create_account(f"user{index}", f"Official {index}", "Finance")
+        found = await store.search_directory("official", 3)
+        assert [a.display_name for a in found] == ["Official 0", "Official 1", "Official 2"]
+
+    run_with(store, body)
+
+
+def test_directory_search_treats_like_metacharacters_literally(store: RelayStore) -> None:
+    """Test that % _ and backslash in a query match only themselves, not any text."""
+
+    async def body(store: RelayStore) -> None:
+        await store.create_account("percent", "Rate 50% cut", "Finance")
+        await store.create_account("digits", "Rate 500 cut", "Finance")
+        await store.create_account("underscore", "a_b", "Legal")
+        await store.create_account("letter", "axb", "Legal")
+        await store.create_account("backslash", "c\\d", "Legal")
+        await store.create_account("plain", "cd", "Legal")
+
+        assert [a.account_id for a in await store.search_directory("50%", 20)] == ["percent"]
+        assert [a.account_id for a in await store.search_directory("a_b", 20)] == ["underscore"]
+        assert [a.account_id for a in await store.search_directory("c\\d", 20)] == ["backslash"]
+        assert [a.account_id for a in await store.search_directory("%", 20)] == ["percent"]
+        assert [a.account_id for a in await store.search_directory("_", 20)] == ["underscore"]
+
+    run_with(store, body)
+
+
+# Enrolment codes.
+
+
+def test_enrolment_code_is_spent_once(store: RelayStore) -> None:
+    """Test that a valid code gives its account once, and nothing the second time."""
+
+    async def body(store: RelayStore) -> None:
+        await store.create_account("alice", "Alice", "Finance")
+        code_hash = os.urandom(32)
+        await store.add_enrolment_code(code_hash, "alice", LATER)
+        assert await store.spend_enrolment_code(code_hash, NOW) == "alice"
+        assert await store.spend_enrolment_code(code_hash, NOW) is None
+
+    run_with(store, body)
+
+
+def test_expired_or_unknown_enrolment_code_is_refused(store: RelayStore) -> None:
+    """Test that a code at or past its expiry, or one never issued, is refused."""
+
+    async def body(store: RelayStore) -> None:
+        await store.create_account("alice", "Alice", "Finance")
+        code_hash = os.urandom(32)
+        await store.add_enrolment_code(code_hash, "alice", NOW)
+        assert await store.spend_enrolment_code(code_hash, NOW) is None
+        assert await store.spend_enrolment_code(code_hash, NOW - 1) == "alice"
+        assert await store.spend_enrolment_code(os.urandom(32), NOW) is None
+
+    run_with(store, body)
+
+
+def test_concurrent_spends_of_one_code_succeed_once(store: RelayStore) -> None:
+    """Test that ten simultaneous spends of one code give its account exactly once."""
+
+    async def body(store: RelayStore) -> None:
+        await store.create_account("alice", "Alice", "Finance")
+        code_hash = os.urandom(32)
+        await store.add_enrolment_code(code_hash, "alice", LATER)
+        results = await asyncio.gather(*(store.spend_enrolment_code(code_hash, NOW) for _ in range(10)))
+        assert (results.count("alice"), results.count(None)) == (1, 9)
+
+    run_with(store, body)
+
+
+# Devices and prekeys.
+
+
+def test_added_device_reads_back_and_a_repeated_identity_key_is_refused(store: RelayStore) -> None:
+    """Test that a device is stored with its keys, and a second device with its identity key is refused."""
+
+    async def body(store: RelayStore) -> None:
+        await store.create_account("alice", "Alice", "Finance")
+        identity_key, signed = os.urandom(32), _signed_prekey(7)
+        device = await store.add_device("alice", identity_key, signed, _prekeys(1, 3))
+        assert device == Device(
+            device.device_id, "alice", identity_key, 7, signed.public, signed.signature, revoked=False
+        )
+        assert await store.get_device(device.device_id) == device
+        assert await store.get_device(device.device_id + 1000) is None
+        assert await store.count_one_time_prekeys(device.device_id) == 3
+        with pytest.raises(DuplicateError):
+            await store.add_device("alice", identity_key, _signed_prekey(), [])
+        assert await store.list_devices("alice") == [device]
+
+    run_with(store, body)
+
+
+def test_devices_are_listed_per_account_and_in_all(store: RelayStore) -> None:
+    """Test that list_devices gives an account's devices, or every device, in id order."""
+
+    async def body(store: RelayStore) -> None:
+        first = await _account_with_device(store, "alice")
+        second = await _device(store, "alice")
+        other = await _account_with_device(store, "bob")
+        assert await store.list_devices("alice") == [first, second]
+        assert await store.list_devices("bob") == [other]
+        assert await store.list_devices() == [first, second, other]
+        assert first.device_id < second.device_id < other.device_id
+
+    run_with(store, body)
+
+
+def test_signed_prekey_is_replaced(store: RelayStore) -> None:
+    """Test that set_signed_prekey replaces the device's signed prekey and its signature."""
+
+    async def body(store: RelayStore) -> None:
+        device = await _account_with_device(store, "alice")
+        newer = _signed_prekey(2)
+        await store.set_signed_prekey(device.device_id, newer)
+        stored = await store.get_device(device.device_id)
+        assert stored is not None
+        assert (stored.signed_prekey_id, stored.signed_prekey, stored.signed_prekey_signature) == (
+            2,
+            newer.public,
+            newer.signature,
+        )
+
+    run_with(store, body)
+
+
+def test_take_bundles_hands_out_each_one_time_prekey_once(store: RelayStore) -> None:
+    """Test that each fetch takes the lowest remaining one-time prekey, and then None when none is left."""
+
+    async def body(store: RelayStore) -> None:
+        await store.create_account("alice", "Alice", "Finance")
+        keys = _prekeys(1, 3)
+        device = await store.add_device("alice", os.urandom(32), _signed_prekey(), keys)
+        taken = [(await store.take_bundles("alice"))[0] for _ in range(4)]
+        assert [bundle_device for bundle_device, _ in taken] == [device] * 4
+        assert [one_time for _, one_time in taken] == [*keys, None]
+        assert await store.count_one_time_prekeys(device.device_id) == 0
+
+    run_with(store, body)
+
+
+def test_take_bundles_skips_revoked_devices_and_inactive_accounts(store: RelayStore) -> None:
+    """Test that bundles come only from unrevoked devices of active accounts."""
+
+    async def body(store: RelayStore) -> None:
+        kept = await _account_with_device(store, "alice", prekeys=2)
+        revoked = await _device(store, "alice", prekeys=2)
+        await store.revoke_device(revoked.device_id)
+        assert [d.device_id for d, _ in await store.take_bundles("alice")] == [kept.device_id]
+
+        await store.set_account_state("alice", AccountState.DISABLED)
+        assert await store.take_bundles("alice") == []
+        assert await store.count_one_time_prekeys(kept.device_id) == 1
+        assert await store.take_bundles("nobody") == []
+
+    run_with(store, body)
+
+
+def test_uploaded_prekeys_keep_the_ids_already_held(store: RelayStore) -> None:
+    """Test that an upload adds new key ids, ignores held ones (keeping their key) and returns the count."""
+
+    async def body(store: RelayStore) -> None:
+        await store.create_account("alice", "Alice", "Finance")
+        original = _prekeys(1, 2)
+        device = await store.add_device("alice", os.urandom(32), _signed_prekey(), original)
+        replacement = OneTimePreKey(2, os.urandom(32))
+        assert await store.add_one_time_prekeys(device.device_id, [replacement, *_prekeys(3, 2)]) == 4
+        assert await store.count_one_time_prekeys(device.device_id) == 4
+        taken = [(await store.take_bundles("alice"))[0][1] for _ in range(2)]
+        assert taken == original
+
+    run_with(store, body)
+
+
+# Mailboxes.
+
+
+def test_pending_is_oldest_first_after_a_sequence_and_limited(store: RelayStore) -> None:
+    """Test that pending lists a device's envelopes in arrival order, after ``after``, at most ``limit``."""
+
+    async def body(store: RelayStore) -> None:
+        device = await _account_with_device(store, "alice")
+        other = await _account_with_device(store, "bob")
+        sent = [(_envelope_id(), os.urandom(100)) for _ in range(5)]
+        for index, (envelope_id, blob) in enumerate(sent):
+            await store.enqueue(device.device_id, envelope_id, blob, LATER, ROOMY)
+            if index == 1:
+                await store.enqueue(other.device_id, _envelope_id(), b"not yours", LATER, ROOMY)
+
+        queued = await store.pending(device.device_id, 0, NOW, 100)
+        assert [(q.envelope_id, q.blob) for q in queued] == sent
+        assert [q.sequence for q in queued] == sorted(q.sequence for q in queued)
+        later = await store.pending(device.device_id, queued[1].sequence, NOW, 100)
+        assert [q.envelope_id for q in later] == [envelope_id for envelope_id, _ in sent[2:]]
+        assert await store.pending(device.device_id, 0, NOW, 2) == queued[:2]
+        assert await store.pending(device.device_id, queued[-1].sequence, NOW, 100) == []
+
+    run_with(store, body)
+
+
+def test_pending_leaves_out_expired_envelopes(store: RelayStore) -> None:
+    """Test that an envelope at or past its expiry is no longer pending, before any sweep."""
+
+    async def body(store: RelayStore) -> None:
+        device = await _account_with_device(store, "alice")
+        short, long = _envelope_id(), _envelope_id()
+        await store.enqueue(device.device_id, short, b"short", NOW + 10, ROOMY)
+        await store.enqueue(device.device_id, long, b"long", LATER, ROOMY)
+        assert [q.envelope_id for q in await store.pending(device.device_id, 0, NOW + 9, 10)] == [short, long]
+        assert [q.envelope_id for q in await store.pending(device.device_id, 0, NOW + 10, 10)] == [long]
+
+    run_with(store, body)
+
+
+def test_acknowledge_deletes_only_the_devices_named_envelopes(store: RelayStore) -> None:
+    """Test that acknowledging deletes the device's named envelopes and counts what it deleted."""
+
+    async def body(store: RelayStore) -> None:
+        device = await _account_with_device(store, "alice")
+        other = await _account_with_device(store, "bob")
+        first, second, elsewhere = _envelope_id(), _envelope_id(), _envelope_id()
+        await store.enqueue(device.device_id, first, b"1", LATER, ROOMY)
+        await store.enqueue(device.device_id, second, b"2", LATER, ROOMY)
+        await store.enqueue(other.device_id, elsewhere, b"3", LATER, ROOMY)
+
+        assert await store.acknowledge(device.device_id, [first, first, _envelope_id()]) == 1
+        assert await store.acknowledge(device.device_id, [elsewhere]) == 0
+        assert [q.envelope_id for q in await store.pending(device.device_id, 0, NOW, 10)] == [second]
+        assert [q.envelope_id for q in await store.pending(other.device_id, 0, NOW, 10)] == [elsewhere]
+        assert await store.acknowledge(device.device_id, [second]) == 1
+
+    run_with(store, body)
+
+
+def test_mailbox_quota_by_count_refuses_and_stores_nothing(store: RelayStore) -> None:
+    """Test that the envelope past the count quota raises MailboxFullError and is not stored."""
+
+    async def body(store: RelayStore) -> None:
+        device = await _account_with_device(store, "alice")
+        quota = Quota(max_envelopes=2, max_bytes=1 << 20)
+        await store.enqueue(device.device_id, _envelope_id(), b"1", LATER, quota)
+        await store.enqueue(device.device_id, _envelope_id(), b"2", LATER, quota)
+        refused = _envelope_id()
+        with pytest.raises(MailboxFullError):
+            await store.enqueue(device.device_id, refused, b"3", LATER, quota)
+        queued = await store.pending(device.device_id, 0, NOW, 10)
+        assert [q.blob for q in queued] == [b"1", b"2"]
+        assert (await store.statistics())["queued_envelopes"] == 2
+
+    run_with(store, body)
+
+
+def test_mailbox_quota_by_bytes_refuses_and_stores_nothing(store: RelayStore) -> None:
+    """Test that an envelope going past the byte quota is refused; one reaching it exactly is stored."""
+
+    async def body(store: RelayStore) -> None:
+        device = await _account_with_device(store, "alice")
+        quota = Quota(max_envelopes=100, max_bytes=100)
+        await store.enqueue(device.device_id, _envelope_id(), b"a" * 60, LATER, quota)
+        with pytest.raises(MailboxFullError):
+            await store.enqueue(device.device_id, _envelope_id(), b"b" * 41, LATER, quota)
+        await store.enqueue(device.device_id, _envelope_id(), b"c" * 40, LATER, quota)
+        queued = await store.pending(device.device_id, 0, NOW, 10)
+        assert [len(q.blob) for q in queued] == [60, 40]
+
+    run_with(store, body)
+
+
+def test_repeated_envelope_id_is_refused_per_device(store: RelayStore) -> None:
+    """Test that an envelope id repeated for a device raises DuplicateError; for another device it is fine."""
+
+    async def body(store: RelayStore) -> None:
+        device = await _account_with_device(store, "alice")
+        other = await _account_with_device(store, "bob")
+        envelope_id = _envelope_id()
+        await store.enqueue(device.device_id, envelope_id, b"first", LATER, ROOMY)
+        with pytest.raises(DuplicateError):
+            await store.enqueue(device.device_id, envelope_id, b"again", LATER, ROOMY)
+        await store.enqueue(other.device_id, envelope_id, b"other", LATER, ROOMY)
+        assert [q.blob for q in await store.pending(device.device_id, 0, NOW, 10)] == [b"first"]
+
+    run_with(store, body)
+
+
+def test_revoking_a_device_deletes_its_mailbox_and_prekeys(store: RelayStore) -> None:
+    """Test that a revoked device is marked, loses its mail and prekeys, and other devices keep theirs."""
+
+    async def body(store: RelayStore) -> None:
+        device = await _account_with_device(store, "alice", prekeys=3)
+        other = await _device(store, "alice", prekeys=3)
+        await store.enqueue(device.device_id, _envelope_id(), b"gone", LATER, ROOMY)
+        await store.enqueue(other.device_id, _envelope_id(), b"kept", LATER, ROOMY)
+
+        assert await store.revoke_device(device.device_id)
+        revoked = await store.get_device(device.device_id)
+        assert revoked is not None and revoked.revoked
+        assert await store.pending(device.device_id, 0, NOW, 10) == []
+        assert await store.count_one_time_prekeys(device.device_id) == 0
+        assert [q.blob for q in await store.pending(other.device_id, 0, NOW, 10)] == [b"kept"]
+        assert await store.count_one_time_prekeys(other.device_id) == 3
+        assert not await store.revoke_device(other.device_id + 1000)
+
+    run_with(store, body)
+
+
+def test_revoking_an_account_revokes_its_devices_and_deletes_their_mail(store: RelayStore) -> None:
+    """Test that revoking an account revokes every device of it and empties their mailboxes and prekeys."""
+
+    async def body(store: RelayStore) -> None:
+        devices = [await _account_with_device(store, "alice", prekeys=2), await _device(store, "alice", 2)]
+        bystander = await _account_with_device(store, "bob")
+        for device in [*devices, bystander]:
+            await store.enqueue(device.device_id, _envelope_id(), b"mail", LATER, ROOMY)
+
+        assert await store.set_account_state("alice", AccountState.REVOKED)
+        for device in devices:
+            stored = await store.get_device(device.device_id)
+            assert stored is not None and stored.revoked
+            assert await store.pending(device.device_id, 0, NOW, 10) == []
+            assert await store.count_one_time_prekeys(device.device_id) == 0
+        assert len(await store.pending(bystander.device_id, 0, NOW, 10)) == 1
+
+    run_with(store, body)
+
+
+def test_disabling_an_account_keeps_its_devices_and_mail(store: RelayStore) -> None:
+    """Test that a disabled account's devices stay unrevoked and their mail waits."""
+
+    async def body(store: RelayStore) -> None:
+        device = await _account_with_device(store, "alice")
+        await store.enqueue(device.device_id, _envelope_id(), b"mail", LATER, ROOMY)
+        await store.set_account_state("alice", AccountState.DISABLED)
+        assert await store.get_device(device.device_id) == device
+        assert len(await store.pending(device.device_id, 0, NOW, 10)) == 1
+
+    run_with(store, body)
+
+
+def test_drop_expired_deletes_expired_envelopes_and_attachments(store: RelayStore) -> None:
+    """Test that the sweep deletes exactly what has expired, counts it, and keeps the rest."""
+
+    async def body(store: RelayStore) -> None:
+        device = await _account_with_device(store, "alice")
+        await store.enqueue(device.device_id, _envelope_id(), b"old", NOW, ROOMY)
+        await store.enqueue(device.device_id, _envelope_id(), b"older", NOW - 100, ROOMY)
+        await store.enqueue(device.device_id, _envelope_id(), b"fresh", NOW + 1, ROOMY)
+        await store.put_attachment("old-attachment", b"old", NOW)
+        await store.put_attachment("fresh-attachment", b"fresh", NOW + 1)
+
+        assert await store.drop_expired(NOW) == 3
+        assert [q.blob for q in await store.pending(device.device_id, 0, NOW - 1000, 10)] == [b"fresh"]
+        assert await store.get_attachment("old-attachment", NOW - 1000) is None
+        assert await store.get_attachment("fresh-attachment", NOW) == b"fresh"
+        assert await store.drop_expired(NOW) == 0
+
+    run_with(store, body)
+
+
+# Attachments.
+
+
+def test_attachment_is_stored_until_it_expires(store: RelayStore) -> None:
+    """Test that an attachment reads back before its expiry, not at or after it, and ids are unique."""
+
+    async def body(store: RelayStore) -> None:
+        blob = os.urandom(5000)
+        await store.put_attachment("attachment-1", blob, NOW + 10)
+        assert await store.get_attachment("attachment-1", NOW) == blob
+        assert await store.get_attachment("attachment-1", NOW + 10) is None
+        assert await store.get_attachment("unknown", NOW) is None
+        with pytest.raises(DuplicateError):
+            await store.put_attachment("attachment-1", b"other", LATER)
+
+    run_with(store, body)
+
+
+# The admin log.
+
+
+async def _three_log_entries(store: RelayStore) -> None:
+    await store.append_admin_log(NOW, "root", "account.create", '{"account": "alice"}')
+    await store.append_admin_log(NOW + 1, "root", "code.issue", '{"account": "alice"}')
+    await store.append_admin_log(NOW + 2, "auditor", "device.revoke", '{"device": 1}')
+
+
+def test_admin_log_entries_chain_and_verify(store: RelayStore) -> None:
+    """Test that appended entries are numbered from 1, each hashing the one before, and verify clean."""
+
+    async def body(store: RelayStore) -> None:
+        first = await store.append_admin_log(NOW, "root", "account.create", '{"account": "alice"}')
+        second = await store.append_admin_log(NOW + 1, "root", "code.issue", "{}")
+        assert (first.sequence, second.sequence) == (1, 2)
+        assert first.previous_hash == GENESIS_HASH
+        assert second.previous_hash == first.entry_hash != second.entry_hash
+        assert await store.admin_log() == [first, second]
+        assert verify(await store.admin_log()) == []
+
+    run_with(store, body)
+
+
+TAMPERING = {
+    "edited": (['UPDATE admin_log SET details = \'{"account": "mallory"}\' WHERE sequence = 2'], "changed"),
+    "removed": (["DELETE FROM admin_log WHERE sequence = 2"], "removed or moved"),
+    "reordered": (
+        [
+            "UPDATE admin_log SET sequence = 100 WHERE sequence = 2",
+            "UPDATE admin_log SET sequence = 2 WHERE sequence = 3",
+            "UPDATE admin_log SET sequence = 3 WHERE sequence = 100",
+        ],
+        "does not follow",
+    ),
+}
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERING))
+def test_admin_log_verify_detects_tampering_in_the_database(backend: StoreBackend, tampering: str) -> None:
+    """Test that an entry edited, removed or moved directly in the database makes verify report it."""
+    statements, expected = TAMPERING[tampering]
+
+    async def body(store: RelayStore) -> list[str]:
+        await _three_log_entries(store)
+        assert verify(await store.admin_log()) == []
+        for statement in statements:
+            await backend.sql(statement)
+        return verify(await store.admin_log())
+
+    problems = run_with(backend.new_store(), body)
+    assert any(expected in problem for problem in problems), problems
+
+
+# What is left behind.
+
+
+def test_acknowledged_envelope_leaves_nothing_behind(backend: StoreBackend) -> None:
+    """Test that after acknowledgement (and a sweep) no byte of the envelope is left in the database.
+
+    SQLite: the raw bytes of the database file and its WAL. PostgreSQL: the mailbox rows (a
+    deleted row's bytes may outlive it in pages and WAL; server/store/postgres.py says so).
+    """
+    blob = os.urandom(64)
+
+    async def holders() -> int:
+        if isinstance(backend, SQLiteBackend):
+            files = [backend.path, backend.path.with_name(backend.path.name + "-wal")]
+            return sum(path.read_bytes().count(blob) for path in files if path.exists())
+        rows = await backend.sql("SELECT COUNT(*) FROM mailbox WHERE position($1::BYTEA IN blob) > 0", blob)
+        return int(rows[0][0])
+
+    async def body(store: RelayStore) -> tuple[int, int]:
+        device = await _account_with_device(store, "alice")
+        envelope_id = _envelope_id()
+        await store.enqueue(device.device_id, envelope_id, blob, LATER, ROOMY)
+        before = await holders()
+        assert await store.acknowledge(device.device_id, [envelope_id]) == 1
+        await store.drop_expired(NOW)
+        return before, await holders()
+
+    before, after = run_with(backend.new_store(), body)
+    assert before >= 1, "the test blob was never written where the test looks"
+    assert after == 0
+
+
+# Counts, versions, reopening.
+
+
+def test_statistics_count_each_kind_of_row(store: RelayStore) -> None:
+    """Test that statistics report accounts, devices, queued envelopes, attachments and prekeys."""
+
+    async def body(store: RelayStore) -> dict[str, int]:
+        device = await _account_with_device(store, "alice", prekeys=3)
+        revoked = await _device(store, "alice", prekeys=2)
+        await _account_with_device(store, "bob", prekeys=1)
+        await store.create_account("carol", "Carol", "Legal")
+        await store.set_account_state("carol", AccountState.DISABLED)
+        await store.revoke_device(revoked.device_id)
+        for _ in range(4):
+            await store.enqueue(device.device_id, _envelope_id(), b"mail", LATER, ROOMY)
+        await store.put_attachment("attachment-1", b"file", LATER)
+        return await store.statistics()
+
+    assert run_with(store, body) == {
+        "accounts": 3,
+        "active_accounts": 2,
+        "devices": 2,
+        "revoked_devices": 1,
+        "queued_envelopes": 4,
+        "attachments": 1,
+        "one_time_prekeys": 4,
+    }
+
+
+def test_data_survives_closing_and_reopening(backend: StoreBackend) -> None:
+    """Test that a second store opened on the same database finds what the first stored."""
+
+    async def store_some(store: RelayStore) -> Device:
+        return await _account_with_device(store, "alice")
+
+    async def read_back(store: RelayStore) -> tuple[Device | None, Account | None]:
+        return await store.get_device(device.device_id), await store.get_account("alice")
+
+    device = run_with(backend.new_store(), store_some)
+    stored, account = run_with(backend.new_store(), read_back)
+    assert stored == device
+    assert account is not None and account.account_id == "alice"
+
+
+def test_unsupported_schema_version_is_refused(backend: StoreBackend) -> None:
+    """Test that a database of another schema version is refused with StoreError."""
+
+    async def nothing(store: RelayStore) -> None:
+        return None
+
+    run_with(backend.new_store(), nothing)
+    statement = (
+        "PRAGMA user_version = 99"
+        if isinstance(backend, SQLiteBackend)
+        else "UPDATE schema_version SET version = 99"
+    )
+    asyncio.run(backend.sql(statement))
+
+    async def open_it() -> None:
+        await backend.new_store().open()
+
+    with pytest.raises(StoreError, match="99"):
+        asyncio.run(open_it())
+
+
+# Wake-ups.
+
+
+def test_subscriber_is_woken_once_per_stored_envelope(store: RelayStore) -> None:
+    """Test that a subscriber hears each stored envelope's device once, and nothing for a refused one."""
+
+    async def body(store: RelayStore) -> tuple[int, int, list[int]]:
+        first = await _account_with_device(store, "alice")
+        second = await _account_with_device(store, "bob")
+        woken: list[int] = []
+        heard = asyncio.Event()
+
+        async def wake_up(device_id: int) -> None:
+            woken.append(device_id)
+            heard.set()
+
+        async def enqueue_and_wait(device_id: int, envelope_id: bytes) -> None:
+            heard.clear()
+            await store.enqueue(device_id, envelope_id, b"mail", LATER, ROOMY)
+            await asyncio.wait_for(heard.wait(), WAIT_SECONDS)
+
+        await store.subscribe(wake_up)
+        repeated = _envelope_id()
+        await enqueue_and_wait(first.device_id, repeated)
+        await enqueue_and_wait(second.device_id, _envelope_id())
+        with pytest.raises(DuplicateError):
+            await store.enqueue(first.device_id, repeated, b"again", LATER, ROOMY)
+        await enqueue_and_wait(second.device_id, _envelope_id())
+        return first.device_id, second.device_id, woken
+
+    first, second, woken = run_with(store, body)
+    assert woken == [first, second, second]
+
+
+# Several relay processes on one PostgreSQL schema.
+
+
+async def _two_stores(postgres: PostgresBackend) -> tuple[RelayStore, RelayStore]:
+    first, second = postgres.new_store(), postgres.new_store()
+    await asyncio.gather(first.open(), second.open())
+    return first, second
+
+
+def test_postgres_opening_a_fresh_schema_from_two_processes_at_once(postgres: PostgresBackend) -> None:
+    """Test that several stores creating the same fresh schema at the same moment all open."""
+
+    async def body() -> int:
+        stores = [postgres.new_store() for _ in range(4)]
+        await asyncio.gather(*(s.open() for s in stores))
+        try:
+            await stores[0].create_account("alice", "Alice", "Finance")
+            return len([a for s in stores if (a := await s.get_account("alice")) is not None])
+        finally:
+            await asyncio.gather(*(s.close() for s in stores))
+
+    assert asyncio.run(body()) == 4
+
+
+def test_postgres_subscriber_of_another_process_is_woken(postgres: PostgresBackend) -> None:
+    """Test that an envelope stored through one relay process wakes the subscriber on another."""
+
+    async def body() -> tuple[int, list[int]]:
+        sender, receiver = await _two_stores(postgres)
+        try:
+            woken: list[int] = []
+            heard = asyncio.Event()
+
+            def wake_up(device_id: int) -> None:
+                woken.append(device_id)
+                heard.set()
+
+            await receiver.subscribe(wake_up)
+            device = await _account_with_device(sender, "alice")
+            await sender.enqueue(device.device_id, _envelope_id(), b"mail", LATER, ROOMY)
+            await asyncio.wait_for(heard.wait(), WAIT_SECONDS)
+            return device.device_id, woken
+        finally:
+            await sender.close()
+            await receiver.close()
+
+    device_id, woken = asyncio.run(body())
+    assert woken == [device_id]
+
+
+def test_postgres_wake_ups_resume_after_the_listening_connection_is_lost(postgres: PostgresBackend) -> None:
+    """Test that a store whose LISTEN connection is killed reconnects and still wakes its subscriber."""
+
+    async def body() -> tuple[int, int]:
+        sender, receiver = await _two_stores(postgres)
+        try:
+            device = await _account_with_device(sender, "alice")
+            woken: list[int] = []
+            heard = asyncio.Event()
+
+            def wake_up(device_id: int) -> None:
+                woken.append(device_id)
+                heard.set()
+
+            await receiver.subscribe(wake_up)
+            killed = await postgres.sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE query LIKE 'LISTEN %' AND position($1 IN query) > 0",
+                wake_channel(postgres.schema),
+            )
+            await sender.enqueue(device.device_id, _envelope_id(), b"mail", LATER, ROOMY)
+            await asyncio.wait_for(heard.wait(), 2 * WAIT_SECONDS)
+            return len(killed), woken[0]
+        finally:
+            await sender.close()
+            await receiver.close()
+
+    killed, woken = asyncio.run(body())
+    assert killed == 1
+    assert woken >= 1
+
+
+def test_postgres_concurrent_bundle_fetches_never_share_a_prekey(postgres: PostgresBackend) -> None:
+    """Test that 40 simultaneous fetches through two processes hand out 20 prekeys exactly once each."""
+
+    async def body() -> list[OneTimePreKey | None]:
+        first, second = await _two_stores(postgres)
+        try:
+            await first.create_account("alice", "Alice", "Finance")
+            await first.add_device("alice", os.urandom(32), _signed_prekey(), _prekeys(1, 20))
+            fetches = [(first if index % 2 else second).take_bundles("alice") for index in range(40)]
+            return [bundles[0][1] for bundles in await asyncio.gather(*fetches)]
+        finally:
+            await first.close()
+            await second.close()
+
+    taken = asyncio.run(body())
+    keys = [key.key_id for key in taken if key is not None]
+    assert sorted(keys) == list(range(1, 21))
+    assert taken.count(None) == 20
+
+
+def test_postgres_concurrent_enqueues_respect_the_quota(postgres: PostgresBackend) -> None:
+    """Test that 30 simultaneous envelopes through two processes fill a 10-envelope mailbox exactly."""
+
+    async def body() -> tuple[int, int, int]:
+        first, second = await _two_stores(postgres)
+        try:
+            device = await _account_with_device(first, "alice")
+            quota = Quota(max_envelopes=10, max_bytes=1 << 20)
+            sends = [
+                (first if index % 2 else second).enqueue(device.device_id, _envelope_id(), b"m", LATER, quota)
+                for index in range(30)
+            ]
+            results = await asyncio.gather(*sends, return_exceptions=True)
+            full = sum(isinstance(result, MailboxFullError) for result in results)
+            stored = len(await first.pending(device.device_id, 0, NOW, 100))
+            return sum(result is None for result in results), full, stored
+        finally:
+            await first.close()
+            await second.close()
+
+    assert asyncio.run(body()) == (10, 20, 10)
+
+
+def test_postgres_concurrent_admin_log_appends_keep_the_chain(postgres: PostgresBackend) -> None:
+    """Test that 40 entries appended at once through two processes form one intact chain."""
+
+    async def body() -> list[str]:
+        first, second = await _two_stores(postgres)
+        try:
+            appends = [
+                (first if index % 2 else second).append_admin_log(
+                    NOW, "root", "account.create", f'{{"n": {index}}}'
+                )
+                for index in range(40)
+            ]
+            await asyncio.gather(*appends)
+            entries = await second.admin_log()
+            assert [entry.sequence for entry in entries] == list(range(1, 41))
+            return verify(entries)
+        finally:
+            await first.close()
+            await second.close()
+
+    assert asyncio.run(body()) == []
+
+
+def test_postgres_unreachable_database_is_a_store_error() -> None:
+    """Test that a database nobody listens for makes open() raise StoreError, not a socket error."""
+
+    async def open_it() -> None:
+        await PostgresStore("postgresql://postgres@127.0.0.1:1/test", "enclave").open()
+
+    with pytest.raises(StoreError, match="cannot connect"):
+        asyncio.run(open_it())
