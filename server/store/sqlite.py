@@ -134,7 +134,7 @@ class SQLiteStore(RelayStore):
                     return work(self._db)
             except sqlite3.IntegrityError as e:
                 raise DuplicateError(str(e)) from e
-            except sqlite3.OperationalError as e:
+            except sqlite3.DatabaseError as e:
                 raise StoreError(f"the relay database failed: {e}") from e
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
@@ -157,7 +157,10 @@ class SQLiteStore(RelayStore):
             db.isolation_level = "DEFERRED"
             self._db = db
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        except (sqlite3.DatabaseError, OSError) as e:
+            raise StoreError(f"cannot open the relay database {self._path}: {e}") from e
 
     async def close(self) -> None:
         def disconnect() -> None:

@@ -516,3 +516,14 @@ def test_frame_round_trip_sanity() -> None:
     """Test that a frame parses back to itself (the fuzz tests cover refusals)."""
     frame = Frame(FrameType.SEND, 7, b"body")
     assert Frame.parse(frame.encode()) == frame
+
+
+def test_a_damaged_database_stops_the_relay_with_a_clear_message(tmp_path: Path) -> None:
+    """Test that a relay.sqlite3 that is not a database stops start-up with a clear error, no traceback."""
+    data = tmp_path / "relay"
+    data.mkdir()
+    (data / "relay.sqlite3").write_bytes(b"this is not a database" * 100)
+    relay = RelayProcess(data)
+    with pytest.raises(RuntimeError, match="cannot open the relay database") as raised:
+        relay.start()
+    assert "Traceback" not in str(raised.value)
