@@ -527,3 +527,26 @@ def test_a_damaged_database_stops_the_relay_with_a_clear_message(tmp_path: Path)
     with pytest.raises(RuntimeError, match="cannot open the relay database") as raised:
         relay.start()
     assert "Traceback" not in str(raised.value)
+
+
+def test_two_relays_on_one_postgres_push_across_processes(start_relay: RelayFactory) -> None:
+    """Test that an envelope sent through one relay process reaches a device connected to another at once."""
+    first = start_relay()
+    if not (first.data_dir / "server.toml").read_text(encoding="utf-8").count("postgres"):
+        pytest.skip("several relay processes share a database only with PostgreSQL")
+    second = start_relay(data_dir=first.data_dir)
+    assert second.port != first.port
+
+    async def scenario() -> None:
+        alice = await TestDevice(first).join(new_account(first.data_dir, "x.alice"))
+        bob = await TestDevice(second).join(new_account(first.data_dir, "x.bob"))
+        await asyncio.wait_for(bob.notices.get(), 10)
+        sent_at = time.monotonic()
+        response, envelope = await alice.send(bob.device_id, b"across relays")
+        assert response.status == Status.OK
+        assert await bob.next_push(timeout=5) == envelope
+        assert time.monotonic() - sent_at < 5
+        await alice.disconnect()
+        await bob.disconnect()
+
+    run(scenario())
