@@ -15,6 +15,7 @@ or the next, never between. A store newer than this build is refused unchanged.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.database import Database
@@ -184,11 +185,16 @@ def check_supported(db: Database) -> None:
         raise UnsupportedProfileVersionError("message store", version, LATEST_VERSION)
 
 
-def migrate(db: Database, target: int = LATEST_VERSION) -> list[int]:
-    """Bring the schema up to ``target``, one transaction per version; returns the versions applied."""
+def migrate(
+    db: Database, target: int = LATEST_VERSION, migrations: Sequence[Migration] = MIGRATIONS
+) -> list[int]:
+    """Bring the schema up to ``target``, one transaction per version; returns the versions applied.
+
+    ``migrations`` is for tests that need a migration which fails half-way.
+    """
     check_supported(db)
     applied = []
-    for migration in MIGRATIONS:
+    for migration in migrations:
         if schema_version(db) >= migration.version or migration.version > target:
             continue
         with db.transaction():

@@ -11,8 +11,12 @@ cannot hold.
 from __future__ import annotations
 
 import struct
+from enum import IntEnum
+from typing import TypeVar
 
 from app.base.errors import LocalProtocolError, RemoteProtocolError, UnsupportedVersionError
+
+_E = TypeVar("_E", bound=IntEnum)
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -54,6 +58,14 @@ class Reader:
 
     def u8(self) -> int:
         return self._take(1)[0]
+
+    def enum(self, enum: type[_E], field: str, *, width: int = 1) -> _E:
+        """A u8 (or u16 with ``width=2``) that must be one of ``enum``'s values."""
+        value = self.u8() if width == 1 else self.u16()
+        try:
+            return enum(value)
+        except ValueError as e:
+            raise self.fail(f"unknown {field} {value:#x}") from e
 
     def u16(self) -> int:
         return _U16.unpack(self._take(2))[0]

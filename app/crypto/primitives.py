@@ -16,7 +16,6 @@ against the public binding and the published test vector.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Callable
 
@@ -161,7 +160,3 @@ def aead_decrypt(*, key: bytes, nonce: bytes, associated_data: bytes, ciphertext
     if failed:
         raise DecryptionError("the message was altered or is not meant for this session")
     return _ffi.buffer(out)[:]
-
-
-def sha512(data: bytes) -> bytes:
-    return hashlib.sha512(data).digest()

@@ -224,8 +224,3 @@ class RatchetState:
         if excess > 0:
             for slot in list(self.skipped)[:excess]:
                 del self.skipped[slot]
-
-    def copy(self) -> RatchetState:
-        return RatchetState(
-            self.dhs, self.dhr, self.rk, self.cks, self.ckr, self.ns, self.nr, self.pn, dict(self.skipped)
-        )

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TypeVar
 
 import nacl.exceptions
 from nacl import bindings
@@ -38,8 +37,6 @@ MESSAGE_ID_BYTES = 16
 GROUP_ID_BYTES = 16
 DIGEST_BYTES = 32
 MAX_ATTACHMENT_ID_BYTES = 64
-
-_E = TypeVar("_E", bound=IntEnum)
 
 _FLAG_GROUP = 0x01
 _KNOWN_FLAGS = _FLAG_GROUP
@@ -215,7 +212,7 @@ class Receipt:
 
     @classmethod
     def read(cls, r: Reader) -> Receipt:
-        receipt_type = _enum(r, ReceiptType, "receipt type")
+        receipt_type = r.enum(ReceiptType, "receipt type")
         timestamp, count = r.u64(), r.u16()
         if count > MAX_RECEIPT_MESSAGE_IDS:
             raise r.fail(f"{count} message ids exceeds the limit of {MAX_RECEIPT_MESSAGE_IDS}")
@@ -259,7 +256,7 @@ class KeyUpdate:
 
     @classmethod
     def read(cls, r: Reader) -> KeyUpdate:
-        return cls(_enum(r, KeyUpdateAction, "key update action"))
+        return cls(r.enum(KeyUpdateAction, "key update action"))
 
 
 Content = TextMessage | FileMessage | Receipt | TimerChange | KeyUpdate
@@ -273,14 +270,6 @@ def _utf8(r: Reader, raw: bytes, field: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise r.fail(f"{field} is not valid UTF-8") from e
-
-
-def _enum(r: Reader, enum: type[_E], field: str) -> _E:
-    value = r.u8()
-    try:
-        return enum(value)
-    except ValueError as e:
-        raise r.fail(f"unknown {field} {value}") from e
 
 
 def encode_content(content: Content) -> bytes:

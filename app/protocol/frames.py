@@ -93,11 +93,7 @@ class Frame:
         if len(untrusted) > MAX_FRAME_BYTES:
             raise r.fail(f"{len(untrusted)} bytes exceeds the limit of {MAX_FRAME_BYTES}")
         r.version(supported=FRAME_VERSIONS, known=FRAME_VERSIONS)
-        raw_type = r.u8()
-        try:
-            frame_type = FrameType(raw_type)
-        except ValueError as e:
-            raise r.fail(f"unknown frame type {raw_type:#04x}") from e
+        frame_type = r.enum(FrameType, "frame type")
         return cls(frame_type, r.u32(), r.rest())
 
 
@@ -482,11 +478,7 @@ class Response:
     @classmethod
     def parse(cls, untrusted: bytes) -> Response:
         r = Reader(untrusted, "response")
-        raw_status = r.u16()
-        try:
-            status = Status(raw_status)
-        except ValueError as e:
-            raise r.fail(f"unknown status {raw_status}") from e
+        status = r.enum(Status, "status", width=2)
         return cls(status, r.text16(MAX_REASON_BYTES, "reason"), r.rest())
 
 
@@ -501,11 +493,7 @@ class Notice:
     @classmethod
     def parse(cls, untrusted: bytes) -> Notice:
         r = Reader(untrusted, "notice")
-        raw_kind = r.u8()
-        try:
-            kind = NoticeKind(raw_kind)
-        except ValueError as e:
-            raise r.fail(f"unknown notice kind {raw_kind}") from e
+        kind = r.enum(NoticeKind, "notice kind")
         value = cls(kind, r.u32())
         r.finish()
         return value
@@ -524,11 +512,7 @@ class Closing:
     @classmethod
     def parse(cls, untrusted: bytes) -> Closing:
         r = Reader(untrusted, "closing")
-        raw_status = r.u16()
-        try:
-            status = Status(raw_status)
-        except ValueError as e:
-            raise r.fail(f"unknown status {raw_status}") from e
+        status = r.enum(Status, "status", width=2)
         value = cls(status, r.text16(MAX_REASON_BYTES, "reason"))
         r.finish()
         return value

@@ -89,10 +89,6 @@ class RelayProcess:
                 return self
         raise RuntimeError("the relay did not start in time")
 
-    def drain_output(self) -> list[str]:
-        """Lines the relay printed since start-up (read without blocking after it stopped)."""
-        return self.output
-
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
