@@ -35,11 +35,13 @@ CONTENT_VERSION = 1
 CONTENT_VERSIONS = frozenset({CONTENT_VERSION})
 MESSAGE_ID_BYTES = 16
 GROUP_ID_BYTES = 16
+SECRET_ID_BYTES = 16
 DIGEST_BYTES = 32
 MAX_ATTACHMENT_ID_BYTES = 64
 
 _FLAG_GROUP = 0x01
-_KNOWN_FLAGS = _FLAG_GROUP
+_FLAG_SECRET = 0x02
+_KNOWN_FLAGS = _FLAG_GROUP | _FLAG_SECRET
 
 
 class ContentKind(IntEnum):
@@ -88,36 +90,55 @@ class MessageHeader:
     expire_after: int
     """Disappearing timer in seconds (0: the message does not disappear)."""
     group_id: bytes | None = None
+    secret_id: bytes | None = None
+    """The secret chat the message belongs to (None: the direct conversation or a group)."""
 
     def __post_init__(self) -> None:
         _check_length(self.message_id, MESSAGE_ID_BYTES, "message id")
         _check_range(self.sent_at, 0, 2**63 - 1, "sent_at")
         _check_range(self.expire_after, 0, MAX_TIMER_SECONDS, "timer")
-        if self.group_id is not None:
-            _check_length(self.group_id, GROUP_ID_BYTES, "group id")
+        _check_scope(self.group_id, self.secret_id)
+        if self.secret_id is not None and self.expire_after == 0:
+            raise LocalProtocolError("a secret chat message must carry a timer")
 
     def write(self, w: Writer) -> None:
         w.fixed(self.message_id, MESSAGE_ID_BYTES, "message id").u64(self.sent_at).u32(self.expire_after)
-        _write_group(w, self.group_id)
+        _write_scope(w, self.group_id, self.secret_id)
 
     @classmethod
     def read(cls, r: Reader) -> MessageHeader:
         message_id, sent_at, expire_after = r.fixed(MESSAGE_ID_BYTES), r.u64(), r.u32()
-        return cls(message_id, sent_at, expire_after, _read_group(r))
+        return cls(message_id, sent_at, expire_after, *_read_scope(r))
 
 
-def _write_group(w: Writer, group_id: bytes | None) -> None:
-    if group_id is None:
-        w.u8(0)
-    else:
+def _check_scope(group_id: bytes | None, secret_id: bytes | None) -> None:
+    if group_id is not None:
+        _check_length(group_id, GROUP_ID_BYTES, "group id")
+    if secret_id is not None:
+        _check_length(secret_id, SECRET_ID_BYTES, "secret chat id")
+    if group_id is not None and secret_id is not None:
+        raise LocalProtocolError("a message belongs to a group or a secret chat, not both")
+
+
+def _write_scope(w: Writer, group_id: bytes | None, secret_id: bytes | None) -> None:
+    """The flags byte and the id it announces: which conversation besides the direct one."""
+    if group_id is not None:
         w.u8(_FLAG_GROUP).fixed(group_id, GROUP_ID_BYTES, "group id")
+    elif secret_id is not None:
+        w.u8(_FLAG_SECRET).fixed(secret_id, SECRET_ID_BYTES, "secret chat id")
+    else:
+        w.u8(0)
 
 
-def _read_group(r: Reader) -> bytes | None:
+def _read_scope(r: Reader) -> tuple[bytes | None, bytes | None]:
     flags = r.u8()
     if flags & ~_KNOWN_FLAGS:
         raise r.fail(f"unknown flags {flags:#04x}")
-    return r.fixed(GROUP_ID_BYTES) if flags & _FLAG_GROUP else None
+    if flags == _FLAG_GROUP | _FLAG_SECRET:
+        raise r.fail("both a group id and a secret chat id")
+    group_id = r.fixed(GROUP_ID_BYTES) if flags & _FLAG_GROUP else None
+    secret_id = r.fixed(SECRET_ID_BYTES) if flags & _FLAG_SECRET else None
+    return group_id, secret_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,23 +247,26 @@ class TimerChange:
     timer_seconds: int
     changed_at: int
     group_id: bytes | None = None
+    secret_id: bytes | None = None
 
     kind = ContentKind.TIMER_CHANGE
 
     def __post_init__(self) -> None:
         _check_range(self.timer_seconds, 0, MAX_TIMER_SECONDS, "timer")
         _check_range(self.changed_at, 0, 2**63 - 1, "changed_at")
-        if self.group_id is not None:
-            _check_length(self.group_id, GROUP_ID_BYTES, "group id")
+        _check_scope(self.group_id, self.secret_id)
+        if self.secret_id is not None and self.timer_seconds == 0:
+            raise LocalProtocolError("a secret chat's timer cannot be turned off")
 
     def write(self, w: Writer) -> None:
         w.u64(self.changed_at).u32(self.timer_seconds)
-        _write_group(w, self.group_id)
+        _write_scope(w, self.group_id, self.secret_id)
 
     @classmethod
     def read(cls, r: Reader) -> TimerChange:
         changed_at, timer_seconds = r.u64(), r.u32()
-        return cls(timer_seconds=timer_seconds, changed_at=changed_at, group_id=_read_group(r))
+        group_id, secret_id = _read_scope(r)
+        return cls(timer_seconds, changed_at, group_id, secret_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,12 @@ names = st.text(min_size=1, max_size=40)
 
 headers = st.builds(
     MessageHeader, message_id=ids, sent_at=millis, expire_after=timers, group_id=st.none() | ids
+) | st.builds(
+    MessageHeader,
+    message_id=ids,
+    sent_at=millis,
+    expire_after=timers.filter(bool),
+    secret_id=ids,
 )
 text_messages = st.builds(TextMessage, header=headers, text=st.text(min_size=1, max_size=300))
 file_messages = st.builds(
@@ -42,6 +48,8 @@ receipts = st.builds(
     timestamp=millis,
     message_ids=st.lists(ids, min_size=1, max_size=min(MAX_RECEIPT_MESSAGE_IDS, 20)).map(tuple),
 )
-timer_changes = st.builds(TimerChange, timer_seconds=timers, changed_at=millis, group_id=st.none() | ids)
+timer_changes = st.builds(
+    TimerChange, timer_seconds=timers, changed_at=millis, group_id=st.none() | ids
+) | st.builds(TimerChange, timer_seconds=timers.filter(bool), changed_at=millis, secret_id=ids)
 key_updates = st.builds(KeyUpdate, action=st.sampled_from(KeyUpdateAction))
 contents = st.one_of(text_messages, file_messages, receipts, timer_changes, key_updates)

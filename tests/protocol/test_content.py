@@ -68,7 +68,24 @@ def test_unknown_kind_and_flags_are_refused() -> None:
         parse_content(_padded(raw[:1] + b"\x63" + raw[2:]))
     flags_at = 2 + 16 + 8 + 4
     with pytest.raises(RemoteProtocolError, match="flags"):
-        parse_content(_padded(raw[:flags_at] + b"\x02" + raw[flags_at + 1 :]))
+        parse_content(_padded(raw[:flags_at] + b"\x04" + raw[flags_at + 1 :]))
+    both = raw[:flags_at] + b"\x03" + bytes(32) + raw[flags_at + 1 :]
+    with pytest.raises(RemoteProtocolError, match="both"):
+        parse_content(_padded(both))
+
+
+def test_secret_chat_messages_carry_their_chat_id_and_a_timer() -> None:
+    """Test that a secret chat id round-trips and a secret message or timer change needs a timer."""
+    secret = MessageHeader(b"\x01" * 16, 5, 30, secret_id=b"\x05" * 16)
+    assert parse_content(encode_content(TextMessage(secret, "hi"))) == TextMessage(secret, "hi")
+    change = TimerChange(60, 5, secret_id=b"\x05" * 16)
+    assert parse_content(encode_content(change)) == change
+    with pytest.raises(LocalProtocolError, match="timer"):
+        MessageHeader(b"\x01" * 16, 5, 0, secret_id=b"\x05" * 16)
+    with pytest.raises(LocalProtocolError, match="timer"):
+        TimerChange(0, 5, secret_id=b"\x05" * 16)
+    with pytest.raises(LocalProtocolError, match="not both"):
+        MessageHeader(b"\x01" * 16, 5, 30, group_id=b"\x02" * 16, secret_id=b"\x05" * 16)
 
 
 def test_bad_padding_and_partial_blocks_are_refused() -> None:
