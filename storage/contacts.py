@@ -75,19 +75,26 @@ class ContactRepository:
         )
         return [_device(row) for row in rows]
 
-    def record_device_key(self, account_id: str, device_id: int, identity_key: bytes) -> ContactDevice:
-        """Note the identity key a device presented; a different key than before marks it ``changed``."""
+    def record_device_key(
+        self, account_id: str, device_id: int, identity_key: bytes, *, replaces: bytes | None = None
+    ) -> ContactDevice:
+        """Note the identity key a device presented; a different key than before marks it ``changed``.
+
+        ``replaces``: for a device seen for the first time, the key of the contact's device
+        it appears to replace (a reinstall); the new device then starts as ``changed`` too.
+        """
         if len(identity_key) != KEY_BYTES:
             raise ValueError("an identity key is 32 bytes")
         with self._db.transaction():
             self.get(account_id)
             known = self.device(account_id, device_id)
             if known is None:
+                trust = Trust.UNVERIFIED if replaces is None else Trust.CHANGED
                 self._db.execute(
                     """INSERT INTO contact_devices (account_id, device_id, identity_key, trust,
                         previous_identity_key, updated_at)
-                        VALUES (?, ?, ?, ?, NULL, ?)""",
-                    (account_id, device_id, identity_key, Trust.UNVERIFIED.value, self._clock()),
+                        VALUES (?, ?, ?, ?, ?, ?)""",
+                    (account_id, device_id, identity_key, trust.value, replaces, self._clock()),
                 )
             elif known.identity_key != identity_key:
                 self._db.execute(

@@ -105,3 +105,24 @@ class ProvisioningError(EnclaveError):
 
 class PolicyError(EnclaveError):
     """An action is forbidden by the organisation's policy."""
+
+
+class TransportError(EnclaveError):
+    """The relay could not be reached, or the connection to it failed."""
+
+
+class OfflineError(TransportError):
+    """The device is not connected to the relay; what needs it waits until it is."""
+
+
+class PinMismatchError(TransportError):
+    """The relay presented a TLS key other than the pinned one: possibly an interception."""
+
+
+class RelayRefusedError(TransportError):
+    """The relay refused the request or the device (revoked, disabled, code refused); ``status`` says why."""
+
+    def __init__(self, status_name: str, reason: str) -> None:
+        super().__init__(f"{status_name}: {reason}" if reason else status_name)
+        self.status_name = status_name
+        self.reason = reason

@@ -1,0 +1,75 @@
+"""What the core tells its faces (desktop window, CLI): plain values passed to one callback.
+
+The listener is called on the core's worker thread; a Qt face re-emits each event as a
+signal with a queued connection, the CLI prints it. Events carry records, never
+cursors or live objects, so a face can keep them as long as it likes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from storage.records import Conversation, Message, MessageStatus
+
+
+@dataclass(frozen=True, slots=True)
+class MessageArrived:
+    message: Message
+    conversation: Conversation
+    preview: str | None
+    """What a notification may show; None in a secret chat, whose notifications say nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageStatusChanged:
+    message_id: int
+    conversation_id: int
+    status: MessageStatus
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesExpired:
+    message_ids: tuple[int, ...]
+    """Remove these from the screen: they are already gone from the store."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionChanged:
+    state: str
+    """``offline``, ``connecting``, ``online``, ``refused`` (this device was cut off) or ``stopped``."""
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChanged:
+    """A contact's device presented a new identity key; sending to the contact waits for the user."""
+
+    account_id: str
+    device_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimerChanged:
+    conversation_id: int
+    timer_seconds: int
+    by_peer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationStarted:
+    """The peer opened a conversation this device did not have (e.g. a secret chat)."""
+
+    conversation: Conversation
+
+
+Event = (
+    MessageArrived
+    | MessageStatusChanged
+    | MessagesExpired
+    | ConnectionChanged
+    | KeyChanged
+    | TimerChanged
+    | ConversationStarted
+)
+Listener = Callable[[Event], None]

@@ -1,0 +1,200 @@
+"""``Enclave``: the one object the desktop window and ``enclave-cli`` talk to.
+
+Every method returns at once with a ``concurrent.futures.Future``; the work runs on the
+core's worker thread (``worker.Worker``), and the future carries its result or its
+typed error (``app.base.errors``, ``app.services.errors``, ``storage.errors``). Events
+arrive through the listeners given to ``open`` or ``add_listener``, on the worker
+thread; a Qt face re-emits them as queued signals. No Qt here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+import nacl.utils
+
+from app.crypto.primitives import RandomSource
+from app.protocol.frames import DirectoryEntry
+from app.services.core import ConversationSummary, Engine, SafetyNumberView
+from app.services.events import ConnectionChanged, Event, Listener
+from app.services.worker import Worker
+from app.sync.machine import Backoff
+from storage.keys import KeySource
+from storage.records import Attachment, Contact, Conversation, Identity, Message, Page, PageCursor
+from storage.store import Store
+
+T = TypeVar("T")
+OPEN_SECONDS = 120.0
+
+
+class Enclave:
+    """An open profile with its core running. Make one with ``Enclave.open``; ``close`` it when done."""
+
+    def __init__(self, worker: Worker, listeners: list[Listener]) -> None:
+        self._worker = worker
+        self._listeners = listeners
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self.connection = ConnectionChanged("offline", "")
+        """The latest connection state (also sent as an event)."""
+
+    @classmethod
+    def open(
+        cls,
+        profile_dir: Path,
+        key: KeySource,
+        *,
+        create: bool = False,
+        listener: Listener | None = None,
+        clock: Callable[[], float] = time.time,
+        random: RandomSource = nacl.utils.random,
+        backoff: Backoff | None = None,
+    ) -> Enclave:
+        """Open (or ``create``) the profile in ``profile_dir`` and start its core."""
+        enclave = cls(Worker(), [listener] if listener else [])
+
+        async def opening() -> Engine:
+            opener = Store.create if create else Store.open
+            store = opener(profile_dir, key, clock=clock, random=random)
+            engine = Engine(store, listener=enclave._dispatch, clock=clock, random=random, backoff=backoff)
+            engine.start()
+            return engine
+
+        try:
+            enclave._engine = enclave._worker.submit(opening()).result(OPEN_SECONDS)
+        except BaseException:
+            enclave._worker.stop()
+            raise
+        return enclave
+
+    def add_listener(self, listener: Listener) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, ConnectionChanged):
+            self.connection = event
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(event)
+
+    def _run(self, call: Callable[[Engine], T | Awaitable[T]]) -> Future[T]:
+        async def run() -> T:
+            if self._engine is None:
+                raise RuntimeError("this profile is closed")
+            result = call(self._engine)
+            if inspect.isawaitable(result):
+                return await result
+            return result
+
+        return self._worker.submit(run())
+
+    # Account.
+
+    @property
+    def account(self) -> Identity | None:
+        """This device's account id and device id once enrolled (None before)."""
+        return self._engine.account if self._engine else None
+
+    def enrol(self, relay_url: str, pin: str, code: str) -> Future[Identity]:
+        return self._run(lambda e: e.enrol(relay_url, pin, code))
+
+    def wait_online(self, timeout: float) -> Future[bool]:
+        async def waiting(engine: Engine) -> bool:
+            return engine.link is not None and await engine.link.wait_online(timeout)
+
+        return self._run(waiting)
+
+    def reconnect(self) -> Future[None]:
+        """Try the relay now instead of waiting out the back-off."""
+        return self._run(lambda e: e.link.wake() if e.link else None)
+
+    # Colleagues and conversations.
+
+    def lookup(self, query: str) -> Future[list[DirectoryEntry]]:
+        return self._run(lambda e: e.lookup(query))
+
+    def add_contact(self, account_id: str, display_name: str, department: str = "") -> Future[Contact]:
+        return self._run(lambda e: e.add_contact(account_id, display_name, department))
+
+    def contacts(self) -> Future[list[Contact]]:
+        return self._run(lambda e: e.contacts())
+
+    def start_conversation(self, account_id: str) -> Future[Conversation]:
+        return self._run(lambda e: e.start_conversation(account_id))
+
+    def start_secret_chat(self, account_id: str, timer_seconds: int) -> Future[Conversation]:
+        return self._run(lambda e: e.start_secret_chat(account_id, timer_seconds))
+
+    def conversations(self) -> Future[list[ConversationSummary]]:
+        return self._run(lambda e: e.conversations())
+
+    def history(
+        self, conversation_id: int, before: PageCursor | None = None, limit: int = 50
+    ) -> Future[Page]:
+        return self._run(lambda e: e.history(conversation_id, before, limit))
+
+    def pending(self) -> Future[list[Message]]:
+        return self._run(lambda e: e.pending())
+
+    def search(self, text: str, conversation_id: int | None = None) -> Future[list[Message]]:
+        return self._run(lambda e: e.search(text, conversation_id))
+
+    # Messages.
+
+    def send_text(self, conversation_id: int, text: str) -> Future[Message]:
+        return self._run(lambda e: e.send_text(conversation_id, text))
+
+    def send_file(self, conversation_id: int, path: Path, caption: str = "") -> Future[Message]:
+        return self._run(lambda e: e.send_file(conversation_id, path, caption))
+
+    def forward(self, message_id: int, conversation_id: int) -> Future[Message]:
+        return self._run(lambda e: e.forward(message_id, conversation_id))
+
+    def attachments(self, message_id: int) -> Future[list[Attachment]]:
+        return self._run(lambda e: e.attachments(message_id))
+
+    def save_attachment(self, attachment_id: int, dest: Path) -> Future[int]:
+        return self._run(lambda e: e.save_attachment(attachment_id, dest))
+
+    def mark_read(self, conversation_id: int) -> Future[int]:
+        return self._run(lambda e: e.mark_read(conversation_id))
+
+    def set_read_receipts(self, enabled: bool) -> Future[None]:
+        return self._run(lambda e: e.set_read_receipts(enabled))
+
+    def set_timer(self, conversation_id: int, timer_seconds: int) -> Future[Conversation]:
+        return self._run(lambda e: e.set_timer(conversation_id, timer_seconds))
+
+    # Trust.
+
+    def safety_numbers(self, account_id: str) -> Future[list[SafetyNumberView]]:
+        return self._run(lambda e: e.safety_numbers(account_id))
+
+    def mark_verified(self, account_id: str, device_id: int) -> Future[None]:
+        return self._run(lambda e: e.mark_verified(account_id, device_id))
+
+    def accept_key_change(self, account_id: str) -> Future[None]:
+        return self._run(lambda e: e.accept_key_change(account_id))
+
+    def close(self) -> None:
+        """Stop the link and close the store; waits for the worker thread to finish."""
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            try:
+                self._worker.submit(engine.close()).result(OPEN_SECONDS)
+            finally:
+                self._worker.stop()
+
+    def __enter__(self) -> Enclave:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,412 @@
+"""The thin asyncio driver of ``machine.Connection``: one TLS WebSocket to the relay, kept up.
+
+``RelayLink`` connects, checks the relay's public-key pin before a single frame is
+sent, authenticates, and hands what the relay says to its ``LinkListener``: pushed
+envelopes one at a time and in order (the listener acks each once its store has
+committed it), notices, and state changes. When the connection drops it reconnects
+after a jittered back-off (``machine.Backoff``); when the relay refuses the device
+(revoked, disabled) it stops for good and says why.
+
+Why the pin is checked after the handshake and not by the TLS library: the relay's
+certificate is self-signed and renewable, so the pin is the SHA-256 of its public key
+(SPKI), which ``ssl`` cannot verify itself. The WebSocket upgrade request that precedes
+the check carries nothing (no credential, no identity); the first frame we send, the
+signed challenge, goes only to a relay that holds the pinned key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+import random as _random
+import ssl
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from enum import Enum
+from http import HTTPStatus
+from typing import Protocol
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from app.base.errors import (
+    OfflineError,
+    PinMismatchError,
+    RelayRefusedError,
+    RemoteProtocolError,
+    TransportError,
+)
+from app.protocol.envelope import Envelope
+from app.protocol.frames import (
+    MAX_FRAME_BYTES,
+    Authenticated,
+    Enrol,
+    Enrolled,
+    FrameType,
+    Notice,
+    Response,
+    Status,
+)
+from app.sync.machine import (
+    Answered,
+    Backoff,
+    Challenged,
+    Closed,
+    Connection,
+    Event,
+    Noticed,
+    Online,
+    Pushed,
+    Refused,
+    Signer,
+    State,
+)
+
+log = logging.getLogger(__name__)
+
+CONNECT_SECONDS = 15.0
+REQUEST_SECONDS = 30.0
+HEARTBEAT_SECONDS = 30.0
+UPLOAD_SCHEME = "Enclave-Upload "
+
+
+def spki_pin(certificate_der: bytes) -> str:
+    """``sha256/<base64>`` of a certificate's SubjectPublicKeyInfo, as the relay prints it."""
+    spki = (
+        x509.load_der_x509_certificate(certificate_der)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class RelayAddress:
+    """Where the relay is and the public key it must present."""
+
+    url: str
+    """``https://host:port``."""
+    pin: str
+    """``sha256/<base64 of the SPKI digest>``."""
+
+    @property
+    def websocket_url(self) -> str:
+        return self.url.replace("https://", "wss://", 1).rstrip("/") + "/v1/ws"
+
+
+def _unverified_tls() -> ssl.SSLContext:
+    """TLS whose certificate check is the SPKI pin (see the module docstring), not a CA."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class LinkState(Enum):
+    OFFLINE = "offline"
+    """Not connected; a reconnection is scheduled (``reason`` says what failed)."""
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    REFUSED = "refused"
+    """The relay will not serve this device; the link has stopped for good."""
+    STOPPED = "stopped"
+
+
+class LinkListener(Protocol):
+    async def on_online(self, authenticated: Authenticated) -> None: ...
+
+    async def on_push(self, envelope: Envelope) -> None: ...
+
+    async def on_notice(self, notice: Notice) -> None: ...
+
+    def on_state(self, state: LinkState, reason: str) -> None: ...
+
+
+class _Socket:
+    """One pinned WebSocket and the machine that speaks over it."""
+
+    def __init__(self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, der: bytes) -> None:
+        self.http, self.ws, self.certificate_der = http, ws, der
+        self.machine = Connection()
+
+    @classmethod
+    async def open(cls, address: RelayAddress) -> _Socket:
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_SECONDS))
+        try:
+            ws = await http.ws_connect(
+                address.websocket_url,
+                ssl=_unverified_tls(),
+                max_msg_size=MAX_FRAME_BYTES,
+                heartbeat=HEARTBEAT_SECONDS,
+            )
+            ssl_object = ws.get_extra_info("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            if der is None or spki_pin(der) != address.pin:
+                await ws.close()
+                raise PinMismatchError(
+                    "the relay's TLS key does not match the pinned key; the connection was dropped "
+                    "before anything was sent (an interception, or the relay's key changed: ask IT)"
+                )
+        except BaseException:
+            await http.close()
+            raise
+        return cls(http, ws, der)
+
+    async def receive(self, timeout: float | None = None) -> list[Event]:
+        message = await self.ws.receive(timeout=timeout)
+        if message.type != aiohttp.WSMsgType.BINARY:
+            self.machine.connection_lost()
+            return []
+        return self.machine.receive(message.data)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+        await self.http.close()
+
+
+async def enrol(address: RelayAddress, request: Enrol) -> Enrolled:
+    """Register this device with a one-time enrolment code over a fresh, pinned connection."""
+    try:
+        socket = await asyncio.wait_for(_Socket.open(address), CONNECT_SECONDS)
+    except (aiohttp.ClientError, OSError, TimeoutError) as e:
+        raise OfflineError(f"the relay at {address.url} cannot be reached: {e}") from e
+    try:
+        events = await socket.receive(CONNECT_SECONDS)
+        if not any(isinstance(event, Challenged) for event in events):
+            raise RemoteProtocolError("the relay did not open with a challenge")
+        request_id, frame = socket.machine.request(FrameType.ENROL, request.encode())
+        await socket.ws.send_bytes(frame)
+        while True:
+            for event in await socket.receive(REQUEST_SECONDS):
+                if isinstance(event, Answered) and event.request_id == request_id:
+                    if event.response.status != Status.OK:
+                        raise RelayRefusedError(event.response.status.name, event.response.reason)
+                    return Enrolled.parse(event.response.body)
+                if isinstance(event, Refused | Closed):
+                    raise RelayRefusedError(event.status.name, event.reason)
+            if socket.machine.state in (State.CLOSED, State.FAILED):
+                raise OfflineError("the relay closed the connection during enrolment")
+    except (aiohttp.ClientError, OSError, TimeoutError) as e:
+        raise OfflineError(f"the connection to the relay failed during enrolment: {e}") from e
+    finally:
+        await socket.close()
+
+
+class RelayLink:
+    """Keeps one authenticated connection to the relay up until stopped or refused."""
+
+    def __init__(
+        self,
+        address: RelayAddress,
+        *,
+        device_id: int,
+        signer: Signer,
+        listener: LinkListener,
+        backoff: Backoff | None = None,
+        unit_random: Callable[[], float] = _random.random,
+    ) -> None:
+        self.address = address
+        self._device_id = device_id
+        self._signer = signer
+        self._listener = listener
+        self._backoff = backoff or Backoff()
+        self._unit_random = unit_random
+        self.state = LinkState.OFFLINE
+        self.reason = ""
+        self.certificate_der: bytes | None = None
+        """The relay certificate last seen with the right pin (HTTPS requests pin it exactly)."""
+        self._socket: _Socket | None = None
+        self._waiting: dict[int, asyncio.Future[Response]] = {}
+        self._online = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="relay-link")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._set_state(LinkState.STOPPED, "")
+
+    def wake(self) -> None:
+        """Reconnect now instead of waiting out the back-off (the network came back, the user asked)."""
+        self._wake.set()
+
+    async def wait_online(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._online.wait(), timeout)
+        return self._online.is_set()
+
+    async def request(self, frame_type: FrameType, body: bytes, timeout: float = REQUEST_SECONDS) -> Response:
+        """Send a request and wait for its answer; ``OfflineError`` if not connected or the link drops."""
+        socket = self._socket
+        if socket is None or self.state != LinkState.ONLINE:
+            raise OfflineError("not connected to the relay")
+        request_id, frame = socket.machine.request(frame_type, body)
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        try:
+            await socket.ws.send_bytes(frame)
+            return await asyncio.wait_for(future, timeout)
+        except (ConnectionError, aiohttp.ClientError, TimeoutError) as e:
+            raise OfflineError(f"the relay did not answer: {e}") from e
+        finally:
+            self._waiting.pop(request_id, None)
+
+    async def upload(self, blob: bytes, upload_token: bytes) -> str:
+        """Store an attachment blob on the relay; returns its id."""
+        async with (
+            self._https() as http,
+            http.post(
+                self.address.url.rstrip("/") + "/v1/attachments",
+                data=blob,
+                headers={"Authorization": UPLOAD_SCHEME + upload_token.hex()},
+            ) as response,
+        ):
+            answer = await response.json(content_type=None)
+            if response.status != HTTPStatus.CREATED:
+                raise RelayRefusedError(f"HTTP {response.status}", str(answer.get("error", "")))
+            return str(answer["attachment_id"])
+
+    async def download(self, attachment_id: str) -> bytes | None:
+        """An attachment blob, or None if the relay no longer has it (expired or never stored)."""
+        url = self.address.url.rstrip("/") + "/v1/attachments/" + attachment_id
+        async with self._https() as http, http.get(url) as response:
+            if response.status == HTTPStatus.NOT_FOUND:
+                return None
+            if response.status != HTTPStatus.OK:
+                raise RelayRefusedError(f"HTTP {response.status}", "the attachment download failed")
+            return await response.read()
+
+    @contextlib.asynccontextmanager
+    async def _https(self) -> AsyncIterator[aiohttp.ClientSession]:
+        """A session pinned to exactly the certificate the WebSocket's pin check accepted."""
+        if self.certificate_der is None:
+            raise OfflineError("not connected to the relay yet")
+        fingerprint = aiohttp.Fingerprint(hashlib.sha256(self.certificate_der).digest())
+        try:
+            async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=fingerprint),
+                timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_SECONDS, sock_read=REQUEST_SECONDS),
+            ) as http:
+                yield http
+        except aiohttp.ServerFingerprintMismatch as e:
+            raise PinMismatchError("the relay's TLS certificate changed since it was checked") from e
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            raise OfflineError(f"the relay cannot be reached: {e}") from e
+
+    def _set_state(self, state: LinkState, reason: str) -> None:
+        if state == LinkState.ONLINE:
+            self._online.set()
+        else:
+            self._online.clear()
+        if (state, reason) != (self.state, self.reason):
+            self.state, self.reason = state, reason
+            self._listener.on_state(state, reason)
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            self._set_state(LinkState.CONNECTING, self.reason)
+            reason = ""
+            try:
+                if await self._connect_once():
+                    attempt = 0
+                reason = "the relay closed the connection"
+            except PinMismatchError as e:
+                reason = str(e)
+            except RelayRefusedError as e:
+                self._set_state(LinkState.REFUSED, e.reason or e.status_name)
+                return
+            except (aiohttp.ClientError, OSError, TimeoutError, TransportError) as e:
+                reason = f"the relay cannot be reached ({type(e).__name__}: {e})"
+            except RemoteProtocolError as e:
+                reason = f"the relay broke the protocol: {e}"
+            delay = self._backoff.delay(attempt, self._unit_random())
+            attempt += 1
+            self._set_state(LinkState.OFFLINE, reason)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _connect_once(self) -> bool:
+        """One connection, until it ends; True if it got online. Raises RelayRefusedError if refused."""
+        socket = await asyncio.wait_for(_Socket.open(self.address), CONNECT_SECONDS)
+        self.certificate_der = socket.certificate_der
+        pushes: asyncio.Queue[Envelope] = asyncio.Queue()
+        consumer = asyncio.get_running_loop().create_task(self._consume(pushes), name="relay-pushes")
+        online = False
+        try:
+            while socket.machine.state not in (State.REFUSED, State.CLOSED, State.FAILED):
+                for event in await socket.receive(None if online else CONNECT_SECONDS):
+                    online = await self._handle(socket, event, pushes) or online
+            return online
+        finally:
+            self._socket = None
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(OfflineError("the connection to the relay was lost"))
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+            await socket.close()
+
+    async def _handle(self, socket: _Socket, event: Event, pushes: asyncio.Queue[Envelope]) -> bool:
+        """Act on one event; True when it put the link online."""
+        if isinstance(event, Challenged):
+            await socket.ws.send_bytes(socket.machine.authenticate(self._device_id, self._signer))
+        elif isinstance(event, Online):
+            self._socket = socket
+            self._set_state(LinkState.ONLINE, "")
+            self._spawn(self._listener.on_online(event.authenticated))
+            return True
+        elif isinstance(event, Answered):
+            future = self._waiting.get(event.request_id)
+            if future is not None and not future.done():
+                future.set_result(event.response)
+        elif isinstance(event, Pushed):
+            pushes.put_nowait(event.envelope)
+        elif isinstance(event, Noticed):
+            self._spawn(self._listener.on_notice(event.notice))
+        elif isinstance(event, Refused):
+            raise RelayRefusedError(event.status.name, event.reason)
+        elif isinstance(event, Closed):
+            log.info("the relay closed the connection: %s", event.status.name)
+        return False
+
+    async def _consume(self, pushes: asyncio.Queue[Envelope]) -> None:
+        """Hand pushed envelopes to the listener one at a time, in the order the relay sent them."""
+        while True:
+            envelope = await pushes.get()
+            try:
+                await self._listener.on_push(envelope)
+            except OfflineError:
+                log.info("an envelope will be redelivered: the link dropped before its ack")
+            except Exception:
+                log.exception("processing a pushed envelope failed; the relay will redeliver it")
+
+    def _spawn(self, coroutine: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(self._guard(coroutine))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _guard(coroutine: Coroutine[None, None, None]) -> None:
+        try:
+            await coroutine
+        except OfflineError:
+            log.info("a task stopped: the link dropped")
+        except Exception:
+            log.exception("a relay event handler failed")

@@ -1,0 +1,76 @@
+"""Real Enclave clients (the facade, its worker thread, a real SQLCipher profile) for tests.
+
+``Client`` wraps an ``Enclave`` with a queue of the events it emitted, so a test can
+wait for "the message arrived" or "the status became read" without sleeping.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from app.services.events import Event
+from app.services.facade import Enclave
+from app.sync.machine import Backoff
+from storage.keyheader import MINIMUM_COST
+from storage.keys import Passphrase
+from tests.support.relay import RelayProcess, new_account
+
+PASSPHRASE = "correct horse battery staple"
+WAIT_SECONDS = 20.0
+FAST_BACKOFF = Backoff(base_seconds=0.2, cap_seconds=1.0)
+
+E = TypeVar("E")
+
+
+def passphrase() -> Passphrase:
+    return Passphrase(PASSPHRASE, MINIMUM_COST)
+
+
+@dataclass
+class Client:
+    enclave: Enclave
+    profile: Path
+    events: queue.Queue[Event] = field(default_factory=queue.Queue)
+    seen: list[Event] = field(default_factory=list)
+
+    def wait_for(
+        self, kind: type[E], where: Callable[[E], bool] = lambda _: True, timeout: float = WAIT_SECONDS
+    ) -> E:
+        """The first event of ``kind`` (seen before or arriving now) that satisfies ``where``."""
+        for event in self.seen:
+            if isinstance(event, kind) and where(event):
+                self.seen.remove(event)
+                return event
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                event = self.events.get(timeout=left)
+            except queue.Empty:
+                break
+            if isinstance(event, kind) and where(event):
+                return event
+            self.seen.append(event)
+        raise AssertionError(f"no {kind.__name__} within {timeout} s; saw {self.seen}")
+
+    def close(self) -> None:
+        self.enclave.close()
+
+
+def open_client(profile: Path, *, create: bool = False, backoff: Backoff = FAST_BACKOFF) -> Client:
+    events: queue.Queue[Event] = queue.Queue()
+    enclave = Enclave.open(profile, passphrase(), create=create, listener=events.put, backoff=backoff)
+    return Client(enclave, profile, events)
+
+
+def enrolled_client(relay: RelayProcess, root: Path, account_id: str, name: str) -> Client:
+    """A new profile under ``root`` enrolled as ``account_id`` (created with the admin CLI) and online."""
+    code = new_account(relay.data_dir, account_id, name)
+    client = open_client(root / account_id, create=True)
+    client.enclave.enrol(relay.https, relay.pin, code).result(WAIT_SECONDS)
+    assert client.enclave.wait_online(WAIT_SECONDS).result(WAIT_SECONDS + 5)
+    return client
