@@ -2,7 +2,9 @@
 
 A secret chat always has a timer (also a CHECK in the schema), and its kind never
 changes: whether its messages enter the search index is decided from it when they are
-stored.
+stored. It also always has a secret id, the 16 bytes both devices name it by in the
+protocol, and may be bound to one peer device; other kinds have neither (also triggers
+in the schema, as ALTER TABLE could not add a CHECK).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from storage.records import Conversation, ConversationKind
 
 Clock = Callable[[], float]
 
+SECRET_ID_BYTES = 16
+"""As ``app.protocol.content.SECRET_ID_BYTES``, which storage may not import."""
+
 
 def _conversation(row: Sequence[Any]) -> Conversation:
     return Conversation(row[0], ConversationKind(row[1]), *row[2:])
@@ -28,6 +33,14 @@ def _check_timer(kind: ConversationKind, timer_seconds: int) -> None:
         raise ValueError(f"a timer is 0..{MAX_TIMER_SECONDS} seconds")
     if kind is ConversationKind.SECRET and timer_seconds == 0:
         raise InvalidTransitionError("a secret chat always has a disappearing-message timer")
+
+
+def _check_secret(kind: ConversationKind, secret_id: bytes | None, peer_device: int | None) -> None:
+    if kind is ConversationKind.SECRET:
+        if secret_id is None or len(secret_id) != SECRET_ID_BYTES:
+            raise ValueError(f"a secret chat needs a {SECRET_ID_BYTES}-byte secret id")
+    elif secret_id is not None or peer_device is not None:
+        raise ValueError("only a secret chat has a secret id or a peer device")
 
 
 class ConversationRepository:
@@ -45,21 +58,37 @@ class ConversationRepository:
         title: str = "",
         timer_seconds: int = 0,
         classification: str = "",
+        secret_id: bytes | None = None,
+        peer_device: int | None = None,
     ) -> Conversation:
-        """A new conversation: direct and secret ones name a peer, a group names its group id."""
+        """A new conversation: direct and secret ones name a peer, a group names its group id.
+
+        A secret chat also names its secret id and, usually, the one peer device it is bound to.
+        """
         if (kind is ConversationKind.GROUP) != (group_id is not None) or (group_id is None) == (
             peer_account_id is None
         ):
             raise ValueError("a group conversation needs a group id; a direct or secret one a peer")
+        _check_secret(kind, secret_id, peer_device)
         _check_timer(kind, timer_seconds)
         with self._db.transaction():
             row = self._db.one(
                 """INSERT INTO conversations (kind, peer_account_id, group_id, title, timer_seconds,
-                        classification, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                        classification, created_at, secret_id, peer_device)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     RETURNING id, kind, peer_account_id, group_id, title, timer_seconds, classification,
-                        created_at""",
-                (kind.value, peer_account_id, group_id, title, timer_seconds, classification, self._clock()),
+                        created_at, secret_id, peer_device""",
+                (
+                    kind.value,
+                    peer_account_id,
+                    group_id,
+                    title,
+                    timer_seconds,
+                    classification,
+                    self._clock(),
+                    secret_id,
+                    peer_device,
+                ),
             )
         if row is None:
             raise NotFoundError("the conversation was not recorded")
@@ -67,7 +96,8 @@ class ConversationRepository:
 
     def get(self, id: int) -> Conversation:
         row = self._db.one(
-            """SELECT id, kind, peer_account_id, group_id, title, timer_seconds, classification, created_at
+            """SELECT id, kind, peer_account_id, group_id, title, timer_seconds, classification, created_at,
+                    secret_id, peer_device
                 FROM conversations WHERE id = ?""",
             (id,),
         )
@@ -79,7 +109,8 @@ class ConversationRepository:
         self, peer_account_id: str, kind: ConversationKind = ConversationKind.DIRECT
     ) -> list[Conversation]:
         rows = self._db.all(
-            """SELECT id, kind, peer_account_id, group_id, title, timer_seconds, classification, created_at
+            """SELECT id, kind, peer_account_id, group_id, title, timer_seconds, classification, created_at,
+                    secret_id, peer_device
                 FROM conversations WHERE peer_account_id = ? AND kind = ? ORDER BY id""",
             (peer_account_id, kind.value),
         )
@@ -87,9 +118,20 @@ class ConversationRepository:
 
     def find_group(self, group_id: bytes) -> Conversation | None:
         row = self._db.one(
-            """SELECT id, kind, peer_account_id, group_id, title, timer_seconds, classification, created_at
+            """SELECT id, kind, peer_account_id, group_id, title, timer_seconds, classification, created_at,
+                    secret_id, peer_device
                 FROM conversations WHERE group_id = ?""",
             (group_id,),
+        )
+        return None if row is None else _conversation(row)
+
+    def find_secret(self, secret_id: bytes) -> Conversation | None:
+        """The secret chat a received message's secret id names, if this device has it."""
+        row = self._db.one(
+            """SELECT id, kind, peer_account_id, group_id, title, timer_seconds, classification, created_at,
+                    secret_id, peer_device
+                FROM conversations WHERE secret_id = ?""",
+            (secret_id,),
         )
         return None if row is None else _conversation(row)
 
@@ -98,7 +140,7 @@ class ConversationRepository:
             _conversation(row)
             for row in self._db.all(
                 """SELECT id, kind, peer_account_id, group_id, title, timer_seconds, classification,
-                    created_at FROM conversations ORDER BY id"""
+                    created_at, secret_id, peer_device FROM conversations ORDER BY id"""
             )
         ]
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from app.base.limits import MAX_TIMER_SECONDS
 from storage.attachments import AttachmentRepository
 from storage.database import Database
 from storage.errors import InvalidTransitionError, NotFoundError
@@ -47,6 +48,7 @@ def _message(row: Sequence[Any]) -> Message:
         received_at=row[8],
         read_at=row[9],
         expires_at=row[10],
+        expire_after=row[11],
     )
 
 
@@ -77,10 +79,10 @@ class MessageRepository:
         with self._db.transaction():
             cursor = self._db.execute(
                 """INSERT INTO messages (conversation_id, sender, sender_device, message_id, body, status,
-                        sent_at, received_at, expires_at, indexed)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        sent_at, received_at, expires_at, expire_after, indexed)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     RETURNING id, conversation_id, sender, sender_device, message_id, body, status,
-                        sent_at, received_at, read_at, expires_at""",
+                        sent_at, received_at, read_at, expires_at, expire_after""",
                 self._row(new, self._indexed(new.conversation_id)),
             )
             message = _message(cursor.fetchone())
@@ -101,8 +103,8 @@ class MessageRepository:
                     earliest = new.expires_at
             self._db.executemany(
                 """INSERT INTO messages (conversation_id, sender, sender_device, message_id, body, status,
-                        sent_at, received_at, expires_at, indexed)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                        sent_at, received_at, expires_at, expire_after, indexed)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 rows,
             )
             self._note_expiry(earliest)
@@ -110,6 +112,8 @@ class MessageRepository:
 
     @staticmethod
     def _row(new: NewMessage, indexed: int) -> tuple[Any, ...]:
+        if not 0 <= new.expire_after <= MAX_TIMER_SECONDS:
+            raise ValueError(f"a message's timer is 0..{MAX_TIMER_SECONDS} seconds")
         return (
             new.conversation_id,
             new.sender,
@@ -120,6 +124,7 @@ class MessageRepository:
             new.sent_at,
             new.received_at,
             new.expires_at,
+            new.expire_after,
             indexed,
         )
 
@@ -132,7 +137,7 @@ class MessageRepository:
     def get(self, id: int) -> Message:
         row = self._db.one(
             """SELECT id, conversation_id, sender, sender_device, message_id, body, status, sent_at,
-                    received_at, read_at, expires_at
+                    received_at, read_at, expires_at, expire_after
                 FROM messages WHERE id = ?""",
             (id,),
         )
@@ -144,7 +149,7 @@ class MessageRepository:
         """The message a sender's protocol id names in a conversation (for receipts)."""
         row = self._db.one(
             """SELECT id, conversation_id, sender, sender_device, message_id, body, status, sent_at,
-                    received_at, read_at, expires_at
+                    received_at, read_at, expires_at, expire_after
                 FROM messages WHERE conversation_id = ? AND sender = ? AND message_id = ?""",
             (conversation_id, sender, message_id),
         )
@@ -159,7 +164,7 @@ class MessageRepository:
         if before is None:
             rows = self._db.all(
                 """SELECT id, conversation_id, sender, sender_device, message_id, body, status, sent_at,
-                    received_at, read_at, expires_at
+                    received_at, read_at, expires_at, expire_after
                     FROM messages WHERE conversation_id = ?
                     ORDER BY sent_at DESC, id DESC LIMIT ?""",
                 (conversation_id, limit + 1),
@@ -167,7 +172,7 @@ class MessageRepository:
         else:
             rows = self._db.all(
                 """SELECT id, conversation_id, sender, sender_device, message_id, body, status, sent_at,
-                    received_at, read_at, expires_at
+                    received_at, read_at, expires_at, expire_after
                     FROM messages WHERE conversation_id = ? AND (sent_at, id) < (?, ?)
                     ORDER BY sent_at DESC, id DESC LIMIT ?""",
                 (conversation_id, before.sent_at, before.id, limit + 1),
@@ -175,6 +180,21 @@ class MessageRepository:
         messages = tuple(_message(row) for row in rows[:limit])
         older = PageCursor(messages[-1].sent_at, messages[-1].id) if len(rows) > limit else None
         return Page(messages, older)
+
+    def unread(self, conversation_id: int) -> list[Message]:
+        """Received messages not yet read, oldest first: what marking the conversation read covers.
+
+        The sender is compared with ``''`` (``OUTGOING``) written out, so that the partial
+        index ``messages_unread`` applies and a long read history is not scanned.
+        """
+        rows = self._db.all(
+            """SELECT id, conversation_id, sender, sender_device, message_id, body, status, sent_at,
+                received_at, read_at, expires_at, expire_after
+                FROM messages WHERE conversation_id = ? AND sender <> '' AND read_at IS NULL
+                ORDER BY sent_at, id""",
+            (conversation_id,),
+        )
+        return [_message(row) for row in rows]
 
     def search(
         self,
@@ -195,7 +215,7 @@ class MessageRepository:
             raise ValueError(f"page size must be 1..{MAX_PAGE_SIZE}")
         rows = self._db.all(
             """SELECT m.id, m.conversation_id, m.sender, m.sender_device, m.message_id, m.body, m.status,
-                    m.sent_at, m.received_at, m.read_at, m.expires_at
+                    m.sent_at, m.received_at, m.read_at, m.expires_at, m.expire_after
                 FROM messages_fts JOIN messages AS m ON m.id = messages_fts.rowid
                 WHERE messages_fts MATCH ? AND messages_fts.rowid < ? AND (? IS NULL OR m.conversation_id = ?)
                 ORDER BY messages_fts.rowid DESC LIMIT ?""",

@@ -87,6 +87,10 @@ class Conversation:
     timer_seconds: int
     classification: str
     created_at: float
+    secret_id: bytes | None
+    """A secret chat's id, the one both devices use in the protocol (16 bytes); None for other kinds."""
+    peer_device: int | None
+    """The one peer device a secret chat is bound to; None for other kinds and unbound (pre-v4) ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,8 @@ class NewMessage:
     sender_device: int = 0
     received_at: float | None = None
     expires_at: float | None = None
+    expire_after: int = 0
+    """The disappearing timer the message carries, in seconds (0: it does not disappear)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +123,8 @@ class Message:
     received_at: float | None
     read_at: float | None
     expires_at: float | None
+    expire_after: int
+    """Seconds from send (outgoing) or from reading (incoming) to ``expires_at``; 0: never."""
 
     @property
     def outgoing(self) -> bool:

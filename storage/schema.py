@@ -10,6 +10,11 @@ or the next, never between. A store newer than this build is refused unchanged.
   left out through the immutable ``messages.indexed`` flag) and the index on expires_at
   that lets the sweeper find what is due without a scan.
 - v3: the outbox and encrypted attachment files.
+- v4: disappearing rules, secret chats, the sealing queue: the timer each message carries
+  (``messages.expire_after``) and the index of unread received messages, a secret chat's
+  protocol id and its one peer device (``conversations.secret_id``, ``peer_device``;
+  existing secret chats get a random id), and ``unsealed``, the outgoing messages stored
+  but not yet sealed into outbox envelopes.
 """
 
 from __future__ import annotations
@@ -169,7 +174,37 @@ _V3 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+_V4 = Migration(
+    4,
+    "disappearing rules, secret chats, the sealing queue",
+    (
+        "ALTER TABLE messages ADD COLUMN expire_after INTEGER NOT NULL DEFAULT 0 CHECK (expire_after >= 0)",
+        """CREATE INDEX messages_unread ON messages (conversation_id, sent_at, id)
+            WHERE read_at IS NULL AND sender <> ''""",
+        """ALTER TABLE conversations ADD COLUMN secret_id BLOB
+            CHECK (secret_id IS NULL OR length(secret_id) = 16)""",
+        "ALTER TABLE conversations ADD COLUMN peer_device INTEGER",
+        "UPDATE conversations SET secret_id = randomblob(16) WHERE kind = 'secret'",
+        "CREATE UNIQUE INDEX conversations_secret ON conversations (secret_id) WHERE secret_id IS NOT NULL",
+        # ALTER TABLE cannot add the table CHECK that v1 would have written; triggers hold it.
+        """CREATE TRIGGER conversations_secret_insert BEFORE INSERT ON conversations
+            WHEN (new.kind = 'secret') <> (new.secret_id IS NOT NULL)
+                OR (new.kind <> 'secret' AND new.peer_device IS NOT NULL) BEGIN
+            SELECT RAISE (ABORT, 'a secret chat has a secret id; other kinds no secret id, no peer device');
+        END""",
+        """CREATE TRIGGER conversations_secret_update BEFORE UPDATE OF kind, secret_id, peer_device
+            ON conversations
+            WHEN (new.kind = 'secret') <> (new.secret_id IS NOT NULL)
+                OR (new.kind <> 'secret' AND new.peer_device IS NOT NULL) BEGIN
+            SELECT RAISE (ABORT, 'a secret chat has a secret id; other kinds no secret id, no peer device');
+        END""",
+        """CREATE TABLE unsealed (
+            message_id INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+            queued_at REAL NOT NULL)""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -44,6 +44,7 @@ from storage.outbox import OutboxRepository
 from storage.seen import SeenEnvelopeRepository
 from storage.sessions import SessionRepository
 from storage.settings import SettingsRepository
+from storage.unsealed import UnsealedRepository
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Store:
         self.conversations = ConversationRepository(db, self.attachments, clock=clock)
         self.messages = MessageRepository(db, self.attachments)
         self.outbox = OutboxRepository(db, clock=clock)
+        self.unsealed = UnsealedRepository(db, clock=clock)
         self.seen = SeenEnvelopeRepository(db, clock=clock)
         self.settings = SettingsRepository(db)
         self.startup_swept: tuple[int, ...] = ()

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from app.base.limits import MAX_TIMER_SECONDS
 from storage.errors import InvalidTransitionError, NotFoundError, WrongThreadError
 from storage.messages import fts_query
 from storage.records import Conversation, ConversationKind, MessageStatus, NewMessage, PageCursor
@@ -55,7 +56,7 @@ def test_history_page_uses_the_index_and_no_offset(store: Store) -> None:
 def test_search_finds_words_but_never_secret_chats(store: Store, direct: Conversation) -> None:
     """Test that search finds a word in a direct chat and nothing from a secret chat with the same word."""
     secret = store.conversations.create(
-        ConversationKind.SECRET, peer_account_id="bob@ministry", timer_seconds=30
+        ConversationKind.SECRET, peer_account_id="bob@ministry", timer_seconds=30, secret_id=b"\x05" * 16
     )
     store.messages.add(NewMessage(direct.id, b"a", "Budget meeting moved", MessageStatus.SENT, sent_at=1))
     store.messages.add(NewMessage(secret.id, b"b", "budget leak details", MessageStatus.SENT, sent_at=2))
@@ -168,3 +169,73 @@ def test_find_by_protocol_id(store: Store, direct: Conversation) -> None:
     stored = store.messages.add(NewMessage(direct.id, b"pid", "x", MessageStatus.SENT, sent_at=1))
     assert store.messages.find(direct.id, "", b"pid") == stored
     assert store.messages.find(direct.id, "alice@ministry", b"pid") is None
+
+
+def test_expire_after_round_trips_through_every_read(store: Store, direct: Conversation) -> None:
+    """Test that the timer a message carries is written by add and add_many and read back everywhere."""
+    added = store.messages.add(
+        NewMessage(direct.id, b"a", "timed walrus", MessageStatus.SENT, sent_at=1, expire_after=30)
+    )
+    assert added.expire_after == 30
+    assert store.messages.add_many(
+        [
+            NewMessage(direct.id, b"b", "timed walrus", MessageStatus.SENT, sent_at=2, expire_after=3600),
+            NewMessage(direct.id, b"c", "plain walrus", MessageStatus.SENT, sent_at=3),
+        ]
+    )
+    assert store.messages.get(added.id) == added
+    assert store.messages.find(direct.id, "", b"b").expire_after == 3600  # type: ignore[union-attr]
+    assert [m.expire_after for m in store.messages.page(direct.id).messages] == [0, 3600, 30]
+    assert [m.expire_after for m in store.messages.page(direct.id, limit=1).messages] == [0]
+    older = store.messages.page(direct.id, before=PageCursor(3, 3)).messages
+    assert [m.expire_after for m in older] == [3600, 30]
+    assert [m.expire_after for m in store.messages.search("walrus")] == [0, 3600, 30]
+
+
+@pytest.mark.parametrize("expire_after", [-1, MAX_TIMER_SECONDS + 1])
+def test_a_timer_out_of_range_is_refused(store: Store, direct: Conversation, expire_after: int) -> None:
+    """Test that a negative or over-long message timer is a ValueError from add and add_many alike."""
+    new = NewMessage(direct.id, b"t", "x", MessageStatus.SENT, sent_at=1, expire_after=expire_after)
+    with pytest.raises(ValueError, match="timer"):
+        store.messages.add(new)
+    with pytest.raises(ValueError, match="timer"):
+        store.messages.add_many([new])
+    assert store.messages.count() == 0
+
+
+def test_unread_lists_received_messages_not_yet_read_oldest_first(
+    store: Store, direct: Conversation, clock: FakeClock
+) -> None:
+    """Test that unread() skips our own and already read messages and orders by (sent_at, id)."""
+    other = store.conversations.create(ConversationKind.DIRECT, peer_account_id="zoe@ministry")
+
+    def received(conversation: Conversation, protocol_id: bytes, sent_at: float) -> int:
+        new = NewMessage(
+            conversation.id, protocol_id, "in", MessageStatus.DELIVERED, sent_at=sent_at, sender="alice"
+        )
+        return store.messages.add(new).id
+
+    late = received(direct, b"late", 5)
+    first = received(direct, b"first", 1)
+    same_time = received(direct, b"same", 1)
+    already_read = received(direct, b"read", 2)
+    store.messages.set_status(already_read, MessageStatus.READ, at=clock())
+    received(other, b"elsewhere", 1)
+    ours = store.messages.add(NewMessage(direct.id, b"ours", "out", MessageStatus.SENT, sent_at=3))
+    assert ours.read_at is None
+    assert [m.id for m in store.messages.unread(direct.id)] == [first, same_time, late]
+    store.messages.set_status(first, MessageStatus.READ, at=clock())
+    assert [m.id for m in store.messages.unread(direct.id)] == [same_time, late]
+    assert store.messages.unread(999) == []
+
+
+def test_unread_uses_its_partial_index(store: Store) -> None:
+    """Test that the unread query searches the messages_unread index instead of scanning read history."""
+    plan = store._db.all(
+        """EXPLAIN QUERY PLAN SELECT id FROM messages
+            WHERE conversation_id = ? AND sender <> '' AND read_at IS NULL ORDER BY sent_at, id""",
+        (1,),
+    )
+    details = " ".join(row[3] for row in plan)
+    assert "USING INDEX messages_unread" in details
+    assert "TEMP B-TREE" not in details

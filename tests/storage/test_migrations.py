@@ -13,7 +13,7 @@ from storage import schema
 from storage.database import Database
 from storage.keyheader import write_header
 from storage.keys import Passphrase, provision
-from storage.records import MessageStatus, NewMessage, Trust
+from storage.records import ConversationKind, MessageStatus, NewMessage, Trust
 from storage.store import ATTACHMENTS_NAME, DATABASE_NAME, KEY_HEADER_NAME, Store
 from tests.storage.harness import FakeClock
 
@@ -46,6 +46,10 @@ def _populate(db: Database, version: int) -> None:
         db.execute(
             """INSERT INTO conversations (id, kind, peer_account_id, timer_seconds, created_at)
                 VALUES (2, 'secret', 'fay@ministry', 30, 1)"""
+        )
+        db.execute(
+            """INSERT INTO conversations (id, kind, peer_account_id, timer_seconds, created_at)
+                VALUES (3, 'secret', 'gus@ministry', 60, 1)"""
         )
         for i in range(40):
             row = (
@@ -102,29 +106,49 @@ def test_migrate_populated_store_from_every_earlier_version(
         assert {m.conversation_id for m in found} == {1}, "old secret-chat messages stay out of search"
         assert len(found) == 19
         assert [m.sent_at for m in store.messages.page(1, limit=3).messages] == [138.0, 136.0, 134.0]
+        old = [*store.messages.page(1, limit=100).messages, *store.messages.page(2, limit=100).messages]
+        assert len(old) == 39 and {m.expire_after for m in old} == {0}
+        direct, *secrets = store.conversations.list()
+        assert (direct.secret_id, direct.peer_device) == (None, None)
+        assert [c.kind for c in secrets] == [ConversationKind.SECRET] * 2
+        secret_ids = {c.secret_id for c in secrets}
+        assert len(secret_ids) == 2, "each secret chat gets its own random id"
+        assert all(c.secret_id is not None and len(c.secret_id) == 16 for c in secrets)
+        assert all(c.peer_device is None for c in secrets)
+        assert all(store.conversations.find_secret(c.secret_id) == c for c in secrets)  # type: ignore[arg-type]
         message = store.messages.add(
-            NewMessage(1, b"new", "after migration", MessageStatus.PENDING, sent_at=200)
+            NewMessage(1, b"new", "after migration", MessageStatus.PENDING, sent_at=200, expire_after=60)
         )
+        assert store.messages.get(message.id).expire_after == 60
         store.outbox.enqueue("fay@ministry", 1, b"sealed", message_id=message.id)
         store.attachments.add(message.id, io.BytesIO(b"data"), name="n.txt", mime_type="text/plain")
         assert store.outbox.pending_for(message.id) == 1
+        store.unsealed.add(message.id)
+        assert store.unsealed.list() == [message.id]
 
 
-def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path, passphrase: Passphrase) -> None:
-    """Test that a migration that fails half-way rolls back entirely and the version stays where it was."""
+def _contents(db: Database) -> dict[str, list[tuple[object, ...]]]:
+    """The schema and every row of every table, to compare a store before and after."""
+    contents = {"sqlite_master": db.all("SELECT type, name, sql FROM sqlite_master ORDER BY name")}
+    for (table,) in db.all("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
+        contents[table] = db.all(f'SELECT * FROM "{table}" ORDER BY 1')
+    return contents
+
+
+@pytest.mark.parametrize("version", [m.version for m in schema.MIGRATIONS])
+def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path, version: int) -> None:
+    """Test that each migration, failing after its last statement, rolls back whole: schema, rows, version."""
     db = Database.create(tmp_path / "s.db", None)
-    schema.migrate(db, target=1)
-    _populate(db, 1)
-    broken = schema.Migration(
-        2,
-        "broken",
-        ("ALTER TABLE messages ADD COLUMN indexed INTEGER NOT NULL DEFAULT 0", "CREATE TABLE ???"),
-    )
+    schema.migrate(db, target=version - 1)
+    if version > 1:
+        _populate(db, version - 1)
+    before = _contents(db)
+    real = schema.MIGRATIONS[version - 1]
+    broken = schema.Migration(version, "broken", (*real.statements, "CREATE TABLE ???"))
     with pytest.raises(StorageError):
-        schema.migrate(db, migrations=(schema.MIGRATIONS[0], broken))
-    assert schema.schema_version(db) == 1
-    columns = [row[1] for row in db.all("PRAGMA table_info(messages)")]
-    assert "indexed" not in columns
+        schema.migrate(db, migrations=(*schema.MIGRATIONS[: version - 1], broken))
+    assert schema.schema_version(db) == version - 1
+    assert _contents(db) == before
     db.close()
 
 

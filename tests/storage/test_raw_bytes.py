@@ -26,7 +26,7 @@ def _populate(store: Store) -> None:
         ConversationKind.DIRECT, peer_account_id="dmitri@ministry", title="Dmitri"
     )
     secret = store.conversations.create(
-        ConversationKind.SECRET, peer_account_id="dmitri@ministry", timer_seconds=60
+        ConversationKind.SECRET, peer_account_id="dmitri@ministry", timer_seconds=60, secret_id=b"\x05" * 16
     )
     store.contacts.upsert("dmitri@ministry", "Dmitri NIGHTJARCONTACT", "Treasury")
     store.sessions.put("dmitri@ministry", 1, b"RATCHETSTATEMARKER" * 4)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from app.base.errors import StorageError
 from storage.errors import InvalidTransitionError, NotFoundError
-from storage.records import ConversationKind, MessageStatus, NewMessage, PreKeyKind, Trust
+from storage.records import Conversation, ConversationKind, MessageStatus, NewMessage, PreKeyKind, Trust
 from storage.store import Store
 from tests.storage.harness import FakeClock
+
+SECRET_ID = b"\x05" * 16
 
 
 def test_identity_is_saved_once(store: Store) -> None:
@@ -83,9 +86,9 @@ def test_device_of_unknown_contact_is_refused(store: Store) -> None:
 def test_conversation_kinds_timer_and_label(store: Store) -> None:
     """Test that a secret chat needs a timer, groups are unique by id, and the label is kept."""
     with pytest.raises(InvalidTransitionError):
-        store.conversations.create(ConversationKind.SECRET, peer_account_id="l@ministry")
+        store.conversations.create(ConversationKind.SECRET, peer_account_id="l@ministry", secret_id=SECRET_ID)
     secret = store.conversations.create(
-        ConversationKind.SECRET, peer_account_id="l@ministry", timer_seconds=10
+        ConversationKind.SECRET, peer_account_id="l@ministry", timer_seconds=10, secret_id=SECRET_ID
     )
     with pytest.raises(InvalidTransitionError):
         store.conversations.set_timer(secret.id, 0)
@@ -96,6 +99,93 @@ def test_conversation_kinds_timer_and_label(store: Store) -> None:
     assert store.conversations.set_classification(group.id, "RESTRICTED").classification == "RESTRICTED"
     with pytest.raises(ValueError):
         store.conversations.create(ConversationKind.GROUP, peer_account_id="x@m")
+
+
+def test_secret_chat_is_found_by_its_secret_id_with_its_peer_device(
+    store: Store, direct: Conversation
+) -> None:
+    """Test that a secret chat keeps its secret id and peer device, and is found by that id alone."""
+    secret = store.conversations.create(
+        ConversationKind.SECRET,
+        peer_account_id="alice@ministry",
+        timer_seconds=30,
+        secret_id=SECRET_ID,
+        peer_device=4,
+    )
+    assert (secret.secret_id, secret.peer_device) == (SECRET_ID, 4)
+    assert store.conversations.find_secret(SECRET_ID) == secret == store.conversations.get(secret.id)
+    assert store.conversations.find_secret(b"\x06" * 16) is None
+    assert store.conversations.find_with_peer("alice@ministry") == [direct]
+    assert store.conversations.find_with_peer("alice@ministry", ConversationKind.SECRET) == [secret]
+    assert store.conversations.list() == [direct, secret]
+    assert (direct.secret_id, direct.peer_device) == (None, None)
+    unbound = store.conversations.create(
+        ConversationKind.SECRET, peer_account_id="bob@ministry", timer_seconds=30, secret_id=b"\x07" * 16
+    )
+    assert unbound.peer_device is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "secret_id", "peer_device"),
+    [
+        (ConversationKind.SECRET, None, None),
+        (ConversationKind.SECRET, None, 4),
+        (ConversationKind.SECRET, b"\x05" * 15, 4),
+        (ConversationKind.SECRET, b"\x05" * 17, None),
+        (ConversationKind.DIRECT, SECRET_ID, None),
+        (ConversationKind.DIRECT, None, 4),
+        (ConversationKind.GROUP, SECRET_ID, None),
+        (ConversationKind.GROUP, None, 4),
+    ],
+)
+def test_only_a_secret_chat_has_a_secret_id_and_a_peer_device(
+    store: Store, kind: ConversationKind, secret_id: bytes | None, peer_device: int | None
+) -> None:
+    """Test that a secret chat without a 16-byte secret id, or another kind with either field, is refused."""
+    group = kind is ConversationKind.GROUP
+    with pytest.raises(ValueError, match="secret id"):
+        store.conversations.create(
+            kind,
+            peer_account_id=None if group else "n@ministry",
+            group_id=b"g1" if group else None,
+            timer_seconds=30,
+            secret_id=secret_id,
+            peer_device=peer_device,
+        )
+    assert store.conversations.list() == []
+
+
+def test_the_schema_holds_the_secret_id_rules_without_the_repository(
+    store: Store, direct: Conversation
+) -> None:
+    """Test that the unique index and the v4 triggers refuse what the repository's checks would refuse."""
+    secret = store.conversations.create(
+        ConversationKind.SECRET, peer_account_id="p@ministry", timer_seconds=30, secret_id=SECRET_ID
+    )
+    with pytest.raises(StorageError):
+        store.conversations.create(
+            ConversationKind.SECRET, peer_account_id="q@ministry", timer_seconds=30, secret_id=SECRET_ID
+        )
+    refused = [
+        ("UPDATE conversations SET secret_id = NULL WHERE id = ?", (secret.id,)),
+        ("UPDATE conversations SET secret_id = ? WHERE id = ?", (b"short", secret.id)),
+        ("UPDATE conversations SET secret_id = ? WHERE id = ?", (b"\x06" * 16, direct.id)),
+        ("UPDATE conversations SET peer_device = 1 WHERE id = ?", (direct.id,)),
+        (
+            """INSERT INTO conversations (kind, peer_account_id, timer_seconds, created_at)
+                VALUES ('secret', 'r@ministry', 30, 1)""",
+            (),
+        ),
+        (
+            """INSERT INTO conversations (kind, peer_account_id, created_at, peer_device)
+                VALUES ('direct', 'r@ministry', 1, 2)""",
+            (),
+        ),
+    ]
+    for sql, params in refused:
+        with pytest.raises(StorageError), store.transaction():
+            store._db.execute(sql, params)
+    assert store.conversations.list() == [direct, secret]
 
 
 def test_outbox_is_fifo_with_retries(store: Store, clock: FakeClock) -> None:

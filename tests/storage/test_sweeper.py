@@ -121,7 +121,7 @@ def test_start_up_sweep_runs_before_open_returns(
     """Test that messages that expired while the app was closed are gone when open() returns."""
     with Store.create(profile, passphrase, clock=clock) as store:
         conversation = store.conversations.create(
-            ConversationKind.SECRET, peer_account_id="gil@ministry", timer_seconds=60
+            ConversationKind.SECRET, peer_account_id="gil@ministry", timer_seconds=60, secret_id=b"\x05" * 16
         )
         doomed = _expiring(store, conversation, clock, 60, "gone")
         kept = _expiring(store, conversation, clock, 600, "stays")
