@@ -26,6 +26,7 @@ How a message travels here (DESIGN.md, "How a message travels"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import mimetypes
@@ -220,6 +221,8 @@ class Engine:
                 handle.cancel()
         if self._flush_task is not None:
             self._flush_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OfflineError):
+                await self._flush_task
         self._sweeper.close()
         self.store.close()
 
@@ -378,6 +381,10 @@ class Engine:
                 self.store.attachments.add(copy.id, source, name=file.name, mime_type=file.mime_type)
         await self._seal_pending()
         return self.store.messages.get(copy.id)
+
+    def delete_messages(self, ids: list[int]) -> list[int]:
+        """Delete messages on this device, with their files and every trace of their words."""
+        return self.store.delete_messages(ids)
 
     def save_attachment(self, attachment_id: int, dest: Path) -> int:
         """Decrypt a received or sent file to ``dest``; refused for secret chats."""

@@ -164,6 +164,9 @@ class Enclave:
     def save_attachment(self, attachment_id: int, dest: Path) -> Future[int]:
         return self._run(lambda e: e.save_attachment(attachment_id, dest))
 
+    def delete_messages(self, ids: list[int]) -> Future[list[int]]:
+        return self._run(lambda e: e.delete_messages(ids))
+
     def mark_read(self, conversation_id: int) -> Future[int]:
         return self._run(lambda e: e.mark_read(conversation_id))
 

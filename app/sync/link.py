@@ -173,7 +173,8 @@ class _Socket:
 async def enrol(address: RelayAddress, request: Enrol) -> Enrolled:
     """Register this device with a one-time enrolment code over a fresh, pinned connection."""
     try:
-        socket = await asyncio.wait_for(_Socket.open(address), CONNECT_SECONDS)
+        async with asyncio.timeout(CONNECT_SECONDS):
+            socket = await _Socket.open(address)
     except (aiohttp.ClientError, OSError, TimeoutError) as e:
         raise OfflineError(f"the relay at {address.url} cannot be reached: {e}") from e
     try:
@@ -226,6 +227,7 @@ class RelayLink:
         self._online = asyncio.Event()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
@@ -234,6 +236,7 @@ class RelayLink:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        self._stopping = True
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -246,7 +249,8 @@ class RelayLink:
 
     async def wait_online(self, timeout: float) -> bool:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._online.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._online.wait()
         return self._online.is_set()
 
     async def request(self, frame_type: FrameType, body: bytes, timeout: float = REQUEST_SECONDS) -> Response:
@@ -259,7 +263,8 @@ class RelayLink:
         self._waiting[request_id] = future
         try:
             await socket.ws.send_bytes(frame)
-            return await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                return await future
         except (ConnectionError, aiohttp.ClientError, TimeoutError) as e:
             raise OfflineError(f"the relay did not answer: {e}") from e
         finally:
@@ -318,7 +323,7 @@ class RelayLink:
 
     async def _run(self) -> None:
         attempt = 0
-        while True:
+        while not self._stopping:
             self._set_state(LinkState.CONNECTING, self.reason)
             reason = ""
             try:
@@ -339,13 +344,15 @@ class RelayLink:
             self._set_state(LinkState.OFFLINE, reason)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def _connect_once(self) -> bool:
         """One connection, until it ends; True if it got online. Raises RelayRefusedError if refused."""
-        socket = await asyncio.wait_for(_Socket.open(self.address), CONNECT_SECONDS)
+        async with asyncio.timeout(CONNECT_SECONDS):
+            socket = await _Socket.open(self.address)
         self.certificate_der = socket.certificate_der
-        pushes: asyncio.Queue[Envelope] = asyncio.Queue()
+        pushes: asyncio.Queue[Envelope | None] = asyncio.Queue()
         consumer = asyncio.get_running_loop().create_task(self._consume(pushes), name="relay-pushes")
         online = False
         try:
@@ -358,12 +365,13 @@ class RelayLink:
             for future in self._waiting.values():
                 if not future.done():
                     future.set_exception(OfflineError("the connection to the relay was lost"))
+            pushes.put_nowait(None)
             consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer
             await socket.close()
 
-    async def _handle(self, socket: _Socket, event: Event, pushes: asyncio.Queue[Envelope]) -> bool:
+    async def _handle(self, socket: _Socket, event: Event, pushes: asyncio.Queue[Envelope | None]) -> bool:
         """Act on one event; True when it put the link online."""
         if isinstance(event, Challenged):
             await socket.ws.send_bytes(socket.machine.authenticate(self._device_id, self._signer))
@@ -386,10 +394,13 @@ class RelayLink:
             log.info("the relay closed the connection: %s", event.status.name)
         return False
 
-    async def _consume(self, pushes: asyncio.Queue[Envelope]) -> None:
-        """Hand pushed envelopes to the listener one at a time, in the order the relay sent them."""
-        while True:
-            envelope = await pushes.get()
+    async def _consume(self, pushes: asyncio.Queue[Envelope | None]) -> None:
+        """Hand pushed envelopes to the listener one at a time, in the order the relay sent them.
+
+        ``None`` ends it: a cancellation alone can be lost when it races a finishing
+        ``await`` inside the listener (CPython before 3.12), and the task would wait forever.
+        """
+        while (envelope := await pushes.get()) is not None:
             try:
                 await self._listener.on_push(envelope)
             except OfflineError:

@@ -1,7 +1,8 @@
 """A real relay in a subprocess, the real admin CLI, and a minimal device client for tests.
 
 ``RelayProcess`` runs ``python -m server.main`` on 127.0.0.1 with TLS on a free port and
-reads the port and pin from its output. ``TestDevice`` speaks the frames of
+reads the port and pin from its output; a restart binds the same port again, as a
+restarted production relay would keep its address. ``TestDevice`` speaks the frames of
 app/protocol/frames.py over a real TLS WebSocket; it is the smallest client the server
 tests need, not the product's sync engine.
 """
@@ -69,7 +70,7 @@ class RelayProcess:
             "--data",
             str(self.data_dir),
             "--port",
-            "0",
+            str(self.port),
             *self.extra_args,
         ]
         self.process = subprocess.Popen(
