@@ -11,7 +11,7 @@ TIMER = 2
 
 
 def test_timer_is_agreed_and_messages_expire_on_both_sides(pair: tuple[Client, Client]) -> None:
-    """Test that the peer adopts the timer, the sender's copy expires after sending, the reader's after reading."""
+    """Test that the peer adopts the timer; the sender's copy expires from sending, the reader's reading."""
     alice, bob = pair
     conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
     alice.enclave.send_text(conversation.id, "before the timer").result(WAIT_SECONDS)
