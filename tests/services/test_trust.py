@@ -1,0 +1,94 @@
+"""Identity keys: a contact's new key blocks sending until accepted; a revoked device stops."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from app.services.errors import IdentityChangedError
+from app.services.events import ConnectionChanged, KeyChanged, MessageArrived, MessageStatusChanged
+from storage.records import MessageStatus, Trust
+from tests.support.clients import WAIT_SECONDS, Client, open_client
+from tests.support.relay import RelayProcess, admin
+
+
+def _reinstall(relay: RelayProcess, old: Client, root: Path) -> Client:
+    """The colleague's workstation is replaced: IT revokes the old device and issues a new code."""
+    account = old.enclave.account
+    assert account is not None
+    assert admin(relay.data_dir, "device", "revoke", str(account.device_id)).returncode == 0
+    old.close()
+    code = admin(relay.data_dir, "code", "issue", account.account_id).stdout.strip()
+    new = open_client(root / "bob-new-laptop", create=True)
+    new.enclave.enrol(relay.https, relay.pin, code).result(WAIT_SECONDS)
+    assert new.enclave.wait_online(WAIT_SECONDS).result(WAIT_SECONDS + 5)
+    return new
+
+
+def test_changed_key_blocks_sending_until_accepted(
+    relay: RelayProcess, pair: tuple[Client, Client], tmp_path: Path
+) -> None:
+    """Test that a contact's new device key is flagged, blocks sending, and after acceptance gets messages."""
+    alice, bob = pair
+    conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
+    alice.enclave.send_text(conversation.id, "before").result(WAIT_SECONDS)
+    bob.wait_for(MessageArrived)
+    [before] = alice.enclave.safety_numbers("bob").result(WAIT_SECONDS)
+    alice.enclave.mark_verified("bob", before.device_id).result(WAIT_SECONDS)
+    assert alice.enclave.safety_numbers("bob").result(WAIT_SECONDS)[0].trust is Trust.VERIFIED
+
+    laptop = _reinstall(relay, bob, tmp_path)
+    try:
+        laptop.enclave.add_contact("alice", "Alice Archer").result(WAIT_SECONDS)
+        back = laptop.enclave.start_conversation("alice").result(WAIT_SECONDS)
+        laptop.enclave.send_text(back.id, "new laptop, same Bob").result(WAIT_SECONDS)
+
+        changed = alice.wait_for(KeyChanged)
+        assert changed.account_id == "bob" and changed.device_id == laptop.enclave.account.device_id
+        assert alice.wait_for(MessageArrived).message.body == "new laptop, same Bob"
+        [summary] = alice.enclave.conversations().result(WAIT_SECONDS)
+        assert summary.blocked
+        with pytest.raises(IdentityChangedError):
+            alice.enclave.send_text(conversation.id, "blocked").result(WAIT_SECONDS)
+
+        numbers = {n.device_id: n for n in alice.enclave.safety_numbers("bob").result(WAIT_SECONDS)}
+        new_number = numbers[changed.device_id]
+        assert new_number.trust is Trust.CHANGED
+        assert new_number.digits == laptop.enclave.safety_numbers("alice").result(WAIT_SECONDS)[0].digits
+        assert new_number.digits != before.digits
+
+        alice.enclave.accept_key_change("bob").result(WAIT_SECONDS)
+        assert not alice.enclave.conversations().result(WAIT_SECONDS)[0].blocked
+        sent = alice.enclave.send_text(conversation.id, "accepted").result(WAIT_SECONDS)
+        assert laptop.wait_for(MessageArrived).message.body == "accepted"
+        alice.wait_for(
+            MessageStatusChanged, lambda e: e.message_id == sent.id and e.status is MessageStatus.SENT
+        )
+        remaining = {n.device_id for n in alice.enclave.safety_numbers("bob").result(WAIT_SECONDS)}
+        assert remaining == {changed.device_id}, "the revoked device is forgotten once the relay refuses it"
+    finally:
+        laptop.close()
+
+
+def test_revoked_device_is_told_and_stops_retrying(relay: RelayProcess, pair: tuple[Client, Client]) -> None:
+    """Test that a device revoked while away gets a clear refusal on reconnecting and never retries."""
+    alice, _ = pair
+    account = alice.enclave.account
+    assert account is not None
+    alice.close()
+    assert admin(relay.data_dir, "device", "revoke", str(account.device_id)).returncode == 0
+
+    returning = open_client(alice.profile)
+    try:
+        refused = returning.wait_for(ConnectionChanged, lambda e: e.state == "refused")
+        assert "revoked" in refused.reason.lower()
+        time.sleep(3)
+        later = []
+        while not returning.events.empty():
+            later.append(returning.events.get())
+        assert not [e for e in later if isinstance(e, ConnectionChanged)], "no reconnection after a refusal"
+        assert returning.enclave.connection.state == "refused"
+    finally:
+        returning.close()
