@@ -1,0 +1,111 @@
+"""The relay link: the pin checked before anything is sent, enrolment refusals, bad envelopes, prekeys."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.base.errors import PinMismatchError, RelayRefusedError
+from app.services.events import ConnectionChanged, MessageArrived
+from app.services.facade import Enclave
+from app.services.settings import RELAY_PIN
+from storage.errors import WrongPassphraseError
+from storage.keyheader import MINIMUM_COST
+from storage.keys import Passphrase
+from storage.records import PreKeyKind
+from tests.support.clients import WAIT_SECONDS, Client, open_client
+from tests.support.relay import RelayProcess, TestDevice, new_account
+
+WRONG_PIN = "sha256/" + "A" * 43 + "="
+
+
+def test_wrong_pin_sends_nothing_and_the_code_stays_usable(relay: RelayProcess, tmp_path: Path) -> None:
+    """Test that enrolling against a relay with another key fails before the code is spent."""
+    code = new_account(relay.data_dir, "carol", "Carol")
+    client = open_client(tmp_path / "carol", create=True)
+    try:
+        with pytest.raises(PinMismatchError):
+            client.enclave.enrol(relay.https, WRONG_PIN, code).result(WAIT_SECONDS)
+        assert client.enclave.account is None
+        with pytest.raises(RelayRefusedError, match="CODE_REFUSED"):
+            client.enclave.enrol(relay.https, relay.pin, "not-the-code").result(WAIT_SECONDS)
+        account = client.enclave.enrol(relay.https, relay.pin, code).result(WAIT_SECONDS)
+        assert account.account_id == "carol"
+    finally:
+        client.close()
+
+
+def test_a_relay_presenting_another_key_is_never_authenticated_to(pair: tuple[Client, Client]) -> None:
+    """Test that a stored pin that does not match keeps the device offline with the reason shown."""
+    alice, _ = pair
+    alice.enclave._run(lambda e: e.store.settings.set(RELAY_PIN, WRONG_PIN)).result(WAIT_SECONDS)
+    alice.close()
+    reopened = open_client(alice.profile)
+    try:
+        offline = reopened.wait_for(ConnectionChanged, lambda e: e.state == "offline" and bool(e.reason))
+        assert "pinned" in offline.reason
+        assert not reopened.enclave.wait_online(1).result(WAIT_SECONDS)
+    finally:
+        reopened.close()
+
+
+def test_wrong_passphrase_is_a_typed_error(pair: tuple[Client, Client]) -> None:
+    """Test that opening a profile with a wrong passphrase raises WrongPassphraseError."""
+    alice, _ = pair
+    alice.close()
+    with pytest.raises(WrongPassphraseError):
+        Enclave.open(alice.profile, Passphrase("not it", MINIMUM_COST))
+
+
+@pytest.fixture
+def intruder(relay: RelayProcess) -> Iterator[tuple[TestDevice, asyncio.AbstractEventLoop]]:
+    """An enrolled raw device (tests/support/relay.py) that can send any bytes, and its loop."""
+    device = TestDevice(relay)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(device.join(new_account(relay.data_dir, "mallory", "Mallory")))
+    yield device, loop
+    loop.run_until_complete(device.disconnect())
+    loop.close()
+
+
+def test_undecryptable_envelope_is_dropped_and_the_client_keeps_working(
+    pair: tuple[Client, Client], intruder: tuple[TestDevice, asyncio.AbstractEventLoop]
+) -> None:
+    """Test that junk sealed bytes pushed to a client are dropped without harm to what follows."""
+    alice, bob = pair
+    device, loop = intruder
+    assert bob.enclave.account is not None
+    for junk in (b"\x01" + b"\x00" * 200, b"\x07junk"):
+        response, _ = loop.run_until_complete(device.send(bob.enclave.account.device_id, junk))
+        assert response.status.name == "OK"
+    conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
+    alice.enclave.send_text(conversation.id, "still fine").result(WAIT_SECONDS)
+    assert bob.wait_for(MessageArrived).message.body == "still fine"
+
+
+def test_prekeys_are_refilled_when_the_relay_runs_low(tmp_path: Path) -> None:
+    """Test that a PREKEYS_LOW notice makes the client make, keep and upload fresh one-time prekeys."""
+    relay = RelayProcess(tmp_path / "relay", "--prekeys-low-threshold", "150").start()
+    try:
+        code = new_account(relay.data_dir, "dave", "Dave")
+        client = open_client(tmp_path / "dave", create=True)
+        try:
+            client.enclave.enrol(relay.https, relay.pin, code).result(WAIT_SECONDS)
+            deadline = time.monotonic() + WAIT_SECONDS
+            count = 0
+            while time.monotonic() < deadline:
+                count = client.enclave._run(lambda e: len(e.store.prekeys.list(PreKeyKind.ONE_TIME))).result(
+                    5
+                )
+                if count >= 200:
+                    break
+                time.sleep(0.2)
+            assert count == 200
+        finally:
+            client.close()
+    finally:
+        relay.stop()
