@@ -21,8 +21,19 @@ from server.tokens import check_upload_token
 ATTACHMENT_ID_BYTES = 24
 ATTACHMENT_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")
 UPLOAD_SCHEME = "Enclave-Upload "
+EXPIRES_HEADER = "Enclave-Expires-At"
 CHUNK_BYTES = 64 * 1024
 RELAY_KEY: web.AppKey[Relay] = web.AppKey("relay", Relay)
+
+
+def _requested_expiry(request: web.Request, now: int) -> int | None:
+    """The sender's ``Enclave-Expires-At`` (a disappearing message's end), None if absent, -1 if bad."""
+    value = request.headers.get(EXPIRES_HEADER)
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) <= now:
+        return -1
+    return int(value)
 
 
 def _error(status: int, reason: str) -> web.Response:
@@ -50,6 +61,9 @@ async def upload_attachment(request: web.Request) -> web.Response:
         token = b""
     if check_upload_token(relay.keys.upload_token_key, token, relay.now()) is None:
         return _error(401, "a valid upload token is required")
+    wanted = _requested_expiry(request, relay.now())
+    if wanted == -1:
+        return _error(400, f"{EXPIRES_HEADER} must be a Unix time in the future")
     limit = relay.config.attachment_max_bytes
     if request.content_length is not None and request.content_length > limit:
         return _error(413, f"attachments are limited to {limit} bytes")
@@ -63,6 +77,8 @@ async def upload_attachment(request: web.Request) -> web.Response:
         return _error(400, "the attachment is empty")
     attachment_id = base64.urlsafe_b64encode(relay.random(ATTACHMENT_ID_BYTES)).decode("ascii")
     expires_at = relay.now() + relay.config.attachment_retention_seconds
+    if wanted is not None:
+        expires_at = min(expires_at, wanted)
     await relay.store.put_attachment(attachment_id, b"".join(chunks), expires_at)
     return web.json_response({"attachment_id": attachment_id, "expires_at": expires_at}, status=201)
 

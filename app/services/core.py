@@ -30,7 +30,7 @@ import contextlib
 import io
 import logging
 import mimetypes
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,6 +195,7 @@ class Engine:
         self._refilling = False
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._retry_handle: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._sweeper = ExpirySweeper(store, self._schedule_sweep)
 
     # Lifecycle.
@@ -470,7 +471,7 @@ class Engine:
         files = self.store.attachments.of_message(message.id)
         content: Content
         if files:
-            content = await self._upload(header, files[0], message.body)
+            content = await self._upload(header, files[0], message)
         else:
             content = TextMessage(header, message.body)
         expires_at = int(message.expires_at or self._clock() + MESSAGE_ENVELOPE_SECONDS) + 1
@@ -479,12 +480,14 @@ class Engine:
                 self._queue(peer, device_id, content, expires_at, message_id=message.id)
             self.store.unsealed.remove(message.id)
 
-    async def _upload(self, header: MessageHeader, file: Attachment, caption: str) -> FileMessage:
+    async def _upload(self, header: MessageHeader, file: Attachment, message: Message) -> FileMessage:
+        """Encrypt the file with a fresh key and put it on the relay until the message would disappear."""
         if self.link is None:
             raise OfflineError("not connected to the relay")
         plaintext = b"".join(self.store.attachments.read(file.id))
         blob, key, digest = encrypt_blob(plaintext, self._random)
-        attachment_id = await self.link.upload(blob, self._upload_token)
+        until = int(message.expires_at) + 1 if message.expires_at else None
+        attachment_id = await self.link.upload(blob, self._upload_token, until)
         return FileMessage(
             header,
             attachment_id.encode("ascii"),
@@ -493,7 +496,7 @@ class Engine:
             len(plaintext),
             file.name,
             file.mime_type,
-            caption,
+            message.body,
         )
 
     def _queue(
@@ -608,25 +611,39 @@ class Engine:
         if response.status in (Status.MAILBOX_FULL, Status.RATE_LIMITED, Status.INTERNAL_ERROR):
             log.info("the relay is busy (%s); the outbox waits", response.status.name)
             return False
-        delivered = response.status == Status.OK
+        delivered, gone = response.status == Status.OK, response.status == Status.NOT_FOUND
+        status, reseal = None, False
         with self.store.transaction():
             self.store.outbox.remove(entry.id)
-            if response.status == Status.NOT_FOUND:
-                log.info("a colleague's device was revoked; forgetting it")
+            if gone:
+                # The device's key stays on record: a device that appears later for the same
+                # colleague is then recognised as a replacement and must be accepted.
+                log.info("a colleague's device was revoked; dropping its session")
                 self.store.sessions.delete(entry.recipient, entry.recipient_device)
-                self.store.contacts.remove_device(entry.recipient, entry.recipient_device)
             elif not delivered:
                 log.warning("the relay refused an envelope: %s", response.status.name)
-            status = None
             if entry.message_id is not None and not self.store.outbox.pending_for(entry.message_id):
+                # Devices that took a copy keep their sessions: none left means none took it.
                 reached = delivered or bool(self.store.sessions.devices(entry.recipient))
-                status = MessageStatus.SENT if reached else MessageStatus.FAILED
-                if not self.store.messages.set_status(entry.message_id, status):
-                    status = None
+                if gone and not reached:
+                    self.store.unsealed.add(entry.message_id)
+                    reseal = True
+                else:
+                    status = MessageStatus.SENT if reached else MessageStatus.FAILED
+                    if not self.store.messages.set_status(entry.message_id, status):
+                        status = None
+        if reseal:
+            log.info("sealing a message again for the colleague's current devices")
+            self._in_background(self._seal_pending())
         if status is not None and entry.message_id is not None:
             message = self.store.messages.get(entry.message_id)
             self._emit(MessageStatusChanged(message.id, message.conversation_id, status))
         return True
+
+    def _in_background(self, coroutine: Coroutine[None, None, None]) -> None:
+        task = self._loop.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _retry_later(self) -> None:
         if self._retry_handle is not None:
@@ -873,6 +890,7 @@ class Engine:
         return updated
 
     def safety_numbers(self, account_id: str) -> list[SafetyNumberView]:
+        """One per device of the colleague that this device can reach or must decide about."""
         if self.account is None or self._identity is None:
             raise NotEnrolledError("enrol this device first")
         return [
@@ -891,6 +909,7 @@ class Engine:
                 device.trust,
             )
             for device in self.store.contacts.devices(account_id)
+            if device.trust is Trust.CHANGED or self.store.sessions.get(account_id, device.device_id)
         ]
 
     def mark_verified(self, account_id: str, device_id: int) -> None:

@@ -72,6 +72,7 @@ CONNECT_SECONDS = 15.0
 REQUEST_SECONDS = 30.0
 HEARTBEAT_SECONDS = 30.0
 UPLOAD_SCHEME = "Enclave-Upload "
+EXPIRES_HEADER = "Enclave-Expires-At"
 
 
 def spki_pin(certificate_der: bytes) -> str:
@@ -270,16 +271,13 @@ class RelayLink:
         finally:
             self._waiting.pop(request_id, None)
 
-    async def upload(self, blob: bytes, upload_token: bytes) -> str:
-        """Store an attachment blob on the relay; returns its id."""
-        async with (
-            self._https() as http,
-            http.post(
-                self.address.url.rstrip("/") + "/v1/attachments",
-                data=blob,
-                headers={"Authorization": UPLOAD_SCHEME + upload_token.hex()},
-            ) as response,
-        ):
+    async def upload(self, blob: bytes, upload_token: bytes, expires_at: int | None = None) -> str:
+        """Store an attachment blob on the relay, kept no later than ``expires_at``; returns its id."""
+        headers = {"Authorization": UPLOAD_SCHEME + upload_token.hex()}
+        if expires_at is not None:
+            headers[EXPIRES_HEADER] = str(expires_at)
+        url = self.address.url.rstrip("/") + "/v1/attachments"
+        async with self._https() as http, http.post(url, data=blob, headers=headers) as response:
             answer = await response.json(content_type=None)
             if response.status != HTTPStatus.CREATED:
                 raise RelayRefusedError(f"HTTP {response.status}", str(answer.get("error", "")))

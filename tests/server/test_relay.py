@@ -415,6 +415,37 @@ def test_attachments_need_a_token_respect_the_limit_and_expire_unknown_ids(start
     run(scenario())
 
 
+def test_an_attachment_can_be_given_a_shorter_life(start_relay: RelayFactory) -> None:
+    """Test that Enclave-Expires-At caps a blob's life and that a past or malformed expiry is refused."""
+    relay = start_relay()
+
+    async def scenario() -> None:
+        alice, _ = await _pair(relay)
+        context = relay.ssl_context()
+        token = {"Authorization": "Enclave-Upload " + alice.upload_token.hex()}
+        url = f"{relay.https}/v1/attachments"
+        async with aiohttp.ClientSession() as http:
+            for bad in ("yesterday", "1", "-5"):
+                async with http.post(
+                    url, data=b"x", headers={**token, "Enclave-Expires-At": bad}, ssl=context
+                ) as r:
+                    assert r.status == 400
+            until = int(time.time()) + 2
+            async with http.post(
+                url, data=b"x", headers={**token, "Enclave-Expires-At": str(until)}, ssl=context
+            ) as r:
+                answer = await r.json()
+                assert r.status == 201 and answer["expires_at"] == until
+            async with http.get(f"{url}/{answer['attachment_id']}", ssl=context) as r:
+                assert r.status == 200
+            await asyncio.sleep(until - time.time() + 1.1)
+            async with http.get(f"{url}/{answer['attachment_id']}", ssl=context) as r:
+                assert r.status == 404
+        await alice.disconnect()
+
+    run(scenario())
+
+
 def test_directory_lookup_finds_colleagues_but_refuses_bulk_queries(start_relay: RelayFactory) -> None:
     """Test that a look-up finds a colleague by name, and a one-letter query is refused."""
     relay = start_relay()

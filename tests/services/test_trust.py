@@ -92,3 +92,26 @@ def test_revoked_device_is_told_and_stops_retrying(relay: RelayProcess, pair: tu
         assert returning.enclave.connection.state == "refused"
     finally:
         returning.close()
+
+
+def test_a_message_to_a_replaced_device_waits_for_the_new_key(
+    relay: RelayProcess, pair: tuple[Client, Client], tmp_path: Path
+) -> None:
+    """Test that a message to a revoked device is sealed again for the new one once its key is accepted."""
+    alice, bob = pair
+    conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
+    alice.enclave.send_text(conversation.id, "before").result(WAIT_SECONDS)
+    bob.wait_for(MessageArrived)
+    laptop = _reinstall(relay, bob, tmp_path)
+    try:
+        sent = alice.enclave.send_text(conversation.id, "are you there?").result(WAIT_SECONDS)
+        changed = alice.wait_for(KeyChanged)
+        assert changed.device_id == laptop.enclave.account.device_id
+        assert [m.id for m in alice.enclave.pending().result(WAIT_SECONDS)] == [sent.id]
+        alice.enclave.accept_key_change("bob").result(WAIT_SECONDS)
+        assert laptop.wait_for(MessageArrived).message.body == "are you there?"
+        alice.wait_for(
+            MessageStatusChanged, lambda e: e.message_id == sent.id and e.status is MessageStatus.SENT
+        )
+    finally:
+        laptop.close()
