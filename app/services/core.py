@@ -133,7 +133,12 @@ CONTROL_ENVELOPE_SECONDS = 14 * 24 * 3600
 """How long the relay may keep a receipt or timer change (it caps this at its retention)."""
 MESSAGE_ENVELOPE_SECONDS = 30 * 24 * 3600
 """How long it may keep a message without a timer (likewise capped)."""
+CERTIFICATE_GRACE_SECONDS = MESSAGE_ENVELOPE_SECONDS
+"""A sender's certificate is checked as of this long ago: an envelope may wait that long for
+its recipient, and the certificate only had to be valid when the envelope was sealed."""
 RETRY_SECONDS = 15.0
+RENEW_AT_FRACTION = 0.75
+"""Reconnect for a fresh certificate when this much of the current one's lifetime has passed."""
 """When the relay is busy (mailbox full, rate limit), try the outbox again after this."""
 PREVIEW_CHARACTERS = 120
 UNSEALED_BATCH = 500
@@ -195,6 +200,7 @@ class Engine:
         self._refilling = False
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._retry_handle: asyncio.TimerHandle | None = None
+        self._renew_handle: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._sweeper = ExpirySweeper(store, self._schedule_sweep)
 
@@ -217,7 +223,7 @@ class Engine:
     async def close(self) -> None:
         if self.link is not None:
             await self.link.stop()
-        for handle in (self._sweep_handle, self._retry_handle):
+        for handle in (self._sweep_handle, self._retry_handle, self._renew_handle):
             if handle is not None:
                 handle.cancel()
         if self._flush_task is not None:
@@ -269,8 +275,20 @@ class Engine:
         self._certificate = DeviceCertificate.parse(authenticated.certificate)
         self._upload_token = authenticated.upload_token
         self.store.settings.set(CERTIFICATE, authenticated.certificate.hex())
+        if self._renew_handle is not None:
+            self._renew_handle.cancel()
+        lifetime = self._certificate.expires_at - self._clock()
+        self._renew_handle = self._loop.call_later(
+            max(0.0, lifetime * RENEW_AT_FRACTION), lambda: self._in_background(self._renew())
+        )
         await self._seal_pending()
         self._kick_flush()
+
+    async def _renew(self) -> None:
+        """Authenticate again before the certificate runs out, so sealing never has to wait for it."""
+        if self.link is not None:
+            log.info("renewing this device's certificate")
+            await self.link.renew()
 
     async def on_push(self, envelope: Envelope) -> None:
         await self._receive(envelope)
@@ -462,8 +480,8 @@ class Engine:
         peer = conversation.peer_account_id
         if peer is None:
             raise NoDeviceError("group conversations arrive with a later version")
-        if self._certificate is None:
-            raise OfflineError("this device has no certificate from the relay yet")
+        if self._certificate is None or self._certificate.expires_at <= self._clock():
+            raise OfflineError("this device needs a fresh certificate from the relay")
         devices = await self._ensure_sessions(peer, conversation.peer_device)
         if sessions.blocked(self.store, peer, conversation.peer_device):
             raise IdentityChangedError(peer)
@@ -663,7 +681,7 @@ class Engine:
                 recipient=self._identity,
                 untrusted=envelope.sealed,
                 trust_root=self._relay.trust_root,
-                now=int(self._clock()),
+                now=int(self._clock()) - CERTIFICATE_GRACE_SECONDS,
             )
             opened = sessions.open_message(
                 self.store, self._identity, unsealed.sender, unsealed.message, self._random

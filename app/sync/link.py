@@ -244,6 +244,13 @@ class RelayLink:
                 await task
         self._set_state(LinkState.STOPPED, "")
 
+    async def renew(self) -> None:
+        """Drop the connection so the link authenticates again at once (e.g. for a fresh certificate)."""
+        socket = self._socket
+        self._wake.set()
+        if socket is not None:
+            await socket.ws.close()
+
     def wake(self) -> None:
         """Reconnect now instead of waiting out the back-off (the network came back, the user asked)."""
         self._wake.set()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from app.services.events import ConnectionChanged, MessageArrived, MessageStatusChanged
 from storage.records import MessageStatus
-from tests.support.clients import WAIT_SECONDS, Client, open_client
+from tests.support.clients import WAIT_SECONDS, Client, enrolled_client, open_client
 from tests.support.relay import REPO, RelayProcess
 
 
@@ -101,3 +103,25 @@ def test_relay_killed_mid_stream_loses_nothing(relay: RelayProcess, pair: tuple[
             break
         bob.wait_for(MessageArrived, timeout=30)
     assert _bodies(bob, bob_conversation.id) == expected
+
+
+def test_a_message_outlives_its_senders_certificate_while_it_waits(tmp_path: Path) -> None:
+    """Test that an envelope still waiting when the sender's certificate expires is accepted on delivery."""
+    relay = RelayProcess(tmp_path / "relay", "--certificate-lifetime-seconds", "3").start()
+    alice = enrolled_client(relay, tmp_path, "alice", "Alice Archer")
+    bob = enrolled_client(relay, tmp_path, "bob", "Bob Baker")
+    try:
+        alice.enclave.add_contact("bob", "Bob Baker").result(WAIT_SECONDS)
+        bob.close()
+        conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
+        sent = alice.enclave.send_text(conversation.id, "read this after the weekend").result(WAIT_SECONDS)
+        alice.wait_for(
+            MessageStatusChanged, lambda e: e.message_id == sent.id and e.status is MessageStatus.SENT
+        )
+        time.sleep(4)
+        bob = open_client(bob.profile)
+        assert bob.wait_for(MessageArrived).message.body == "read this after the weekend"
+    finally:
+        alice.close()
+        bob.close()
+        relay.stop()
