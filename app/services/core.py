@@ -714,11 +714,11 @@ class Engine:
         """The file's plaintext; None if the relay no longer has it. Offline: the envelope waits."""
         if self.link is None:
             raise OfflineError("not connected")
-        blob = await self.link.download(content.attachment_id.decode("ascii", errors="replace"))
-        if blob is None:
+        untrusted_blob = await self.link.download(content.attachment_id.decode("ascii", errors="replace"))
+        if untrusted_blob is None:
             return None
         try:
-            return decrypt_blob(blob, key=content.key, digest=content.digest)
+            return decrypt_blob(untrusted_blob, key=content.key, digest=content.digest)
         except CryptoError:
             log.warning("a downloaded attachment did not match its digest; it is shown as unavailable")
             return None
@@ -897,8 +897,10 @@ class Engine:
     async def set_timer(self, conversation_id: int, timer_seconds: int) -> Conversation:
         """Change the conversation's timer for both sides (an encrypted control message tells the peer)."""
         conversation = self._sendable(conversation_id)
-        assert conversation.peer_account_id is not None
-        await self._ensure_sessions(conversation.peer_account_id, conversation.peer_device)
+        peer = conversation.peer_account_id
+        if peer is None:
+            raise NoDeviceError("group conversations arrive with a later version")
+        await self._ensure_sessions(peer, conversation.peer_device)
         if self._certificate is None:
             raise OfflineError("connect to the relay once before changing a timer")
         updated = self.store.conversations.set_timer(conversation_id, timer_seconds)
