@@ -1,0 +1,250 @@
+"""Receiving: a pushed envelope is opened in memory, stored in one transaction, then acked.
+
+The envelope is unsealed, decrypted and parsed; a file's blob is downloaded and
+checked; then one transaction stores the message, the session, the used one-time
+prekey's removal, the envelope id (so a redelivery is dropped) and the delivery
+receipt's envelope. Only then is the envelope acked. Anything that fails before the
+commit leaves the store untouched, and the relay redelivers.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+
+from app.base.errors import (
+    CryptoError,
+    DuplicateMessageError,
+    OfflineError,
+    RemoteProtocolError,
+)
+from app.crypto.blob import decrypt_blob
+from app.crypto.certificate import DeviceCertificate
+from app.crypto.sealed import unseal
+from app.protocol.content import (
+    Content,
+    FileMessage,
+    Receipt,
+    ReceiptType,
+    TextMessage,
+    TimerChange,
+    parse_content,
+)
+from app.protocol.envelope import Envelope
+from app.protocol.frames import (
+    Ack,
+    FrameType,
+)
+from app.services import sessions
+from app.services.delivery import Delivery
+from app.services.events import (
+    ConversationStarted,
+    Event,
+    MessageArrived,
+    MessageStatusChanged,
+    TimerChanged,
+)
+from app.services.outgoing import CONTROL_ENVELOPE_SECONDS, MESSAGE_ENVELOPE_SECONDS
+from storage.records import (
+    OUTGOING,
+    Conversation,
+    ConversationKind,
+    MessageStatus,
+    NewMessage,
+)
+
+log = logging.getLogger(__name__)
+
+CERTIFICATE_GRACE_SECONDS = MESSAGE_ENVELOPE_SECONDS
+"""A sender's certificate is checked as of this long ago: an envelope may wait that long for
+its recipient, and the certificate only had to be valid when the envelope was sealed."""
+PREVIEW_CHARACTERS = 120
+ATTACHMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What a relay attachment id looks like; anything else never goes into a URL."""
+
+
+class Receiving(Delivery):
+    """Opening, storing and acknowledging what the relay pushes."""
+
+    async def _receive(self, envelope: Envelope) -> None:
+        if self._identity is None or self._relay is None:
+            return
+        if self.store.seen.contains(envelope.envelope_id):
+            await self._ack(envelope)
+            return
+        try:
+            unsealed = unseal(
+                recipient=self._identity,
+                untrusted=envelope.sealed,
+                trust_root=self._relay.trust_root,
+                now=int(self._clock()) - CERTIFICATE_GRACE_SECONDS,
+            )
+            opened = sessions.open_message(
+                self.store, self._identity, unsealed.sender, unsealed.message, self._random
+            )
+            content = parse_content(opened.plaintext)
+        except (RemoteProtocolError, CryptoError) as e:
+            if not isinstance(e, DuplicateMessageError):
+                log.warning("dropped an envelope that cannot be opened (%s)", type(e).__name__)
+            self.store.seen.add(envelope.envelope_id)
+            await self._ack(envelope)
+            return
+        sender = unsealed.sender
+        plaintext_file = await self._download(content) if isinstance(content, FileMessage) else None
+        events: list[Event] = []
+        with self.store.transaction():
+            self.store.seen.add(envelope.envelope_id)
+            self._ensure_contact(sender.account_id)
+            note = sessions.note_device(self.store, sender.account_id, sender.device_id, sender.identity_key)
+            if note is not None:
+                events.append(note)
+            self.store.sessions.put(sender.account_id, sender.device_id, opened.session.to_bytes())
+            if opened.one_time_prekey_id is not None:
+                self.store.prekeys.take_one_time(opened.one_time_prekey_id)
+            events += self._apply(content, sender, plaintext_file)
+        await self._ack(envelope)
+        self._emit(*events)
+        self._kick_flush()
+
+    async def _download(self, content: FileMessage) -> bytes | None:
+        """The file's plaintext; None if the relay no longer has it. Offline: the envelope waits."""
+        if self.link is None:
+            raise OfflineError("not connected")
+        attachment_id = content.attachment_id.decode("ascii", errors="replace")
+        if not ATTACHMENT_ID.fullmatch(attachment_id):
+            log.warning("a file message names an attachment id the relay never makes")
+            return None
+        untrusted_blob = await self.link.download(attachment_id)
+        if untrusted_blob is None:
+            return None
+        try:
+            return decrypt_blob(untrusted_blob, key=content.key, digest=content.digest)
+        except CryptoError:
+            log.warning("a downloaded attachment did not match its digest; it is shown as unavailable")
+            return None
+
+    def _apply(self, content: Content, sender: DeviceCertificate, file: bytes | None) -> list[Event]:
+        """Store what a decrypted content means; runs inside the receive transaction."""
+        if isinstance(content, TextMessage | FileMessage):
+            return self._store_incoming(content, sender, file)
+        if isinstance(content, Receipt):
+            return self._apply_receipt(content, sender)
+        if isinstance(content, TimerChange):
+            conversation, events = self._conversation_for(
+                sender, content.group_id, content.secret_id, content.timer_seconds
+            )
+            if conversation is None:
+                return events
+            if conversation.timer_seconds != content.timer_seconds:
+                self.store.conversations.set_timer(conversation.id, content.timer_seconds)
+                events.append(TimerChanged(conversation.id, content.timer_seconds, by_peer=True))
+            return events
+        # A KeyUpdate (reset) arrives in the new session it asks for, which has already
+        # replaced the old one; nothing else is left to do.
+        return []
+
+    def _store_incoming(
+        self, content: TextMessage | FileMessage, sender: DeviceCertificate, file: bytes | None
+    ) -> list[Event]:
+        header = content.header
+        conversation, events = self._conversation_for(
+            sender, header.group_id, header.secret_id, header.expire_after
+        )
+        if conversation is None:
+            return events
+        if self.store.messages.find(conversation.id, sender.account_id, header.message_id) is not None:
+            return events
+        body = content.text if isinstance(content, TextMessage) else content.caption
+        message = self.store.messages.add(
+            NewMessage(
+                conversation_id=conversation.id,
+                message_id=header.message_id,
+                body=body,
+                status=MessageStatus.DELIVERED,
+                sent_at=header.sent_at / 1000,
+                sender=sender.account_id,
+                sender_device=sender.device_id,
+                received_at=self._clock(),
+                expire_after=header.expire_after,
+            )
+        )
+        if isinstance(content, FileMessage):
+            if file is None:
+                name = content.filename + " (no longer available on the server)"
+                self.store.attachments.add(
+                    message.id, io.BytesIO(b""), name=name, mime_type=content.mime_type
+                )
+            else:
+                self.store.attachments.add(
+                    message.id, io.BytesIO(file), name=content.filename, mime_type=content.mime_type
+                )
+        receipt = Receipt(ReceiptType.DELIVERED, self._millis(), (header.message_id,))
+        self._queue(
+            sender.account_id,
+            sender.device_id,
+            receipt,
+            int(self._clock()) + CONTROL_ENVELOPE_SECONDS,
+            message_id=None,
+        )
+        secret = conversation.kind is ConversationKind.SECRET
+        preview = (
+            None
+            if secret
+            else (body or (content.filename if isinstance(content, FileMessage) else ""))[:PREVIEW_CHARACTERS]
+        )
+        events.append(MessageArrived(message, conversation, preview))
+        return events
+
+    def _conversation_for(
+        self, sender: DeviceCertificate, group_id: bytes | None, secret_id: bytes | None, timer: int
+    ) -> tuple[Conversation | None, list[Event]]:
+        """The conversation a content belongs to, opened if the peer started it."""
+        if group_id is not None:
+            log.info("dropped a group message: groups arrive with a later version")
+            return None, []
+        if secret_id is None:
+            existing = self.store.conversations.find_with_peer(sender.account_id)
+            if existing:
+                return existing[0], []
+            created = self.store.conversations.create(
+                ConversationKind.DIRECT,
+                peer_account_id=sender.account_id,
+                title=self.store.contacts.get(sender.account_id).display_name,
+            )
+            return created, [ConversationStarted(created)]
+        secret = self.store.conversations.find_secret(secret_id)
+        if secret is not None:
+            if (secret.peer_account_id, secret.peer_device) != (sender.account_id, sender.device_id):
+                log.warning("dropped a secret chat message from a device outside that chat")
+                return None, []
+            return secret, []
+        created = self.store.conversations.create(
+            ConversationKind.SECRET,
+            peer_account_id=sender.account_id,
+            title=self.store.contacts.get(sender.account_id).display_name,
+            timer_seconds=timer,
+            secret_id=secret_id,
+            peer_device=sender.device_id,
+        )
+        return created, [ConversationStarted(created)]
+
+    def _apply_receipt(self, receipt: Receipt, sender: DeviceCertificate) -> list[Event]:
+        status = MessageStatus.READ if receipt.receipt_type == ReceiptType.READ else MessageStatus.DELIVERED
+        events: list[Event] = []
+        conversations = [
+            c
+            for kind in (ConversationKind.DIRECT, ConversationKind.SECRET)
+            for c in self.store.conversations.find_with_peer(sender.account_id, kind)
+        ]
+        for message_id in receipt.message_ids:
+            for conversation in conversations:
+                message = self.store.messages.find(conversation.id, OUTGOING, message_id)
+                if message is not None and self.store.messages.set_status(
+                    message.id, status, at=receipt.timestamp / 1000
+                ):
+                    events.append(MessageStatusChanged(message.id, conversation.id, status))
+        return events
+
+    async def _ack(self, envelope: Envelope) -> None:
+        await self._request(FrameType.ACK, Ack((envelope.envelope_id,)).encode())
