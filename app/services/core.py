@@ -21,6 +21,7 @@ from app.base.errors import (
 )
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair
+from app.crypto.primitives import RandomSource
 from app.crypto.safety import SafetyNumber
 from app.protocol.content import (
     SECRET_ID_BYTES,
@@ -49,6 +50,7 @@ from app.services.errors import (
 )
 from app.services.events import (
     ConnectionChanged,
+    Listener,
     MessagesExpired,
     MessageStatusChanged,
     TimerChanged,
@@ -62,7 +64,9 @@ from app.services.settings import (
     read_receipts_enabled,
     save_relay,
 )
+from app.services.state import Clock
 from app.sync.link import LinkState, RelayAddress, RelayLink, enrol
+from app.sync.machine import Backoff
 from storage.records import (
     Attachment,
     Contact,
@@ -75,6 +79,8 @@ from storage.records import (
     PageCursor,
     Trust,
 )
+from storage.store import Store
+from storage.sweeper import ExpirySweeper
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +108,18 @@ class ConversationSummary:
 
 class Engine(Receiving):
     """All use cases over one open profile; create it on the worker loop, then ``start`` it."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        listener: Listener,
+        clock: Clock,
+        random: RandomSource,
+        backoff: Backoff | None = None,
+    ) -> None:
+        super().__init__(store, listener=listener, clock=clock, random=random, backoff=backoff)
+        self._sweeper = ExpirySweeper(store, self._schedule_sweep)
 
     def start(self) -> None:
         """Connect to the relay if this profile is enrolled (offline use works either way)."""

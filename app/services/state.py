@@ -44,7 +44,6 @@ from storage.records import (
     Identity,
 )
 from storage.store import Store
-from storage.sweeper import ExpirySweeper
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,6 @@ class EngineState:
         self._retry_handle: asyncio.TimerHandle | None = None
         self._renew_handle: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._sweeper = ExpirySweeper(store, self._schedule_sweep)
 
     def _emit(self, *events: Event) -> None:
         for event in events:
