@@ -196,6 +196,16 @@ class MessageRepository:
         )
         return [_message(row) for row in rows]
 
+    def waiting(self) -> list[Message]:
+        """Messages this device wrote that the relay has not taken yet (pending), oldest first."""
+        rows = self._db.all(
+            """SELECT id, conversation_id, sender, sender_device, message_id, body, status, sent_at,
+                received_at, read_at, expires_at, expire_after
+                FROM messages WHERE status = 'pending' AND sender = ''
+                ORDER BY sent_at, id""",
+        )
+        return [_message(row) for row in rows]
+
     def search(
         self,
         text: str,

@@ -181,6 +181,8 @@ _V4 = Migration(
         "ALTER TABLE messages ADD COLUMN expire_after INTEGER NOT NULL DEFAULT 0 CHECK (expire_after >= 0)",
         """CREATE INDEX messages_unread ON messages (conversation_id, sent_at, id)
             WHERE read_at IS NULL AND sender <> ''""",
+        """CREATE INDEX messages_waiting ON messages (sent_at, id)
+            WHERE status = 'pending' AND sender = ''""",
         """ALTER TABLE conversations ADD COLUMN secret_id BLOB
             CHECK (secret_id IS NULL OR length(secret_id) = 16)""",
         "ALTER TABLE conversations ADD COLUMN peer_device INTEGER",

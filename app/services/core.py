@@ -266,12 +266,7 @@ class Engine(Receiving):
 
     def pending(self) -> list[Message]:
         """Outgoing messages still waiting for the relay (the UI marks them as waiting)."""
-        return [
-            m
-            for c in self.store.conversations.list()
-            for m in self.store.messages.page(c.id, limit=500).messages
-            if m.outgoing and m.status is MessageStatus.PENDING
-        ]
+        return self.store.messages.waiting()
 
     def delete_messages(self, ids: list[int]) -> list[int]:
         """Delete messages on this device, with their files and every trace of their words."""

@@ -239,3 +239,21 @@ def test_unread_uses_its_partial_index(store: Store) -> None:
     details = " ".join(row[3] for row in plan)
     assert "USING INDEX messages_unread" in details
     assert "TEMP B-TREE" not in details
+
+
+def test_waiting_lists_our_pending_messages_through_its_index(store: Store, direct: Conversation) -> None:
+    """Test that waiting() returns only our own pending messages, oldest first, without a scan."""
+    later = store.messages.add(NewMessage(direct.id, b"b", "later", MessageStatus.PENDING, sent_at=2))
+    earlier = store.messages.add(NewMessage(direct.id, b"a", "earlier", MessageStatus.PENDING, sent_at=1))
+    store.messages.add(NewMessage(direct.id, b"c", "left", MessageStatus.SENT, sent_at=0))
+    store.messages.add(
+        NewMessage(direct.id, b"d", "theirs", MessageStatus.PENDING, sent_at=0, sender="alice")
+    )
+    assert [m.id for m in store.messages.waiting()] == [earlier.id, later.id]
+    store.messages.set_status(earlier.id, MessageStatus.SENT)
+    assert [m.id for m in store.messages.waiting()] == [later.id]
+    plan = store._db.all(
+        """EXPLAIN QUERY PLAN SELECT id FROM messages
+            WHERE status = 'pending' AND sender = '' ORDER BY sent_at, id"""
+    )
+    assert "INDEX messages_waiting" in " ".join(row[3] for row in plan)
