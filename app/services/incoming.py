@@ -91,7 +91,12 @@ class Receiving(Delivery):
             await self._ack(envelope)
             return
         sender = unsealed.sender
-        plaintext_file = await self._download(content) if isinstance(content, FileMessage) else None
+        plaintext_file = None
+        if isinstance(content, FileMessage):
+            plaintext_file = await self._download(content)
+            # The download awaited: the stored session may have moved on (a receipt was
+            # sealed with it meanwhile), so decrypt again from what is stored now.
+            opened = sessions.open_message(self.store, self._identity, sender, unsealed.message, self._random)
         events: list[Event] = []
         with self.store.transaction():
             self.store.seen.add(envelope.envelope_id)

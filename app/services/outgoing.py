@@ -262,6 +262,8 @@ class Sending(EngineState):
         with self.store.transaction():
             self._ensure_contact(account_id)
             for device in Bundles.parse(response.body).devices:
+                if self.store.sessions.get(account_id, device.device_id) is not None:
+                    continue
                 bundle = PreKeyBundle.from_bytes(device.bundle)
                 try:
                     session = initiate_session(self._identity, bundle, self._random)
