@@ -7,6 +7,7 @@ overtakes what is waiting. A message becomes *sent* when every copy has left.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from app.base.errors import (
@@ -31,6 +32,9 @@ from storage.records import (
 
 log = logging.getLogger(__name__)
 
+FLUSH_BATCH = 64
+"""Envelopes sent before their answers are awaited (and settled in one transaction)."""
+BUSY = frozenset({Status.MAILBOX_FULL, Status.RATE_LIMITED, Status.INTERNAL_ERROR})
 RETRY_SECONDS = 15.0
 """When the relay is busy (mailbox full, rate limit), try the outbox again after this."""
 
@@ -52,52 +56,84 @@ class Delivery(Sending):
             log.debug("the outbox waits for the relay")
 
     async def _flush_once(self) -> None:
+        """Send due envelopes in batches: every SEND of a batch goes out at once, in order.
+
+        The relay answers one connection's requests in the order they came, so pipelining
+        keeps the order; the batch's answers are settled in one transaction. A busy answer
+        (mailbox full, rate limit) stops the flush until ``RETRY_SECONDS`` have passed; an
+        envelope the relay stored but whose answer was lost is sent again later, which the
+        relay and the recipient both drop as a repeat of its envelope id.
+        """
         while self.link is not None and self.link.state == LinkState.ONLINE:
-            entries = self.store.outbox.due(float("inf"))
+            entries = self.store.outbox.due(float("inf"), FLUSH_BATCH)
             if not entries:
                 return
-            for entry in entries:
-                envelope = Envelope.parse(entry.envelope)
-                response = await self._request(
-                    FrameType.SEND, Send(entry.recipient_device, envelope).encode(), refuse=False
-                )
-                if not self._settle(entry, response):
-                    self._retry_later()
-                    return
+            answers = await asyncio.gather(
+                *(
+                    self._request(
+                        FrameType.SEND,
+                        Send(entry.recipient_device, Envelope.parse(entry.envelope)).encode(),
+                        refuse=False,
+                    )
+                    for entry in entries
+                ),
+                return_exceptions=True,
+            )
+            settled: list[tuple[OutboxEntry, Response]] = []
+            failure: BaseException | None = None
+            for entry, answer in zip(entries, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    failure = answer
+                    break
+                if answer.status in BUSY:
+                    log.info("the relay is busy (%s); the outbox waits", answer.status.name)
+                    failure = answer
+                    break
+                settled.append((entry, answer))
+            self._settle(settled)
+            if isinstance(failure, Response):
+                self._retry_later()
+                return
+            if failure is not None:
+                raise failure
 
-    def _settle(self, entry: OutboxEntry, response: Response) -> bool:
-        """Act on the relay's answer to one envelope; False when the rest must wait (keeps the order)."""
-        if response.status in (Status.MAILBOX_FULL, Status.RATE_LIMITED, Status.INTERNAL_ERROR):
-            log.info("the relay is busy (%s); the outbox waits", response.status.name)
-            return False
-        delivered, gone = response.status == Status.OK, response.status == Status.NOT_FOUND
-        status, reseal = None, False
+    def _settle(self, answered: list[tuple[OutboxEntry, Response]]) -> None:
+        """Act on the relay's answers to envelopes it will not be asked about again, in one transaction."""
+        changed: list[tuple[int, MessageStatus]] = []
+        reseal = False
         with self.store.transaction():
-            self.store.outbox.remove(entry.id)
-            if gone:
-                # The device's key stays on record: a device that appears later for the same
-                # colleague is then recognised as a replacement and must be accepted.
-                log.info("a colleague's device was revoked; dropping its session")
-                self.store.sessions.delete(entry.recipient, entry.recipient_device)
-            elif not delivered:
-                log.warning("the relay refused an envelope: %s", response.status.name)
-            if entry.message_id is not None and not self.store.outbox.pending_for(entry.message_id):
-                # Devices that took a copy keep their sessions: none left means none took it.
-                reached = delivered or bool(self.store.sessions.devices(entry.recipient))
-                if gone and not reached:
-                    self.store.unsealed.add(entry.message_id)
-                    reseal = True
-                else:
-                    status = MessageStatus.SENT if reached else MessageStatus.FAILED
-                    if not self.store.messages.set_status(entry.message_id, status):
-                        status = None
+            for entry, response in answered:
+                status, again = self._settle_one(entry, response)
+                reseal = reseal or again
+                if status is not None and entry.message_id is not None:
+                    changed.append((entry.message_id, status))
         if reseal:
             log.info("sealing a message again for the colleague's current devices")
             self._in_background(self._seal_pending())
-        if status is not None and entry.message_id is not None:
-            message = self.store.messages.get(entry.message_id)
+        for message_id, status in changed:
+            message = self.store.messages.get(message_id)
             self._emit(MessageStatusChanged(message.id, message.conversation_id, status))
-        return True
+
+    def _settle_one(self, entry: OutboxEntry, response: Response) -> tuple[MessageStatus | None, bool]:
+        """(the message's new status if it changed, whether to seal it again)."""
+        delivered, gone = response.status == Status.OK, response.status == Status.NOT_FOUND
+        self.store.outbox.remove(entry.id)
+        if gone:
+            # The device's key stays on record: a device that appears later for the same
+            # colleague is then recognised as a replacement and must be accepted.
+            log.info("a colleague's device was revoked; dropping its session")
+            self.store.sessions.delete(entry.recipient, entry.recipient_device)
+        elif not delivered:
+            log.warning("the relay refused an envelope: %s", response.status.name)
+        if entry.message_id is None or self.store.outbox.pending_for(entry.message_id):
+            return None, False
+        # Devices that took a copy keep their sessions: none left means none took it.
+        reached = delivered or bool(self.store.sessions.devices(entry.recipient))
+        if gone and not reached:
+            self.store.unsealed.add(entry.message_id)
+            return None, True
+        status = MessageStatus.SENT if reached else MessageStatus.FAILED
+        return (status if self.store.messages.set_status(entry.message_id, status) else None), False
 
     def _retry_later(self) -> None:
         if self._retry_handle is not None:

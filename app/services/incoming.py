@@ -108,9 +108,9 @@ class Receiving(Delivery):
             if opened.one_time_prekey_id is not None:
                 self.store.prekeys.take_one_time(opened.one_time_prekey_id)
             events += self._apply(content, sender, plaintext_file)
-        await self._ack(envelope)
         self._emit(*events)
         self._kick_flush()
+        await self._ack(envelope)
 
     async def _download(self, content: FileMessage) -> bytes | None:
         """The file's plaintext; None if the relay no longer has it. Offline: the envelope waits."""
@@ -252,4 +252,7 @@ class Receiving(Delivery):
         return events
 
     async def _ack(self, envelope: Envelope) -> None:
-        await self._request(FrameType.ACK, Ack((envelope.envelope_id,)).encode())
+        """Tell the relay it may delete the envelope, without waiting for its answer."""
+        if self.link is None:
+            raise OfflineError("this device is not enrolled with a relay")
+        await self.link.send_only(FrameType.ACK, Ack((envelope.envelope_id,)).encode())

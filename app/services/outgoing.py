@@ -73,9 +73,35 @@ class Sending(EngineState):
     async def send_text(self, conversation_id: int, text: str) -> Message:
         conversation = self._sendable(conversation_id)
         TextMessage(self._header(conversation, bytes(MESSAGE_ID_BYTES), 0), text)
-        message = self._store_outgoing(conversation, text, None)
-        await self._seal_pending()
+        with self.store.transaction():
+            message = self._add_outgoing(conversation, text)
+            sealed = self._seal_at_once(message, conversation)
+        if sealed:
+            self._kick_flush()
+        else:
+            await self._seal_pending()
         return self.store.messages.get(message.id)
+
+    def _seal_at_once(self, message: Message, conversation: Conversation) -> bool:
+        """Seal a new text in the transaction that stores it, when nothing has to wait (one commit).
+
+        Only when it is the one unsealed message (nothing earlier may be overtaken), the
+        certificate is valid, and every device it goes to already has a session.
+        """
+        peer = conversation.peer_account_id
+        if peer is None or self.store.unsealed.count() != 1 or not self._certificate_valid():
+            return False
+        devices = self.store.sessions.devices(peer)
+        if conversation.peer_device is not None:
+            devices = [d for d in devices if d == conversation.peer_device]
+        if not devices:
+            return False
+        header = self._header(conversation, message.message_id, int(message.sent_at * 1000))
+        self._seal_ready(message, peer, devices, TextMessage(header, message.body))
+        return True
+
+    def _certificate_valid(self) -> bool:
+        return self._certificate is not None and self._certificate.expires_at > self._clock()
 
     async def send_file(self, conversation_id: int, path: Path, caption: str = "") -> Message:
         conversation = self._sendable(conversation_id)
@@ -165,7 +191,7 @@ class Sending(EngineState):
         peer = conversation.peer_account_id
         if peer is None:
             raise NoDeviceError("group conversations arrive with a later version")
-        if self._certificate is None or self._certificate.expires_at <= self._clock():
+        if not self._certificate_valid():
             raise OfflineError("this device needs a fresh certificate from the relay")
         devices = await self._ensure_sessions(peer, conversation.peer_device)
         if sessions.blocked(self.store, peer, conversation.peer_device):
@@ -177,11 +203,15 @@ class Sending(EngineState):
             content = await self._upload(header, files[0], message)
         else:
             content = TextMessage(header, message.body)
-        expires_at = int(message.expires_at or self._clock() + MESSAGE_ENVELOPE_SECONDS) + 1
         with self.store.transaction():
-            for device_id in devices:
-                self._queue(peer, device_id, content, expires_at, message_id=message.id)
-            self.store.unsealed.remove(message.id)
+            self._seal_ready(message, peer, devices, content)
+
+    def _seal_ready(self, message: Message, peer: str, devices: list[int], content: Content) -> None:
+        """Encrypt for every device into the outbox and drop the unsealed mark (inside a transaction)."""
+        expires_at = int(message.expires_at or self._clock() + MESSAGE_ENVELOPE_SECONDS) + 1
+        for device_id in devices:
+            self._queue(peer, device_id, content, expires_at, message_id=message.id)
+        self.store.unsealed.remove(message.id)
 
     async def _upload(self, header: MessageHeader, file: Attachment, message: Message) -> FileMessage:
         """Encrypt the file with a fresh key and put it on the relay until the message would disappear."""

@@ -278,6 +278,16 @@ class RelayLink:
         finally:
             self._waiting.pop(request_id, None)
 
+    async def send_only(self, frame_type: FrameType, body: bytes) -> None:
+        """Send a request whose answer nobody waits for (an ACK: a lost one only means a redelivery)."""
+        socket = self._socket
+        if socket is None or self.state != LinkState.ONLINE:
+            raise OfflineError("not connected to the relay")
+        try:
+            await socket.ws.send_bytes(socket.machine.request(frame_type, body)[1])
+        except (ConnectionError, aiohttp.ClientError) as e:
+            raise OfflineError(f"the relay connection failed: {e}") from e
+
     async def upload(self, blob: bytes, upload_token: bytes, expires_at: int | None = None) -> str:
         """Store an attachment blob on the relay, kept no later than ``expires_at``; returns its id."""
         headers = {"Authorization": UPLOAD_SCHEME + upload_token.hex()}
