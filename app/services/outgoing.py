@@ -50,6 +50,7 @@ from app.services.events import (
 )
 from app.services.state import EngineState
 from storage.records import (
+    OUTGOING,
     Attachment,
     Conversation,
     ConversationKind,
@@ -203,6 +204,8 @@ class Sending(EngineState):
             content = await self._upload(header, files[0], message)
         else:
             content = TextMessage(header, message.body)
+        if self.store.messages.find(message.conversation_id, OUTGOING, message.message_id) is None:
+            return  # deleted, or its timer ran out, while the upload or the key fetch was awaited
         with self.store.transaction():
             self._seal_ready(message, peer, devices, content)
 

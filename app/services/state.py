@@ -104,9 +104,15 @@ class EngineState:
         return int(self._clock() * 1000)
 
     def _in_background(self, coroutine: Coroutine[None, None, None]) -> None:
+        """Run a coroutine nobody awaits; a failure is logged, never lost."""
         task = self._loop.create_task(coroutine)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a background task failed", exc_info=task.exception())
 
     def _ensure_contact(self, account_id: str) -> None:
         """A sender we had not added yet becomes a contact, named by account id until looked up."""
