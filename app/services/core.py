@@ -84,6 +84,7 @@ from storage.sweeper import ExpirySweeper
 
 log = logging.getLogger(__name__)
 
+FLUSH_POLL_SECONDS = 0.02
 RENEW_AT_FRACTION = 0.75
 """Reconnect for a fresh certificate when this much of the current one's lifetime has passed."""
 
@@ -310,6 +311,20 @@ class Engine(Receiving):
         self._emit(*(MessageStatusChanged(m.id, conversation.id, MessageStatus.READ) for m in unread))
         self._kick_flush()
         return len(unread)
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until everything queued has left for the relay; False if it has not within ``timeout``.
+
+        For a face about to close (the CLI after a timer change or a read receipt):
+        what is still queued then simply leaves with the next connection.
+        """
+        deadline = self._loop.time() + timeout
+        while self.store.outbox.next_attempt() is not None or self.store.unsealed.count():
+            if self._loop.time() >= deadline or self.link is None or self.link.state != LinkState.ONLINE:
+                return False
+            self._kick_flush()
+            await asyncio.sleep(FLUSH_POLL_SECONDS)
+        return True
 
     def set_read_receipts(self, enabled: bool) -> None:
         self.store.settings.set(READ_RECEIPTS, "on" if enabled else "off")

@@ -29,3 +29,7 @@ class SecretChatError(PolicyError):
 
 class NoDeviceError(EnclaveError):
     """The colleague has no active device, so nothing can be encrypted for them."""
+
+
+class FileUnreadableError(EnclaveError):
+    """The file to send cannot be read (missing, a folder, or not allowed)."""

@@ -187,6 +187,10 @@ class Enclave:
     def accept_key_change(self, account_id: str) -> Future[None]:
         return self._run(lambda e: e.accept_key_change(account_id))
 
+    def flush(self, timeout: float) -> Future[bool]:
+        """Wait until every queued envelope has left for the relay (see ``Engine.flush``)."""
+        return self._run(lambda e: e.flush(timeout))
+
     def close(self) -> None:
         """Stop the link and close the store; waits for the worker thread to finish."""
         if self._engine is not None:

@@ -39,6 +39,7 @@ from app.protocol.frames import (
 )
 from app.services import sessions
 from app.services.errors import (
+    FileUnreadableError,
     IdentityChangedError,
     NoDeviceError,
     NotEnrolledError,
@@ -49,6 +50,7 @@ from app.services.events import (
     MessageStatusChanged,
 )
 from app.services.state import EngineState
+from app.sync.link import LinkState
 from storage.records import (
     OUTGOING,
     Attachment,
@@ -136,12 +138,15 @@ class Sending(EngineState):
         return conversation
 
     def _store_outgoing(self, conversation: Conversation, body: str, path: Path | None) -> Message:
-        with self.store.transaction():
-            message = self._add_outgoing(conversation, body)
-            if path is not None:
-                mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-                with path.open("rb") as source:
-                    self.store.attachments.add(message.id, source, name=path.name, mime_type=mime)
+        try:
+            with self.store.transaction():
+                message = self._add_outgoing(conversation, body)
+                if path is not None:
+                    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                    with path.open("rb") as source:
+                        self.store.attachments.add(message.id, source, name=path.name, mime_type=mime)
+        except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
+            raise FileUnreadableError(f"cannot read {path}: {e.strerror}") from e
         return message
 
     def _add_outgoing(self, conversation: Conversation, body: str) -> Message:
@@ -218,8 +223,8 @@ class Sending(EngineState):
 
     async def _upload(self, header: MessageHeader, file: Attachment, message: Message) -> FileMessage:
         """Encrypt the file with a fresh key and put it on the relay until the message would disappear."""
-        if self.link is None:
-            raise OfflineError("not connected to the relay")
+        if self.link is None or self.link.state != LinkState.ONLINE or not self._upload_token:
+            raise OfflineError("files are uploaded once the relay has accepted this device")
         plaintext = b"".join(self.store.attachments.read(file.id))
         blob, key, digest = encrypt_blob(plaintext, self._random)
         until = int(message.expires_at) + 1 if message.expires_at else None

@@ -296,6 +296,10 @@ class RelayLink:
         url = self.address.url.rstrip("/") + "/v1/attachments"
         async with self._https() as http, http.post(url, data=blob, headers=headers) as response:
             answer = await response.json(content_type=None)
+            if response.status == HTTPStatus.UNAUTHORIZED:
+                raise OfflineError(
+                    "the relay refused the upload token; a new one comes with the next connection"
+                )
             if response.status != HTTPStatus.CREATED:
                 raise RelayRefusedError(f"HTTP {response.status}", str(answer.get("error", "")))
             return str(answer["attachment_id"])

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from app.services.events import MessageArrived, MessageStatusChanged
+import pytest
+
+from app.services.errors import FileUnreadableError
+from app.services.events import MessageArrived, MessageStatusChanged, TimerChanged
 from storage.records import MessageStatus
-from tests.support.clients import WAIT_SECONDS, Client
+from tests.support.clients import WAIT_SECONDS, Client, open_client
 
 
 def test_text_both_ways_with_delivery_and_read_receipts(pair: tuple[Client, Client]) -> None:
@@ -89,3 +92,39 @@ def test_a_file_both_ways_arrives_identical_and_goes_with_its_message(
     assert files_before
     bob.enclave.delete_messages([arrived.message.id]).result(WAIT_SECONDS)
     assert len(set((bob.profile / "attachments").iterdir())) == len(files_before) - 1
+
+
+def test_a_file_sent_right_after_opening_waits_for_the_connection(
+    pair: tuple[Client, Client], tmp_path: Path
+) -> None:
+    """Test that a file queued before the link is up leaves once it is, instead of failing."""
+    alice, bob = pair
+    alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
+    alice.close()
+    reopened = open_client(alice.profile)
+    try:
+        memo = tmp_path / "memo.txt"
+        memo.write_text("sent while connecting", encoding="utf-8")
+        conversation = reopened.enclave.start_conversation("bob").result(WAIT_SECONDS)
+        sent = reopened.enclave.send_file(conversation.id, memo).result(WAIT_SECONDS)
+        assert sent.status is MessageStatus.PENDING
+        arrived = bob.wait_for(MessageArrived)
+        [attachment] = bob.enclave.attachments(arrived.message.id).result(WAIT_SECONDS)
+        assert attachment.name == "memo.txt"
+        with pytest.raises(FileUnreadableError):
+            reopened.enclave.send_file(conversation.id, tmp_path / "missing.pdf").result(WAIT_SECONDS)
+        assert [m.id for m in reopened.enclave.pending().result(WAIT_SECONDS)] == []
+    finally:
+        reopened.close()
+
+
+def test_flush_waits_until_control_messages_have_left(pair: tuple[Client, Client]) -> None:
+    """Test that flush returns True once a timer change has left, and the peer then has it."""
+    alice, bob = pair
+    conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
+    alice.enclave.send_text(conversation.id, "hello").result(WAIT_SECONDS)
+    bob.wait_for(MessageArrived)
+    alice.enclave.set_timer(conversation.id, 3600).result(WAIT_SECONDS)
+    assert alice.enclave.flush(WAIT_SECONDS).result(WAIT_SECONDS + 5)
+    alice.close()
+    assert bob.wait_for(TimerChanged).timer_seconds == 3600

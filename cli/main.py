@@ -1,0 +1,135 @@
+"""``enclave-cli``: the headless client, for admins' smoke tests and for scripts.
+
+    enclave-cli [--profile DIR] [--passphrase-file PATH] COMMAND ...
+
+Output is one item per line, tab-separated (see ``cli.output`` for each command's
+columns) or ``key: value``; notes for the person go to stderr. Exit status: 0 done,
+1 refused or failed (one line on stderr says why), 2 bad usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from app.base.errors import EnclaveError
+from cli import output
+from cli.commands import COMMANDS
+from cli.errors import CliError
+from cli.profile import default_profile, key_source, profile_exists
+from cli.session import interrupt_on_termination, opened
+
+FAILED = 1
+INTERRUPTED = 130
+SEND_WAIT_SECONDS = 15.0
+
+
+def _targeted(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, *rest: str
+) -> argparse.ArgumentParser:
+    """A command aimed at ``ACCOUNT`` or ``--conversation ID``, followed by the positionals ``rest``."""
+    usage = " ".join(["enclave-cli", name, "(ACCOUNT | --conversation ID)", *(r.upper() for r in rest)])
+    parser = commands.add_parser(name, help=summary, usage=usage + " [options]")
+    parser.add_argument("words", nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument("--conversation", type=int, default=None, metavar="ID")
+    parser.set_defaults(rest=rest, command_parser=parser)
+    return parser
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="enclave-cli", description="The headless Enclave client.")
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="profile folder (default: <data folder>/profiles/default)"
+    )
+    parser.add_argument(
+        "--passphrase-file", type=Path, metavar="PATH", help="read the passphrase from this file's first line"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    enrol = commands.add_parser("enrol", help="register this profile with a relay, using a code from IT")
+    enrol.add_argument("--server", required=True, help="https://HOST:PORT")
+    enrol.add_argument("--pin", required=True, help="the relay's key pin, sha256/...")
+    enrol.add_argument("--code", required=True, help="the one-time enrolment code")
+
+    contacts = commands.add_parser("contacts", help="list contacts, or search the directory and add matches")
+    contacts.add_argument("--search", default=None, metavar="QUERY")
+    commands.add_parser("conversations", help="list conversations")
+
+    for name, what in (("send", "text"), ("send-file", "path")):
+        send = _targeted(commands, name, f"send a {'file' if what == 'path' else 'text'}", what)
+        send.add_argument("--wait", type=float, default=SEND_WAIT_SECONDS, metavar="SECONDS")
+        if what == "path":
+            send.add_argument("--caption", default="")
+
+    secret = commands.add_parser("secret", help="start a secret chat and print its conversation id")
+    secret.add_argument("account")
+    secret.add_argument("--timer", type=int, required=True, metavar="SECONDS")
+
+    listen = commands.add_parser("listen", help="print arriving messages")
+    listen.add_argument("--wait", type=float, default=None, metavar="SECONDS", help="stop after this long")
+    listen.add_argument("--count", type=int, default=None, metavar="N", help="stop after N messages")
+    listen.add_argument("--mark-read", action="store_true", help="mark them read (sends read receipts)")
+    listen.add_argument("--save-files", type=Path, default=None, metavar="DIR", help="save received files")
+
+    history = _targeted(commands, "history", "print a conversation's messages, oldest first")
+    history.add_argument("--limit", type=int, default=50, metavar="N")
+    _targeted(commands, "timer", "set a conversation's disappearing timer (0: off)", "seconds")
+
+    safety = commands.add_parser("safety-number", help="the safety numbers of a colleague's devices")
+    safety.add_argument("account")
+    safety.add_argument("--verify", type=int, default=None, metavar="DEVICE_ID", help="mark it compared")
+    safety.add_argument("--accept", action="store_true", help="accept the colleague's changed key")
+
+    commands.add_parser("chat", help="an interactive session")
+    return parser
+
+
+def _resolve_target(args: argparse.Namespace) -> None:
+    """Split ``words`` into ACCOUNT (unless ``--conversation``) and the command's other positionals."""
+    if not hasattr(args, "words"):
+        return
+    rest: tuple[str, ...] = args.rest
+    words: list[str] = args.words
+    names = (["ACCOUNT"] if args.conversation is None else []) + [r.upper() for r in rest]
+    if len(words) != len(names):
+        args.command_parser.error(f"expected {' '.join(names) or 'no more'} arguments, got {len(words)}")
+    args.account = words.pop(0) if args.conversation is None else None
+    for name, value in zip(rest, words, strict=True):
+        setattr(args, name, value)
+    if "seconds" in rest:
+        if not args.seconds.isdigit():
+            args.command_parser.error(f"SECONDS must be a whole number, not {args.seconds!r}")
+        args.seconds = int(args.seconds)
+    if "path" in rest:
+        args.path = Path(args.path)
+
+
+def _run(args: argparse.Namespace) -> int:
+    profile: Path = args.profile or default_profile()
+    creating = not profile_exists(profile)
+    if creating and args.command != "enrol":
+        raise CliError(f"no profile in {profile}: enrol first (enclave-cli --profile {profile} enrol ...)")
+    key = key_source(profile, args.passphrase_file, prompt=sys.stdin.isatty())
+    with opened(profile, key, create=creating) as session:
+        return COMMANDS[args.command](session, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    _resolve_target(args)
+    output.line_buffered()
+    interrupt_on_termination()
+    logging.basicConfig(level=logging.WARNING, format="enclave-cli: %(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return INTERRUPTED
+    except (EnclaveError, OSError) as e:
+        output.note(f"enclave-cli: {output.one_line(e)}")
+        return FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""How the CLI prints: one line per item, tab-separated fields or ``key: value``, UTC ISO 8601 times.
+
+Text from colleagues is untrusted. Control characters (which could move the cursor,
+rewrite earlier lines, or end a field or a line early), line separators and
+bidirectional overrides are printed as escapes, and a backslash as ``\\\\``, so every
+item stays on one line, each field in its column, showing what it really contains.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+import unicodedata
+
+from app.services.core import ConversationSummary, SafetyNumberView
+from app.services.events import (
+    ConnectionChanged,
+    ConversationStarted,
+    Event,
+    KeyChanged,
+    MessageArrived,
+    MessagesExpired,
+    MessageStatusChanged,
+    TimerChanged,
+)
+from storage.records import Contact, Message
+
+SAFETY_GROUP_DIGITS = 5
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_BIDI_CONTROLS = frozenset(chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F))
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+
+
+def line_buffered() -> None:
+    """Flush stdout at every line, so a pipe or a script sees each item as it is printed."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+
+
+def note(text: str) -> None:
+    """A line for the person, not the parser: progress, warnings, events other than messages."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def clean(untrusted: str) -> str:
+    return "".join(_escape(ch) for ch in untrusted)
+
+
+def _escape(ch: str) -> str:
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    if ch in _BIDI_CONTROLS or unicodedata.category(ch) in _ESCAPED_CATEGORIES:
+        return f"\\u{ord(ch):04x}"
+    return ch
+
+
+def fields(*values: object) -> str:
+    return "\t".join(clean(str(value)) for value in values)
+
+
+def pair(key: str, value: object) -> str:
+    return f"{key}: {clean(str(value))}"
+
+
+def timestamp(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def safety_groups(digits: str) -> str:
+    return " ".join(digits[i : i + SAFETY_GROUP_DIGITS] for i in range(0, len(digits), SAFETY_GROUP_DIGITS))
+
+
+def contact_line(contact: Contact) -> str:
+    """account, name, department."""
+    return fields(contact.account_id, contact.display_name, contact.department)
+
+
+def conversation_line(summary: ConversationSummary) -> str:
+    """id, kind, peer, timer seconds, unread count, blocked (yes/no), title."""
+    c = summary.conversation
+    blocked = "yes" if summary.blocked else "no"
+    return fields(c.id, c.kind, c.peer_account_id or "", c.timer_seconds, summary.unread, blocked, c.title)
+
+
+def history_line(message: Message, sender: str, file_name: str) -> str:
+    """id, sent at, sender, status, text (a file's caption), file name (empty for text)."""
+    return fields(message.id, timestamp(message.sent_at), sender, message.status, message.body, file_name)
+
+
+def arrival_line(event: MessageArrived, file_name: str) -> str:
+    """conversation id, sender, sent at, text (a file's caption), file name (empty for text)."""
+    message = event.message
+    return fields(event.conversation.id, message.sender, timestamp(message.sent_at), message.body, file_name)
+
+
+def safety_line(view: SafetyNumberView) -> str:
+    """device id, the 60 digits in groups of five, trust."""
+    return fields(view.device_id, safety_groups(view.digits), view.trust)
+
+
+def event_note(event: Event) -> str | None:
+    """What ``listen`` says on stderr about an event other than an arriving message."""
+    text: str | None = None
+    match event:
+        case ConnectionChanged(state=state, reason=reason):
+            text = f"connection: {state}" + (f" ({clean(reason)})" if reason else "")
+        case MessageStatusChanged(message_id=message_id, conversation_id=conversation_id, status=status):
+            text = f"status: message {message_id} in conversation {conversation_id} is {status}"
+        case TimerChanged(conversation_id=conversation_id, timer_seconds=seconds, by_peer=by_peer):
+            who = "the colleague" if by_peer else "this device"
+            text = f"timer: conversation {conversation_id} set to {seconds} s by {who}"
+        case KeyChanged(account_id=account_id, device_id=device_id):
+            text = (
+                f"key changed: {clean(account_id)} device {device_id}; compare safety numbers "
+                f"(safety-number {clean(account_id)}) before accepting it"
+            )
+        case ConversationStarted(conversation=c):
+            text = f"conversation: {c.id} ({c.kind}) started by {clean(c.peer_account_id or '')}"
+        case MessagesExpired(message_ids=ids):
+            text = f"expired: {len(ids)} messages disappeared"
+    return text

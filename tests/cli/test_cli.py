@@ -1,0 +1,122 @@
+"""``enclave-cli`` as scripts and admins use it: real processes, a real relay, passphrase profiles."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.cli.conftest import Pair
+from tests.support.cli import RUN_SECONDS, CliUser, pairs, passphrase_file, rows
+from tests.support.relay import RelayProcess
+
+LISTEN = ("listen", "--count", "1", "--wait", "60")
+
+
+def exchange(sender: CliUser, recipient: CliUser, text: str) -> list[str]:
+    """``send`` a text while the recipient's ``listen`` runs; the listen's one item."""
+    listening = recipient.start(*LISTEN)
+    sent = sender.run("send", recipient.account_id, text)
+    out, err = listening.communicate(timeout=RUN_SECONDS)
+    assert sent.returncode == 0 and pairs(sent.stdout)["status"] == "sent", sent.stderr
+    assert listening.returncode == 0, err
+    [item] = rows(out)
+    return item
+
+
+def test_enrol_prints_the_account_and_its_device(pair: Pair) -> None:
+    """Test that enrol prints the account id and a device id, as key: value lines."""
+    for account_id, done in pair.enrolments.items():
+        printed = pairs(done.stdout)
+        assert printed["account"] == account_id and printed["device"].isdigit()
+
+
+def test_contacts_search_adds_colleagues_from_the_directory(pair: Pair) -> None:
+    """Test that --search prints and adds the directory's matches, which contacts then lists."""
+    found = pair.alice.run("contacts", "--search", "Baker")
+    assert found.returncode == 0, found.stderr
+    assert rows(found.stdout) == [["bob", "Bob Baker", "Tests"]]
+    assert ["bob", "Bob Baker", "Tests"] in rows(pair.alice.run("contacts").stdout)
+
+
+def test_a_sent_text_is_printed_by_listen_and_kept_in_history(pair: Pair) -> None:
+    """Test that send reports sent, the listener prints one line for it, and history shows it last."""
+    conversation, sender, sent_at, body, file_name = exchange(pair.alice, pair.bob, "Draft\tready\nsee p. 2")
+    assert (sender, body, file_name) == ("alice", "Draft\\tready\\nsee p. 2", "")
+    assert conversation.isdigit() and sent_at.endswith("Z")
+
+    history = pair.alice.run("history", "bob", "--limit", "1")
+    [[_, _, author, status, text, _]] = rows(history.stdout)
+    assert (author, text) == ("alice", "Draft\\tready\\nsee p. 2")
+    assert status in ("sent", "delivered", "read")
+
+
+def test_a_file_is_saved_by_listen_byte_for_byte(pair: Pair, tmp_path: Path) -> None:
+    """Test that send-file delivers a file that listen --save-files writes out identical."""
+    report = tmp_path / "report.pdf"
+    report.write_bytes(os.urandom(200_000))
+    sent = pair.alice.run("send-file", "bob", str(report), "--caption", "for review")
+    assert sent.returncode == 0 and pairs(sent.stdout)["status"] == "sent", sent.stderr
+
+    listened = pair.bob.run(*LISTEN, "--save-files", str(tmp_path / "saved"))
+    assert listened.returncode == 0, listened.stderr
+    [[_, sender, _, caption, file_name]] = rows(listened.stdout)
+    assert (sender, caption, file_name) == ("alice", "for review", "report.pdf")
+    assert (tmp_path / "saved" / "report.pdf").read_bytes() == report.read_bytes()
+
+
+def test_timer_and_secret_chat_reach_the_colleague(pair: Pair, tmp_path: Path) -> None:
+    """Test that a timer change and a secret chat arrive, and a secret chat's file is not saved."""
+    timer = pair.alice.run("timer", "bob", "3600")
+    assert timer.returncode == 0 and pairs(timer.stdout)["timer"] == "3600", timer.stderr
+    secret = pair.alice.run("secret", "bob", "--timer", "60")
+    assert secret.returncode == 0, secret.stderr
+    chat_id = pairs(secret.stdout)["conversation"]
+    note = tmp_path / "note.txt"
+    note.write_text("for your eyes only")
+    sent = pair.alice.run("send-file", "--conversation", chat_id, str(note))
+    assert sent.returncode == 0 and pairs(sent.stdout)["status"] == "sent", sent.stderr
+
+    listened = pair.bob.run(*LISTEN, "--save-files", str(tmp_path / "saved"))
+    assert listened.returncode == 0, listened.stderr
+    assert "set to 3600 s by the colleague" in listened.stderr
+    assert "not saved: note.txt is in a secret chat" in listened.stderr
+    assert not list((tmp_path / "saved").iterdir())
+    kinds = {(kind, peer, timer) for _, kind, peer, timer, *_ in rows(pair.bob.run("conversations").stdout)}
+    assert {("direct", "alice", "3600"), ("secret", "alice", "60")} <= kinds
+
+
+def test_safety_numbers_are_the_same_on_both_sides_and_can_be_verified(pair: Pair) -> None:
+    """Test that both sides print the same digits in groups of five, and --verify marks the device."""
+    exchange(pair.bob, pair.alice, "Shall we compare numbers?")
+    theirs = pair.alice.start("safety-number", "bob")
+    [[alice_device, digits, trust]] = rows(pair.bob.run("safety-number", "alice").stdout)
+    [[_, their_digits, _]] = rows(theirs.communicate(timeout=RUN_SECONDS)[0])
+    assert digits == their_digits and trust == "unverified"
+    groups = digits.split(" ")
+    assert len(groups) == 12 and all(len(g) == 5 and g.isdigit() for g in groups)
+
+    verified = pair.bob.run("safety-number", "alice", "--verify", alice_device)
+    assert rows(verified.stdout) == [[alice_device, digits, "verified"]]
+
+
+def test_a_wrong_passphrase_exits_1_with_one_line(pair: Pair, tmp_path: Path) -> None:
+    """Test that a wrong passphrase fails with status 1 and one line on stderr, no traceback."""
+    wrong = CliUser("alice", pair.alice.profile, passphrase_file(tmp_path, "not the passphrase"))
+    done = wrong.run("contacts")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("enclave-cli: Wrong passphrase") and done.stderr.count("\n") == 1
+
+
+def test_a_refused_code_exits_1_with_the_relays_reason(relay: RelayProcess, tmp_path: Path) -> None:
+    """Test that enrol with a code the relay refuses fails with status 1 and the relay's reason."""
+    carol = CliUser("carol", tmp_path / "carol", passphrase_file(tmp_path))
+    done = carol.run("enrol", "--server", relay.https, "--pin", relay.pin, "--code", "AAAA-BBBB-CCCC-DDDD")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and "enrolment code is wrong" in done.stderr
+
+
+def test_bad_usage_exits_2(tmp_path: Path) -> None:
+    """Test that a command missing its arguments exits 2 with its usage, before opening any profile."""
+    done = CliUser("x", tmp_path / "none", tmp_path / "none.txt").run("send", "--conversation", "1")
+    assert done.returncode == 2
+    assert "usage: enclave-cli send (ACCOUNT | --conversation ID) TEXT" in done.stderr

@@ -1,0 +1,30 @@
+"""What the CLI does with untrusted text from colleagues, and the account ids the workspace makes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cli.files import save_path
+from cli.output import clean
+from cli.workspace import account_id_for
+
+
+def test_untrusted_text_stays_on_one_line_and_in_its_column() -> None:
+    """Test that tabs, line breaks, terminal escapes, bidi overrides and backslashes are printed escaped."""
+    assert clean("a\tb\r\nc\x1b[2J\u2028\u202etxt.exe\\") == "a\\tb\\r\\nc\\u001b[2J\\u2028\\u202etxt.exe\\\\"
+    assert clean("Анна: 5 €") == "Анна: 5 €"
+
+
+def test_a_received_file_name_cannot_leave_the_folder_or_replace_a_file(tmp_path: Path) -> None:
+    """Test that a hostile file name stays inside the folder and an existing file is never overwritten."""
+    for hostile in ("../../etc/passwd", "..", "/abs/path", "C:\\Windows\\x.dll", "\x1b]0;x\x07"):
+        assert save_path(tmp_path, hostile).parent == tmp_path
+    (tmp_path / "report.pdf").write_bytes(b"mine")
+    assert save_path(tmp_path, "report.pdf") == tmp_path / "report (1).pdf"
+
+
+def test_workspace_account_ids_are_plain_lower_case() -> None:
+    """Test that a display name becomes a lower-case id without spaces, in any script."""
+    assert account_id_for("Anna Ivanova") == "anna-ivanova"
+    assert account_id_for("Анна Иванова") == "анна-иванова"
+    assert account_id_for("  ../") == "me"
