@@ -10,19 +10,14 @@ columns) or ``key: value``; notes for the person go to stderr. Exit status: 0 do
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from app.base.errors import EnclaveError
-from cli import output
 from cli.commands import COMMANDS
 from cli.errors import CliError
 from cli.profile import default_profile, key_source, profile_exists
-from cli.session import interrupt_on_termination, opened
+from cli.session import opened, run_guarded
 
-FAILED = 1
-INTERRUPTED = 130
 SEND_WAIT_SECONDS = 15.0
 
 
@@ -119,16 +114,7 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     _resolve_target(args)
-    output.line_buffered()
-    interrupt_on_termination()
-    logging.basicConfig(level=logging.WARNING, format="enclave-cli: %(levelname)s %(name)s: %(message)s")
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        return INTERRUPTED
-    except (EnclaveError, OSError) as e:
-        output.note(f"enclave-cli: {output.one_line(e)}")
-        return FAILED
+    return run_guarded("enclave-cli", lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -8,19 +8,21 @@ them in order on its own thread and never blocks the core.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
-from app.base.errors import OfflineError
+from app.base.errors import EnclaveError, OfflineError
 from app.services.errors import NotEnrolledError
 from app.services.events import Event, MessageStatusChanged
 from app.services.facade import Enclave
+from cli import output
 from cli.errors import CliError
 from storage.keys import KeySource
 from storage.records import Contact, Conversation, ConversationKind, Identity, Message, MessageStatus
@@ -150,3 +152,22 @@ def interrupt_on_termination() -> None:
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), interrupt)
+
+
+FAILED = 1
+INTERRUPTED = 130
+
+
+def run_guarded(program: str, run: Callable[[], int]) -> int:
+    """Run a command the way every Enclave terminal program runs: line-buffered output, SIGTERM
+    and SIGHUP as Ctrl-C, warnings only, and an expected error as one line on stderr (exit 1)."""
+    output.line_buffered()
+    interrupt_on_termination()
+    logging.basicConfig(level=logging.WARNING, format=f"{program}: %(levelname)s %(name)s: %(message)s")
+    try:
+        return run()
+    except KeyboardInterrupt:
+        return INTERRUPTED
+    except (EnclaveError, OSError) as e:
+        output.note(f"{program}: {output.one_line(e)}")
+        return FAILED

@@ -19,22 +19,17 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import re
 from pathlib import Path
 
-from app.base.errors import EnclaveError
-from cli import output
 from cli.chat import Chat
 from cli.localrelay import LocalRelay, local_relay
 from cli.output import clean, note
 from cli.profile import data_home, default_profile, key_source, profile_exists
-from cli.session import Session, interrupt_on_termination, opened
+from cli.session import Session, opened, run_guarded
 
 DEFAULT_PORT = 8743
 RELAY_FOLDER = "local-relay"
-FAILED = 1
-INTERRUPTED = 130
 _NOT_IN_ACCOUNT_ID = re.compile(r"[^\w.-]+")
 
 
@@ -55,16 +50,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    output.line_buffered()
-    interrupt_on_termination()
-    logging.basicConfig(level=logging.WARNING, format="enclave: %(levelname)s %(name)s: %(message)s")
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        return INTERRUPTED
-    except (EnclaveError, OSError) as e:
-        note(f"enclave: {output.one_line(e)}")
-        return FAILED
+    return run_guarded("enclave", lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> int:

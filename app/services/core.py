@@ -21,7 +21,6 @@ from app.base.errors import (
 )
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair
-from app.crypto.primitives import RandomSource
 from app.crypto.safety import SafetyNumber
 from app.protocol.content import (
     SECRET_ID_BYTES,
@@ -50,8 +49,6 @@ from app.services.errors import (
 )
 from app.services.events import (
     ConnectionChanged,
-    Listener,
-    MessagesExpired,
     MessageStatusChanged,
     TimerChanged,
 )
@@ -64,9 +61,7 @@ from app.services.settings import (
     read_receipts_enabled,
     save_relay,
 )
-from app.services.state import Clock
 from app.sync.link import LinkState, RelayAddress, RelayLink, enrol
-from app.sync.machine import Backoff
 from storage.records import (
     Attachment,
     Contact,
@@ -79,8 +74,6 @@ from storage.records import (
     PageCursor,
     Trust,
 )
-from storage.store import Store
-from storage.sweeper import ExpirySweeper
 
 log = logging.getLogger(__name__)
 
@@ -109,18 +102,6 @@ class ConversationSummary:
 
 class Engine(Receiving):
     """All use cases over one open profile; create it on the worker loop, then ``start`` it."""
-
-    def __init__(
-        self,
-        store: Store,
-        *,
-        listener: Listener,
-        clock: Clock,
-        random: RandomSource,
-        backoff: Backoff | None = None,
-    ) -> None:
-        super().__init__(store, listener=listener, clock=clock, random=random, backoff=backoff)
-        self._sweeper = ExpirySweeper(store, self._schedule_sweep)
 
     def start(self) -> None:
         """Connect to the relay if this profile is enrolled (offline use works either way)."""
@@ -381,19 +362,6 @@ class Engine(Receiving):
                 if device.trust is Trust.CHANGED:
                     self.store.contacts.accept_changed_key(account_id, device.device_id)
         await self._seal_pending()
-
-    def _schedule_sweep(self, at: float | None) -> None:
-        if self._sweep_handle is not None:
-            self._sweep_handle.cancel()
-            self._sweep_handle = None
-        if at is not None:
-            self._sweep_handle = self._loop.call_later(max(0.0, at - self._clock()), self._sweep)
-
-    def _sweep(self) -> None:
-        self._sweep_handle = None
-        deleted = self._sweeper.fire()
-        if deleted:
-            self._emit(MessagesExpired(tuple(deleted)))
 
     async def _refill_prekeys(self) -> None:
         if self._refilling:

@@ -28,10 +28,7 @@ from app.protocol.frames import (
     Response,
     Status,
 )
-from app.services.events import (
-    Event,
-    Listener,
-)
+from app.services.events import Event, Listener, MessagesExpired
 from app.services.settings import (
     CERTIFICATE,
     load_relay,
@@ -44,6 +41,7 @@ from storage.records import (
     Identity,
 )
 from storage.store import Store
+from storage.sweeper import ExpirySweeper
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +82,7 @@ class EngineState:
         self._retry_handle: asyncio.TimerHandle | None = None
         self._renew_handle: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._sweeper = ExpirySweeper(store, self._schedule_sweep)
 
     def _emit(self, *events: Event) -> None:
         for event in events:
@@ -123,3 +122,16 @@ class EngineState:
 
     def _contact(self, account_id: str) -> Contact:
         return self.store.contacts.get(account_id)
+
+    def _schedule_sweep(self, at: float | None) -> None:
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
+        if at is not None:
+            self._sweep_handle = self._loop.call_later(max(0.0, at - self._clock()), self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweep_handle = None
+        deleted = self._sweeper.fire()
+        if deleted:
+            self._emit(MessagesExpired(tuple(deleted)))
