@@ -5,6 +5,11 @@ core's worker thread (``worker.Worker``), and the future carries its result or i
 typed error (``app.base.errors``, ``app.services.errors``, ``storage.errors``). Events
 arrive through the listeners given to ``open`` or ``add_listener``, on the worker
 thread; a Qt face re-emits them as queued signals. No Qt here.
+
+``Enclave.open`` is the one call that waits: it returns once the profile is open
+(deriving a passphrase key with Argon2id takes about a second), so a window calls it
+behind its unlock screen, off the UI thread. Never wait on a future inside an event
+callback: callbacks run on the worker thread, which would wait for itself.
 """
 
 from __future__ import annotations

@@ -186,7 +186,7 @@ class Sending(EngineState):
                     log.debug("a message waits: %s", type(e).__name__)
                     waiting.add(conversation.id)
                 except (NoDeviceError, RelayRefusedError) as e:
-                    log.info("a message cannot be sent: %s", e)
+                    log.info("a message cannot be sent (%s)", type(e).__name__)
                     with self.store.transaction():
                         self.store.unsealed.remove(message.id)
                         self.store.messages.set_status(message.id, MessageStatus.FAILED)
