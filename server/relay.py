@@ -65,6 +65,7 @@ from server.ratelimit import RateLimiter
 from server.store.base import (
     AccountState,
     Device,
+    DeviceGoneError,
     DuplicateError,
     MailboxFullError,
     OneTimePreKey,
@@ -316,6 +317,8 @@ class Connection:
             )
         except MailboxFullError as e:
             return Response(Status.MAILBOX_FULL, str(e))
+        except DeviceGoneError:
+            return Response(Status.NOT_FOUND, "that device does not exist or was revoked")
         except DuplicateError:
             return Response(Status.OK)
         return Response(Status.OK)

@@ -18,6 +18,10 @@ class MailboxFullError(StoreError):
     """The recipient's mailbox is at its quota; the sender is told, nothing is dropped."""
 
 
+class DeviceGoneError(StoreError):
+    """The recipient device is revoked or does not exist: nothing may be queued for it."""
+
+
 class DuplicateError(StoreError):
     """An account, device key or envelope id that must be unique already exists."""
 

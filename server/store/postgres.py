@@ -41,6 +41,7 @@ from server.store.base import (
     AccountState,
     AdminLogEntry,
     Device,
+    DeviceGoneError,
     DuplicateError,
     MailboxFullError,
     OneTimePreKey,
@@ -419,6 +420,13 @@ class PostgresStore(RelayStore):
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                 self._mailbox_lock_prefix + str(device_id),
             )
+            # The share lock makes a revocation wait for this transaction, so its mailbox
+            # delete sees the envelope; a revocation that came first is seen here.
+            live = await db.fetchval(
+                "SELECT 1 FROM devices WHERE device_id = $1 AND NOT revoked FOR SHARE", device_id
+            )
+            if live is None:
+                raise DeviceGoneError("that device does not exist or was revoked")
             count, size = await db.fetchrow(
                 "SELECT COUNT(*), COALESCE(SUM(octet_length(blob)), 0) FROM mailbox WHERE device_id = $1",
                 device_id,

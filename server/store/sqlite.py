@@ -22,6 +22,7 @@ from server.store.base import (
     AccountState,
     AdminLogEntry,
     Device,
+    DeviceGoneError,
     DuplicateError,
     MailboxFullError,
     OneTimePreKey,
@@ -333,10 +334,15 @@ class SQLiteStore(RelayStore):
             ).fetchone()
             if count + 1 > quota.max_envelopes or size + len(blob) > quota.max_bytes:
                 raise MailboxFullError("the recipient's mailbox is full; try again after they have connected")
-            db.execute(
-                "INSERT INTO mailbox (device_id, envelope_id, blob, expires_at) VALUES (?, ?, ?, ?)",
-                (device_id, envelope_id, blob, expires_at),
-            )
+            # One statement: a revocation either comes first (nothing is stored) or after
+            # (its mailbox delete removes the envelope); never an envelope in a revoked mailbox.
+            stored = db.execute(
+                "INSERT INTO mailbox (device_id, envelope_id, blob, expires_at) SELECT ?, ?, ?, ?"
+                " WHERE EXISTS (SELECT 1 FROM devices WHERE device_id = ? AND revoked = 0)",
+                (device_id, envelope_id, blob, expires_at, device_id),
+            ).rowcount
+            if not stored:
+                raise DeviceGoneError("that device does not exist or was revoked")
 
         await self._run(work)
         for wake_up in self._subscribers:

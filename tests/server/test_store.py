@@ -13,6 +13,7 @@ from server.store.base import (
     Account,
     AccountState,
     Device,
+    DeviceGoneError,
     DuplicateError,
     MailboxFullError,
     OneTimePreKey,
@@ -439,6 +440,21 @@ def test_revoking_a_device_deletes_its_mailbox_and_prekeys(store: RelayStore) ->
         assert [q.blob for q in await store.pending(other.device_id, 0, NOW, 10)] == [b"kept"]
         assert await store.count_one_time_prekeys(other.device_id) == 3
         assert not await store.revoke_device(other.device_id + 1000)
+
+    run_with(store, body)
+
+
+def test_nothing_is_queued_for_a_revoked_or_unknown_device(store: RelayStore) -> None:
+    """Test that enqueue itself refuses a revoked or unknown device, so a revocation racing a SEND
+    cannot leave an envelope in a revoked mailbox."""
+
+    async def body(store: RelayStore) -> None:
+        device = await _account_with_device(store, "alice")
+        assert await store.revoke_device(device.device_id)
+        for device_id in (device.device_id, device.device_id + 1000):
+            with pytest.raises(DeviceGoneError):
+                await store.enqueue(device_id, _envelope_id(), b"late", LATER, ROOMY)
+        assert await store.pending(device.device_id, 0, NOW, 10) == []
 
     run_with(store, body)
 
