@@ -157,6 +157,14 @@ class ConversationRepository:
             self._db.execute("UPDATE conversations SET classification = ? WHERE id = ?", (label, id))
             return self.get(id)
 
+    def rename_peer(self, peer_account_id: str, title: str) -> int:
+        """Give every conversation with this peer a new title (the colleague's name); how many changed."""
+        with self._db.transaction():
+            return self._db.execute(
+                "UPDATE conversations SET title = ? WHERE peer_account_id = ? AND title <> ?",
+                (title, peer_account_id, title),
+            ).rowcount
+
     def set_members(self, id: int, account_ids: Iterable[str]) -> None:
         with self._db.transaction():
             self.get(id)

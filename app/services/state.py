@@ -24,6 +24,8 @@ from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair
 from app.crypto.primitives import RandomSource
 from app.protocol.frames import (
+    DirectoryLookup,
+    DirectoryResults,
     FrameType,
     Response,
     Status,
@@ -119,6 +121,20 @@ class EngineState:
             self.store.contacts.get(account_id)
         except NotFoundError:
             self.store.contacts.upsert(account_id, account_id)
+            self._in_background(self._learn_name(account_id))
+
+    async def _learn_name(self, account_id: str) -> None:
+        """Ask the directory for a new contact's name and department (best effort)."""
+        try:
+            response = await self._request(FrameType.DIRECTORY_LOOKUP, DirectoryLookup(account_id).encode())
+        except (OfflineError, RelayRefusedError) as e:
+            log.debug("a contact keeps its account id as name (%s)", type(e).__name__)
+            return
+        for entry in DirectoryResults.parse(response.body).entries:
+            if entry.account_id == account_id:
+                with self.store.transaction():
+                    self.store.contacts.upsert(account_id, entry.display_name, entry.department)
+                    self.store.conversations.rename_peer(account_id, entry.display_name)
 
     def _contact(self, account_id: str) -> Contact:
         return self.store.contacts.get(account_id)

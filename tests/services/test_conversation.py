@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ import pytest
 from app.services.errors import FileUnreadableError
 from app.services.events import MessageArrived, MessageStatusChanged, TimerChanged
 from storage.records import MessageStatus
-from tests.support.clients import WAIT_SECONDS, Client, open_client
+from tests.support.clients import WAIT_SECONDS, Client, enrolled_client, open_client
+from tests.support.relay import RelayProcess
 
 
 def test_text_both_ways_with_delivery_and_read_receipts(pair: tuple[Client, Client]) -> None:
@@ -128,3 +130,31 @@ def test_flush_waits_until_control_messages_have_left(pair: tuple[Client, Client
     assert alice.enclave.flush(WAIT_SECONDS).result(WAIT_SECONDS + 5)
     alice.close()
     assert bob.wait_for(TimerChanged).timer_seconds == 3600
+
+
+def test_a_stranger_is_named_from_the_directory(relay: RelayProcess, tmp_path: Path) -> None:
+    """Test that a message from someone not in the contacts gets their directory name, not their id."""
+    alice = enrolled_client(relay, tmp_path, "alice", "Alice Archer")
+    dora = enrolled_client(relay, tmp_path, "dora", "Dora Daniels")
+    try:
+        dora.enclave.add_contact("alice", "Alice Archer").result(WAIT_SECONDS)
+        conversation = dora.enclave.start_conversation("alice").result(WAIT_SECONDS)
+        dora.enclave.send_text(conversation.id, "we have not met").result(WAIT_SECONDS)
+        arrived = alice.wait_for(MessageArrived)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while time.monotonic() < deadline:
+            [contact] = alice.enclave.contacts().result(WAIT_SECONDS)
+            if contact.display_name != "dora":
+                break
+            time.sleep(0.1)
+        assert (contact.account_id, contact.display_name, contact.department) == (
+            "dora",
+            "Dora Daniels",
+            "Tests",
+        )
+        [summary] = alice.enclave.conversations().result(WAIT_SECONDS)
+        assert summary.conversation.id == arrived.conversation.id
+        assert summary.conversation.title == "Dora Daniels"
+    finally:
+        alice.close()
+        dora.close()

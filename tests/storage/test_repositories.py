@@ -219,3 +219,23 @@ def test_settings(store: Store) -> None:
     assert store.settings.get("lang") == "de"
     store.settings.delete("lang")
     assert store.settings.get("lang", "en") == "en"
+
+
+def test_rename_peer_retitles_every_conversation_with_that_colleague(store: Store) -> None:
+    """Test that rename_peer changes the titles of one peer's conversations only, and counts them."""
+    direct = store.conversations.create(ConversationKind.DIRECT, peer_account_id="dora", title="dora")
+    secret = store.conversations.create(
+        ConversationKind.SECRET,
+        peer_account_id="dora",
+        title="dora",
+        timer_seconds=60,
+        secret_id=b"\x01" * 16,
+    )
+    other = store.conversations.create(ConversationKind.DIRECT, peer_account_id="erik", title="erik")
+    assert store.conversations.rename_peer("dora", "Dora Daniels") == 2
+    assert [store.conversations.get(c.id).title for c in (direct, secret, other)] == [
+        "Dora Daniels",
+        "Dora Daniels",
+        "erik",
+    ]
+    assert store.conversations.rename_peer("dora", "Dora Daniels") == 0
