@@ -229,6 +229,7 @@ class RelayLink:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._renewing = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
@@ -247,8 +248,8 @@ class RelayLink:
     async def renew(self) -> None:
         """Drop the connection so the link authenticates again at once (e.g. for a fresh certificate)."""
         socket = self._socket
-        self._wake.set()
         if socket is not None:
+            self._renewing = True
             await socket.ws.close()
 
     def wake(self) -> None:
@@ -348,6 +349,9 @@ class RelayLink:
             try:
                 if await self._connect_once():
                     attempt = 0
+                if self._renewing:
+                    self._renewing = False
+                    continue
                 reason = "the relay closed the connection"
             except PinMismatchError as e:
                 reason = str(e)
