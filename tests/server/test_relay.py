@@ -383,7 +383,7 @@ def test_attachments_need_a_token_respect_the_limit_and_expire_unknown_ids(start
     relay = start_relay(attachment_max_bytes=4096)
 
     async def scenario() -> None:
-        alice, _ = await _pair(relay)
+        alice, bob = await _pair(relay)
         context = relay.ssl_context()
         headers = {"Authorization": "Enclave-Upload " + alice.upload_token.hex()}
         async with aiohttp.ClientSession() as http:
@@ -411,6 +411,7 @@ def test_attachments_need_a_token_respect_the_limit_and_expire_unknown_ids(start
             async with http.get(f"{relay.https}/health", ssl=context) as r:
                 assert (await r.json()) == {"status": "ok"}
         await alice.disconnect()
+        await bob.disconnect()
 
     run(scenario())
 
@@ -420,7 +421,7 @@ def test_an_attachment_can_be_given_a_shorter_life(start_relay: RelayFactory) ->
     relay = start_relay()
 
     async def scenario() -> None:
-        alice, _ = await _pair(relay)
+        alice, bob = await _pair(relay)
         context = relay.ssl_context()
         token = {"Authorization": "Enclave-Upload " + alice.upload_token.hex()}
         url = f"{relay.https}/v1/attachments"
@@ -442,6 +443,7 @@ def test_an_attachment_can_be_given_a_shorter_life(start_relay: RelayFactory) ->
             async with http.get(f"{url}/{answer['attachment_id']}", ssl=context) as r:
                 assert r.status == 404
         await alice.disconnect()
+        await bob.disconnect()
 
     run(scenario())
 
@@ -451,7 +453,7 @@ def test_directory_lookup_finds_colleagues_but_refuses_bulk_queries(start_relay:
     relay = start_relay()
 
     async def scenario() -> None:
-        alice, _ = await _pair(relay)
+        alice, bob = await _pair(relay)
         new_account(relay.data_dir, "k.kim", "Ким Минсу")
         found = await alice.request(FrameType.DIRECTORY_LOOKUP, DirectoryLookup("ким").encode())
         assert found.status == Status.OK
@@ -460,6 +462,7 @@ def test_directory_lookup_finds_colleagues_but_refuses_bulk_queries(start_relay:
         too_short = await alice.request(FrameType.DIRECTORY_LOOKUP, DirectoryLookup("k").encode())
         assert too_short.status == Status.BAD_REQUEST
         await alice.disconnect()
+        await bob.disconnect()
 
     run(scenario())
 
