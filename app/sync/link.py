@@ -108,6 +108,15 @@ def _unverified_tls() -> ssl.SSLContext:
     return context
 
 
+def _why(error: BaseException) -> str:
+    """A failure to connect in a few words a user can act on (no object reprs)."""
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return error.os_error.strerror or type(error.os_error).__name__
+    if isinstance(error, TimeoutError):
+        return "no answer in time"
+    return str(error) or type(error).__name__
+
+
 class LinkState(Enum):
     OFFLINE = "offline"
     """Not connected; a reconnection is scheduled (``reason`` says what failed)."""
@@ -344,7 +353,7 @@ class RelayLink:
     async def _run(self) -> None:
         attempt = 0
         while not self._stopping:
-            self._set_state(LinkState.CONNECTING, self.reason)
+            self._set_state(LinkState.CONNECTING, "")
             reason = ""
             try:
                 if await self._connect_once():
@@ -359,7 +368,7 @@ class RelayLink:
                 self._set_state(LinkState.REFUSED, e.reason or e.status_name)
                 return
             except (aiohttp.ClientError, OSError, TimeoutError, TransportError) as e:
-                reason = f"the relay cannot be reached ({type(e).__name__}: {e})"
+                reason = f"the relay cannot be reached ({_why(e)})"
             except RemoteProtocolError as e:
                 reason = f"the relay broke the protocol: {e}"
             delay = self._backoff.delay(attempt, self._unit_random())
