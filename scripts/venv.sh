@@ -18,6 +18,11 @@ enclave_python() {
 enclave_venv() {
     local python stamp want
     python=$(enclave_python)
+    # Two terminals starting at once on a fresh clone must not install into .venv together.
+    if command -v flock >/dev/null 2>&1; then
+        exec 9>.venv.lock
+        flock 9
+    fi
     if [ ! -x .venv/bin/python ]; then
         echo "== creating .venv with $python"
         if ! "$python" -m venv .venv 2>/dev/null; then
@@ -37,5 +42,9 @@ enclave_venv() {
         .venv/bin/python -m pip install --quiet --upgrade pip
         .venv/bin/python -m pip install --quiet -e ".${1:+[$1]}"
         echo "$want" >"$stamp"
+    fi
+    if command -v flock >/dev/null 2>&1; then
+        flock -u 9
+        exec 9>&-
     fi
 }
