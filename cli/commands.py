@@ -55,14 +55,9 @@ def send(session: Session, args: argparse.Namespace) -> int:
     """Send a text or a file, then wait (up to ``--wait``) until the relay has stored it."""
     deadline = time.monotonic() + args.wait
     path: Path | None = getattr(args, "path", None)
-    if path is not None and not path.is_file():
-        raise CliError(f"no file {path}")
     conversation_id = _conversation_id(session, args, start=True)
     message: Message
     if path is not None:
-        # Work around the core: a file uploaded while the link is connecting but not yet
-        # authenticated is refused by the relay (no upload token) and marked failed for good.
-        session.go_online(max(0.0, deadline - time.monotonic()))
         message = session.call(session.enclave.send_file(conversation_id, path, args.caption))
     else:
         message = session.call(session.enclave.send_text(conversation_id, args.text))

@@ -63,6 +63,10 @@ def test_a_file_is_saved_by_listen_byte_for_byte(pair: Pair, tmp_path: Path) -> 
     assert (sender, caption, file_name) == ("alice", "for review", "report.pdf")
     assert (tmp_path / "saved" / "report.pdf").read_bytes() == report.read_bytes()
 
+    missing = pair.alice.run("send-file", "bob", str(tmp_path / "no-such.pdf"))
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1 and "cannot read" in missing.stderr
+
 
 def test_timer_and_secret_chat_reach_the_colleague(pair: Pair, tmp_path: Path) -> None:
     """Test that a timer change and a secret chat arrive, and a secret chat's file is not saved."""
