@@ -22,6 +22,7 @@ from app.services.events import (
     MessageArrived,
     MessagesExpired,
     MessageStatusChanged,
+    Problem,
     TimerChanged,
 )
 from storage.records import Contact, Message
@@ -123,4 +124,6 @@ def event_note(event: Event) -> str | None:
             text = f"conversation: {c.id} ({c.kind}) started by {clean(c.peer_account_id or '')}"
         case MessagesExpired(message_ids=ids):
             text = f"expired: {len(ids)} messages disappeared"
+        case Problem(message=message):
+            text = f"problem: {clean(message)}"
     return text

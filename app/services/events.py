@@ -63,6 +63,17 @@ class ConversationStarted:
     conversation: Conversation
 
 
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something on this device needs the user's attention (a full disk, a failing store).
+
+    The engine keeps going; what could not be done is retried (an arriving message stays
+    on the relay and is fetched again).
+    """
+
+    message: str
+
+
 Event = (
     MessageArrived
     | MessageStatusChanged
@@ -71,5 +82,6 @@ Event = (
     | KeyChanged
     | TimerChanged
     | ConversationStarted
+    | Problem
 )
 Listener = Callable[[Event], None]

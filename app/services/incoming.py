@@ -9,6 +9,7 @@ commit leaves the store untouched, and the relay redelivers.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
@@ -18,6 +19,7 @@ from app.base.errors import (
     DuplicateMessageError,
     OfflineError,
     RemoteProtocolError,
+    StorageError,
 )
 from app.crypto.blob import decrypt_blob
 from app.crypto.certificate import DeviceCertificate
@@ -43,6 +45,7 @@ from app.services.events import (
     Event,
     MessageArrived,
     MessageStatusChanged,
+    Problem,
     TimerChanged,
 )
 from app.services.outgoing import CONTROL_ENVELOPE_SECONDS, MESSAGE_ENVELOPE_SECONDS
@@ -59,6 +62,8 @@ log = logging.getLogger(__name__)
 CERTIFICATE_GRACE_SECONDS = MESSAGE_ENVELOPE_SECONDS
 """A sender's certificate is checked as of this long ago: an envelope may wait that long for
 its recipient, and the certificate only had to be valid when the envelope was sealed."""
+FETCH_AGAIN_SECONDS = 5.0
+"""After the store failed to keep an arriving message, reconnect this much later to get it again."""
 PREVIEW_CHARACTERS = 120
 ATTACHMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What a relay attachment id looks like; anything else never goes into a URL."""
@@ -97,6 +102,31 @@ class Receiving(Delivery):
             # The download awaited: the stored session may have moved on (a receipt was
             # sealed with it meanwhile), so decrypt again from what is stored now.
             opened = sessions.open_message(self.store, self._identity, sender, unsealed.message, self._random)
+        try:
+            events = self._store_received(envelope, sender, opened, content, plaintext_file)
+        except StorageError as e:
+            self._emit(Problem(f"An arriving message could not be stored: {e}"))
+            self._in_background(self._fetch_again())
+            raise
+        self._emit(*events)
+        self._kick_flush()
+        await self._ack(envelope)
+
+    async def _fetch_again(self) -> None:
+        """Reconnect after a while so the relay pushes again what could not be stored."""
+        await asyncio.sleep(FETCH_AGAIN_SECONDS)
+        if self.link is not None:
+            await self.link.renew()
+
+    def _store_received(
+        self,
+        envelope: Envelope,
+        sender: DeviceCertificate,
+        opened: sessions.Opened,
+        content: Content,
+        plaintext_file: bytes | None,
+    ) -> list[Event]:
+        """The receive transaction: message, session, used prekey, envelope id, receipt."""
         events: list[Event] = []
         with self.store.transaction():
             self.store.seen.add(envelope.envelope_id)
@@ -108,9 +138,7 @@ class Receiving(Delivery):
             if opened.one_time_prekey_id is not None:
                 self.store.prekeys.take_one_time(opened.one_time_prekey_id)
             events += self._apply(content, sender, plaintext_file)
-        self._emit(*events)
-        self._kick_flush()
-        await self._ack(envelope)
+        return events
 
     async def _download(self, content: FileMessage) -> bytes | None:
         """The file's plaintext; None if the relay no longer has it. Offline: the envelope waits."""

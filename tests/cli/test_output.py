@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app.services.events import Problem
 from cli.files import save_path
-from cli.output import clean
+from cli.output import clean, event_note
 from cli.workspace import account_id_for
 
 
@@ -28,3 +29,8 @@ def test_workspace_account_ids_are_plain_lower_case() -> None:
     assert account_id_for("Anna Ivanova") == "anna-ivanova"
     assert account_id_for("Анна Иванова") == "анна-иванова"
     assert account_id_for("  ../") == "me"
+
+
+def test_a_problem_is_told_on_one_line() -> None:
+    """Test that a Problem event becomes one escaped stderr line for listen and the chat."""
+    assert event_note(Problem("The disk is full.\nFree space.")) == "problem: The disk is full.\\nFree space."

@@ -8,8 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from app.services.events import ConnectionChanged, MessageArrived, MessageStatusChanged
-from storage.records import MessageStatus
+from app.services.core import Engine
+from app.services.events import ConnectionChanged, MessageArrived, MessageStatusChanged, Problem
+from storage.errors import StoreFullError
+from storage.records import Message, MessageStatus, NewMessage
 from tests.support.clients import WAIT_SECONDS, Client, enrolled_client, open_client
 from tests.support.relay import REPO, RelayProcess
 
@@ -125,3 +127,30 @@ def test_a_message_outlives_its_senders_certificate_while_it_waits(tmp_path: Pat
         alice.close()
         bob.close()
         relay.stop()
+
+
+def test_a_full_disk_is_reported_and_the_message_fetched_again(pair: tuple[Client, Client]) -> None:
+    """Test that a store failure while receiving is shown to the user and the message arrives later.
+
+    A full disk cannot be made safely here, so the store's first attempt to add the
+    message is made to raise the error SQLite's SQLITE_FULL maps to (a fault injection).
+    """
+    alice, bob = pair
+
+    def fail_once(engine: Engine) -> None:
+        original = engine.store.messages.add
+
+        def add(new: NewMessage) -> Message:
+            engine.store.messages.add = original  # type: ignore[method-assign]
+            raise StoreFullError()
+
+        engine.store.messages.add = add  # type: ignore[method-assign]
+
+    bob.enclave._run(fail_once).result(WAIT_SECONDS)
+    conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
+    alice.enclave.send_text(conversation.id, "kept on the relay meanwhile").result(WAIT_SECONDS)
+    problem = bob.wait_for(Problem)
+    assert "disk" in problem.message and "full" in problem.message
+    arrived = bob.wait_for(MessageArrived, timeout=30)
+    assert arrived.message.body == "kept on the relay meanwhile"
+    assert _bodies(bob, arrived.conversation.id) == ["kept on the relay meanwhile"]
