@@ -10,7 +10,6 @@ streamed in both directions, never held whole in memory.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -20,7 +19,7 @@ import nacl.exceptions
 
 from app.base.limits import KEY_BYTES
 from storage.errors import AttachmentCorruptError, AttachmentMissingError, AttachmentTooLargeError
-from storage.fileio import TEMP_SUFFIX, fsync_dir, open_private_new, raise_if_disk_full
+from storage.fileio import replacing
 
 MAGIC = b"ENCATT"
 FILE_VERSION = 1
@@ -45,37 +44,24 @@ def _read_full(stream: BinaryIO, n: int) -> bytes:
 
 
 def encrypt_file(source: BinaryIO, dest: Path, *, key: bytes, limit: int) -> int:
-    """Encrypt ``source`` into a new file ``dest`` (temp file, fsync, rename); returns the plaintext size."""
+    """Encrypt ``source`` into a new file ``dest`` (``fileio.replacing``); returns the plaintext size."""
     if len(key) != KEY_BYTES:
         raise ValueError("an attachment key is 32 bytes")
-    temp = dest.with_name(dest.name + TEMP_SUFFIX)
-    try:
-        with os.fdopen(open_private_new(temp), "wb") as out:
-            state = sodium.crypto_secretstream_xchacha20poly1305_state()
-            out.write(PREFIX + sodium.crypto_secretstream_xchacha20poly1305_init_push(state, key))
-            size = 0
-            chunk = _read_full(source, CHUNK_BYTES)
-            while True:
-                size += len(chunk)
-                if size > limit:
-                    raise AttachmentTooLargeError(limit)
-                following = _read_full(source, CHUNK_BYTES) if len(chunk) == CHUNK_BYTES else b""
-                tag = _TAG_MESSAGE if following else _TAG_FINAL
-                out.write(sodium.crypto_secretstream_xchacha20poly1305_push(state, chunk, PREFIX, tag))
-                if tag == _TAG_FINAL:
-                    break
-                chunk = following
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, dest)
-    except OSError as e:
-        temp.unlink(missing_ok=True)
-        raise_if_disk_full(e)
-        raise
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fsync_dir(dest.parent)
+    with replacing(dest) as out:
+        state = sodium.crypto_secretstream_xchacha20poly1305_state()
+        out.write(PREFIX + sodium.crypto_secretstream_xchacha20poly1305_init_push(state, key))
+        size = 0
+        chunk = _read_full(source, CHUNK_BYTES)
+        while True:
+            size += len(chunk)
+            if size > limit:
+                raise AttachmentTooLargeError(limit)
+            following = _read_full(source, CHUNK_BYTES) if len(chunk) == CHUNK_BYTES else b""
+            tag = _TAG_MESSAGE if following else _TAG_FINAL
+            out.write(sodium.crypto_secretstream_xchacha20poly1305_push(state, chunk, PREFIX, tag))
+            if tag == _TAG_FINAL:
+                break
+            chunk = following
     return size
 
 

@@ -10,7 +10,6 @@ disk by ``secure_delete``. File names are random and say nothing about the messa
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from app.base.limits import KEY_BYTES, MAX_ATTACHMENT_BYTES, MAX_FILENAME_BYTES,
 from storage import attachfile
 from storage.database import Database
 from storage.errors import NotFoundError
-from storage.fileio import TEMP_SUFFIX, fsync_dir, raise_if_disk_full
+from storage.fileio import fsync_dir, replacing
 from storage.records import Attachment
 
 log = logging.getLogger(__name__)
@@ -103,24 +102,12 @@ class AttachmentRepository:
         return attachfile.decrypt_file(self._folder / row[0], key=row[1])
 
     def export(self, id: int, dest: Path) -> int:
-        """Decrypt into ``dest``; written to a temporary name and renamed only once fully verified."""
-        temp = dest.with_name(dest.name + TEMP_SUFFIX)
+        """Decrypt into ``dest`` (mode 0600) through a temporary file renamed only once fully verified."""
         size = 0
-        try:
-            with temp.open("wb") as out:
-                for chunk in self.read(id):
-                    out.write(chunk)
-                    size += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp, dest)
-        except OSError as e:
-            temp.unlink(missing_ok=True)
-            raise_if_disk_full(e)
-            raise
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        with replacing(dest) as out:
+            for chunk in self.read(id):
+                out.write(chunk)
+                size += len(chunk)
         return size
 
     def delete(self, id: int) -> None:

@@ -7,9 +7,12 @@ reader sees either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from storage.errors import StoreFullError
 
@@ -41,22 +44,36 @@ def open_private_new(path: Path) -> int:
     return os.open(path, flags, PRIVATE_FILE_MODE)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically and durably, mode 0600."""
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[BinaryIO]:
+    """Write ``path`` through a private temporary file, renamed over it once the block succeeds.
+
+    The temporary file is fsynced before the rename and the folder after it; if the
+    block raises, the temporary file is removed and ``path`` is left as it was. A full
+    disk becomes ``StoreFullError``.
+    """
     temp = path.with_name(path.name + TEMP_SUFFIX)
     temp.unlink(missing_ok=True)
     try:
-        fd = open_private_new(temp)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        with os.fdopen(open_private_new(temp), "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(temp, path)
     except OSError as e:
         temp.unlink(missing_ok=True)
         raise_if_disk_full(e)
         raise
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably, mode 0600."""
+    with replacing(path) as out:
+        out.write(data)
 
 
 def raise_if_disk_full(error: OSError) -> None:
