@@ -18,6 +18,7 @@ from pathlib import Path
 from app.base.errors import (
     CryptoError,
     OfflineError,
+    StorageError,
 )
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair
@@ -43,6 +44,7 @@ from app.protocol.frames import (
 from app.services import prekeys, sessions
 from app.services.errors import (
     AlreadyEnrolledError,
+    FileAccessError,
     NoDeviceError,
     NotEnrolledError,
     SecretChatError,
@@ -198,7 +200,7 @@ class Engine(Receiving):
 
     def start_conversation(self, account_id: str) -> Conversation:
         """The direct conversation with a colleague, created on first use."""
-        contact = self._contact(account_id)
+        contact = self.store.contacts.get(account_id)
         existing = self.store.conversations.find_with_peer(account_id)
         if existing:
             return existing[0]
@@ -208,21 +210,20 @@ class Engine(Receiving):
 
     async def start_secret_chat(self, account_id: str, timer_seconds: int) -> Conversation:
         """A secret chat with one device of the colleague; it lives on this device only."""
-        contact = self._contact(account_id)
+        contact = self.store.contacts.get(account_id)
         if timer_seconds <= 0:
             raise SecretChatError("a secret chat needs a disappearing-message timer")
+        announcement = TimerChange(timer_seconds, self._millis(), secret_id=self._random(SECRET_ID_BYTES))
         devices = await self._ensure_sessions(account_id, None)
         conversation = self.store.conversations.create(
             ConversationKind.SECRET,
             peer_account_id=account_id,
             title=contact.display_name,
             timer_seconds=timer_seconds,
-            secret_id=self._random(SECRET_ID_BYTES),
+            secret_id=announcement.secret_id,
             peer_device=devices[0],
         )
-        self._send_control(
-            conversation, TimerChange(timer_seconds, self._millis(), secret_id=conversation.secret_id)
-        )
+        self._send_control(conversation, announcement)
         return conversation
 
     def conversations(self) -> list[ConversationSummary]:
@@ -260,7 +261,12 @@ class Engine(Receiving):
         message = self.store.messages.get(attachment.message_id)
         if self.store.conversations.get(message.conversation_id).kind is ConversationKind.SECRET:
             raise SecretChatError("files of a secret chat cannot be saved outside it")
-        return self.store.attachments.export(attachment_id, dest)
+        try:
+            return self.store.attachments.export(attachment_id, dest)
+        except StorageError:
+            raise
+        except OSError as e:
+            raise FileAccessError(f"cannot save to {dest}: {e.strerror}") from e
 
     def mark_read(self, conversation_id: int) -> int:
         """Mark every unread message read, start their countdowns, and tell the sender if policy allows."""
@@ -316,12 +322,13 @@ class Engine(Receiving):
         peer = conversation.peer_account_id
         if peer is None:
             raise NoDeviceError("group conversations arrive with a later version")
-        await self._ensure_sessions(peer, conversation.peer_device)
-        if self._certificate is None:
-            raise OfflineError("connect to the relay once before changing a timer")
-        updated = self.store.conversations.set_timer(conversation_id, timer_seconds)
         change = TimerChange(timer_seconds, self._millis(), secret_id=conversation.secret_id)
-        self._send_control(updated, change)
+        await self._ensure_sessions(peer, conversation.peer_device)
+        if not self._certificate_valid():
+            raise OfflineError("connect to the relay before changing a timer")
+        with self.store.transaction():
+            updated = self.store.conversations.set_timer(conversation_id, timer_seconds)
+            self._send_control(updated, change)
         self._emit(TimerChanged(conversation_id, timer_seconds, by_peer=False))
         return updated
 

@@ -31,5 +31,6 @@ class NoDeviceError(EnclaveError):
     """The colleague has no active device, so nothing can be encrypted for them."""
 
 
-class FileUnreadableError(EnclaveError):
-    """The file to send cannot be read (missing, a folder, or not allowed)."""
+class FileAccessError(EnclaveError):
+    """A file to send cannot be read, or a file cannot be saved where asked (missing, a folder,
+    not allowed)."""

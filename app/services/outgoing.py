@@ -39,7 +39,7 @@ from app.protocol.frames import (
 )
 from app.services import sessions
 from app.services.errors import (
-    FileUnreadableError,
+    FileAccessError,
     IdentityChangedError,
     NoDeviceError,
     NotEnrolledError,
@@ -146,7 +146,7 @@ class Sending(EngineState):
                     with path.open("rb") as source:
                         self.store.attachments.add(message.id, source, name=path.name, mime_type=mime)
         except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
-            raise FileUnreadableError(f"cannot read {path}: {e.strerror}") from e
+            raise FileAccessError(f"cannot read {path}: {e.strerror}") from e
         return message
 
     def _add_outgoing(self, conversation: Conversation, body: str) -> Message:

@@ -98,6 +98,8 @@ def note_device(store: Store, account_id: str, device_id: int, identity_key: byt
     safety numbers before anything is sent to it.
     """
     before = store.contacts.device(account_id, device_id)
+    if before is not None and before.identity_key == identity_key:
+        return None  # the common case, on every message received: nothing to record
     others = [d for d in store.contacts.devices(account_id) if d.device_id != device_id]
     replaces = max(others, key=lambda d: d.updated_at).identity_key if before is None and others else None
     after = store.contacts.record_device_key(account_id, device_id, identity_key, replaces=replaces)

@@ -39,7 +39,6 @@ from app.sync.link import RelayLink
 from app.sync.machine import Backoff
 from storage.errors import NotFoundError
 from storage.records import (
-    Contact,
     Identity,
 )
 from storage.store import Store
@@ -135,9 +134,6 @@ class EngineState:
                 with self.store.transaction():
                     self.store.contacts.upsert(account_id, entry.display_name, entry.department)
                     self.store.conversations.rename_peer(account_id, entry.display_name)
-
-    def _contact(self, account_id: str) -> Contact:
-        return self.store.contacts.get(account_id)
 
     def _schedule_sweep(self, at: float | None) -> None:
         if self._sweep_handle is not None:

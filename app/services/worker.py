@@ -34,10 +34,6 @@ class Worker:
             self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self.loop.close()
 
-    @property
-    def on_worker_thread(self) -> bool:
-        return threading.current_thread() is self._thread
-
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 

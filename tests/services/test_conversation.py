@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.services.errors import FileUnreadableError
+from app.base.errors import LocalProtocolError
+from app.services.errors import FileAccessError
 from app.services.events import MessageArrived, MessageStatusChanged, TimerChanged
 from storage.records import MessageStatus
 from tests.support.clients import WAIT_SECONDS, Client, enrolled_client, open_client
@@ -78,6 +79,8 @@ def test_a_file_both_ways_arrives_identical_and_goes_with_its_message(
         "application/pdf",
         300_000,
     )
+    with pytest.raises(FileAccessError, match="cannot save"):
+        bob.enclave.save_attachment(attachment.id, tmp_path / "no-folder" / "x.pdf").result(WAIT_SECONDS)
     saved = tmp_path / "saved.pdf"
     bob.enclave.save_attachment(attachment.id, saved).result(WAIT_SECONDS)
     assert saved.read_bytes() == report.read_bytes()
@@ -113,7 +116,7 @@ def test_a_file_sent_right_after_opening_waits_for_the_connection(
         arrived = bob.wait_for(MessageArrived)
         [attachment] = bob.enclave.attachments(arrived.message.id).result(WAIT_SECONDS)
         assert attachment.name == "memo.txt"
-        with pytest.raises(FileUnreadableError):
+        with pytest.raises(FileAccessError):
             reopened.enclave.send_file(conversation.id, tmp_path / "missing.pdf").result(WAIT_SECONDS)
         assert [m.id for m in reopened.enclave.pending().result(WAIT_SECONDS)] == []
     finally:
@@ -126,6 +129,10 @@ def test_flush_waits_until_control_messages_have_left(pair: tuple[Client, Client
     conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
     alice.enclave.send_text(conversation.id, "hello").result(WAIT_SECONDS)
     bob.wait_for(MessageArrived)
+    with pytest.raises(LocalProtocolError, match="timer"):
+        alice.enclave.set_timer(conversation.id, 10**9).result(WAIT_SECONDS)
+    [summary] = alice.enclave.conversations().result(WAIT_SECONDS)
+    assert summary.conversation.timer_seconds == 0, "a refused timer changes nothing"
     alice.enclave.set_timer(conversation.id, 3600).result(WAIT_SECONDS)
     assert alice.enclave.flush(WAIT_SECONDS).result(WAIT_SECONDS + 5)
     alice.close()

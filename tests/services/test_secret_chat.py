@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from app.base.errors import LocalProtocolError
 from app.services.errors import SecretChatError
 from app.services.events import ConversationStarted, MessageArrived
-from storage.errors import InvalidTransitionError
 from storage.records import ConversationKind
 from tests.support.clients import WAIT_SECONDS, Client
 
@@ -48,5 +48,9 @@ def test_secret_chat_restrictions(pair: tuple[Client, Client], tmp_path: Path) -
         bob.enclave.save_attachment(attachment.id, tmp_path / "out.txt").result(WAIT_SECONDS)
     assert not (tmp_path / "out.txt").exists()
 
-    with pytest.raises(InvalidTransitionError):
+    with pytest.raises(LocalProtocolError, match="cannot be turned off"):
         alice.enclave.set_timer(secret.id, 0).result(WAIT_SECONDS)
+    [summary] = [
+        s for s in alice.enclave.conversations().result(WAIT_SECONDS) if s.conversation.id == secret.id
+    ]
+    assert summary.conversation.timer_seconds == 60

@@ -24,7 +24,8 @@ def test_timer_is_agreed_and_messages_expire_on_both_sides(pair: tuple[Client, C
         TIMER,
         True,
     )
-    assert bob.enclave.history(bob_conversation.id).result(WAIT_SECONDS) is not None
+    [summary] = bob.enclave.conversations().result(WAIT_SECONDS)
+    assert summary.conversation.timer_seconds == TIMER
 
     sent = alice.enclave.send_text(conversation.id, "this will vanish").result(WAIT_SECONDS)
     assert sent.expire_after == TIMER and sent.expires_at is not None
