@@ -301,15 +301,13 @@ class Connection:
     async def on_send(self, body: bytes) -> Response:
         request = Send.parse(body)
         now = self.relay.now()
-        recipient = await self.relay.store.get_device(request.recipient_device)
-        if recipient is None or recipient.revoked:
-            return Response(Status.NOT_FOUND, "that device does not exist or was revoked")
         if request.envelope.expires_at <= now:
             return Response(Status.BAD_REQUEST, "the envelope has already expired")
         expires_at = min(request.envelope.expires_at, now + self.relay.config.retention_seconds)
         try:
+            # enqueue refuses a revoked or unknown recipient itself, atomically with storing.
             await self.relay.store.enqueue(
-                recipient.device_id,
+                request.recipient_device,
                 request.envelope.envelope_id,
                 request.envelope.encode(),
                 expires_at,

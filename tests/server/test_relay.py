@@ -335,6 +335,7 @@ def test_revoked_device_is_refused_with_a_reason_and_its_mailbox_deleted(start_r
         await asyncio.wait_for(bob._reader, 10)  # type: ignore[arg-type]
         assert bob.closing is not None and bob.closing.status == Status.REVOKED
         assert (await alice.send(bob.device_id, b"to nobody"))[0].status == Status.NOT_FOUND
+        assert (await alice.send(bob.device_id + 1000, b"to no device"))[0].status == Status.NOT_FOUND
         await alice.disconnect()
         await bob.disconnect()
 
