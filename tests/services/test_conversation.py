@@ -12,7 +12,7 @@ from app.base.errors import LocalProtocolError
 from app.services.errors import FileAccessError
 from app.services.events import MessageArrived, MessageStatusChanged, TimerChanged
 from storage.records import MessageStatus
-from tests.support.clients import WAIT_SECONDS, Client, enrolled_client, open_client
+from tests.support.clients import WAIT_SECONDS, Client, enrolled_client, first_message, open_client
 from tests.support.relay import RelayProcess
 
 
@@ -126,9 +126,7 @@ def test_a_file_sent_right_after_opening_waits_for_the_connection(
 def test_flush_waits_until_control_messages_have_left(pair: tuple[Client, Client]) -> None:
     """Test that flush returns True once a timer change has left, and the peer then has it."""
     alice, bob = pair
-    conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
-    alice.enclave.send_text(conversation.id, "hello").result(WAIT_SECONDS)
-    bob.wait_for(MessageArrived)
+    conversation, _ = first_message(alice, bob, "hello")
     with pytest.raises(LocalProtocolError, match="timer"):
         alice.enclave.set_timer(conversation.id, 10**9).result(WAIT_SECONDS)
     [summary] = alice.enclave.conversations().result(WAIT_SECONDS)

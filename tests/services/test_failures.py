@@ -12,7 +12,7 @@ from app.services.core import Engine
 from app.services.events import ConnectionChanged, MessageArrived, MessageStatusChanged, Problem
 from storage.errors import StoreFullError
 from storage.records import Message, MessageStatus, NewMessage
-from tests.support.clients import WAIT_SECONDS, Client, enrolled_client, open_client
+from tests.support.clients import WAIT_SECONDS, Client, enrolled_client, first_message, open_client
 from tests.support.relay import REPO, RelayProcess
 
 
@@ -26,9 +26,7 @@ def test_offline_compose_leaves_in_order_once_the_relay_is_back(
 ) -> None:
     """Test that messages written while the relay is down wait as pending and arrive once, in order."""
     alice, bob = pair
-    conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
-    alice.enclave.send_text(conversation.id, "online first").result(WAIT_SECONDS)
-    bob.wait_for(MessageArrived)
+    conversation, _ = first_message(alice, bob, "online first")
 
     relay.stop()
     alice.wait_for(ConnectionChanged, lambda e: e.state == "offline")
@@ -56,9 +54,7 @@ def test_recipient_killed_between_commit_and_ack_shows_the_message_once(
 ) -> None:
     """Test that a recipient killed after storing but before acking sees the redelivery dropped."""
     alice, bob = pair
-    conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
-    alice.enclave.send_text(conversation.id, "warm-up").result(WAIT_SECONDS)
-    bob.wait_for(MessageArrived)
+    conversation, _ = first_message(alice, bob, "warm-up")
     bob.close()
 
     crashing = subprocess.Popen(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from app.services.events import MessageArrived, MessagesExpired, TimerChanged
-from tests.support.clients import WAIT_SECONDS, Client, open_client
+from tests.support.clients import WAIT_SECONDS, Client, first_message, open_client
 
 TIMER = 2
 
@@ -52,9 +52,7 @@ def test_the_relay_drops_an_envelope_when_its_message_would_have_disappeared(
 ) -> None:
     """Test that a disappearing message to a recipient who stays offline past its timer never arrives."""
     alice, bob = pair
-    conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
-    alice.enclave.send_text(conversation.id, "hello").result(WAIT_SECONDS)
-    bob.wait_for(MessageArrived)
+    conversation, _ = first_message(alice, bob, "hello")
     alice.enclave.set_timer(conversation.id, TIMER).result(WAIT_SECONDS)
     bob.wait_for(TimerChanged)
     bob.close()

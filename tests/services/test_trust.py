@@ -10,7 +10,7 @@ import pytest
 from app.services.errors import IdentityChangedError
 from app.services.events import ConnectionChanged, KeyChanged, MessageArrived, MessageStatusChanged
 from storage.records import MessageStatus, Trust
-from tests.support.clients import WAIT_SECONDS, Client, open_client
+from tests.support.clients import WAIT_SECONDS, Client, first_message, open_client
 from tests.support.relay import RelayProcess, admin
 
 
@@ -32,9 +32,7 @@ def test_changed_key_blocks_sending_until_accepted(
 ) -> None:
     """Test that a contact's new device key is flagged, blocks sending, and after acceptance gets messages."""
     alice, bob = pair
-    conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
-    alice.enclave.send_text(conversation.id, "before").result(WAIT_SECONDS)
-    bob.wait_for(MessageArrived)
+    conversation, _ = first_message(alice, bob, "before")
     [before] = alice.enclave.safety_numbers("bob").result(WAIT_SECONDS)
     alice.enclave.mark_verified("bob", before.device_id).result(WAIT_SECONDS)
     assert alice.enclave.safety_numbers("bob").result(WAIT_SECONDS)[0].trust is Trust.VERIFIED
@@ -99,9 +97,7 @@ def test_a_message_to_a_replaced_device_waits_for_the_new_key(
 ) -> None:
     """Test that a message to a revoked device is sealed again for the new one once its key is accepted."""
     alice, bob = pair
-    conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
-    alice.enclave.send_text(conversation.id, "before").result(WAIT_SECONDS)
-    bob.wait_for(MessageArrived)
+    conversation, _ = first_message(alice, bob, "before")
     laptop = _reinstall(relay, bob, tmp_path)
     try:
         sent = alice.enclave.send_text(conversation.id, "are you there?").result(WAIT_SECONDS)

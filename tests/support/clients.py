@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from app.services.events import Event
+from app.services.events import Event, MessageArrived
 from app.services.facade import Enclave
 from app.sync.machine import Backoff
 from storage.keyheader import MINIMUM_COST
 from storage.keys import Passphrase
+from storage.records import Conversation
 from tests.support.relay import RelayProcess, new_account
 
 PASSPHRASE = "correct horse battery staple"
@@ -74,3 +75,13 @@ def enrolled_client(relay: RelayProcess, root: Path, account_id: str, name: str)
     client.enclave.enrol(relay.https, relay.pin, code).result(WAIT_SECONDS)
     assert client.enclave.wait_online(WAIT_SECONDS).result(WAIT_SECONDS + 5)
     return client
+
+
+def first_message(sender: Client, recipient: Client, text: str) -> tuple[Conversation, MessageArrived]:
+    """The sender opens the direct conversation and its first text arrives: both ends have a session."""
+    account = recipient.enclave.account
+    if account is None:
+        raise AssertionError("the recipient is not enrolled")
+    conversation = sender.enclave.start_conversation(account.account_id).result(WAIT_SECONDS)
+    sender.enclave.send_text(conversation.id, text).result(WAIT_SECONDS)
+    return conversation, recipient.wait_for(MessageArrived)
