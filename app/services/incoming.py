@@ -21,6 +21,7 @@ from app.base.errors import (
     RemoteProtocolError,
     StorageError,
 )
+from app.base.limits import MAX_FILENAME_BYTES
 from app.crypto.blob import decrypt_blob
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.sealed import unseal
@@ -65,8 +66,15 @@ its recipient, and the certificate only had to be valid when the envelope was se
 FETCH_AGAIN_SECONDS = 5.0
 """After the store failed to keep an arriving message, reconnect this much later to get it again."""
 PREVIEW_CHARACTERS = 120
+UNAVAILABLE_SUFFIX = " (no longer available on the server)"
 ATTACHMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What a relay attachment id looks like; anything else never goes into a URL."""
+
+
+def unavailable_name(filename: str) -> str:
+    """The name an empty stand-in gets for a file the relay no longer had, within the name limit."""
+    room = MAX_FILENAME_BYTES - len(UNAVAILABLE_SUFFIX.encode("utf-8"))
+    return filename.encode("utf-8")[:room].decode("utf-8", errors="ignore") + UNAVAILABLE_SUFFIX
 
 
 class Receiving(Delivery):
@@ -203,15 +211,10 @@ class Receiving(Delivery):
             )
         )
         if isinstance(content, FileMessage):
-            if file is None:
-                name = content.filename + " (no longer available on the server)"
-                self.store.attachments.add(
-                    message.id, io.BytesIO(b""), name=name, mime_type=content.mime_type
-                )
-            else:
-                self.store.attachments.add(
-                    message.id, io.BytesIO(file), name=content.filename, mime_type=content.mime_type
-                )
+            name = content.filename if file is not None else unavailable_name(content.filename)
+            self.store.attachments.add(
+                message.id, io.BytesIO(file or b""), name=name, mime_type=content.mime_type
+            )
         receipt = Receipt(ReceiptType.DELIVERED, self._millis(), (header.message_id,))
         self._queue(
             sender.account_id,

@@ -1,4 +1,4 @@
-"""Key bookkeeping of contacts' devices: new, changed and replacement keys, and what blocks sending."""
+"""Receiving's bookkeeping: contacts' device keys (new, changed, replacement) and lost files' names."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from app.base.limits import MAX_FILENAME_BYTES
 from app.services.events import KeyChanged
+from app.services.incoming import UNAVAILABLE_SUFFIX, unavailable_name
 from app.services.sessions import blocked, note_device
 from storage.records import Trust
 from storage.store import Store
@@ -41,3 +43,12 @@ def test_a_device_that_appears_for_a_known_contact_is_a_replacement(store: Store
     assert device is not None and device.trust is Trust.CHANGED
     assert device.previous_identity_key == b"\x01" * 32
     assert blocked(store, "bob") and not blocked(store, "bob", 1)
+
+
+def test_the_stand_in_for_a_lost_file_keeps_within_the_name_limit() -> None:
+    """Test that a 255-byte multi-byte file name still fits once marked unavailable, as valid UTF-8."""
+    longest = "отчёт" * 25 + "x" * 5
+    assert len(longest.encode("utf-8")) == MAX_FILENAME_BYTES
+    name = unavailable_name(longest)
+    assert len(name.encode("utf-8")) <= MAX_FILENAME_BYTES and name.endswith(UNAVAILABLE_SUFFIX)
+    assert name.startswith("отчёт") and unavailable_name("memo.txt") == "memo.txt" + UNAVAILABLE_SUFFIX
