@@ -3,7 +3,7 @@
 Every method returns at once with a ``concurrent.futures.Future``; the work runs on the
 core's worker thread (``worker.Worker``), and the future carries its result or its
 typed error (``app.base.errors``, ``app.services.errors``, ``storage.errors``). Events
-arrive through the listeners given to ``open`` or ``add_listener``, on the worker
+arrive through the listener given to ``open``, on the worker
 thread; a Qt face re-emits them as queued signals. No Qt here.
 
 ``Enclave.open`` is the one call that waits: it returns once the profile is open
@@ -15,7 +15,6 @@ callback: callbacks run on the worker thread, which would wait for itself.
 from __future__ import annotations
 
 import inspect
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
@@ -41,10 +40,9 @@ OPEN_SECONDS = 120.0
 class Enclave:
     """An open profile with its core running. Make one with ``Enclave.open``; ``close`` it when done."""
 
-    def __init__(self, worker: Worker, listeners: list[Listener]) -> None:
+    def __init__(self, worker: Worker, listener: Listener | None) -> None:
         self._worker = worker
-        self._listeners = listeners
-        self._lock = threading.Lock()
+        self._listener = listener
         self._engine: Engine | None = None
         self.connection = ConnectionChanged("offline", "")
         """The latest connection state (also sent as an event)."""
@@ -62,7 +60,7 @@ class Enclave:
         backoff: Backoff | None = None,
     ) -> Enclave:
         """Open (or ``create``) the profile in ``profile_dir`` and start its core."""
-        enclave = cls(Worker(), [listener] if listener else [])
+        enclave = cls(Worker(), listener)
 
         async def opening() -> Engine:
             opener = Store.create if create else Store.open
@@ -78,17 +76,11 @@ class Enclave:
             raise
         return enclave
 
-    def add_listener(self, listener: Listener) -> None:
-        with self._lock:
-            self._listeners.append(listener)
-
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, ConnectionChanged):
             self.connection = event
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            listener(event)
+        if self._listener is not None:
+            self._listener(event)
 
     def _run(self, call: Callable[[Engine], T | Awaitable[T]]) -> Future[T]:
         async def run() -> T:
@@ -116,12 +108,6 @@ class Enclave:
             return engine.link is not None and await engine.link.wait_online(timeout)
 
         return self._run(waiting)
-
-    def reconnect(self) -> Future[None]:
-        """Try the relay now instead of waiting out the back-off."""
-        return self._run(lambda e: e.link.wake() if e.link else None)
-
-    # Colleagues and conversations.
 
     def lookup(self, query: str) -> Future[list[DirectoryEntry]]:
         return self._run(lambda e: e.lookup(query))

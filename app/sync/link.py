@@ -235,7 +235,6 @@ class RelayLink:
         self._socket: _Socket | None = None
         self._waiting: dict[int, asyncio.Future[Response]] = {}
         self._online = asyncio.Event()
-        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._renewing = False
@@ -260,10 +259,6 @@ class RelayLink:
         if socket is not None:
             self._renewing = True
             await socket.ws.close()
-
-    def wake(self) -> None:
-        """Reconnect now instead of waiting out the back-off (the network came back, the user asked)."""
-        self._wake.set()
 
     async def wait_online(self, timeout: float) -> bool:
         with contextlib.suppress(TimeoutError):
@@ -374,10 +369,7 @@ class RelayLink:
             delay = self._backoff.delay(attempt, self._unit_random())
             attempt += 1
             self._set_state(LinkState.OFFLINE, reason)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+            await asyncio.sleep(delay)
 
     async def _connect_once(self) -> bool:
         """One connection, until it ends; True if it got online. Raises RelayRefusedError if refused."""
