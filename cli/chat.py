@@ -15,11 +15,11 @@ from collections.abc import Callable
 
 from app.base.errors import EnclaveError
 from app.services.events import Event, MessageArrived, MessageStatusChanged
+from app.services.types import Conversation, ConversationKind, Message
 from cli import output
 from cli.errors import CliError
 from cli.output import clean
 from cli.session import POLL_SECONDS, Session
-from storage.records import Conversation, ConversationKind, Message
 
 QUIT_SECONDS = 10.0
 """How long leaving waits for messages still on their way to the relay."""

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from app.services.errors import SecretChatError
 from app.services.events import MessageArrived
+from app.services.types import Message, MessageStatus
 from cli import output
 from cli.chat import Chat
 from cli.errors import CliError
 from cli.files import save_path
 from cli.output import note, pair
 from cli.session import Session
-from storage.records import Message, MessageStatus
 
 Command = Callable[[Session, argparse.Namespace], int]
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.sync.link import spki_pin
+from app.services.relay import relay_pin
 from cli.errors import CliError
 
 HOST = "127.0.0.1"
@@ -131,7 +131,7 @@ def _checked_pin(data_dir: Path, port: int) -> str:
     """The pin of the relay's certificate file, once the key served on ``port`` is seen to match it."""
     certificate = data_dir / CERTIFICATE_FILE
     try:
-        pin = spki_pin(ssl.PEM_cert_to_DER_cert(certificate.read_text(encoding="ascii")))
+        pin = relay_pin(ssl.PEM_cert_to_DER_cert(certificate.read_text(encoding="ascii")))
     except FileNotFoundError:
         pin = None
     except (OSError, ValueError) as e:
@@ -160,4 +160,4 @@ def _served_pin(port: int) -> str | None:
         return None
     except (OSError, ssl.SSLError):
         return ""
-    return spki_pin(der) if der else ""
+    return relay_pin(der) if der else ""

@@ -13,7 +13,6 @@ import sys
 import time
 import unicodedata
 
-from app.services.core import ConversationSummary, SafetyNumberView
 from app.services.events import (
     ConnectionChanged,
     ConversationStarted,
@@ -25,7 +24,7 @@ from app.services.events import (
     Problem,
     TimerChanged,
 )
-from storage.records import Contact, Message
+from app.services.types import Contact, ConversationSummary, Message, SafetyNumberView
 
 SAFETY_GROUP_DIGITS = 5
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}

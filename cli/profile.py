@@ -17,10 +17,15 @@ import os
 import sys
 from pathlib import Path
 
+from app.services.profiles import (
+    KeySource,
+    Keystore,
+    Passphrase,
+    keystore_available,
+    needs_passphrase,
+    profile_exists,
+)
 from cli.errors import CliError
-from storage.keyheader import Protection
-from storage.keys import KeySource, Keystore, Passphrase, keystore_available
-from storage.store import KEY_HEADER_NAME, protection_of
 
 HOME_VARIABLE = "ENCLAVE_HOME"
 
@@ -44,20 +49,13 @@ def default_profile() -> Path:
     return data_home() / "profiles" / "default"
 
 
-def profile_exists(profile: Path) -> bool:
-    return (profile / KEY_HEADER_NAME).exists()
-
-
 def key_source(profile: Path, passphrase_file: Path | None, *, prompt: bool) -> KeySource:
     """The key of ``profile`` (to open, or to create it with if it does not exist yet)."""
     if passphrase_file is not None:
         return Passphrase(read_passphrase(passphrase_file))
     creating = not profile_exists(profile)
-    if creating:
-        needs_passphrase = not keystore_available()
-    else:
-        needs_passphrase = protection_of(profile) is Protection.PASSPHRASE
-    if not needs_passphrase:
+    wants_passphrase = not keystore_available() if creating else needs_passphrase(profile)
+    if not wants_passphrase:
         return Keystore()
     if not prompt:
         reason = (

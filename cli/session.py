@@ -22,10 +22,10 @@ from app.base.errors import EnclaveError, OfflineError
 from app.services.errors import NotEnrolledError
 from app.services.events import Event, MessageStatusChanged
 from app.services.facade import Enclave
+from app.services.profiles import KeySource
+from app.services.types import Contact, Conversation, ConversationKind, Identity, Message, MessageStatus
 from cli import output
 from cli.errors import CliError
-from storage.keys import KeySource
-from storage.records import Contact, Conversation, ConversationKind, Identity, Message, MessageStatus
 
 T = TypeVar("T")
 
