@@ -29,6 +29,19 @@ class MessageStatusChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageHeld:
+    """A message waits on this device until the user accepts ``account_id``'s new key.
+
+    Nothing has been encrypted for the new key yet; the message leaves once the user has
+    compared safety numbers and accepted it (``accept_key_change``).
+    """
+
+    message_id: int
+    conversation_id: int
+    account_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class MessagesExpired:
     message_ids: tuple[int, ...]
     """Remove these from the screen: they are already gone from the store."""
@@ -77,6 +90,7 @@ class Problem:
 Event = (
     MessageArrived
     | MessageStatusChanged
+    | MessageHeld
     | MessagesExpired
     | ConnectionChanged
     | KeyChanged
