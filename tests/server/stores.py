@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from server.config import load_config
 from server.store.base import RelayStore
 from server.store.postgres import PostgresStore, quote_identifier
 from server.store.sqlite import SQLiteStore
@@ -40,6 +41,10 @@ class StoreBackend(ABC):
     async def sql(self, statement: str, *args: Any) -> list[tuple[Any, ...]]:
         """Run one statement directly on the database (``$1``-style parameters), committed."""
 
+    @abstractmethod
+    async def columns(self, table: str) -> list[str]:
+        """The names of ``table``'s columns, in their order."""
+
 
 class SQLiteBackend(StoreBackend):
     name = "sqlite"
@@ -57,6 +62,9 @@ class SQLiteBackend(StoreBackend):
                 return db.execute(re.sub(r"\$(\d+)", r"?\1", statement), args).fetchall()
         finally:
             db.close()
+
+    async def columns(self, table: str) -> list[str]:
+        return [row[1] for row in await self.sql("SELECT * FROM pragma_table_info($1)", table)]
 
 
 class PostgresBackend(StoreBackend):
@@ -77,6 +85,23 @@ class PostgresBackend(StoreBackend):
             return [tuple(row) for row in await connection.fetch(statement, *args)]
         finally:
             await connection.close()
+
+    async def columns(self, table: str) -> list[str]:
+        rows = await self.sql(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+            self.schema,
+            table,
+        )
+        return [row[0] for row in rows]
+
+
+def database_of(data_dir: Path) -> StoreBackend:
+    """The database of the relay whose data folder is ``data_dir``, as its server.toml names it."""
+    config = load_config(data_dir)
+    if config.backend == "postgres":
+        return PostgresBackend(config.postgres_dsn, config.postgres_schema)
+    return SQLiteBackend(config.database_path)
 
 
 async def postgres_problem() -> str | None:

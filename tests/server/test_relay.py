@@ -29,6 +29,7 @@ from app.protocol.frames import (
     Status,
 )
 from tests.conftest import require
+from tests.server.stores import database_of
 from tests.support.relay import RelayProcess, TestDevice, admin, new_account
 
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -173,19 +174,19 @@ def test_relay_stores_no_sender_and_logs_nothing_per_message(start_relay: RelayF
         await alice.disconnect()
         relay.stop()
         assert relay.output[lines_before:] == []
-        if (relay.data_dir / "relay.sqlite3").exists():
-            with sqlite3.connect(relay.data_dir / "relay.sqlite3") as db:
-                columns = [row[1] for row in db.execute("PRAGMA table_info(mailbox)")]
-                assert columns == ["sequence", "device_id", "envelope_id", "blob", "expires_at"]
-                (row,) = db.execute("SELECT device_id, envelope_id, blob FROM mailbox").fetchall()
-                assert row[0] == bob.device_id and bytes(row[1]) == envelope.envelope_id
-                assert bytes(row[2]) == envelope.encode()
-                for value in (
-                    alice.identity.public,
-                    alice.account_id.encode(),
-                    alice.device_id.to_bytes(4, "big"),
-                ):
-                    assert value not in bytes(row[2])
+        database = database_of(relay.data_dir)
+        columns = await database.columns("mailbox")
+        assert columns == ["sequence", "device_id", "envelope_id", "blob", "expires_at"]
+        (row,) = await database.sql("SELECT device_id, envelope_id, blob, expires_at FROM mailbox")
+        assert row[0] == bob.device_id and bytes(row[1]) == envelope.envelope_id
+        assert bytes(row[2]) == envelope.encode()
+        assert row[3] == envelope.expires_at
+        for value in (
+            alice.identity.public,
+            alice.account_id.encode(),
+            alice.device_id.to_bytes(4, "big"),
+        ):
+            assert value not in bytes(row[2])
 
     run(scenario())
 
