@@ -29,37 +29,10 @@ from app.protocol.frames import (
     Status,
 )
 from tests.conftest import require
-from tests.server.stores import database_of
+from tests.server.stores import POSTGRES_DSN, database_of, drop_schema
 from tests.support.relay import RelayProcess, TestDevice, admin, new_account
 
-POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _postgres_reachable() -> bool:
-    import asyncpg
-
-    async def probe() -> bool:
-        try:
-            connection = await asyncpg.connect(POSTGRES_DSN, timeout=5)
-        except (OSError, asyncpg.PostgresError):
-            return False
-        await connection.close()
-        return True
-
-    return asyncio.run(probe())
-
-
-def _drop_schema(schema: str) -> None:
-    import asyncpg
-
-    async def drop() -> None:
-        connection = await asyncpg.connect(POSTGRES_DSN, timeout=5)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())
+RelayFactory = Callable[..., RelayProcess]
 
 
 def _configure(data_dir: Path, backend: str, settings: dict[str, object]) -> str | None:
@@ -68,26 +41,20 @@ def _configure(data_dir: Path, backend: str, settings: dict[str, object]) -> str
     schema = None
     lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
     if backend == "postgres":
-        require(_postgres_reachable(), f"PostgreSQL is not reachable at {POSTGRES_DSN}")
         schema = "t_" + uuid.uuid4().hex[:12]
         lines += ['backend = "postgres"', f'postgres_dsn = "{POSTGRES_DSN}"', f'postgres_schema = "{schema}"']
     (data_dir / "server.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return schema
 
 
-RelayFactory = Callable[..., RelayProcess]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def start_relay(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RelayFactory]:
-    """Start relays on this backend: ``start_relay(**settings)``; all are stopped afterwards."""
+def _relays(tmp_path: Path, backend: str) -> Iterator[RelayFactory]:
     started: list[RelayProcess] = []
     schemas: list[str] = []
 
     def start(data_dir: Path | None = None, **settings: object) -> RelayProcess:
         folder = data_dir or tmp_path / f"relay{len(started)}"
         if not (folder / "server.toml").exists():
-            schema = _configure(folder, request.param, settings)
+            schema = _configure(folder, backend, settings)
             if schema:
                 schemas.append(schema)
         relay = RelayProcess(folder).start()
@@ -98,7 +65,28 @@ def start_relay(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rela
     for relay in started:
         relay.stop()
     for schema in schemas:
-        _drop_schema(schema)
+        asyncio.run(drop_schema(schema))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def start_relay(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_unavailable: str | None
+) -> Iterator[RelayFactory]:
+    """Start relays on this backend: ``start_relay(**settings)``; all are stopped afterwards.
+
+    A ``data_dir`` already configured is reused (a second process on the same database).
+    PostgreSQL skips, or fails under CI=true, when it is not running.
+    """
+    if request.param == "postgres":
+        require(postgres_unavailable is None, postgres_unavailable or "")
+    yield from _relays(tmp_path, request.param)
+
+
+@pytest.fixture
+def start_postgres_relay(tmp_path: Path, postgres_unavailable: str | None) -> Iterator[RelayFactory]:
+    """``start_relay`` on PostgreSQL only: for several relay processes sharing one database."""
+    require(postgres_unavailable is None, postgres_unavailable or "")
+    yield from _relays(tmp_path, "postgres")
 
 
 def run(coroutine: Awaitable[None]) -> None:
@@ -565,12 +553,10 @@ def test_a_damaged_database_stops_the_relay_with_a_clear_message(tmp_path: Path)
     assert "Traceback" not in str(raised.value)
 
 
-def test_two_relays_on_one_postgres_push_across_processes(start_relay: RelayFactory) -> None:
+def test_two_relays_on_one_postgres_push_across_processes(start_postgres_relay: RelayFactory) -> None:
     """Test that an envelope sent through one relay process reaches a device connected to another at once."""
-    first = start_relay()
-    if not (first.data_dir / "server.toml").read_text(encoding="utf-8").count("postgres"):
-        pytest.skip("several relay processes share a database only with PostgreSQL")
-    second = start_relay(data_dir=first.data_dir)
+    first = start_postgres_relay()
+    second = start_postgres_relay(data_dir=first.data_dir)
     assert second.port != first.port
 
     async def scenario() -> None:
