@@ -32,6 +32,9 @@ from tests.conftest import require
 from tests.server.stores import POSTGRES_DSN, database_of, drop_schema
 from tests.support.relay import RelayProcess, TestDevice, admin, new_account
 
+POLL_SECONDS = 0.05
+"""How often a test looks again at a condition it waits for (always with a deadline)."""
+
 RelayFactory = Callable[..., RelayProcess]
 
 
@@ -87,6 +90,15 @@ def start_postgres_relay(tmp_path: Path, postgres_unavailable: str | None) -> It
     """``start_relay`` on PostgreSQL only: for several relay processes sharing one database."""
     require(postgres_unavailable is None, postgres_unavailable or "")
     yield from _relays(tmp_path, "postgres")
+
+
+async def _eventually(condition: Callable[[], Awaitable[bool]], what: str, within: float = 10) -> None:
+    """Look at ``condition`` until it holds; fail, saying ``what`` did not happen, after ``within`` s."""
+    deadline = time.monotonic() + within
+    while not await condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {within} s")
+        await asyncio.sleep(POLL_SECONDS)
 
 
 def run(coroutine: Awaitable[None]) -> None:
@@ -339,16 +351,21 @@ def test_acknowledged_envelopes_survive_sigkill(start_relay: RelayFactory, tmp_p
         alice, bob = await _pair(relay)
         await bob.disconnect()
         stored = []
+        thirty_stored = asyncio.Event()
 
         async def stream() -> None:
             for i in range(10_000):
                 response, envelope = await alice.send(bob.device_id, f"message {i}".encode())
                 if response.status == Status.OK:
                     stored.append(envelope)
+                    if len(stored) == 30:
+                        thirty_stored.set()
 
         sender = asyncio.create_task(stream())
-        while len(stored) < 30:
-            await asyncio.sleep(0.01)
+        waiting = asyncio.create_task(thirty_stored.wait())
+        await asyncio.wait({sender, waiting}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        assert thirty_stored.is_set(), f"the relay stored {len(stored)} envelopes in 60 s, not 30"
         relay.kill()
         with pytest.raises((ConnectionError, asyncio.TimeoutError, aiohttp.ClientError)):
             await sender
@@ -408,7 +425,8 @@ def test_attachments_need_a_token_respect_the_limit_and_expire_unknown_ids(start
 
 def test_an_attachment_can_be_given_a_shorter_life(start_relay: RelayFactory) -> None:
     """Test that Enclave-Expires-At caps a blob's life and that a past or malformed expiry is refused."""
-    relay = start_relay()
+    relay = start_relay(sweep_interval_seconds=1)
+    database = database_of(relay.data_dir)
 
     async def scenario() -> None:
         alice, bob = await _pair(relay)
@@ -427,10 +445,18 @@ def test_an_attachment_can_be_given_a_shorter_life(start_relay: RelayFactory) ->
             ) as r:
                 answer = await r.json()
                 assert r.status == 201 and answer["expires_at"] == until
-            async with http.get(f"{url}/{answer['attachment_id']}", ssl=context) as r:
+            attachment_id = answer["attachment_id"]
+            async with http.get(f"{url}/{attachment_id}", ssl=context) as r:
                 assert r.status == 200
-            await asyncio.sleep(until - time.time() + 1.1)
-            async with http.get(f"{url}/{answer['attachment_id']}", ssl=context) as r:
+            stored = "SELECT expires_at FROM attachments WHERE attachment_id = $1"
+            assert await database.sql(stored, attachment_id) == [(until,)]
+
+            async def swept() -> bool:
+                return await database.sql(stored, attachment_id) == []
+
+            await _eventually(swept, "sweeping the expired attachment", within=until - time.time() + 10)
+            assert time.time() >= until
+            async with http.get(f"{url}/{attachment_id}", ssl=context) as r:
                 assert r.status == 404
         await alice.disconnect()
         await bob.disconnect()
