@@ -115,6 +115,21 @@ class ProfileExistsError(StorageError):
         super().__init__(f"A profile already exists in {where}; open it instead of creating a new one.")
 
 
+class ProfileInUseError(StorageError):
+    """Another open store holds the profile: another program, or this one, has it open already.
+
+    ``pid`` and ``program`` name the holder as its lock file says (``storage.profilelock``);
+    both are None while the holder has not written them yet, or wrote what this build
+    cannot read.
+    """
+
+    def __init__(self, where: str, pid: int | None = None, program: str | None = None) -> None:
+        self.pid = pid
+        self.program = program
+        who = f"{program} (pid {pid})" if program is not None else "another program"
+        super().__init__(f"The profile in {where} is open in {who}; close it first, then try again.")
+
+
 class StoreFullError(StorageError):
     """The disk holding the profile is full; nothing of the failed write was kept."""
 

@@ -2,13 +2,17 @@
 
 A profile is a folder (docs/STORAGE.md)::
 
+    profile/lock           held by the process that has the profile open (storage.profilelock)
     profile/keyheader      how the key is obtained (no secret), written atomically, 0600
     profile/store.db       the SQLCipher database (+ store.db-wal, store.db-shm while open)
     profile/attachments/   one encrypted file per attachment, random names
 
-Opening checks, in order, before anything is written: the key header, the key (against
-the header's key check), the database's first read and application id, and the schema
-version. Any failure raises its typed error and leaves every file as it was. Then
+Opening and creating first take the profile lock, so one process at a time has a
+profile open (another gets ``ProfileInUseError`` naming the holder); closing, or a failed
+open, releases it. Opening then checks, in order, before anything is written: the key
+header, the key (against the header's key check), the database's first read and
+application id, and the schema version. Any failure raises its typed error and leaves
+every file as it was, but for the lock file's note of who held it, emptied again. Then
 migrations run, stray attachment files are collected, and expired messages are swept,
 all before the caller can read anything to display.
 
@@ -34,13 +38,14 @@ from storage.attachments import AttachmentRepository
 from storage.contacts import ContactRepository
 from storage.conversations import ConversationRepository
 from storage.database import MEMORY_SECURITY, Database
-from storage.errors import ProfileExistsError
-from storage.fileio import make_private_dir
+from storage.errors import NotAnEnclaveDatabaseError, ProfileExistsError
+from storage.fileio import PRIVATE_DIR_MODE, make_private_dir
 from storage.identity import IdentityRepository, PreKeyRepository
 from storage.keyheader import KeyHeader, Protection, read_header, write_header
 from storage.keys import KeySource
 from storage.messages import MessageRepository
 from storage.outbox import OutboxRepository
+from storage.profilelock import ProfileLock
 from storage.seen import SeenEnvelopeRepository
 from storage.sessions import SessionRepository
 from storage.settings import SettingsRepository
@@ -65,9 +70,17 @@ class Store:
     """An open profile. Make one with ``Store.create`` or ``Store.open``; close it when done."""
 
     def __init__(
-        self, db: Database, profile_dir: Path, header: KeyHeader, *, clock: Clock, random: RandomSource
+        self,
+        db: Database,
+        profile_dir: Path,
+        header: KeyHeader,
+        *,
+        clock: Clock,
+        random: RandomSource,
+        lock: ProfileLock | None = None,
     ):
         self._db = db
+        self._lock = lock
         self.profile_dir = profile_dir
         self.header = header
         self._clock = clock
@@ -96,30 +109,40 @@ class Store:
         clock: Clock = time.time,
         random: RandomSource = nacl.utils.random,
         memory_security: bool = MEMORY_SECURITY,
+        holder: str | None = None,
     ) -> Store:
-        """Create a new profile in ``profile_dir`` (created 0700 if missing), protected by ``key``."""
-        header_path, db_path = profile_dir / KEY_HEADER_NAME, profile_dir / DATABASE_NAME
-        for path in (header_path, db_path):
-            if path.exists():
-                raise ProfileExistsError(str(profile_dir))
-        make_private_dir(profile_dir)
-        make_private_dir(profile_dir / ATTACHMENTS_NAME)
-        header, raw_key = keys.provision(key, random)
+        """Create a new profile in ``profile_dir`` (created 0700 if missing), protected by ``key``.
+
+        ``holder`` says what has it open, for a second opener's error (``storage.profilelock``).
+        """
+        profile_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        lock = ProfileLock.acquire(profile_dir, holder)
         try:
-            db = Database.create(db_path, raw_key, memory_security=memory_security)
+            header_path, db_path = profile_dir / KEY_HEADER_NAME, profile_dir / DATABASE_NAME
+            for path in (header_path, db_path):
+                if path.exists():
+                    raise ProfileExistsError(str(profile_dir))
+            make_private_dir(profile_dir)
+            make_private_dir(profile_dir / ATTACHMENTS_NAME)
+            header, raw_key = keys.provision(key, random)
             try:
-                schema.migrate(db)
-                write_header(header_path, header)
+                db = Database.create(db_path, raw_key, memory_security=memory_security)
+                try:
+                    schema.migrate(db)
+                    write_header(header_path, header)
+                except BaseException:
+                    db.close()
+                    raise
             except BaseException:
-                db.close()
+                for suffix in ("", "-wal", "-shm"):
+                    db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
+                keys.forget(header, key)
                 raise
         except BaseException:
-            for suffix in ("", "-wal", "-shm"):
-                db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
-            keys.forget(header, key)
+            lock.release()
             raise
         log.info("created a profile protected by %s", header.protection.describe())
-        return cls(db, profile_dir, header, clock=clock, random=random)
+        return cls(db, profile_dir, header, clock=clock, random=random, lock=lock)
 
     @classmethod
     def open(
@@ -130,20 +153,32 @@ class Store:
         clock: Clock = time.time,
         random: RandomSource = nacl.utils.random,
         memory_security: bool = MEMORY_SECURITY,
+        holder: str | None = None,
     ) -> Store:
-        """Open an existing profile, migrate it, and sweep what expired while it was closed."""
-        header = read_header(profile_dir / KEY_HEADER_NAME)
-        raw_key = keys.unlock(header, key)
-        db = Database.open(profile_dir / DATABASE_NAME, raw_key, memory_security=memory_security)
+        """Open an existing profile, migrate it, and sweep what expired while it was closed.
+
+        ``holder`` says what has it open, for a second opener's error (``storage.profilelock``).
+        """
+        if not (profile_dir / KEY_HEADER_NAME).exists():
+            # Not a profile (or no folder at all): refused before a lock file is left there.
+            raise NotAnEnclaveDatabaseError("the folder has no key header")
+        lock = ProfileLock.acquire(profile_dir, holder)
         try:
-            schema.check_supported(db)
-            schema.migrate(db)
-            make_private_dir(profile_dir / ATTACHMENTS_NAME)
-            store = cls(db, profile_dir, header, clock=clock, random=random)
-            store.attachments.collect_garbage()
-            store.startup_swept = tuple(store.sweep())
+            header = read_header(profile_dir / KEY_HEADER_NAME)
+            raw_key = keys.unlock(header, key)
+            db = Database.open(profile_dir / DATABASE_NAME, raw_key, memory_security=memory_security)
+            try:
+                schema.check_supported(db)
+                schema.migrate(db)
+                make_private_dir(profile_dir / ATTACHMENTS_NAME)
+                store = cls(db, profile_dir, header, clock=clock, random=random, lock=lock)
+                store.attachments.collect_garbage()
+                store.startup_swept = tuple(store.sweep())
+            except BaseException:
+                db.close()
+                raise
         except BaseException:
-            db.close()
+            lock.release()
             raise
         log.info("opened a profile; the start-up sweep deleted %d messages", len(store.startup_swept))
         return store
@@ -203,7 +238,12 @@ class Store:
         self._db.checkpoint()
 
     def close(self) -> None:
-        self._db.close()
+        """Close the database, then release the profile lock (even if closing failed)."""
+        try:
+            self._db.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> Store:
         return self

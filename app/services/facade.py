@@ -58,13 +58,18 @@ class Enclave:
         clock: Callable[[], float] = time.time,
         random: RandomSource = nacl.utils.random,
         backoff: Backoff | None = None,
+        holder: str | None = None,
     ) -> Enclave:
-        """Open (or ``create``) the profile in ``profile_dir`` and start its core."""
+        """Open (or ``create``) the profile in ``profile_dir`` and start its core.
+
+        ``holder`` names this program to anyone who tries to open the profile meanwhile
+        ("enclave-cli listen"; default: the running program's name), as ``ProfileInUseError``.
+        """
         enclave = cls(Worker(), listener)
 
         async def opening() -> Engine:
             opener = Store.create if create else Store.open
-            store = opener(profile_dir, key, clock=clock, random=random)
+            store = opener(profile_dir, key, clock=clock, random=random, holder=holder)
             engine = Engine(store, listener=enclave._dispatch, clock=clock, random=random, backoff=backoff)
             engine.start()
             return engine

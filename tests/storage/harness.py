@@ -16,6 +16,7 @@ from pathlib import Path
 import keyring.backends.SecretService
 import secretstorage
 
+from storage.profilelock import LOCK_NAME
 from storage.store import DATABASE_NAME
 
 PASSPHRASE = "correct horse battery staple"
@@ -39,10 +40,13 @@ FileState = tuple[str, int, int]
 
 
 def snapshot(folder: Path) -> dict[str, FileState]:
-    """Every file under ``folder``: its SHA-256, size and modification time in ns."""
+    """Every file under ``folder``: its SHA-256, size and modification time in ns.
+
+    The profile lock file is left out: every open writes who holds it, and empties it again.
+    """
     state = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_file():
+        if path.is_file() and path.relative_to(folder) != Path(LOCK_NAME):
             info = path.stat()
             state[str(path.relative_to(folder))] = (
                 hashlib.sha256(path.read_bytes()).hexdigest(),
