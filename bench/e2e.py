@@ -97,10 +97,10 @@ from typing import Any
 from app.crypto.sealed import seal, unseal
 from app.crypto.session import Session, accept_session, initiate_session
 from app.protocol.envelope import Envelope
-from app.services.core import Engine
+from app.services.incoming import Receiving
 from app.services.events import Event, Listener, MessageArrived, MessageStatusChanged
 from app.services.facade import Enclave
-from app.sync.link import spki_pin
+from app.services.relay import relay_pin
 from app.sync.machine import Connection, Pushed
 from bench import server as relay_bench
 from storage.attachments import AttachmentRepository
@@ -255,7 +255,7 @@ class _Probe:
         _replace(stack, MessageRepository, "add", self._noting_incoming)
         _replace(stack, Database, "transaction", self._stamping_commits)
         _replace(stack, Connection, "receive", self._noting_pushes)
-        _replace(stack, Engine, "on_push", self._tagging_push)
+        _replace(stack, Receiving, "receive", self._tagging_push)
         for function in CRYPTO_FUNCTIONS:
             _replace_everywhere(stack, function, self._timed(CRYPTO, function))
         for name in SESSION_METHODS:
@@ -292,15 +292,15 @@ class _Probe:
         return noting
 
     def _tagging_push(
-        self, on_push: Callable[[Engine, Envelope], Coroutine[Any, Any, None]]
+        self, receive: Callable[[Receiving, Envelope, Any], Coroutine[Any, Any, None]]
     ) -> Callable[..., Any]:
         # The link hands an engine one push at a time, so one tag per thread suffices.
-        @functools.wraps(on_push)
-        async def tagging(engine: Engine, envelope: Envelope) -> None:
+        @functools.wraps(receive)
+        async def tagging(receiving: Receiving, envelope: Envelope, source: Any) -> None:
             state = self._state()
             state.push_read_at = self.push_read.get(envelope.envelope_id)
             try:
-                await on_push(engine, envelope)
+                await receive(receiving, envelope, source)
             finally:
                 state.push_read_at = None
 
@@ -520,7 +520,7 @@ def _open_client(
     key = Passphrase(PASSPHRASE, MINIMUM_COST)
     enclave = Enclave.open(root / account, key, create=True, listener=listener)
     try:
-        pin = spki_pin(ssl.PEM_cert_to_DER_cert((relay.data_dir / "tls.crt").read_text(encoding="ascii")))
+        pin = relay_pin(ssl.PEM_cert_to_DER_cert((relay.data_dir / "tls.crt").read_text(encoding="ascii")))
         enclave.enrol(f"https://127.0.0.1:{relay.port}", pin, code).result(STEP_SECONDS)
         if not enclave.wait_online(STEP_SECONDS).result(STEP_SECONDS * 2):
             raise RuntimeError(f"{account} did not get online within {STEP_SECONDS:.0f} s")

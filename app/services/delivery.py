@@ -1,141 +1,166 @@
-"""Delivery: the outbox goes to the relay oldest first, and the relay's answers are settled.
+"""Delivery: the outbox goes out over the transport oldest first, and the answers are settled.
 
-An envelope leaves the outbox only when the relay has stored it (or refused it for
-good); a busy relay (mailbox full, rate limit) stops the flush so that nothing
-overtakes what is waiting. A message becomes *sent* when every copy has left.
+An envelope leaves the outbox only when the transport says the other side stored it
+(or refused it for good); a busy answer (mailbox full, rate limit) stops the flush so
+that nothing overtakes what is waiting. A message becomes *sent* when every copy has
+left, and only then does its disappearing timer start on this device: a message that
+has not left is never swept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
-from app.base.errors import (
-    OfflineError,
-)
+from app.base.errors import OfflineError
 from app.protocol.envelope import Envelope
-from app.protocol.frames import (
-    FrameType,
-    Response,
-    Send,
-    Status,
-)
-from app.services.events import (
-    MessageStatusChanged,
-)
-from app.services.outgoing import Sending
-from app.sync.link import LinkState
-from storage.records import (
-    MessageStatus,
-    OutboxEntry,
-)
+from app.services.clock import Clock
+from app.services.events import Emitter, MessageStatusChanged
+from app.services.sessions import Sessions
+from app.services.tasks import Tasks
+from app.sync.transport import SendOutcome, Transport, TransportState
+from storage.records import MessageStatus, OutboxEntry
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 
 FLUSH_BATCH = 64
 """Envelopes sent before their answers are awaited (and settled in one transaction)."""
-BUSY = frozenset({Status.MAILBOX_FULL, Status.RATE_LIMITED, Status.INTERNAL_ERROR})
 RETRY_SECONDS = 15.0
-"""When the relay is busy (mailbox full, rate limit), try the outbox again after this."""
+"""When the other side is busy (mailbox full, rate limit), try the outbox again after this."""
+DRAIN_POLL_SECONDS = 0.02
 
 
-class Delivery(Sending):
-    """Sending the outbox to the relay and settling its answers."""
+class Delivery:
+    """Sends the outbox over one transport and settles what it answers."""
 
-    def _kick_flush(self) -> None:
-        self._flush_wanted = True
-        if self._flush_task is None or self._flush_task.done():
-            self._flush_task = self._loop.create_task(self._flush(), name="outbox")
+    def __init__(
+        self,
+        store: Store,
+        *,
+        transport: Transport,
+        sessions: Sessions,
+        emitter: Emitter,
+        tasks: Tasks,
+        clock: Clock,
+        on_requeued: Callable[[], None],
+    ) -> None:
+        """``on_requeued``: a message went back to be sealed again (its device was revoked)."""
+        self._store = store
+        self._transport = transport
+        self._sessions = sessions
+        self._emitter = emitter
+        self._tasks = tasks
+        self._clock = clock
+        self._on_requeued = on_requeued
+        self._retry = tasks.alarm()
+        self._flushing: asyncio.Task[None] | None = None
+        self._wanted = False
+
+    def kick(self) -> None:
+        """Something was queued, or the transport came back: send what is due."""
+        self._wanted = True
+        if self._flushing is None or self._flushing.done():
+            self._flushing = self._tasks.spawn(self._flush(), name="outbox")
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until the outbox and the unsealed queue are empty; False if not within ``timeout``.
+
+        For a face about to close: what is still queued then leaves with the next connection.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._store.outbox.next_attempt() is not None or self._store.unsealed.count():
+            if loop.time() >= deadline or self._transport.state != TransportState.ONLINE:
+                return False
+            self.kick()
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        return True
 
     async def _flush(self) -> None:
         try:
-            while self._flush_wanted:
-                self._flush_wanted = False
+            while self._wanted:
+                self._wanted = False
                 await self._flush_once()
         except OfflineError:
-            log.debug("the outbox waits for the relay")
+            log.debug("the outbox waits for the transport")
 
     async def _flush_once(self) -> None:
-        """Send due envelopes in batches: every SEND of a batch goes out at once, in order.
+        """Send due envelopes in batches: every envelope of a batch goes out at once, in order.
 
         The relay answers one connection's requests in the order they came, so pipelining
         keeps the order; the batch's answers are settled in one transaction. A busy answer
-        (mailbox full, rate limit) stops the flush until ``RETRY_SECONDS`` have passed; an
-        envelope the relay stored but whose answer was lost is sent again later, which the
-        relay and the recipient both drop as a repeat of its envelope id.
+        stops the flush until ``RETRY_SECONDS`` have passed; an envelope stored but whose
+        answer was lost is sent again later, which the relay and the recipient both drop
+        as a repeat of its envelope id.
         """
-        while self.link is not None and self.link.state == LinkState.ONLINE:
-            entries = self.store.outbox.due(float("inf"), FLUSH_BATCH)
+        while self._transport.state == TransportState.ONLINE:
+            entries = self._store.outbox.due(float("inf"), FLUSH_BATCH)
             if not entries:
                 return
             answers = await asyncio.gather(
-                *(
-                    self._request(
-                        FrameType.SEND,
-                        Send(entry.recipient_device, Envelope.parse(entry.envelope)).encode(),
-                        refuse=False,
-                    )
-                    for entry in entries
-                ),
+                *(self._transport.send(e.recipient_device, Envelope.parse(e.envelope)) for e in entries),
                 return_exceptions=True,
             )
-            settled: list[tuple[OutboxEntry, Response]] = []
+            settled: list[tuple[OutboxEntry, SendOutcome]] = []
             failure: BaseException | None = None
+            busy = False
             for entry, answer in zip(entries, answers, strict=True):
                 if isinstance(answer, BaseException):
                     failure = answer
                     break
-                if answer.status in BUSY:
-                    log.info("the relay is busy (%s); the outbox waits", answer.status.name)
-                    failure = answer
+                if answer is SendOutcome.BUSY:
+                    busy = True
                     break
                 settled.append((entry, answer))
             self._settle(settled)
-            if isinstance(failure, Response):
-                self._retry_later()
+            if busy:
+                self._retry.set(RETRY_SECONDS, self.kick)
                 return
             if failure is not None:
                 raise failure
 
-    def _settle(self, answered: list[tuple[OutboxEntry, Response]]) -> None:
-        """Act on the relay's answers to envelopes it will not be asked about again, in one transaction."""
+    def _settle(self, answered: list[tuple[OutboxEntry, SendOutcome]]) -> None:
+        """Act on answers about envelopes that will not be sent again, in one transaction."""
         changed: list[tuple[int, MessageStatus]] = []
-        reseal = False
-        with self.store.transaction():
-            for entry, response in answered:
-                status, again = self._settle_one(entry, response)
-                reseal = reseal or again
+        requeued = False
+        with self._store.transaction():
+            for entry, outcome in answered:
+                status, again = self._settle_one(entry, outcome)
+                requeued = requeued or again
                 if status is not None and entry.message_id is not None:
                     changed.append((entry.message_id, status))
-        if reseal:
+        if requeued:
             log.info("sealing a message again for the colleague's current devices")
-            self._in_background(self._seal_pending())
+            self._on_requeued()
         for message_id, status in changed:
-            message = self.store.messages.get(message_id)
-            self._emit(MessageStatusChanged(message.id, message.conversation_id, status))
+            message = self._store.messages.get(message_id)
+            self._emitter.emit(MessageStatusChanged(message.id, message.conversation_id, status))
 
-    def _settle_one(self, entry: OutboxEntry, response: Response) -> tuple[MessageStatus | None, bool]:
+    def _settle_one(self, entry: OutboxEntry, outcome: SendOutcome) -> tuple[MessageStatus | None, bool]:
         """(the message's new status if it changed, whether to seal it again)."""
-        delivered, gone = response.status == Status.OK, response.status == Status.NOT_FOUND
-        self.store.outbox.remove(entry.id)
+        stored, gone = outcome is SendOutcome.STORED, outcome is SendOutcome.GONE
+        self._store.outbox.remove(entry.id)
         if gone:
-            # The device's key stays on record: a device that appears later for the same
-            # colleague is then recognised as a replacement and must be accepted.
             log.info("a colleague's device was revoked; dropping its session")
-            self.store.sessions.delete(entry.recipient, entry.recipient_device)
-        elif not delivered:
-            log.warning("the relay refused an envelope: %s", response.status.name)
-        if entry.message_id is None or self.store.outbox.pending_for(entry.message_id):
+            self._sessions.forget(entry.recipient, entry.recipient_device)
+        if entry.message_id is None or self._store.outbox.pending_for(entry.message_id):
             return None, False
         # Devices that took a copy keep their sessions: none left means none took it.
-        reached = delivered or bool(self.store.sessions.devices(entry.recipient))
+        reached = stored or bool(self._sessions.devices(entry.recipient))
         if gone and not reached:
-            self.store.unsealed.add(entry.message_id)
+            self._store.unsealed.add(entry.message_id)
             return None, True
         status = MessageStatus.SENT if reached else MessageStatus.FAILED
-        return (status if self.store.messages.set_status(entry.message_id, status) else None), False
+        if not self._store.messages.set_status(entry.message_id, status):
+            return None, False
+        if status is MessageStatus.SENT:
+            self._start_countdown(entry.message_id)
+        return status, False
 
-    def _retry_later(self) -> None:
-        if self._retry_handle is not None:
-            self._retry_handle.cancel()
-        self._retry_handle = self._loop.call_later(RETRY_SECONDS, self._kick_flush)
+    def _start_countdown(self, message_id: int) -> None:
+        """A disappearing message starts to disappear on this device once it has left it."""
+        message = self._store.messages.get(message_id)
+        if message.expire_after and message.expires_at is None:
+            self._store.messages.set_expiry(message_id, self._clock() + message.expire_after)

@@ -7,10 +7,13 @@ cursors or live objects, so a face can keep them as long as it likes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from storage.records import Conversation, Message, MessageStatus
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +102,17 @@ Event = (
     | Problem
 )
 Listener = Callable[[Event], None]
+
+
+class Emitter:
+    """How the core's parts tell the face: one listener, and a failing listener never stops the core."""
+
+    def __init__(self, listener: Listener) -> None:
+        self._listener = listener
+
+    def emit(self, *events: Event) -> None:
+        for event in events:
+            try:
+                self._listener(event)
+            except Exception:
+                log.exception("an event listener failed")

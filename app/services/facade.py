@@ -24,13 +24,23 @@ from typing import Any, TypeVar
 import nacl.utils
 
 from app.crypto.primitives import RandomSource
-from app.protocol.frames import DirectoryEntry
-from app.services.core import ConversationSummary, Engine, SafetyNumberView
+from app.services.client import Client
 from app.services.events import ConnectionChanged, Event, Listener
+from app.services.types import (
+    Attachment,
+    Contact,
+    Conversation,
+    ConversationSummary,
+    DirectoryEntry,
+    Identity,
+    Message,
+    Page,
+    PageCursor,
+    SafetyNumberView,
+)
 from app.services.worker import Worker
 from app.sync.machine import Backoff
 from storage.keys import KeySource
-from storage.records import Attachment, Contact, Conversation, Identity, Message, Page, PageCursor
 from storage.store import Store
 
 T = TypeVar("T")
@@ -43,7 +53,7 @@ class Enclave:
     def __init__(self, worker: Worker, listener: Listener | None) -> None:
         self._worker = worker
         self._listener = listener
-        self._engine: Engine | None = None
+        self._client: Client | None = None
         self.connection = ConnectionChanged("offline", "")
         """The latest connection state (also sent as an event)."""
 
@@ -67,15 +77,17 @@ class Enclave:
         """
         enclave = cls(Worker(), listener)
 
-        async def opening() -> Engine:
+        async def opening() -> Client:
             opener = Store.create if create else Store.open
             store = opener(profile_dir, key, clock=clock, random=random, holder=holder)
-            engine = Engine(store, listener=enclave._dispatch, clock=clock, random=random, backoff=backoff)
-            engine.start()
-            return engine
+            client = Client.build(
+                store, listener=enclave._dispatch, clock=clock, random=random, backoff=backoff
+            )
+            client.start()
+            return client
 
         try:
-            enclave._engine = enclave._worker.submit(opening()).result(OPEN_SECONDS)
+            enclave._client = enclave._worker.submit(opening()).result(OPEN_SECONDS)
         except BaseException:
             enclave._worker.stop()
             raise
@@ -87,11 +99,11 @@ class Enclave:
         if self._listener is not None:
             self._listener(event)
 
-    def _run(self, call: Callable[[Engine], T | Awaitable[T]]) -> Future[T]:
+    def _run(self, call: Callable[[Client], T | Awaitable[T]]) -> Future[T]:
         async def run() -> T:
-            if self._engine is None:
+            if self._client is None:
                 raise RuntimeError("this profile is closed")
-            result = call(self._engine)
+            result = call(self._client)
             if inspect.isawaitable(result):
                 return await result
             return result
@@ -103,96 +115,93 @@ class Enclave:
     @property
     def account(self) -> Identity | None:
         """This device's account id and device id once enrolled (None before)."""
-        return self._engine.account if self._engine else None
+        return self._client.credentials.account if self._client else None
 
     def enrol(self, relay_url: str, pin: str, code: str) -> Future[Identity]:
-        return self._run(lambda e: e.enrol(relay_url, pin, code))
+        return self._run(lambda c: c.enrol(relay_url, pin, code))
 
     def wait_online(self, timeout: float) -> Future[bool]:
-        async def waiting(engine: Engine) -> bool:
-            return engine.link is not None and await engine.link.wait_online(timeout)
-
-        return self._run(waiting)
+        return self._run(lambda c: c.relay.wait_online(timeout))
 
     def lookup(self, query: str) -> Future[list[DirectoryEntry]]:
-        return self._run(lambda e: e.lookup(query))
+        return self._run(lambda c: c.contacts.lookup(query))
 
     def add_contact(self, account_id: str, display_name: str, department: str = "") -> Future[Contact]:
-        return self._run(lambda e: e.add_contact(account_id, display_name, department))
+        return self._run(lambda c: c.contacts.add(account_id, display_name, department))
 
     def contacts(self) -> Future[list[Contact]]:
-        return self._run(lambda e: e.contacts())
+        return self._run(lambda c: c.contacts.list())
 
     def start_conversation(self, account_id: str) -> Future[Conversation]:
-        return self._run(lambda e: e.start_conversation(account_id))
+        return self._run(lambda c: c.conversations.start(account_id))
 
     def start_secret_chat(self, account_id: str, timer_seconds: int) -> Future[Conversation]:
-        return self._run(lambda e: e.start_secret_chat(account_id, timer_seconds))
+        return self._run(lambda c: c.conversations.start_secret(account_id, timer_seconds))
 
     def conversations(self) -> Future[list[ConversationSummary]]:
-        return self._run(lambda e: e.conversations())
+        return self._run(lambda c: c.conversations.summaries())
 
     def history(
         self, conversation_id: int, before: PageCursor | None = None, limit: int = 50
     ) -> Future[Page]:
-        return self._run(lambda e: e.history(conversation_id, before, limit))
+        return self._run(lambda c: c.conversations.history(conversation_id, before, limit))
 
     def pending(self) -> Future[list[Message]]:
-        return self._run(lambda e: e.pending())
+        return self._run(lambda c: c.conversations.pending())
 
     def search(self, text: str, conversation_id: int | None = None) -> Future[list[Message]]:
-        return self._run(lambda e: e.search(text, conversation_id))
+        return self._run(lambda c: c.conversations.search(text, conversation_id))
 
     # Messages.
 
     def send_text(self, conversation_id: int, text: str) -> Future[Message]:
-        return self._run(lambda e: e.send_text(conversation_id, text))
+        return self._run(lambda c: c.sending.send_text(conversation_id, text))
 
     def send_file(self, conversation_id: int, path: Path, caption: str = "") -> Future[Message]:
-        return self._run(lambda e: e.send_file(conversation_id, path, caption))
+        return self._run(lambda c: c.sending.send_file(conversation_id, path, caption))
 
     def forward(self, message_id: int, conversation_id: int) -> Future[Message]:
-        return self._run(lambda e: e.forward(message_id, conversation_id))
+        return self._run(lambda c: c.sending.forward(message_id, conversation_id))
 
     def attachments(self, message_id: int) -> Future[list[Attachment]]:
-        return self._run(lambda e: e.attachments(message_id))
+        return self._run(lambda c: c.conversations.attachments(message_id))
 
     def save_attachment(self, attachment_id: int, dest: Path) -> Future[int]:
-        return self._run(lambda e: e.save_attachment(attachment_id, dest))
+        return self._run(lambda c: c.conversations.save_attachment(attachment_id, dest))
 
     def delete_messages(self, ids: list[int]) -> Future[list[int]]:
-        return self._run(lambda e: e.delete_messages(ids))
+        return self._run(lambda c: c.conversations.delete_messages(ids))
 
     def mark_read(self, conversation_id: int) -> Future[int]:
-        return self._run(lambda e: e.mark_read(conversation_id))
+        return self._run(lambda c: c.conversations.mark_read(conversation_id))
 
     def set_read_receipts(self, enabled: bool) -> Future[None]:
-        return self._run(lambda e: e.set_read_receipts(enabled))
+        return self._run(lambda c: c.conversations.set_read_receipts(enabled))
 
     def set_timer(self, conversation_id: int, timer_seconds: int) -> Future[Conversation]:
-        return self._run(lambda e: e.set_timer(conversation_id, timer_seconds))
+        return self._run(lambda c: c.conversations.set_timer(conversation_id, timer_seconds))
 
     # Trust.
 
     def safety_numbers(self, account_id: str) -> Future[list[SafetyNumberView]]:
-        return self._run(lambda e: e.safety_numbers(account_id))
+        return self._run(lambda c: c.verification.safety_numbers(account_id))
 
     def mark_verified(self, account_id: str, device_id: int) -> Future[None]:
-        return self._run(lambda e: e.mark_verified(account_id, device_id))
+        return self._run(lambda c: c.verification.mark_verified(account_id, device_id))
 
     def accept_key_change(self, account_id: str) -> Future[None]:
-        return self._run(lambda e: e.accept_key_change(account_id))
+        return self._run(lambda c: c.verification.accept_key_change(account_id))
 
     def flush(self, timeout: float) -> Future[bool]:
-        """Wait until every queued envelope has left for the relay (see ``Engine.flush``)."""
-        return self._run(lambda e: e.flush(timeout))
+        """Wait until every queued envelope has left for the relay (see ``Delivery.drained``)."""
+        return self._run(lambda c: c.delivery.drained(timeout))
 
     def close(self) -> None:
         """Stop the link and close the store; waits for the worker thread to finish."""
-        if self._engine is not None:
-            engine, self._engine = self._engine, None
+        if self._client is not None:
+            client, self._client = self._client, None
             try:
-                self._worker.submit(engine.close()).result(OPEN_SECONDS)
+                self._worker.submit(client.close()).result(OPEN_SECONDS)
             finally:
                 self._worker.stop()
 

@@ -17,7 +17,6 @@ import re
 from app.base.errors import (
     CryptoError,
     DuplicateMessageError,
-    OfflineError,
     RemoteProtocolError,
     StorageError,
 )
@@ -35,14 +34,14 @@ from app.protocol.content import (
     parse_content,
 )
 from app.protocol.envelope import Envelope
-from app.protocol.frames import (
-    Ack,
-    FrameType,
-)
 from app.services import sessions
+from app.services.clock import Clock, millis
+from app.services.contacts import Contacts
+from app.services.credentials import Credentials
 from app.services.delivery import Delivery
 from app.services.events import (
     ConversationStarted,
+    Emitter,
     Event,
     MessageArrived,
     MessageStatusChanged,
@@ -50,6 +49,10 @@ from app.services.events import (
     TimerChanged,
 )
 from app.services.outgoing import CONTROL_ENVELOPE_SECONDS, MESSAGE_ENVELOPE_SECONDS
+from app.services.sessions import Sessions
+from app.services.tasks import Tasks
+from app.sync.link import RelayLink
+from app.sync.transport import Transport
 from storage.records import (
     OUTGOING,
     Conversation,
@@ -57,6 +60,7 @@ from storage.records import (
     MessageStatus,
     NewMessage,
 )
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -77,31 +81,55 @@ def unavailable_name(filename: str) -> str:
     return filename.encode("utf-8")[:room].decode("utf-8", errors="ignore") + UNAVAILABLE_SUFFIX
 
 
-class Receiving(Delivery):
-    """Opening, storing and acknowledging what the relay pushes."""
+class Receiving:
+    """Opening, storing and acknowledging what a transport brings."""
 
-    async def _receive(self, envelope: Envelope) -> None:
-        if self._identity is None or self._relay is None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        credentials: Credentials,
+        sessions: Sessions,
+        contacts: Contacts,
+        relay: RelayLink,
+        delivery: Delivery,
+        emitter: Emitter,
+        tasks: Tasks,
+        clock: Clock,
+    ) -> None:
+        """``relay`` serves the files (downloads) and is asked to push again after a failure."""
+        self._store = store
+        self._credentials = credentials
+        self._sessions = sessions
+        self._contacts = contacts
+        self._relay = relay
+        self._delivery = delivery
+        self._emitter = emitter
+        self._tasks = tasks
+        self._clock = clock
+
+    async def receive(self, envelope: Envelope, source: Transport) -> None:
+        """Open, store and then ack one envelope; anything before the commit leaves no trace."""
+        relay = self._credentials.relay
+        if self._credentials.identity is None or relay is None:
             return
-        if self.store.seen.contains(envelope.envelope_id):
-            await self._ack(envelope)
+        if self._store.seen.contains(envelope.envelope_id):
+            await source.ack(envelope.envelope_id)
             return
         try:
             unsealed = unseal(
-                recipient=self._identity,
+                recipient=self._credentials.identity,
                 untrusted=envelope.sealed,
-                trust_root=self._relay.trust_root,
+                trust_root=relay.trust_root,
                 now=int(self._clock()) - CERTIFICATE_GRACE_SECONDS,
             )
-            opened = sessions.open_message(
-                self.store, self._identity, unsealed.sender, unsealed.message, self._random
-            )
+            opened = self._sessions.open(unsealed.sender, unsealed.message)
             content = parse_content(opened.plaintext)
         except (RemoteProtocolError, CryptoError) as e:
             if not isinstance(e, DuplicateMessageError):
                 log.warning("dropped an envelope that cannot be opened (%s)", type(e).__name__)
-            self.store.seen.add(envelope.envelope_id)
-            await self._ack(envelope)
+            self._store.seen.add(envelope.envelope_id)
+            await source.ack(envelope.envelope_id)
             return
         sender = unsealed.sender
         plaintext_file = None
@@ -109,22 +137,21 @@ class Receiving(Delivery):
             plaintext_file = await self._download(content)
             # The download awaited: the stored session may have moved on (a receipt was
             # sealed with it meanwhile), so decrypt again from what is stored now.
-            opened = sessions.open_message(self.store, self._identity, sender, unsealed.message, self._random)
+            opened = self._sessions.open(sender, unsealed.message)
         try:
             events = self._store_received(envelope, sender, opened, content, plaintext_file)
         except StorageError as e:
-            self._emit(Problem(f"An arriving message could not be stored: {e}"))
-            self._in_background(self._fetch_again())
+            self._emitter.emit(Problem(f"An arriving message could not be stored: {e}"))
+            self._tasks.spawn(self._fetch_again())
             raise
-        self._emit(*events)
-        self._kick_flush()
-        await self._ack(envelope)
+        self._emitter.emit(*events)
+        self._delivery.kick()
+        await source.ack(envelope.envelope_id)
 
     async def _fetch_again(self) -> None:
         """Reconnect after a while so the relay pushes again what could not be stored."""
         await asyncio.sleep(FETCH_AGAIN_SECONDS)
-        if self.link is not None:
-            await self.link.renew()
+        await self._relay.renew()
 
     def _store_received(
         self,
@@ -136,27 +163,21 @@ class Receiving(Delivery):
     ) -> list[Event]:
         """The receive transaction: message, session, used prekey, envelope id, receipt."""
         events: list[Event] = []
-        with self.store.transaction():
-            self.store.seen.add(envelope.envelope_id)
-            self._ensure_contact(sender.account_id)
-            note = sessions.note_device(self.store, sender.account_id, sender.device_id, sender.identity_key)
+        with self._store.transaction():
+            self._store.seen.add(envelope.envelope_id)
+            note = self._sessions.keep(sender, opened)
             if note is not None:
                 events.append(note)
-            self.store.sessions.put(sender.account_id, sender.device_id, opened.session.to_bytes())
-            if opened.one_time_prekey_id is not None:
-                self.store.prekeys.take_one_time(opened.one_time_prekey_id)
             events += self._apply(content, sender, plaintext_file)
         return events
 
     async def _download(self, content: FileMessage) -> bytes | None:
         """The file's plaintext; None if the relay no longer has it. Offline: the envelope waits."""
-        if self.link is None:
-            raise OfflineError("not connected")
         attachment_id = content.attachment_id.decode("ascii", errors="replace")
         if not ATTACHMENT_ID.fullmatch(attachment_id):
             log.warning("a file message names an attachment id the relay never makes")
             return None
-        untrusted_blob = await self.link.download(attachment_id)
+        untrusted_blob = await self._relay.download(attachment_id)
         if untrusted_blob is None:
             return None
         try:
@@ -178,7 +199,7 @@ class Receiving(Delivery):
             if conversation is None:
                 return events
             if conversation.timer_seconds != content.timer_seconds:
-                self.store.conversations.set_timer(conversation.id, content.timer_seconds)
+                self._store.conversations.set_timer(conversation.id, content.timer_seconds)
                 events.append(TimerChanged(conversation.id, content.timer_seconds, by_peer=True))
             return events
         # A KeyUpdate (reset) arrives in the new session it asks for, which has already
@@ -194,10 +215,10 @@ class Receiving(Delivery):
         )
         if conversation is None:
             return events
-        if self.store.messages.find(conversation.id, sender.account_id, header.message_id) is not None:
+        if self._store.messages.find(conversation.id, sender.account_id, header.message_id) is not None:
             return events
         body = content.text if isinstance(content, TextMessage) else content.caption
-        message = self.store.messages.add(
+        message = self._store.messages.add(
             NewMessage(
                 conversation_id=conversation.id,
                 message_id=header.message_id,
@@ -212,11 +233,11 @@ class Receiving(Delivery):
         )
         if isinstance(content, FileMessage):
             name = content.filename if file is not None else unavailable_name(content.filename)
-            self.store.attachments.add(
+            self._store.attachments.add(
                 message.id, io.BytesIO(file or b""), name=name, mime_type=content.mime_type
             )
-        receipt = Receipt(ReceiptType.DELIVERED, self._millis(), (header.message_id,))
-        self._queue(
+        receipt = Receipt(ReceiptType.DELIVERED, millis(self._clock), (header.message_id,))
+        self._sessions.seal(
             sender.account_id,
             sender.device_id,
             receipt,
@@ -240,25 +261,25 @@ class Receiving(Delivery):
             log.info("dropped a group message: groups arrive with a later version")
             return None, []
         if secret_id is None:
-            existing = self.store.conversations.find_with_peer(sender.account_id)
+            existing = self._store.conversations.find_with_peer(sender.account_id)
             if existing:
                 return existing[0], []
-            created = self.store.conversations.create(
+            created = self._store.conversations.create(
                 ConversationKind.DIRECT,
                 peer_account_id=sender.account_id,
-                title=self.store.contacts.get(sender.account_id).display_name,
+                title=self._contacts.get(sender.account_id).display_name,
             )
             return created, [ConversationStarted(created)]
-        secret = self.store.conversations.find_secret(secret_id)
+        secret = self._store.conversations.find_secret(secret_id)
         if secret is not None:
             if (secret.peer_account_id, secret.peer_device) != (sender.account_id, sender.device_id):
                 log.warning("dropped a secret chat message from a device outside that chat")
                 return None, []
             return secret, []
-        created = self.store.conversations.create(
+        created = self._store.conversations.create(
             ConversationKind.SECRET,
             peer_account_id=sender.account_id,
-            title=self.store.contacts.get(sender.account_id).display_name,
+            title=self._contacts.get(sender.account_id).display_name,
             timer_seconds=timer,
             secret_id=secret_id,
             peer_device=sender.device_id,
@@ -271,19 +292,13 @@ class Receiving(Delivery):
         conversations = [
             c
             for kind in (ConversationKind.DIRECT, ConversationKind.SECRET)
-            for c in self.store.conversations.find_with_peer(sender.account_id, kind)
+            for c in self._store.conversations.find_with_peer(sender.account_id, kind)
         ]
         for message_id in receipt.message_ids:
             for conversation in conversations:
-                message = self.store.messages.find(conversation.id, OUTGOING, message_id)
-                if message is not None and self.store.messages.set_status(
+                message = self._store.messages.find(conversation.id, OUTGOING, message_id)
+                if message is not None and self._store.messages.set_status(
                     message.id, status, at=receipt.timestamp / 1000
                 ):
                     events.append(MessageStatusChanged(message.id, conversation.id, status))
         return events
-
-    async def _ack(self, envelope: Envelope) -> None:
-        """Tell the relay it may delete the envelope, without waiting for its answer."""
-        if self.link is None:
-            raise OfflineError("this device is not enrolled with a relay")
-        await self.link.send_only(FrameType.ACK, Ack((envelope.envelope_id,)).encode())

@@ -6,12 +6,17 @@ id the relay may still hand out.
 
 from __future__ import annotations
 
+import logging
+
 from app.crypto.keys import DHKeyPair, IdentityKeyPair, OneTimePreKey, SignedPreKey
 from app.crypto.primitives import RandomSource
-from app.protocol.frames import SignedPreKeyUpload, UploadedPreKey
+from app.protocol.frames import FrameType, SignedPreKeyUpload, UploadedPreKey, UploadPreKeys
 from app.services.settings import NEXT_PREKEY_ID
+from app.sync.link import RelayLink
 from storage.records import PreKeyKind
 from storage.store import Store
+
+log = logging.getLogger(__name__)
 
 ENROL_ONE_TIME_PREKEYS = 100
 REFILL_ONE_TIME_PREKEYS = 100
@@ -51,3 +56,26 @@ def next_one_time_id(store: Store) -> int:
 def signed_prekey(store: Store, key_id: int) -> SignedPreKey:
     record = store.prekeys.get(PreKeyKind.SIGNED, key_id)
     return SignedPreKey(key_id, DHKeyPair.from_private(record.private_key), record.signature or b"")
+
+
+class PreKeys:
+    """Keeps the relay stocked with this device's one-time prekeys."""
+
+    def __init__(self, store: Store, *, relay: RelayLink, random: RandomSource) -> None:
+        self._store = store
+        self._relay = relay
+        self._random = random
+        self._refilling = False
+
+    async def refill(self) -> None:
+        """Make, keep and upload a fresh batch (the relay said it runs low); one batch at a time."""
+        if self._refilling:
+            return
+        self._refilling = True
+        try:
+            fresh = new_one_time_prekeys(next_one_time_id(self._store), REFILL_ONE_TIME_PREKEYS, self._random)
+            save(self._store, None, fresh)
+            await self._relay.call(FrameType.UPLOAD_PREKEYS, UploadPreKeys(None, uploads(fresh)).encode())
+            log.info("uploaded %d one-time prekeys", len(fresh))
+        finally:
+            self._refilling = False

@@ -1,27 +1,43 @@
 """Sessions with colleagues' devices: opening what arrives, sealing what leaves, noting their keys.
 
-Everything here works on state loaded from the store and hands back what to save; the
-caller writes it in the same transaction as the message it belongs to, so a crash never
-leaves a ratchet advanced for a message that was not stored (or the reverse).
+The functions work on state loaded from the store and hand back what to save; the
+``Sessions`` part writes it in the caller's transaction, the one that stores the
+message it belongs to, so a crash never leaves a ratchet advanced for a message that
+was not stored (or the reverse).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-from app.base.errors import CertificateError, DecryptionError
+from app.base.errors import CertificateError, CryptoError, DecryptionError, RelayRefusedError
 from app.crypto.certificate import DeviceCertificate
-from app.crypto.keys import NO_ONE_TIME_PREKEY, DHKeyPair, IdentityKeyPair, OneTimePreKey
+from app.crypto.keys import NO_ONE_TIME_PREKEY, DHKeyPair, IdentityKeyPair, OneTimePreKey, PreKeyBundle
 from app.crypto.primitives import RandomSource
 from app.crypto.sealed import seal
-from app.crypto.session import MessageKind, PreKeyMessage, Session, SessionMessage, accept_session
+from app.crypto.session import (
+    MessageKind,
+    PreKeyMessage,
+    Session,
+    SessionMessage,
+    accept_session,
+    initiate_session,
+)
 from app.protocol.content import Content, encode_content
 from app.protocol.envelope import Envelope
+from app.protocol.frames import Bundles, FetchBundles, FrameType, Status
 from app.services import prekeys
-from app.services.events import KeyChanged
+from app.services.contacts import Contacts
+from app.services.credentials import Credentials
+from app.services.errors import NoDeviceError
+from app.services.events import Emitter, Event, KeyChanged
+from app.sync.link import RelayLink
 from storage.errors import NotFoundError
 from storage.records import PreKeyKind, Trust
 from storage.store import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +130,117 @@ def blocked(store: Store, account_id: str, device_id: int | None = None) -> bool
         for d in store.contacts.devices(account_id)
         if device_id is None or d.device_id == device_id
     )
+
+
+class Sessions:
+    """The sessions this device holds with colleagues' devices, and the keys those devices showed."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        credentials: Credentials,
+        relay: RelayLink,
+        contacts: Contacts,
+        emitter: Emitter,
+        random: RandomSource,
+    ) -> None:
+        self._store = store
+        self._credentials = credentials
+        self._relay = relay
+        self._contacts = contacts
+        self._emitter = emitter
+        self._random = random
+
+    def devices(self, account_id: str, device_id: int | None = None) -> list[int]:
+        """The colleague's devices this device has a session with (only ``device_id``, if given)."""
+        known = self._store.sessions.devices(account_id)
+        return [d for d in known if device_id is None or d == device_id]
+
+    def has(self, account_id: str, device_id: int) -> bool:
+        return self._store.sessions.get(account_id, device_id) is not None
+
+    def blocked(self, account_id: str, device_id: int | None = None) -> bool:
+        return blocked(self._store, account_id, device_id)
+
+    async def ensure(self, account_id: str, device_id: int | None) -> list[int]:
+        """The devices to encrypt for, fetching prekey bundles for a colleague with no session yet."""
+        known = self.devices(account_id, device_id)
+        if known:
+            return known
+        _, identity = self._credentials.require()
+        response = await self._relay.request(FrameType.FETCH_BUNDLES, FetchBundles(account_id).encode())
+        if response.status == Status.NOT_FOUND:
+            raise NoDeviceError(f"{account_id} has no active device")
+        if response.status != Status.OK:
+            raise RelayRefusedError(response.status.name, response.reason)
+        changed: list[Event] = []
+        with self._store.transaction():
+            self._contacts.ensure(account_id)
+            for device in Bundles.parse(response.body).devices:
+                if self.has(account_id, device.device_id):
+                    continue
+                bundle = PreKeyBundle.from_bytes(device.bundle)
+                try:
+                    session = initiate_session(identity, bundle, self._random)
+                except CryptoError:
+                    log.warning("the relay handed out a prekey bundle with a bad signature")
+                    continue
+                note = note_device(self._store, account_id, device.device_id, bundle.identity_key)
+                if note is not None:
+                    changed.append(note)
+                self._store.sessions.put(account_id, device.device_id, session.to_bytes())
+        self._emitter.emit(*changed)
+        found = self.devices(account_id, device_id)
+        if not found:
+            raise NoDeviceError(f"{account_id} has no device this chat can reach")
+        return found
+
+    def seal(
+        self, account_id: str, device_id: int, content: Content, expires_at: int, *, message_id: int | None
+    ) -> None:
+        """Encrypt for one device with its stored session and put the envelope in the outbox.
+
+        Synchronous on purpose: the session is loaded, advanced and saved with no await
+        in between. Call inside a transaction.
+        """
+        identity, certificate = self._credentials.sealing_keys()
+        state = self._store.sessions.get(account_id, device_id)
+        if state is None:
+            raise NoDeviceError(f"no session with {account_id}'s device {device_id}")
+        session = Session.from_bytes(state)
+        envelope = seal_for(
+            identity=identity,
+            certificate=certificate,
+            session=session,
+            content=content,
+            expires_at=expires_at,
+            random=self._random,
+        )
+        self._store.outbox.enqueue(account_id, device_id, envelope, message_id=message_id)
+        self._store.sessions.put(account_id, device_id, session.to_bytes())
+
+    def open(self, sender: DeviceCertificate, message: SessionMessage) -> Opened:
+        """Decrypt in memory with the session as stored now; nothing is saved until ``keep``."""
+        _, identity = self._credentials.require()
+        return open_message(self._store, identity, sender, message, self._random)
+
+    def keep(self, sender: DeviceCertificate, opened: Opened) -> KeyChanged | None:
+        """Save what opening a message changed: the sender's key, the session, the used prekey.
+
+        Call inside the transaction that stores the message.
+        """
+        self._contacts.ensure(sender.account_id)
+        note = note_device(self._store, sender.account_id, sender.device_id, sender.identity_key)
+        self._store.sessions.put(sender.account_id, sender.device_id, opened.session.to_bytes())
+        if opened.one_time_prekey_id is not None:
+            self._store.prekeys.take_one_time(opened.one_time_prekey_id)
+        return note
+
+    def forget(self, account_id: str, device_id: int) -> None:
+        """The device was revoked: its session is of no more use.
+
+        Its key stays on record, so a device that appears later for the same colleague is
+        recognised as a replacement and must be accepted.
+        """
+        self._store.sessions.delete(account_id, device_id)

@@ -1,11 +1,13 @@
 """The thin asyncio driver of ``machine.Connection``: one TLS WebSocket to the relay, kept up.
 
-``RelayLink`` connects, checks the relay's public-key pin before a single frame is
-sent, authenticates, and hands what the relay says to its ``LinkListener``: pushed
-envelopes one at a time and in order (the listener acks each once its store has
-committed it), notices, and state changes. When the connection drops it reconnects
-after a jittered back-off (``machine.Backoff``); when the relay refuses the device
-(revoked, disabled) it stops for good and says why.
+``RelayLink`` is the first ``transport.Transport``: it connects, checks the relay's
+public-key pin before a single frame is sent, authenticates, and hands what the relay
+says to its ``LinkListener``: pushed envelopes one at a time and in order (the listener
+acks each once its store has committed it), notices, and state changes. Beside the
+transport it offers what only the relay has: requests (directory, prekey bundles),
+attachment upload and download, and certificate renewal by reconnecting. When the
+connection drops it reconnects after a jittered back-off (``machine.Backoff``); when
+the relay refuses the device (revoked, disabled) it stops for good and says why.
 
 Why the pin is checked after the handshake and not by the TLS library: the relay's
 certificate is self-signed and renewable, so the pin is the SHA-256 of its public key
@@ -25,7 +27,6 @@ import random as _random
 import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from enum import Enum
 from http import HTTPStatus
 from typing import Protocol
 
@@ -43,12 +44,14 @@ from app.base.errors import (
 from app.protocol.envelope import Envelope
 from app.protocol.frames import (
     MAX_FRAME_BYTES,
+    Ack,
     Authenticated,
     Enrol,
     Enrolled,
     FrameType,
     Notice,
     Response,
+    Send,
     Status,
 )
 from app.sync.machine import (
@@ -65,6 +68,7 @@ from app.sync.machine import (
     Signer,
     State,
 )
+from app.sync.transport import EnvelopeReceiver, SendOutcome, TransportState
 
 log = logging.getLogger(__name__)
 
@@ -117,24 +121,39 @@ def _why(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-class LinkState(Enum):
-    OFFLINE = "offline"
-    """Not connected; a reconnection is scheduled (``reason`` says what failed)."""
-    CONNECTING = "connecting"
-    ONLINE = "online"
-    REFUSED = "refused"
-    """The relay will not serve this device; the link has stopped for good."""
-    STOPPED = "stopped"
+@dataclass(frozen=True, slots=True)
+class _Started:
+    """What ``RelayLink.start`` was given: where to connect, as whom, and who hears it."""
+
+    address: RelayAddress
+    device_id: int
+    signer: Signer
+    listener: LinkListener
 
 
-class LinkListener(Protocol):
+BUSY = frozenset({Status.MAILBOX_FULL, Status.RATE_LIMITED, Status.INTERNAL_ERROR})
+"""The relay's answers to a SEND that mean "not now" rather than "never"."""
+
+
+def send_outcome(status: Status) -> SendOutcome:
+    """What the relay's answer to a SEND means for the envelope."""
+    if status == Status.OK:
+        return SendOutcome.STORED
+    if status == Status.NOT_FOUND:
+        return SendOutcome.GONE
+    if status in BUSY:
+        log.info("the relay is busy (%s); the outbox waits", status.name)
+        return SendOutcome.BUSY
+    log.warning("the relay refused an envelope: %s", status.name)
+    return SendOutcome.REFUSED
+
+
+class LinkListener(EnvelopeReceiver, Protocol):
+    """An ``EnvelopeReceiver`` that also hears what only the relay says."""
+
     async def on_online(self, authenticated: Authenticated) -> None: ...
 
-    async def on_push(self, envelope: Envelope) -> None: ...
-
     async def on_notice(self, notice: Notice) -> None: ...
-
-    def on_state(self, state: LinkState, reason: str) -> None: ...
 
 
 class _Socket:
@@ -209,27 +228,69 @@ async def enrol(address: RelayAddress, request: Enrol) -> Enrolled:
         await socket.close()
 
 
+async def upload_blob(
+    address: RelayAddress, certificate_der: bytes, blob: bytes, upload_token: bytes, expires_at: int | None
+) -> str:
+    """POST an attachment blob over HTTPS pinned to ``certificate_der``; returns its id."""
+    headers = {"Authorization": UPLOAD_SCHEME + upload_token.hex()}
+    if expires_at is not None:
+        headers[EXPIRES_HEADER] = str(expires_at)
+    url = address.url.rstrip("/") + "/v1/attachments"
+    async with pinned_https(certificate_der) as http, http.post(url, data=blob, headers=headers) as response:
+        answer = await response.json(content_type=None)
+        if response.status == HTTPStatus.UNAUTHORIZED:
+            raise OfflineError("the relay refused the upload token; a new one comes with the next connection")
+        if response.status != HTTPStatus.CREATED:
+            raise RelayRefusedError(f"HTTP {response.status}", str(answer.get("error", "")))
+        return str(answer["attachment_id"])
+
+
+async def download_blob(address: RelayAddress, certificate_der: bytes, attachment_id: str) -> bytes | None:
+    """GET an attachment blob over HTTPS pinned to ``certificate_der``; None if the relay has none."""
+    url = address.url.rstrip("/") + "/v1/attachments/" + attachment_id
+    async with pinned_https(certificate_der) as http, http.get(url) as response:
+        if response.status == HTTPStatus.NOT_FOUND:
+            return None
+        if response.status != HTTPStatus.OK:
+            raise RelayRefusedError(f"HTTP {response.status}", "the attachment download failed")
+        return await response.read()
+
+
+@contextlib.asynccontextmanager
+async def pinned_https(certificate_der: bytes) -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTPS session that talks only to a server presenting exactly ``certificate_der``.
+
+    The WebSocket's pin check accepted that certificate; any other one (an interceptor
+    answering for the relay's address) is a ``PinMismatchError`` before a byte is sent.
+    """
+    fingerprint = aiohttp.Fingerprint(hashlib.sha256(certificate_der).digest())
+    try:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=fingerprint),
+            timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_SECONDS, sock_read=REQUEST_SECONDS),
+        ) as http:
+            yield http
+    except aiohttp.ServerFingerprintMismatch as e:
+        raise PinMismatchError("the relay's TLS certificate changed since it was checked") from e
+    except (aiohttp.ClientError, OSError, TimeoutError) as e:
+        raise OfflineError(f"the relay cannot be reached: {e}") from e
+
+
 class RelayLink:
-    """Keeps one authenticated connection to the relay up until stopped or refused."""
+    """Keeps one authenticated connection to the relay up from ``start`` until stopped or refused.
+
+    Made before the device is enrolled (the engine's parts hold it from the start) and
+    started once it is: ``start`` names the relay, the device and who hears the link.
+    """
 
     def __init__(
-        self,
-        address: RelayAddress,
-        *,
-        device_id: int,
-        signer: Signer,
-        listener: LinkListener,
-        backoff: Backoff | None = None,
-        unit_random: Callable[[], float] = _random.random,
+        self, *, backoff: Backoff | None = None, unit_random: Callable[[], float] = _random.random
     ) -> None:
-        self.address = address
-        self._device_id = device_id
-        self._signer = signer
-        self._listener = listener
+        self._started: _Started | None = None
         self._backoff = backoff or Backoff()
         self._unit_random = unit_random
-        self.state = LinkState.OFFLINE
-        self.reason = ""
+        self._state = TransportState.OFFLINE
+        self._reason = ""
         self.certificate_der: bytes | None = None
         """The relay certificate last seen with the right pin (HTTPS requests pin it exactly)."""
         self._socket: _Socket | None = None
@@ -240,9 +301,23 @@ class RelayLink:
         self._renewing = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self) -> None:
+    @property
+    def state(self) -> TransportState:
+        return self._state
+
+    @property
+    def reason(self) -> str:
+        return self._reason
+
+    @property
+    def address(self) -> RelayAddress | None:
+        """The relay this link was started for (None before ``start``)."""
+        return self._started.address if self._started else None
+
+    def start(self, address: RelayAddress, *, device_id: int, signer: Signer, listener: LinkListener) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="relay-link")
+            started = self._started = _Started(address, device_id, signer, listener)
+            self._task = asyncio.get_running_loop().create_task(self._run(started), name="relay-link")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -251,7 +326,7 @@ class RelayLink:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._set_state(LinkState.STOPPED, "")
+        self._set_state(TransportState.STOPPED, "")
 
     async def renew(self) -> None:
         """Drop the connection so the link authenticates again at once (e.g. for a fresh certificate)."""
@@ -261,15 +336,31 @@ class RelayLink:
             await socket.ws.close()
 
     async def wait_online(self, timeout: float) -> bool:
+        if self._task is None:
+            return False
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._online.wait()
         return self._online.is_set()
 
+    async def send(self, recipient_device: int, envelope: Envelope) -> SendOutcome:
+        response = await self.request(FrameType.SEND, Send(recipient_device, envelope).encode())
+        return send_outcome(response.status)
+
+    async def ack(self, envelope_id: bytes) -> None:
+        await self.send_only(FrameType.ACK, Ack((envelope_id,)).encode())
+
+    async def call(self, frame_type: FrameType, body: bytes) -> Response:
+        """A request whose every answer but OK is a ``RelayRefusedError``."""
+        response = await self.request(frame_type, body)
+        if response.status != Status.OK:
+            raise RelayRefusedError(response.status.name, response.reason)
+        return response
+
     async def request(self, frame_type: FrameType, body: bytes, timeout: float = REQUEST_SECONDS) -> Response:
         """Send a request and wait for its answer; ``OfflineError`` if not connected or the link drops."""
         socket = self._socket
-        if socket is None or self.state != LinkState.ONLINE:
+        if socket is None or self._state != TransportState.ONLINE:
             raise OfflineError("not connected to the relay")
         request_id, frame = socket.machine.request(frame_type, body)
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
@@ -286,7 +377,7 @@ class RelayLink:
     async def send_only(self, frame_type: FrameType, body: bytes) -> None:
         """Send a request whose answer nobody waits for (an ACK: a lost one only means a redelivery)."""
         socket = self._socket
-        if socket is None or self.state != LinkState.ONLINE:
+        if socket is None or self._state != TransportState.ONLINE:
             raise OfflineError("not connected to the relay")
         try:
             await socket.ws.send_bytes(socket.machine.request(frame_type, body)[1])
@@ -295,63 +386,33 @@ class RelayLink:
 
     async def upload(self, blob: bytes, upload_token: bytes, expires_at: int | None = None) -> str:
         """Store an attachment blob on the relay, kept no later than ``expires_at``; returns its id."""
-        headers = {"Authorization": UPLOAD_SCHEME + upload_token.hex()}
-        if expires_at is not None:
-            headers[EXPIRES_HEADER] = str(expires_at)
-        url = self.address.url.rstrip("/") + "/v1/attachments"
-        async with self._https() as http, http.post(url, data=blob, headers=headers) as response:
-            answer = await response.json(content_type=None)
-            if response.status == HTTPStatus.UNAUTHORIZED:
-                raise OfflineError(
-                    "the relay refused the upload token; a new one comes with the next connection"
-                )
-            if response.status != HTTPStatus.CREATED:
-                raise RelayRefusedError(f"HTTP {response.status}", str(answer.get("error", "")))
-            return str(answer["attachment_id"])
+        if self.address is None or self.certificate_der is None:
+            raise OfflineError("not connected to the relay yet")
+        return await upload_blob(self.address, self.certificate_der, blob, upload_token, expires_at)
 
     async def download(self, attachment_id: str) -> bytes | None:
         """An attachment blob, or None if the relay no longer has it (expired or never stored)."""
-        url = self.address.url.rstrip("/") + "/v1/attachments/" + attachment_id
-        async with self._https() as http, http.get(url) as response:
-            if response.status == HTTPStatus.NOT_FOUND:
-                return None
-            if response.status != HTTPStatus.OK:
-                raise RelayRefusedError(f"HTTP {response.status}", "the attachment download failed")
-            return await response.read()
-
-    @contextlib.asynccontextmanager
-    async def _https(self) -> AsyncIterator[aiohttp.ClientSession]:
-        """A session pinned to exactly the certificate the WebSocket's pin check accepted."""
-        if self.certificate_der is None:
+        if self.address is None or self.certificate_der is None:
             raise OfflineError("not connected to the relay yet")
-        fingerprint = aiohttp.Fingerprint(hashlib.sha256(self.certificate_der).digest())
-        try:
-            async with aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=fingerprint),
-                timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_SECONDS, sock_read=REQUEST_SECONDS),
-            ) as http:
-                yield http
-        except aiohttp.ServerFingerprintMismatch as e:
-            raise PinMismatchError("the relay's TLS certificate changed since it was checked") from e
-        except (aiohttp.ClientError, OSError, TimeoutError) as e:
-            raise OfflineError(f"the relay cannot be reached: {e}") from e
+        return await download_blob(self.address, self.certificate_der, attachment_id)
 
-    def _set_state(self, state: LinkState, reason: str) -> None:
-        if state == LinkState.ONLINE:
+    def _set_state(self, state: TransportState, reason: str) -> None:
+        if state == TransportState.ONLINE:
             self._online.set()
         else:
             self._online.clear()
-        if (state, reason) != (self.state, self.reason):
-            self.state, self.reason = state, reason
-            self._listener.on_state(state, reason)
+        if (state, reason) != (self._state, self._reason):
+            self._state, self._reason = state, reason
+            if self._started is not None:
+                self._started.listener.on_state(self, state, reason)
 
-    async def _run(self) -> None:
+    async def _run(self, started: _Started) -> None:
         attempt = 0
         while not self._stopping:
-            self._set_state(LinkState.CONNECTING, "")
+            self._set_state(TransportState.CONNECTING, "")
             reason = ""
             try:
-                if await self._connect_once():
+                if await self._connect_once(started):
                     attempt = 0
                 if self._renewing:
                     self._renewing = False
@@ -360,7 +421,7 @@ class RelayLink:
             except PinMismatchError as e:
                 reason = str(e)
             except RelayRefusedError as e:
-                self._set_state(LinkState.REFUSED, e.reason or e.status_name)
+                self._set_state(TransportState.REFUSED, e.reason or e.status_name)
                 return
             except (aiohttp.ClientError, OSError, TimeoutError, TransportError) as e:
                 reason = f"the relay cannot be reached ({_why(e)})"
@@ -368,21 +429,23 @@ class RelayLink:
                 reason = f"the relay broke the protocol: {e}"
             delay = self._backoff.delay(attempt, self._unit_random())
             attempt += 1
-            self._set_state(LinkState.OFFLINE, reason)
+            self._set_state(TransportState.OFFLINE, reason)
             await asyncio.sleep(delay)
 
-    async def _connect_once(self) -> bool:
+    async def _connect_once(self, started: _Started) -> bool:
         """One connection, until it ends; True if it got online. Raises RelayRefusedError if refused."""
         async with asyncio.timeout(CONNECT_SECONDS):
-            socket = await _Socket.open(self.address)
+            socket = await _Socket.open(started.address)
         self.certificate_der = socket.certificate_der
         pushes: asyncio.Queue[Envelope | None] = asyncio.Queue()
-        consumer = asyncio.get_running_loop().create_task(self._consume(pushes), name="relay-pushes")
+        consumer = asyncio.get_running_loop().create_task(
+            self._consume(pushes, started.listener), name="relay-pushes"
+        )
         online = False
         try:
             while socket.machine.state not in (State.REFUSED, State.CLOSED, State.FAILED):
                 for event in await socket.receive(None if online else CONNECT_SECONDS):
-                    online = await self._handle(socket, event, pushes) or online
+                    online = await self._handle(started, socket, event, pushes) or online
             return online
         finally:
             self._socket = None
@@ -395,14 +458,16 @@ class RelayLink:
                 await consumer
             await socket.close()
 
-    async def _handle(self, socket: _Socket, event: Event, pushes: asyncio.Queue[Envelope | None]) -> bool:
+    async def _handle(
+        self, started: _Started, socket: _Socket, event: Event, pushes: asyncio.Queue[Envelope | None]
+    ) -> bool:
         """Act on one event; True when it put the link online."""
         if isinstance(event, Challenged):
-            await socket.ws.send_bytes(socket.machine.authenticate(self._device_id, self._signer))
+            await socket.ws.send_bytes(socket.machine.authenticate(started.device_id, started.signer))
         elif isinstance(event, Online):
             self._socket = socket
-            self._set_state(LinkState.ONLINE, "")
-            self._spawn(self._listener.on_online(event.authenticated))
+            self._set_state(TransportState.ONLINE, "")
+            self._spawn(started.listener.on_online(event.authenticated))
             return True
         elif isinstance(event, Answered):
             future = self._waiting.get(event.request_id)
@@ -411,14 +476,14 @@ class RelayLink:
         elif isinstance(event, Pushed):
             pushes.put_nowait(event.envelope)
         elif isinstance(event, Noticed):
-            self._spawn(self._listener.on_notice(event.notice))
+            self._spawn(started.listener.on_notice(event.notice))
         elif isinstance(event, Refused):
             raise RelayRefusedError(event.status.name, event.reason)
         elif isinstance(event, Closed):
             log.info("the relay closed the connection: %s", event.status.name)
         return False
 
-    async def _consume(self, pushes: asyncio.Queue[Envelope | None]) -> None:
+    async def _consume(self, pushes: asyncio.Queue[Envelope | None], listener: LinkListener) -> None:
         """Hand pushed envelopes to the listener one at a time, in the order the relay sent them.
 
         ``None`` ends it: a cancellation alone can be lost when it races a finishing
@@ -426,7 +491,7 @@ class RelayLink:
         """
         while (envelope := await pushes.get()) is not None:
             try:
-                await self._listener.on_push(envelope)
+                await listener.on_envelope(envelope, self)
             except OfflineError:
                 log.info("an envelope will be redelivered: the link dropped before its ack")
             except Exception:

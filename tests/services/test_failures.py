@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from app.services.core import Engine
+from app.services import client as engine_parts
 from app.services.events import ConnectionChanged, MessageArrived, MessageStatusChanged, Problem
 from storage.errors import StoreFullError
 from storage.records import Message, MessageStatus, NewMessage
@@ -133,7 +133,7 @@ def test_a_full_disk_is_reported_and_the_message_fetched_again(pair: tuple[Clien
     """
     alice, bob = pair
 
-    def fail_once(engine: Engine) -> None:
+    def fail_once(engine: engine_parts.Client) -> None:
         original = engine.store.messages.add
 
         def add(new: NewMessage) -> Message:

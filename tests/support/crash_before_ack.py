@@ -1,7 +1,7 @@
 """A recipient process that dies (SIGKILL) right after committing an envelope, before acking it.
 
 Run as ``python -m tests.support.crash_before_ack PROFILE``. The only change to the real
-client is a fault injected into ``Engine._ack``: the moment the engine would acknowledge
+client is a fault injected into ``RelayLink.ack``: the moment the engine acknowledges
 an envelope, which is after its store transaction has committed, the process kills
 itself, as a power cut or a crash at the worst moment would.
 """
@@ -14,21 +14,20 @@ import sys
 import time
 from pathlib import Path
 
-from app.protocol.envelope import Envelope
-from app.services.core import Engine
+from app.sync.link import RelayLink
 from tests.support.clients import open_client
 
 LIFETIME_SECONDS = 60
 
 
-async def _die(self: Engine, envelope: Envelope) -> None:
+async def _die(self: RelayLink, envelope_id: bytes) -> None:
     sys.stdout.write("committed; dying before the ack\n")
     sys.stdout.flush()
     os.kill(os.getpid(), signal.SIGKILL)
 
 
 def main() -> None:
-    Engine._ack = _die  # type: ignore[method-assign]
+    RelayLink.ack = _die  # type: ignore[method-assign]
     open_client(Path(sys.argv[1]))
     sys.stdout.write("listening\n")
     sys.stdout.flush()

@@ -1,0 +1,100 @@
+"""This device's place at the relay: enrolment with a code from IT, the connection, renewals."""
+
+from __future__ import annotations
+
+import logging
+
+from app.base.errors import CryptoError
+from app.crypto.certificate import DeviceCertificate
+from app.crypto.keys import IdentityKeyPair
+from app.crypto.primitives import RandomSource
+from app.protocol.frames import Authenticated, Enrol
+from app.services import prekeys
+from app.services.clock import Clock
+from app.services.credentials import Credentials
+from app.services.errors import AlreadyEnrolledError
+from app.services.settings import RelaySettings
+from app.services.tasks import Tasks
+from app.sync.link import LinkListener, RelayAddress, RelayLink, enrol
+from storage.records import Identity
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+RENEW_AT_FRACTION = 0.75
+"""Reconnect for a fresh certificate when this much of the current one's lifetime has passed."""
+
+
+class Account:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        credentials: Credentials,
+        relay: RelayLink,
+        tasks: Tasks,
+        clock: Clock,
+        random: RandomSource,
+    ) -> None:
+        self._store = store
+        self._credentials = credentials
+        self._relay = relay
+        self._tasks = tasks
+        self._clock = clock
+        self._random = random
+        self._renewal = tasks.alarm()
+
+    def connect(self, listener: LinkListener) -> None:
+        """Start the relay link if this profile is enrolled (offline use works either way)."""
+        account, identity, relay = (
+            self._credentials.account,
+            self._credentials.identity,
+            self._credentials.relay,
+        )
+        if account is None or identity is None or relay is None:
+            return
+        self._relay.start(
+            relay.address,
+            device_id=account.device_id,
+            signer=lambda context, message: identity.sign(context=context, message=message),
+            listener=listener,
+        )
+
+    async def enrol(self, relay_url: str, pin: str, code: str) -> Identity:
+        """Register this device with the relay using a one-time code from IT."""
+        if self._credentials.account is not None:
+            raise AlreadyEnrolledError("this profile is already enrolled")
+        identity = IdentityKeyPair.generate(self._random)
+        signed = prekeys.new_signed_prekey(identity, self._random)
+        one_time = prekeys.new_one_time_prekeys(1, prekeys.ENROL_ONE_TIME_PREKEYS, self._random)
+        address = RelayAddress(relay_url, pin)
+        enrolled = await enrol(
+            address,
+            Enrol(code.strip(), identity.public, prekeys.upload_form(signed), prekeys.uploads(one_time)),
+        )
+        certificate = DeviceCertificate.parse(enrolled.certificate)
+        certificate.verify(trust_root=enrolled.certificate_issuer, now=int(self._clock()))
+        if certificate.identity_key != identity.public or certificate.device_id != enrolled.device_id:
+            raise CryptoError("the relay's certificate does not name this device's key")
+        with self._store.transaction():
+            account = self._credentials.save_enrolment(
+                identity,
+                enrolled.account_id,
+                enrolled.device_id,
+                RelaySettings(address, enrolled.certificate_issuer),
+                enrolled.certificate,
+            )
+            prekeys.save(self._store, signed, one_time)
+        log.info("enrolled this device")
+        return account
+
+    def authenticated(self, authenticated: Authenticated) -> None:
+        """The relay accepted this device: keep the fresh certificate and renew it before it runs out."""
+        certificate = self._credentials.renewed(authenticated)
+        lifetime = certificate.expires_at - self._clock()
+        self._renewal.set(lifetime * RENEW_AT_FRACTION, lambda: self._tasks.spawn(self._renew()))
+
+    async def _renew(self) -> None:
+        """Authenticate again before the certificate runs out, so sealing never has to wait for it."""
+        log.info("renewing this device's certificate")
+        await self._relay.renew()

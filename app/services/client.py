@@ -1,0 +1,201 @@
+"""The map of the client: every part of the engine, what it is given, and who hears the relay.
+
+Each part is an object with one job that receives what it uses in its constructor;
+none inherits from another or reaches into another's state. ``Client.build`` wires
+them in dependency order, and this file is the one place to read who calls whom
+(docs/ARCHITECTURE.md draws the same map):
+
+- ``Credentials``: who this device is (account, identity key, certificate, relay).
+- ``Contacts``: the contact list and the organisation's directory.
+- ``Sessions``: sessions with colleagues' devices and the keys they showed.
+- ``Delivery``: the outbox over the transport; marks messages sent.
+- ``Sending``: stores, seals and queues what this device sends.
+- ``Receiving``: opens, stores and acks what the transport brings.
+- ``Conversations``: conversations, reading, timers, receipts, search, deleting.
+- ``Verification``: safety numbers and accepting changed keys.
+- ``PreKeys``: keeps the relay stocked with one-time prekeys.
+- ``Account``: enrolment, the connection, certificate renewal.
+- ``ExpirySchedule``: disappearing messages swept on time.
+
+Everything runs on the worker loop (``worker.Worker``), the store's own thread. A
+coroutine yields only at network waits, and never between loading a ratchet session
+and saving it, so two coroutines never advance the same session from the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from app.crypto.primitives import RandomSource
+from app.protocol.envelope import Envelope
+from app.protocol.frames import Authenticated, Notice, NoticeKind
+from app.services.account import Account
+from app.services.clock import Clock
+from app.services.contacts import Contacts
+from app.services.conversations import Conversations
+from app.services.credentials import Credentials
+from app.services.delivery import Delivery
+from app.services.events import ConnectionChanged, Emitter, Listener
+from app.services.expiry import ExpirySchedule
+from app.services.incoming import Receiving
+from app.services.outgoing import Sending
+from app.services.prekeys import PreKeys
+from app.services.sessions import Sessions
+from app.services.tasks import Tasks
+from app.services.verification import Verification
+from app.sync.link import RelayLink
+from app.sync.machine import Backoff
+from app.sync.transport import Transport, TransportState
+from storage.records import Identity
+from storage.store import Store
+
+
+class Client:
+    """One open profile's engine; build it on the worker loop, ``start`` it, ``close`` it."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        relay: RelayLink,
+        tasks: Tasks,
+        credentials: Credentials,
+        contacts: Contacts,
+        sessions: Sessions,
+        delivery: Delivery,
+        sending: Sending,
+        receiving: Receiving,
+        conversations: Conversations,
+        verification: Verification,
+        prekeys: PreKeys,
+        account: Account,
+        expiry: ExpirySchedule,
+        emitter: Emitter,
+    ) -> None:
+        self.store = store
+        self.relay = relay
+        self.tasks = tasks
+        self.credentials = credentials
+        self.contacts = contacts
+        self.sessions = sessions
+        self.delivery = delivery
+        self.sending = sending
+        self.receiving = receiving
+        self.conversations = conversations
+        self.verification = verification
+        self.prekeys = prekeys
+        self.account = account
+        self.expiry = expiry
+        self._emitter = emitter
+
+    @classmethod
+    def build(
+        cls, store: Store, *, listener: Listener, clock: Clock, random: RandomSource, backoff: Backoff | None
+    ) -> Client:
+        tasks = Tasks(asyncio.get_running_loop())
+        emitter = Emitter(listener)
+        relay = RelayLink(backoff=backoff)
+        credentials = Credentials(store, clock)
+        contacts = Contacts(store, relay=relay, tasks=tasks)
+        sessions = Sessions(
+            store, credentials=credentials, relay=relay, contacts=contacts, emitter=emitter, random=random
+        )
+        sending: Sending | None = None
+
+        def reseal() -> None:
+            # Delivery hands a message back when its device was revoked; Sending, made
+            # just below with Delivery among its collaborators, seals it again.
+            if sending is not None:
+                tasks.spawn(sending.seal_pending())
+
+        delivery = Delivery(
+            store,
+            transport=relay,
+            sessions=sessions,
+            emitter=emitter,
+            tasks=tasks,
+            clock=clock,
+            on_requeued=reseal,
+        )
+        sending = Sending(
+            store,
+            credentials=credentials,
+            sessions=sessions,
+            relay=relay,
+            delivery=delivery,
+            emitter=emitter,
+            clock=clock,
+            random=random,
+        )
+        return cls(
+            store,
+            relay=relay,
+            tasks=tasks,
+            credentials=credentials,
+            contacts=contacts,
+            sessions=sessions,
+            delivery=delivery,
+            sending=sending,
+            receiving=Receiving(
+                store,
+                credentials=credentials,
+                sessions=sessions,
+                contacts=contacts,
+                relay=relay,
+                delivery=delivery,
+                emitter=emitter,
+                tasks=tasks,
+                clock=clock,
+            ),
+            conversations=Conversations(
+                store,
+                credentials=credentials,
+                contacts=contacts,
+                sessions=sessions,
+                sending=sending,
+                delivery=delivery,
+                emitter=emitter,
+                clock=clock,
+                random=random,
+            ),
+            verification=Verification(store, credentials=credentials, sessions=sessions, sending=sending),
+            prekeys=PreKeys(store, relay=relay, random=random),
+            account=Account(
+                store, credentials=credentials, relay=relay, tasks=tasks, clock=clock, random=random
+            ),
+            expiry=ExpirySchedule(store, emitter=emitter, tasks=tasks, clock=clock),
+            emitter=emitter,
+        )
+
+    def start(self) -> None:
+        """Connect to the relay if this profile is enrolled."""
+        self.account.connect(self)
+
+    async def enrol(self, relay_url: str, pin: str, code: str) -> Identity:
+        """Register this device with a code from IT, then connect."""
+        identity = await self.account.enrol(relay_url, pin, code)
+        self.start()
+        return identity
+
+    async def close(self) -> None:
+        await self.relay.stop()
+        await self.tasks.close()
+        self.expiry.close()
+        self.store.close()
+
+    # What the relay link tells (link.LinkListener): who hears each.
+
+    async def on_online(self, authenticated: Authenticated) -> None:
+        self.account.authenticated(authenticated)
+        await self.sending.seal_pending()
+        self.delivery.kick()
+
+    async def on_envelope(self, envelope: Envelope, source: Transport) -> None:
+        await self.receiving.receive(envelope, source)
+
+    async def on_notice(self, notice: Notice) -> None:
+        if notice.kind == NoticeKind.PREKEYS_LOW:
+            await self.prekeys.refill()
+
+    def on_state(self, source: Transport, state: TransportState, reason: str) -> None:
+        self._emitter.emit(ConnectionChanged(state.value, reason))

@@ -1,0 +1,75 @@
+"""Who this device is: its account, identity key, certificate and relay, as the store keeps them.
+
+Loaded from the store when the profile opens, set once by enrolment, and the
+certificate renewed on every connection. The parts that seal or authenticate read
+them here; nothing else keeps a copy.
+"""
+
+from __future__ import annotations
+
+from app.base.errors import OfflineError
+from app.crypto.certificate import DeviceCertificate
+from app.crypto.keys import IdentityKeyPair
+from app.protocol.frames import Authenticated
+from app.services.clock import Clock
+from app.services.errors import NotEnrolledError
+from app.services.settings import CERTIFICATE, RelaySettings, load_relay, save_relay
+from storage.records import Identity
+from storage.store import Store
+
+
+class Credentials:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+        record = store.identity.load()
+        self.account: Identity | None = record
+        self.identity: IdentityKeyPair | None = IdentityKeyPair.from_seed(record.seed) if record else None
+        self.relay: RelaySettings | None = load_relay(store)
+        saved = store.settings.get(CERTIFICATE)
+        self.certificate: DeviceCertificate | None = (
+            DeviceCertificate.parse(bytes.fromhex(saved)) if saved else None
+        )
+        self.upload_token = b""
+        """Valid for the current connection only; a new one comes with each authentication."""
+
+    @property
+    def enrolled(self) -> bool:
+        return self.account is not None and self.identity is not None and self.relay is not None
+
+    def require(self) -> tuple[Identity, IdentityKeyPair]:
+        if self.account is None or self.identity is None:
+            raise NotEnrolledError("enrol this device first")
+        return self.account, self.identity
+
+    def certificate_valid(self) -> bool:
+        return self.certificate is not None and self.certificate.expires_at > self._clock()
+
+    def sealing_keys(self) -> tuple[IdentityKeyPair, DeviceCertificate]:
+        """The identity and certificate a sealed envelope is made with."""
+        if self.identity is None or self.certificate is None:
+            raise OfflineError("this device has no certificate from the relay yet")
+        return self.identity, self.certificate
+
+    def save_enrolment(
+        self,
+        identity: IdentityKeyPair,
+        account_id: str,
+        device_id: int,
+        relay: RelaySettings,
+        certificate: bytes,
+    ) -> Identity:
+        """Keep what enrolment gave this device (inside the caller's transaction)."""
+        account = self._store.identity.save(account_id, device_id, identity.seed)
+        save_relay(self._store, relay)
+        self._store.settings.set(CERTIFICATE, certificate.hex())
+        self.account, self.identity, self.relay = account, identity, relay
+        self.certificate = DeviceCertificate.parse(certificate)
+        return account
+
+    def renewed(self, authenticated: Authenticated) -> DeviceCertificate:
+        """The relay authenticated this device: keep its fresh certificate and upload token."""
+        self.certificate = DeviceCertificate.parse(authenticated.certificate)
+        self.upload_token = authenticated.upload_token
+        self._store.settings.set(CERTIFICATE, authenticated.certificate.hex())
+        return self.certificate
