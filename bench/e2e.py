@@ -97,9 +97,9 @@ from typing import Any
 from app.crypto.sealed import seal, unseal
 from app.crypto.session import Session, accept_session, initiate_session
 from app.protocol.envelope import Envelope
-from app.services.incoming import Receiving
 from app.services.events import Event, Listener, MessageArrived, MessageStatusChanged
 from app.services.facade import Enclave
+from app.services.incoming import Receiving
 from app.services.relay import relay_pin
 from app.sync.machine import Connection, Pushed
 from bench import server as relay_bench
