@@ -2,16 +2,50 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from collections.abc import Callable
 
-from app.services.events import MessageArrived, MessagesExpired, TimerChanged
+from app.services.events import MessageArrived, MessagesExpired, MessageStatusChanged, TimerChanged
+from app.services.types import Message, MessageStatus
 from tests.support.clients import WAIT_SECONDS, Client, first_message, open_client
+from tests.support.relay import RelayProcess
 
 TIMER = 2
+HOUR = 3600.0
+
+
+def _message(client: Client, conversation_id: int, message_id: int) -> Message:
+    page = client.enclave.history(conversation_id, limit=500).result(WAIT_SECONDS)
+    [message] = [m for m in page.messages if m.id == message_id]
+    return message
+
+
+def _sent(client: Client, message: Message) -> None:
+    client.wait_for(
+        MessageStatusChanged, lambda e: e.message_id == message.id and e.status is MessageStatus.SENT
+    )
+
+
+def _deliverable(relay: RelayProcess, device_id: int) -> int:
+    """How many envelopes the relay would still hand to ``device_id`` (its own database, read-only)."""
+    with sqlite3.connect(f"file:{relay.data_dir / 'relay.sqlite3'}?mode=ro", uri=True) as db:
+        row = db.execute(
+            "SELECT count(*) FROM mailbox WHERE device_id = ? AND expires_at > ?", (device_id, int(time.time()))
+        ).fetchone()
+    return int(row[0])
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.1)
 
 
 def test_timer_is_agreed_and_messages_expire_on_both_sides(pair: tuple[Client, Client]) -> None:
-    """Test that the peer adopts the timer; the sender's copy expires from sending, the reader's reading."""
+    """Test that the peer adopts the timer; the sender's copy expires from leaving, the reader's reading."""
     alice, bob = pair
     conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
     alice.enclave.send_text(conversation.id, "before the timer").result(WAIT_SECONDS)
@@ -27,8 +61,12 @@ def test_timer_is_agreed_and_messages_expire_on_both_sides(pair: tuple[Client, C
     [summary] = bob.enclave.conversations().result(WAIT_SECONDS)
     assert summary.conversation.timer_seconds == TIMER
 
+    before = time.time()
     sent = alice.enclave.send_text(conversation.id, "this will vanish").result(WAIT_SECONDS)
-    assert sent.expire_after == TIMER and sent.expires_at is not None
+    assert sent.expire_after == TIMER
+    _sent(alice, sent)
+    leaving = _message(alice, conversation.id, sent.id)
+    assert leaving.expires_at is not None and before + TIMER <= leaving.expires_at <= time.time() + TIMER
     arrived = bob.wait_for(MessageArrived)
     assert arrived.message.expire_after == TIMER and arrived.message.expires_at is None
     alice.wait_for(MessagesExpired, lambda e: sent.id in e.message_ids, timeout=TIMER + 10)
@@ -36,10 +74,8 @@ def test_timer_is_agreed_and_messages_expire_on_both_sides(pair: tuple[Client, C
         "before the timer"
     ]
 
-    time.sleep(TIMER + 0.5)
-    assert len(bob.enclave.history(bob_conversation.id).result(WAIT_SECONDS).messages) == 2, (
-        "the recipient's countdown starts when the message is read, not when it arrives"
-    )
+    unread = _message(bob, bob_conversation.id, arrived.message.id)
+    assert unread.expires_at is None, "the recipient's countdown starts when the message is read"
     bob.enclave.mark_read(bob_conversation.id).result(WAIT_SECONDS)
     bob.wait_for(MessagesExpired, lambda e: arrived.message.id in e.message_ids, timeout=TIMER + 10)
     remaining = bob.enclave.history(bob_conversation.id).result(WAIT_SECONDS).messages
@@ -47,18 +83,55 @@ def test_timer_is_agreed_and_messages_expire_on_both_sides(pair: tuple[Client, C
     assert bob.enclave.search("vanish").result(WAIT_SECONDS) == []
 
 
+def test_a_disappearing_message_that_has_not_left_is_never_swept(
+    relay: RelayProcess, pair: tuple[Client, Client]
+) -> None:
+    """Test that a timed message written offline survives past its timer, leaves, and only then counts down.
+
+    The sender's clock is moved an hour on while the relay is down (an injected clock;
+    opening the profile sweeps what is due): a message whose countdown had started at
+    writing would be gone.
+    """
+    alice, bob = pair
+    conversation, _ = first_message(alice, bob, "hello")
+    alice.enclave.set_timer(conversation.id, TIMER).result(WAIT_SECONDS)
+    bob.wait_for(TimerChanged)
+
+    relay.stop()
+    written = alice.enclave.send_text(conversation.id, "typed while the relay was down").result(WAIT_SECONDS)
+    assert written.status is MessageStatus.PENDING and written.expires_at is None
+    alice.close()
+    later = open_client(alice.profile, clock=lambda: time.time() + HOUR)
+    try:
+        assert [m.id for m in later.enclave.pending().result(WAIT_SECONDS)] == [written.id]
+        relay.start()
+        arrived = bob.wait_for(MessageArrived, timeout=30)
+        assert arrived.message.body == "typed while the relay was down"
+        _sent(later, written)
+        left = _message(later, conversation.id, written.id)
+        assert left.expires_at is not None and left.expires_at >= time.time() + HOUR
+        later.wait_for(MessagesExpired, lambda e: written.id in e.message_ids, timeout=TIMER + 10)
+    finally:
+        later.close()
+
+
 def test_the_relay_drops_an_envelope_when_its_message_would_have_disappeared(
-    pair: tuple[Client, Client],
+    relay: RelayProcess, pair: tuple[Client, Client]
 ) -> None:
     """Test that a disappearing message to a recipient who stays offline past its timer never arrives."""
     alice, bob = pair
     conversation, _ = first_message(alice, bob, "hello")
     alice.enclave.set_timer(conversation.id, TIMER).result(WAIT_SECONDS)
     bob.wait_for(TimerChanged)
+    assert bob.enclave.account is not None
+    device_id = bob.enclave.account.device_id
     bob.close()
+    waiting = _deliverable(relay, device_id)  # a control message whose ack the close may have cut off
 
-    alice.enclave.send_text(conversation.id, "too late").result(WAIT_SECONDS)
-    time.sleep(TIMER + 2)
+    late = alice.enclave.send_text(conversation.id, "too late").result(WAIT_SECONDS)
+    _sent(alice, late)
+    assert _deliverable(relay, device_id) == waiting + 1
+    _wait_until(lambda: _deliverable(relay, device_id) == waiting, TIMER + 10, "the relay stops offering it")
     alice.enclave.set_timer(conversation.id, 0).result(WAIT_SECONDS)
     alice.enclave.send_text(conversation.id, "after").result(WAIT_SECONDS)
 

@@ -62,9 +62,17 @@ class Client:
         self.enclave.close()
 
 
-def open_client(profile: Path, *, create: bool = False, backoff: Backoff = FAST_BACKOFF) -> Client:
+def open_client(
+    profile: Path,
+    *,
+    create: bool = False,
+    backoff: Backoff = FAST_BACKOFF,
+    clock: Callable[[], float] = time.time,
+) -> Client:
     events: queue.Queue[Event] = queue.Queue()
-    enclave = Enclave.open(profile, passphrase(), create=create, listener=events.put, backoff=backoff)
+    enclave = Enclave.open(
+        profile, passphrase(), create=create, listener=events.put, backoff=backoff, clock=clock
+    )
     return Client(enclave, profile, events)
 
 
