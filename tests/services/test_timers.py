@@ -30,9 +30,8 @@ def _sent(client: Client, message: Message) -> None:
 def _deliverable(relay: RelayProcess, device_id: int) -> int:
     """How many envelopes the relay would still hand to ``device_id`` (its own database, read-only)."""
     with sqlite3.connect(f"file:{relay.data_dir / 'relay.sqlite3'}?mode=ro", uri=True) as db:
-        row = db.execute(
-            "SELECT count(*) FROM mailbox WHERE device_id = ? AND expires_at > ?", (device_id, int(time.time()))
-        ).fetchone()
+        query = "SELECT count(*) FROM mailbox WHERE device_id = ? AND expires_at > ?"
+        row = db.execute(query, (device_id, int(time.time()))).fetchone()
     return int(row[0])
 
 
