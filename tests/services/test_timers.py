@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 
 from app.services.events import MessageArrived, MessagesExpired, MessageStatusChanged, TimerChanged
 from app.services.types import Message, MessageStatus
 from tests.support.clients import WAIT_SECONDS, Client, first_message, open_client
+from tests.support.mailbox import deliverable
 from tests.support.relay import RelayProcess
 
 TIMER = 2
@@ -25,14 +25,6 @@ def _sent(client: Client, message: Message) -> None:
     client.wait_for(
         MessageStatusChanged, lambda e: e.message_id == message.id and e.status is MessageStatus.SENT
     )
-
-
-def _deliverable(relay: RelayProcess, device_id: int) -> int:
-    """How many envelopes the relay would still hand to ``device_id`` (its own database, read-only)."""
-    with sqlite3.connect(f"file:{relay.data_dir / 'relay.sqlite3'}?mode=ro", uri=True) as db:
-        query = "SELECT count(*) FROM mailbox WHERE device_id = ? AND expires_at > ?"
-        row = db.execute(query, (device_id, int(time.time()))).fetchone()
-    return int(row[0])
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -125,12 +117,12 @@ def test_the_relay_drops_an_envelope_when_its_message_would_have_disappeared(
     assert bob.enclave.account is not None
     device_id = bob.enclave.account.device_id
     bob.close()
-    waiting = _deliverable(relay, device_id)  # a control message whose ack the close may have cut off
+    waiting = deliverable(relay, device_id)  # a control message whose ack the close may have cut off
 
     late = alice.enclave.send_text(conversation.id, "too late").result(WAIT_SECONDS)
     _sent(alice, late)
-    assert _deliverable(relay, device_id) == waiting + 1
-    _wait_until(lambda: _deliverable(relay, device_id) == waiting, TIMER + 10, "the relay stops offering it")
+    assert deliverable(relay, device_id) == waiting + 1
+    _wait_until(lambda: deliverable(relay, device_id) == waiting, TIMER + 10, "the relay stops offering it")
     alice.enclave.set_timer(conversation.id, 0).result(WAIT_SECONDS)
     alice.enclave.send_text(conversation.id, "after").result(WAIT_SECONDS)
 

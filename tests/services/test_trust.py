@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from app.services.errors import IdentityChangedError
-from app.services.events import ConnectionChanged, KeyChanged, MessageArrived, MessageStatusChanged
-from storage.records import MessageStatus, Trust
+from app.services.events import (
+    ConnectionChanged,
+    KeyChanged,
+    MessageArrived,
+    MessageHeld,
+    MessageStatusChanged,
+)
+from app.services.types import MessageStatus, Trust
+from app.sync.machine import Backoff
 from tests.support.clients import WAIT_SECONDS, Client, first_message, open_client
+from tests.support.mailbox import deliverable
 from tests.support.relay import RelayProcess, admin
+
+
+@dataclass(frozen=True)
+class CountingBackoff(Backoff):
+    """No wait between attempts, and a note of every time the link asked how long to wait."""
+
+    base_seconds: float = 0.0
+    asked: list[int] = field(default_factory=list)
+
+    def delay(self, attempt: int, unit_random: float) -> float:
+        self.asked.append(attempt)
+        return super().delay(attempt, unit_random)
 
 
 def _reinstall(relay: RelayProcess, old: Client, root: Path) -> Client:
@@ -78,16 +98,17 @@ def test_revoked_device_is_told_and_stops_retrying(relay: RelayProcess, pair: tu
     alice.close()
     assert admin(relay.data_dir, "device", "revoke", str(account.device_id)).returncode == 0
 
-    returning = open_client(alice.profile)
+    backoff = CountingBackoff()
+    returning = open_client(alice.profile, backoff=backoff)
     try:
         refused = returning.wait_for(ConnectionChanged, lambda e: e.state == "refused")
         assert "revoked" in refused.reason.lower()
-        time.sleep(3)
-        later = []
-        while not returning.events.empty():
-            later.append(returning.events.get())
-        assert not [e for e in later if isinstance(e, ConnectionChanged)], "no reconnection after a refusal"
+        # A retry would ask the back-off for a delay at once (no await in between); one
+        # round trip through the worker loop comes after it.
+        returning.enclave.contacts().result(WAIT_SECONDS)
+        assert backoff.asked == [], "no reconnection after a refusal"
         assert returning.enclave.connection.state == "refused"
+        assert returning.events.empty(), "no state change after the refusal"
     finally:
         returning.close()
 
@@ -95,19 +116,29 @@ def test_revoked_device_is_told_and_stops_retrying(relay: RelayProcess, pair: tu
 def test_a_message_to_a_replaced_device_waits_for_the_new_key(
     relay: RelayProcess, pair: tuple[Client, Client], tmp_path: Path
 ) -> None:
-    """Test that a message to a revoked device is sealed again for the new one once its key is accepted."""
+    """Test that nothing reaches a replacement device before its key is accepted; then the message does."""
     alice, bob = pair
     conversation, _ = first_message(alice, bob, "before")
     laptop = _reinstall(relay, bob, tmp_path)
+    laptop_account = laptop.enclave.account
+    assert laptop_account is not None
+    laptop.close()  # offline, so whatever is sent to it stays in its mailbox where the test can count it
     try:
         sent = alice.enclave.send_text(conversation.id, "are you there?").result(WAIT_SECONDS)
         changed = alice.wait_for(KeyChanged)
-        assert changed.device_id == laptop.enclave.account.device_id
+        assert changed.device_id == laptop_account.device_id
+        held = alice.wait_for(MessageHeld)
+        assert (held.message_id, held.conversation_id, held.account_id) == (sent.id, conversation.id, "bob")
         assert [m.id for m in alice.enclave.pending().result(WAIT_SECONDS)] == [sent.id]
+        assert alice.enclave.flush(WAIT_SECONDS).result(WAIT_SECONDS + 5) is False, "the message is held"
+        assert deliverable(relay, laptop_account.device_id) == 0, "nothing was sent to the unaccepted key"
+
         alice.enclave.accept_key_change("bob").result(WAIT_SECONDS)
-        assert laptop.wait_for(MessageArrived).message.body == "are you there?"
         alice.wait_for(
             MessageStatusChanged, lambda e: e.message_id == sent.id and e.status is MessageStatus.SENT
         )
+        assert deliverable(relay, laptop_account.device_id) == 1
+        laptop = open_client(laptop.profile)
+        assert laptop.wait_for(MessageArrived).message.body == "are you there?"
     finally:
         laptop.close()
