@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from app.services import client as engine_parts
@@ -19,6 +20,14 @@ from tests.support.relay import REPO, RelayProcess
 def _bodies(client: Client, conversation_id: int) -> list[str]:
     page = client.enclave.history(conversation_id, limit=500).result(WAIT_SECONDS)
     return [m.body for m in reversed(page.messages)]
+
+
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {WAIT_SECONDS} s: {what}")
+        time.sleep(0.1)
 
 
 def test_offline_compose_leaves_in_order_once_the_relay_is_back(
@@ -116,7 +125,10 @@ def test_a_message_outlives_its_senders_certificate_while_it_waits(tmp_path: Pat
         alice.wait_for(
             MessageStatusChanged, lambda e: e.message_id == sent.id and e.status is MessageStatus.SENT
         )
-        time.sleep(4)
+        # The certificate now is the one the envelope was sealed with, or a later renewal.
+        current = alice.enclave._run(lambda c: c.credentials.certificate).result(WAIT_SECONDS)
+        assert current is not None
+        _wait_until(lambda: time.time() > current.expires_at, "the sender's certificate has expired")
         bob = open_client(bob.profile)
         assert bob.wait_for(MessageArrived).message.body == "read this after the weekend"
     finally:

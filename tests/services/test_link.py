@@ -17,7 +17,7 @@ from storage.errors import WrongPassphraseError
 from storage.keyheader import MINIMUM_COST
 from storage.keys import Passphrase
 from storage.records import PreKeyKind
-from tests.support.clients import WAIT_SECONDS, Client, open_client
+from tests.support.clients import WAIT_SECONDS, Client, first_message, open_client
 from tests.support.relay import RelayProcess, TestDevice, new_account
 
 WRONG_PIN = "sha256/" + "A" * 43 + "="
@@ -109,3 +109,17 @@ def test_prekeys_are_refilled_when_the_relay_runs_low(tmp_path: Path) -> None:
             client.close()
     finally:
         relay.stop()
+
+
+def test_a_received_prekey_message_uses_up_its_one_time_prekey(pair: tuple[Client, Client]) -> None:
+    """Test that the one-time prekey a first message used is deleted with its receipt, and only that one."""
+    alice, bob = pair
+
+    def one_time_ids(client: Client) -> set[int]:
+        keys = client.enclave._run(lambda c: c.store.prekeys.list(PreKeyKind.ONE_TIME)).result(WAIT_SECONDS)
+        return {k.key_id for k in keys}
+
+    before = one_time_ids(bob)
+    first_message(alice, bob, "first contact")
+    after = one_time_ids(bob)
+    assert len(before - after) == 1 and after < before, "exactly the prekey the message named is gone"
