@@ -57,6 +57,8 @@ class Delivery:
         self._retry = tasks.alarm()
         self._flushing: asyncio.Task[None] | None = None
         self._wanted = False
+        self._stored_copies: set[int] = set()
+        """Messages with copies still in the outbox of which the other side already stored one."""
 
     def kick(self) -> None:
         """Something was queued, or the transport came back: send what is due."""
@@ -145,10 +147,17 @@ class Delivery:
         if gone:
             log.info("a colleague's device was revoked; dropping its session")
             self._sessions.forget(entry.recipient, entry.recipient_device)
-        if entry.message_id is None or self._store.outbox.pending_for(entry.message_id):
+        if entry.message_id is None:
             return None, False
-        # Devices that took a copy keep their sessions: none left means none took it.
-        reached = stored or bool(self._sessions.devices(entry.recipient))
+        if self._store.outbox.pending_for(entry.message_id):
+            if stored:
+                self._stored_copies.add(entry.message_id)
+            return None, False
+        # A revoked device's session is dropped, so after a GONE the devices that still
+        # have one are those that took a copy (this also holds across a restart).
+        took_one = entry.message_id in self._stored_copies
+        self._stored_copies.discard(entry.message_id)
+        reached = stored or took_one or (gone and bool(self._sessions.devices(entry.recipient)))
         if gone and not reached:
             self._store.unsealed.add(entry.message_id)
             return None, True
