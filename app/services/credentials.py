@@ -33,10 +33,6 @@ class Credentials:
         self.upload_token = b""
         """Valid for the current connection only; a new one comes with each authentication."""
 
-    @property
-    def enrolled(self) -> bool:
-        return self.account is not None and self.identity is not None and self.relay is not None
-
     def require(self) -> tuple[Identity, IdentityKeyPair]:
         if self.account is None or self.identity is None:
             raise NotEnrolledError("enrol this device first")
