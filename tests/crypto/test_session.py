@@ -109,14 +109,21 @@ def test_messages_delivered_in_any_order_all_decrypt(order: list[int]) -> None:
 @settings(max_examples=40, deadline=None)
 @given(st.permutations(range(9)))
 def test_messages_across_dh_ratchet_steps_decrypt_in_any_order(order: list[int]) -> None:
-    """Test that messages from three sending chains decrypt in any interleaving."""
+    """Test that messages held back from three sending chains, each ended by a reply, decrypt in any order.
+
+    Bob reads the first message of each chain before he replies, so every reply moves Alice
+    to a new ratchet key and Bob must keep the rest of the chain he leaves (the "skip up to
+    pn" step); a reply to nothing new would leave Alice on one chain.
+    """
     pair = SessionPair.establish()
-    sent = []
+    held = []
     for chain in range(3):
-        sent.extend(pair.alice.encrypt(f"c{chain}m{i}".encode()) for i in range(3))
+        assert pair.a_to_b(f"c{chain} opens".encode()) == f"c{chain} opens".encode()
+        held.extend(pair.alice.encrypt(f"c{chain}m{i}".encode()) for i in range(3))
         pair.b_to_a(f"turn {chain}".encode())
+    assert len({parse_message(message.body)[0].dh for message in held}) == 3
     for i in order:
-        assert pair.bob.decrypt(sent[i], pair.random) == f"c{i // 3}m{i % 3}".encode()
+        assert pair.bob.decrypt(held[i], pair.random) == f"c{i // 3}m{i % 3}".encode()
 
 
 def test_message_beyond_the_skip_bound_is_refused_and_the_session_survives() -> None:
