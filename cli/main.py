@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
     if creating and args.command != "enrol":
         raise CliError(f"no profile in {profile}: enrol first (enclave-cli --profile {profile} enrol ...)")
     key = key_source(profile, args.passphrase_file, prompt=sys.stdin.isatty())
-    with opened(profile, key, create=creating) as session:
+    with opened(profile, key, create=creating, holder=f"enclave-cli {args.command}") as session:
         return COMMANDS[args.command](session, args)
 
 

@@ -132,10 +132,14 @@ class Session:
 
 
 @contextlib.contextmanager
-def opened(profile: Path, key: KeySource, *, create: bool = False) -> Iterator[Session]:
-    """Open (or create) the profile and start its core; closed on leaving, whatever happened."""
+def opened(profile: Path, key: KeySource, *, holder: str, create: bool = False) -> Iterator[Session]:
+    """Open (or create) the profile and start its core; closed on leaving, whatever happened.
+
+    ``holder`` names this program to whoever tries to open the profile meanwhile
+    ("enclave-cli listen"): one process at a time has a profile open.
+    """
     events: queue.Queue[Event] = queue.Queue()
-    enclave = Enclave.open(profile, key, create=create, listener=events.put)
+    enclave = Enclave.open(profile, key, create=create, listener=events.put, holder=holder)
     try:
         yield Session(enclave, events)
     finally:

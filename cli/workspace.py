@@ -62,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"Started the local relay on {relay.url} (data in {relay_dir}); it stops when you leave.")
         else:
             print(f"Joined the local relay on {relay.url} that another session started.")
-        with opened(profile, key, create=not profile_exists(profile)) as session:
+        with opened(profile, key, create=not profile_exists(profile), holder="run.sh") as session:
             if session.enclave.account is None:
                 _enrol(session, relay, args.name or _default_name(profile))
             account = session.enrolled()

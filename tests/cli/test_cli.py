@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from tests.cli.conftest import Pair
-from tests.support.cli import RUN_SECONDS, CliUser, pairs, passphrase_file, rows
+from tests.support.cli import RUN_SECONDS, CliUser, Interactive, pairs, passphrase_file, rows
 from tests.support.relay import RelayProcess
 
 LISTEN = ("listen", "--count", "1", "--wait", "60")
@@ -66,6 +66,27 @@ def test_a_file_is_saved_by_listen_byte_for_byte(pair: Pair, tmp_path: Path) -> 
     missing = pair.alice.run("send-file", "bob", str(tmp_path / "no-such.pdf"))
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1 and "cannot read" in missing.stderr
+
+
+def test_a_second_process_on_a_profile_is_refused_and_the_first_keeps_working(pair: Pair) -> None:
+    """Test that send on a profile that listen has open exits 1 naming it, and listen still gets messages."""
+    listening = Interactive(pair.bob.command(*LISTEN), {})
+    try:
+        listening.expect("connection: online")
+        second = pair.bob.run("send", "alice", "Am I open twice?")
+        assert second.returncode == 1 and second.stdout == "", second.stderr
+        [line] = second.stderr.splitlines()
+        assert f"is open in enclave-cli listen (pid {listening.process.pid}); close it first" in line
+
+        sent = pair.alice.run("send", "bob", "Still listening?")
+        assert sent.returncode == 0 and pairs(sent.stdout)["status"] == "sent", sent.stderr
+        [_, sender, _, body, _] = listening.expect("Still listening?").rstrip("\n").split("\t")
+        assert (sender, body) == ("alice", "Still listening?")
+        assert listening.finish() == 0
+    finally:
+        listening.stop()
+    again = pair.bob.run("contacts")
+    assert again.returncode == 0, again.stderr
 
 
 def test_timer_and_secret_chat_reach_the_colleague(pair: Pair, tmp_path: Path) -> None:
