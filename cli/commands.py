@@ -12,14 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.services.errors import SecretChatError
-from app.services.events import MessageArrived
+from app.services.events import ConnectionChanged, Event, MessageArrived
 from app.services.types import Message, MessageStatus
 from cli import output
 from cli.chat import Chat
 from cli.errors import CliError
 from cli.files import save_path
 from cli.output import note, pair
-from cli.session import Session
+from cli.session import REFUSED, Session
 
 Command = Callable[[Session, argparse.Namespace], int]
 
@@ -87,44 +87,106 @@ def secret(session: Session, args: argparse.Namespace) -> int:
 
 
 def listen(session: Session, args: argparse.Namespace) -> int:
-    """Print arriving messages until Ctrl-C, ``--wait`` seconds, or ``--count`` messages."""
+    """Print arriving messages until Ctrl-C, ``--wait`` seconds, ``--count`` messages, or a refusal.
+
+    ``--count N`` stops once N have arrived; any that arrived with them are printed too.
+    The relay pushes every queued message at once and the core stores and acknowledges
+    each as it comes, so by the time the N-th is printed more may have been taken from
+    the relay; none is left unprinted, because no later ``listen`` would see it. Those
+    queued while the profile is still open are printed in full (file name,
+    ``--save-files``, ``--mark-read``); then the profile is closed, which waits for the
+    core to finish what it was storing, and any that arrived in that last moment are
+    printed as well (see ``_Listening.late``).
+
+    The relay refusing this device (revoked, account disabled) ends it at once, exit 1.
+    """
     session.enrolled()
     if args.save_files is not None:
         args.save_files.mkdir(parents=True, exist_ok=True)
     deadline = None if args.wait is None else time.monotonic() + args.wait
-    arrived = 0
+    listening = _Listening(session, args)
     try:
-        while args.count is None or arrived < args.count:
+        while not listening.done:
             event = session.next_event(deadline)
             if event is None:
                 break
-            if isinstance(event, MessageArrived):
-                arrived += 1
-                _arrival(session, event, args)
-            elif (text := output.event_note(event)) is not None:
-                note(text)
+            listening.show(event)
+        listening.show_all(session.drain())
+        if listening.arrived and listening.refused is None:
+            session.linger()  # their delivery (and read) receipts
+            listening.show_all(session.drain())
     except KeyboardInterrupt:
-        return 0
-    if arrived:
-        session.linger()  # their delivery (and read) receipts
-    if args.count is not None and arrived < args.count:
-        raise CliError(f"{arrived} of {args.count} messages arrived within {args.wait} s")
+        pass
+    finally:
+        session.close()
+        listening.late(session.drain())
+    if listening.refused is not None:
+        raise CliError(f"the relay refused this device: {listening.refused}")
+    if args.count is not None and listening.arrived < args.count:
+        raise CliError(f"{listening.arrived} of {args.count} messages arrived within {args.wait} s")
     return 0
 
 
-def _arrival(session: Session, event: MessageArrived, args: argparse.Namespace) -> None:
-    files = session.call(session.enclave.attachments(event.message.id))
-    print(output.arrival_line(event, files[0].name if files else ""))
-    if args.save_files is not None:
-        for file in files:
-            try:
-                dest = save_path(args.save_files, file.name)
-                session.call(session.enclave.save_attachment(file.id, dest))
-                note(f"saved: {dest}")
-            except SecretChatError:
-                note(f"not saved: {output.clean(file.name)} is in a secret chat, whose files stay inside it")
-    if args.mark_read:
-        session.call(session.enclave.mark_read(event.conversation.id))
+class _Listening:
+    """What ``listen`` prints of the core's events, and how many messages it printed."""
+
+    def __init__(self, session: Session, args: argparse.Namespace) -> None:
+        self._session = session
+        self._args = args
+        self.arrived = 0
+        self.refused: str | None = None
+
+    @property
+    def done(self) -> bool:
+        count: int | None = self._args.count
+        return self.refused is not None or (count is not None and self.arrived >= count)
+
+    def show_all(self, events: list[Event]) -> None:
+        for event in events:
+            self.show(event)
+
+    def show(self, event: Event) -> None:
+        """One event, with the profile open: a message in full, anything else as a note."""
+        if isinstance(event, MessageArrived):
+            self.arrived += 1
+            self._arrival(event)
+        elif isinstance(event, ConnectionChanged) and event.state == REFUSED:
+            self.refused = event.reason or REFUSED
+        elif (text := output.event_note(event)) is not None:
+            note(text)
+
+    def late(self, events: list[Event]) -> None:
+        """Messages whose events came after the last look, once the profile is closed.
+
+        Their text is printed like any other; what needs the open profile (the file
+        name column, saving the file, marking it read) cannot be done any more, and a
+        note says so. ``history`` shows them in full.
+        """
+        for event in events:
+            if isinstance(event, MessageArrived):
+                self.arrived += 1
+                print(output.arrival_line(event, ""))
+                note(
+                    f"message {event.message.id} arrived as listen was closing the profile: "
+                    "a file it may carry is neither named nor saved here, and it is not marked "
+                    "read; history shows it in full"
+                )
+
+    def _arrival(self, event: MessageArrived) -> None:
+        session, args = self._session, self._args
+        files = session.call(session.enclave.attachments(event.message.id))
+        print(output.arrival_line(event, files[0].name if files else ""))
+        if args.save_files is not None:
+            for file in files:
+                try:
+                    dest = save_path(args.save_files, file.name)
+                    session.call(session.enclave.save_attachment(file.id, dest))
+                    note(f"saved: {dest}")
+                except SecretChatError:
+                    name = output.clean(file.name)
+                    note(f"not saved: {name} is in a secret chat, whose files stay inside it")
+        if args.mark_read:
+            session.call(session.enclave.mark_read(event.conversation.id))
 
 
 def history(session: Session, args: argparse.Namespace) -> int:

@@ -28,6 +28,8 @@ from cli import output
 from cli.errors import CliError
 
 T = TypeVar("T")
+REFUSED = "refused"
+"""The connection state of a device the relay refused (revoked, account disabled): it never reconnects."""
 
 CALL_SECONDS = 90.0
 """Longer than any network wait inside the core (30 s per relay request), so a timeout here is a hang."""
@@ -45,6 +47,15 @@ class Session:
     def __init__(self, enclave: Enclave, events: queue.Queue[Event]) -> None:
         self.enclave = enclave
         self.events = events
+
+    def close(self) -> None:
+        """Close the profile now (``opened`` closes it anyway); afterwards ``drain`` has every event.
+
+        ``Enclave.close`` joins the core's worker thread, so each event of what the core did
+        (a message stored and acknowledged, say) is in the queue by the time this returns.
+        """
+        self.enclave.close()
+
 
     def call(self, future: Future[T]) -> T:
         """The result of a facade call, or its typed error raised here."""
@@ -81,6 +92,14 @@ class Session:
                 return None
             with contextlib.suppress(queue.Empty):
                 return self.events.get(timeout=left)
+
+    def drain(self) -> list[Event]:
+        """The events queued now, without waiting for more."""
+        drained: list[Event] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                drained.append(self.events.get_nowait())
+        return drained
 
     def final_status(self, message: Message, deadline: float) -> MessageStatus:
         """The message's status once it is no longer pending, or pending at ``deadline``."""

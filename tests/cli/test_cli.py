@@ -68,6 +68,26 @@ def test_a_file_is_saved_by_listen_byte_for_byte(pair: Pair, tmp_path: Path) -> 
     assert len(missing.stderr.strip().splitlines()) == 1 and "cannot read" in missing.stderr
 
 
+def test_listen_prints_every_message_it_takes_from_the_relay(pair: Pair) -> None:
+    """Test that three queued messages are each printed once by listen --count 1, none taken unprinted."""
+    texts = ["Queued one", "Queued two", "Queued three"]
+    for text in texts:
+        sent = pair.alice.run("send", "bob", text)
+        assert sent.returncode == 0 and pairs(sent.stdout)["status"] == "sent", sent.stderr
+
+    printed: list[str] = []
+    for _ in texts:  # every run prints at least the one it waits for
+        listened = pair.bob.run(*LISTEN)
+        assert listened.returncode == 0, listened.stderr
+        printed += [body for _, _, _, body, _ in rows(listened.stdout)]
+        if len(printed) >= len(texts):
+            break
+    assert printed == texts
+
+    history = pair.bob.run("history", "alice", "--limit", "3")
+    assert [text for _, _, _, _, text, _ in rows(history.stdout)] == texts
+
+
 def test_a_second_process_on_a_profile_is_refused_and_the_first_keeps_working(pair: Pair) -> None:
     """Test that send on a profile that listen has open exits 1 naming it, and listen still gets messages."""
     listening = Interactive(pair.bob.command(*LISTEN), {})

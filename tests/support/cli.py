@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.relay import REPO
+from tests.support.relay import REPO, RelayProcess
 
 PASSPHRASE = "correct horse battery staple"
 RUN_SECONDS = 90
@@ -53,6 +53,14 @@ class CliUser:
         return subprocess.Popen(
             self.command(*args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
+
+
+def enrol(relay: RelayProcess, user: CliUser, code: str) -> int:
+    """Enrol ``user``'s profile (created if missing) with an enrolment code; the device id it got."""
+    done = user.run("enrol", "--server", relay.https, "--pin", relay.pin, "--code", code)
+    if done.returncode != 0:
+        raise AssertionError(f"enrol failed: {done.stderr}")
+    return int(pairs(done.stdout)["device"])
 
 
 def rows(stdout: str) -> list[list[str]]:
