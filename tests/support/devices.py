@@ -1,0 +1,385 @@
+"""Devices with real stores, certificates and sessions, and the engine's parts for each, with no relay.
+
+A ``Bench`` holds what the devices of one test share: an event loop (the parts run on
+it as they run on the worker loop), an organisation trust root that certifies the
+devices, and a clock. ``Bench.device`` makes a device as enrolment would leave it: a
+real SQLCipher profile in the test's folder holding its identity, relay settings,
+certificate and prekeys, and its engine's parts wired as ``Client.build`` wires them,
+with ``Delivery`` over an in-memory transport (``tests.support.transport``).
+
+``introduce`` and ``open_session`` give two devices a pairwise session with the real
+X3DH of ``app.crypto``, stored through the store's repositories, so that what one
+device seals the other opens. Nothing here talks to a relay: the link the parts are
+given is never started, so whatever needs the relay alone (prekey bundles, the
+directory, files) is offline, and an envelope reaches its recipient when the test
+hands it over (``Device.receive``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import nacl.utils
+
+from app.crypto.certificate import DeviceCertificate
+from app.crypto.keys import DHKeyPair, IdentityKeyPair, OneTimePreKey, PreKeyBundle, SignedPreKey
+from app.crypto.primitives import RandomSource
+from app.crypto.session import PreKeyMessage, Session, accept_session, initiate_session
+from app.protocol.envelope import Envelope
+from app.services import prekeys
+from app.services.clock import Clock
+from app.services.contacts import Contacts
+from app.services.conversations import Conversations
+from app.services.credentials import Credentials
+from app.services.delivery import Delivery
+from app.services.events import Emitter, Event
+from app.services.expiry import ExpirySchedule
+from app.services.incoming import Receiving
+from app.services.outgoing import Sending
+from app.services.sessions import Sessions
+from app.services.settings import RelaySettings
+from app.services.tasks import Tasks
+from app.services.verification import Verification
+from app.sync.link import RelayAddress, RelayLink
+from app.sync.transport import TransportState
+from storage.records import Conversation, ConversationKind
+from storage.store import Store
+from tests.storage.harness import FakeClock
+from tests.support.clients import passphrase
+from tests.support.transport import InMemoryTransport
+
+T = TypeVar("T")
+E = TypeVar("E")
+
+NOW = 1_800_000_000.0
+CERTIFICATE_SECONDS = 7 * 24 * 3600
+WAIT_SECONDS = 5.0
+POLL_SECONDS = 0.005
+RELAY = RelayAddress("https://relay.invalid:8443", "sha256/" + base64.b64encode(bytes(32)).decode("ascii"))
+"""Where the devices believe their relay is; nothing ever connects to it."""
+
+__all__ = ["NOW", "Bench", "Device", "FakeClock", "introduce", "open_session"]
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    """What enrolment left a device with (its store holds the same)."""
+
+    account_id: str
+    device_id: int
+    identity: IdentityKeyPair
+    certificate: DeviceCertificate
+    signed_prekey: SignedPreKey
+    one_time_prekeys: list[OneTimePreKey]
+
+
+@dataclass
+class Device:
+    """One enrolled device: its store and keys, and its engine's parts over an in-memory transport."""
+
+    account_id: str
+    device_id: int
+    identity: IdentityKeyPair
+    certificate: DeviceCertificate
+    store: Store
+    signed_prekey: SignedPreKey
+    unused_prekeys: list[OneTimePreKey]
+    """One-time prekeys not yet handed out in a bundle (their private halves are in the store)."""
+    transport: InMemoryTransport
+    relay: RelayLink
+    """Never started: what only the relay serves (bundles, directory, files) is offline."""
+    tasks: Tasks
+    credentials: Credentials
+    contacts: Contacts
+    sessions: Sessions
+    delivery: Delivery
+    sending: Sending
+    receiving: Receiving
+    conversations: Conversations
+    verification: Verification
+    expiry: ExpirySchedule
+    events: list[Event] = field(default_factory=list)
+    """Everything the parts emitted, in order."""
+    requeued: int = 0
+    """How often Delivery handed a message back to be sealed again."""
+
+    def bundle(self) -> PreKeyBundle:
+        """This device's prekey bundle with a one-time prekey, as the directory would hand it out."""
+        one_time = self.unused_prekeys.pop(0)
+        spk = self.signed_prekey
+        return PreKeyBundle(
+            self.identity.public,
+            spk.key_id,
+            spk.keypair.public,
+            spk.signature,
+            one_time.key_id,
+            one_time.keypair.public,
+        )
+
+    def emitted(self, kind: type[E]) -> list[E]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def direct(self, peer: Device, timer_seconds: int = 0) -> Conversation:
+        """The direct conversation with ``peer`` (created, with the timer, if there is none)."""
+        existing = self.store.conversations.find_with_peer(peer.account_id)
+        if existing:
+            return existing[0]
+        return self.store.conversations.create(
+            ConversationKind.DIRECT,
+            peer_account_id=peer.account_id,
+            title=peer.account_id,
+            timer_seconds=timer_seconds,
+        )
+
+    async def close(self) -> None:
+        await self.tasks.close()
+        self.expiry.close()
+
+
+class Bench:
+    """The loop, trust root and clock the devices of one test share; ``close`` it when done."""
+
+    def __init__(self, root: Path, clock: Clock | None = None, random: RandomSource = nacl.utils.random):
+        self.root = root
+        self.clock: Clock = clock if clock is not None else FakeClock(NOW)
+        self.random = random
+        self.trust_root = IdentityKeyPair.generate(random)
+        """The organisation's key that signs device certificates (the relay's, today)."""
+        self._runner = asyncio.Runner()
+        self.loop = self._runner.get_loop()
+        self.devices: list[Device] = []
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the bench's loop (background tasks started earlier run too)."""
+        return self._runner.run(coroutine)
+
+    def until(self, condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
+        """Run the loop until ``condition`` holds; fail after ``timeout`` seconds, naming ``what``."""
+
+        async def waiting() -> None:
+            deadline = self.loop.time() + timeout
+            while not condition():
+                if self.loop.time() > deadline:
+                    raise AssertionError(f"not within {timeout} s: {what}")
+                await asyncio.sleep(POLL_SECONDS)
+
+        self.run(waiting())
+
+    def idle(self, rounds: int = 20) -> None:
+        """Let every callback that is ready now run (and what those make ready, ``rounds`` deep)."""
+
+        async def yielding() -> None:
+            for _ in range(rounds):
+                await asyncio.sleep(0)
+
+        self.run(yielding())
+
+    def certify(
+        self, account_id: str, device_id: int, identity_key: bytes, seconds: float
+    ) -> DeviceCertificate:
+        return DeviceCertificate.issue(
+            self.trust_root,
+            account_id=account_id,
+            device_id=device_id,
+            identity_key=identity_key,
+            expires_at=int(self.clock() + seconds),
+        )
+
+    def device(
+        self,
+        account_id: str,
+        device_id: int = 1,
+        *,
+        state: TransportState = TransportState.ONLINE,
+        one_time_prekeys: int = 4,
+        certificate_seconds: float = CERTIFICATE_SECONDS,
+    ) -> Device:
+        """A newly enrolled device (a new identity even if the account and device id were seen before)."""
+        profile = self.root / f"{account_id}-{device_id}-{len(self.devices)}"
+        store = Store.create(profile, passphrase(), clock=self.clock, random=self.random)
+        identity = IdentityKeyPair.generate(self.random)
+        certificate = self.certify(account_id, device_id, identity.public, certificate_seconds)
+        signed = prekeys.new_signed_prekey(identity, self.random)
+        one_time = prekeys.new_one_time_prekeys(1, one_time_prekeys, self.random)
+        with store.transaction():
+            Credentials(store, self.clock).save_enrolment(
+                identity,
+                account_id,
+                device_id,
+                RelaySettings(RELAY, self.trust_root.public),
+                certificate.encode(),
+            )
+            prekeys.save(store, signed, one_time)
+        enrolment = Enrolment(account_id, device_id, identity, certificate, signed, one_time)
+        device = self._wire(enrolment, store, InMemoryTransport(state))
+        self.devices.append(device)
+        return device
+
+    def reopen(self, device: Device, *, state: TransportState = TransportState.ONLINE) -> Device:
+        """The same device after a restart: its store closed and opened again, its parts made anew."""
+        self.run(device.close())
+        device.store.close()
+        store = Store.open(device.store.profile_dir, passphrase(), clock=self.clock, random=self.random)
+        enrolment = Enrolment(
+            device.account_id,
+            device.device_id,
+            device.identity,
+            device.certificate,
+            device.signed_prekey,
+            device.unused_prekeys,
+        )
+        again = self._wire(enrolment, store, InMemoryTransport(state))
+        self.devices[self.devices.index(device)] = again
+        return again
+
+    def _wire(self, enrolment: Enrolment, store: Store, transport: InMemoryTransport) -> Device:
+        """The parts in ``Client.build``'s order, with ``Delivery`` over ``transport``.
+
+        ``Sending`` is given the transport where ``Client.build`` gives it the relay link
+        (which is also its Delivery's transport there): of the link it reads only the
+        state, to seal a disappearing message only while the transport is online, and
+        uploads files, which these tests do not send.
+        """
+        events: list[Event] = []
+        tasks = Tasks(self.loop)
+        emitter = Emitter(events.append)
+        relay = RelayLink()
+        credentials = Credentials(store, self.clock)
+        contacts = Contacts(store, relay=relay, tasks=tasks)
+        sessions = Sessions(
+            store,
+            credentials=credentials,
+            relay=relay,
+            contacts=contacts,
+            emitter=emitter,
+            random=self.random,
+        )
+        device: Device | None = None
+
+        def requeued() -> None:
+            if device is not None:
+                device.requeued += 1
+                tasks.spawn(device.sending.seal_pending())
+
+        delivery = Delivery(
+            store,
+            transport=transport,
+            sessions=sessions,
+            emitter=emitter,
+            tasks=tasks,
+            clock=self.clock,
+            on_requeued=requeued,
+        )
+        sending = Sending(
+            store,
+            credentials=credentials,
+            sessions=sessions,
+            relay=transport,  # type: ignore[arg-type]  # stands in for the link's state: see above
+            delivery=delivery,
+            emitter=emitter,
+            clock=self.clock,
+            random=self.random,
+        )
+        device = Device(
+            account_id=enrolment.account_id,
+            device_id=enrolment.device_id,
+            identity=enrolment.identity,
+            certificate=enrolment.certificate,
+            store=store,
+            signed_prekey=enrolment.signed_prekey,
+            unused_prekeys=list(enrolment.one_time_prekeys),
+            transport=transport,
+            relay=relay,
+            tasks=tasks,
+            credentials=credentials,
+            contacts=contacts,
+            sessions=sessions,
+            delivery=delivery,
+            sending=sending,
+            receiving=Receiving(
+                store,
+                credentials=credentials,
+                sessions=sessions,
+                contacts=contacts,
+                relay=relay,
+                delivery=delivery,
+                emitter=emitter,
+                tasks=tasks,
+                clock=self.clock,
+            ),
+            conversations=Conversations(
+                store,
+                credentials=credentials,
+                contacts=contacts,
+                sessions=sessions,
+                sending=sending,
+                delivery=delivery,
+                emitter=emitter,
+                clock=self.clock,
+                random=self.random,
+            ),
+            verification=Verification(store, credentials=credentials, sessions=sessions, sending=sending),
+            expiry=ExpirySchedule(store, emitter=emitter, tasks=tasks, clock=self.clock),
+            events=events,
+        )
+        return device
+
+    def deliver(self, sender: Device, recipient: Device) -> list[Envelope]:
+        """Flush the sender's outbox and hand what its transport stored to the recipient, in order.
+
+        Returns the envelopes handed over. The sender's transport must be online.
+        """
+        before = len(sender.transport.stored)
+        sender.delivery.kick()
+        self.until(lambda: sender.store.outbox.next_attempt() is None, f"{sender.account_id}'s outbox left")
+        envelopes = sender.transport.stored[before:]
+        for envelope in envelopes:
+            self.run(recipient.receiving.receive(envelope, recipient.transport))
+        return envelopes
+
+    def close(self) -> None:
+        try:
+            for device in self.devices:
+                self.run(device.close())
+                device.store.close()
+        finally:
+            self._runner.close()
+
+
+def introduce(a: Device, b: Device) -> None:
+    """Each device knows the other as a contact, and the key its device showed (trusted on first use)."""
+    for here, there in ((a, b), (b, a)):
+        here.store.contacts.upsert(there.account_id, there.account_id.title())
+        here.store.contacts.record_device_key(there.account_id, there.device_id, there.identity.public)
+
+
+def open_session(
+    initiator: Device, responder: Device, random: RandomSource = nacl.utils.random, *, answered: bool = True
+) -> None:
+    """Start a session from ``initiator`` with ``responder``'s bundle, with the real X3DH.
+
+    ``answered``: the responder has accepted the first message and replied, so both hold
+    the session and spent the one-time prekey; otherwise only the initiator holds it and
+    what it seals next is a prekey message naming that one-time prekey.
+    """
+    session = initiate_session(initiator.identity, responder.bundle(), random)
+    if answered:
+        first = PreKeyMessage.parse(session.encrypt(b"hello").body)
+        taken = responder.store.prekeys.take_one_time(first.one_time_prekey_id)
+        one_time = OneTimePreKey(taken.key_id, DHKeyPair.from_private(taken.private_key))
+        answer, plaintext = accept_session(
+            responder.identity, first, responder.signed_prekey, one_time, random
+        )
+        if plaintext != b"hello" or session.decrypt(answer.encrypt(b"welcome"), random) != b"welcome":
+            raise AssertionError("session set-up failed")
+        _save(responder, initiator, answer)
+    _save(initiator, responder, session)
+
+
+def _save(here: Device, there: Device, session: Session) -> None:
+    here.store.sessions.put(there.account_id, there.device_id, session.to_bytes())
