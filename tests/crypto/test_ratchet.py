@@ -1,4 +1,5 @@
-"""The Double Ratchet's store of skipped message keys and its bound (app/crypto/ratchet.py).
+"""The Double Ratchet's limits (app/crypto/ratchet.py): the store of skipped message keys and its
+bound, the message parser's sizes and version, the sending chain's length.
 
 Whole sessions (round trips, any order, refusals) are tested in test_session.py.
 """
@@ -9,9 +10,21 @@ from dataclasses import dataclass
 
 import pytest
 
-from app.base.errors import DecryptionError
-from app.base.limits import MAX_SKIP, MAX_STORED_SKIPPED_KEYS
-from app.crypto.ratchet import parse_message
+from app.base.errors import (
+    DecryptionError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    UnsupportedVersionError,
+)
+from app.base.limits import (
+    AEAD_TAG_BYTES,
+    MAX_CHAIN_LENGTH,
+    MAX_PLAINTEXT_BYTES,
+    MAX_RATCHET_MESSAGE_BYTES,
+    MAX_SKIP,
+    MAX_STORED_SKIPPED_KEYS,
+)
+from app.crypto.ratchet import HEADER_BYTES, RATCHET_VERSION, parse_message
 from app.crypto.session import MessageKind, Session, SessionMessage
 from tests.support.sessions import SessionPair
 
@@ -82,3 +95,58 @@ def test_a_session_at_the_skipped_key_bound_saves_and_loads(overflowed: Overflow
     """Test that the state after keys were dropped loads again (loading refuses more than the bound)."""
     reloaded = Session.from_bytes(overflowed.pair.bob.to_bytes())
     assert reloaded.ratchet.skipped == overflowed.pair.bob.ratchet.skipped
+
+
+def test_one_key_past_the_bound_drops_exactly_the_oldest_one(overflowed: Overflowed) -> None:
+    """Test that skipping one more key at the bound keeps the count and drops only the oldest key."""
+    pair = overflowed.pair
+    before = list(pair.bob.ratchet.skipped)
+    lost = pair.alice.encrypt(b"one more lost")
+    assert pair.a_to_b(b"after one gap") == b"after one gap"
+    assert list(pair.bob.ratchet.skipped) == [*before[1:], _slot(lost)]
+
+
+def _message(length: int, version: int = RATCHET_VERSION) -> bytes:
+    return bytes((version,)) + bytes(length - 1)
+
+
+@pytest.mark.parametrize("length", [HEADER_BYTES + AEAD_TAG_BYTES, MAX_RATCHET_MESSAGE_BYTES])
+def test_parser_takes_messages_at_both_size_limits(length: int) -> None:
+    """Test that a message of exactly a header and a tag, or of exactly the size limit, parses."""
+    header, raw_header, ciphertext = parse_message(_message(length))
+    assert (header.number, len(raw_header), len(ciphertext)) == (0, HEADER_BYTES, length - HEADER_BYTES)
+
+
+@pytest.mark.parametrize("length", [HEADER_BYTES + AEAD_TAG_BYTES - 1, MAX_RATCHET_MESSAGE_BYTES + 1])
+def test_parser_refuses_messages_one_byte_past_a_size_limit(length: int) -> None:
+    """Test that a message one byte short of a header and a tag, or one byte over the limit, is refused."""
+    with pytest.raises(RemoteProtocolError) as raised:
+        parse_message(_message(length))
+    assert not isinstance(raised.value, UnsupportedVersionError)
+
+
+@pytest.mark.parametrize("length", [1, HEADER_BYTES + AEAD_TAG_BYTES])
+def test_parser_refuses_an_unknown_version_as_such_whatever_the_length(length: int) -> None:
+    """Test that a newer version is UnsupportedVersionError (unknown), for short and full messages."""
+    with pytest.raises(UnsupportedVersionError) as raised:
+        parse_message(_message(length, version=RATCHET_VERSION + 1))
+    assert raised.value.known is False
+
+
+def test_a_sending_chain_stops_before_its_counter_would_pass_the_limit() -> None:
+    """Test that the message numbered MAX_CHAIN_LENGTH - 1 is the last a chain sends."""
+    pair = SessionPair.establish(b"long chain")
+    pair.alice.ratchet.ns = MAX_CHAIN_LENGTH - 1  # as if that many were sent; sending them takes hours
+    last = pair.alice.encrypt(b"last")
+    assert _slot(last)[1] == MAX_CHAIN_LENGTH - 1
+    with pytest.raises(LocalProtocolError):
+        pair.alice.encrypt(b"one too many")
+
+
+def test_the_largest_plaintext_round_trips_and_one_byte_more_is_refused() -> None:
+    """Test that a plaintext of exactly MAX_PLAINTEXT_BYTES is sent and read, and a longer one refused."""
+    pair = SessionPair.establish(b"large")
+    largest = bytes(MAX_PLAINTEXT_BYTES)
+    assert pair.a_to_b(largest) == largest
+    with pytest.raises(LocalProtocolError):
+        pair.alice.encrypt(largest + b"!")

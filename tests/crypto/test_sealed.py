@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.base.errors import CertificateError, CryptoError, DecryptionError, RemoteProtocolError
+from app.base.limits import MAX_SEALED_BYTES
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair
 from app.crypto.sealed import seal, unseal
@@ -131,3 +132,35 @@ def test_certificate_round_trips_and_refuses_trailing_bytes(
     assert DeviceCertificate.parse(certificate.encode()) == certificate
     with pytest.raises(RemoteProtocolError):
         DeviceCertificate.parse(certificate.encode() + b"\x00")
+
+
+def _sealed_of_length(
+    length: int, alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
+) -> tuple[bytes, SessionMessage]:
+    """A genuine envelope of exactly ``length`` bytes (its session message sized to fit), and that message."""
+    certificate = _certificate(issuer, alice)
+    overhead = len(_seal(alice, certificate, bob, random)) - len(b"ratchet bytes")
+    message = SessionMessage(MessageKind.RATCHET, bytes(length - overhead))
+    sealed = seal(
+        sender=alice, certificate=certificate, recipient_identity=bob.public, message=message, random=random
+    )
+    if len(sealed) != length:
+        raise AssertionError(f"made {len(sealed)} bytes, not {length}")
+    return sealed, message
+
+
+def test_envelope_of_exactly_the_size_limit_opens(
+    alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
+) -> None:
+    """Test that a sealed envelope of MAX_SEALED_BYTES is opened."""
+    sealed, message = _sealed_of_length(MAX_SEALED_BYTES, alice, bob, issuer, random)
+    assert unseal(recipient=bob, untrusted=sealed, trust_root=issuer.public, now=NOW).message == message
+
+
+def test_envelope_one_byte_over_the_size_limit_is_malformed(
+    alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
+) -> None:
+    """Test that a genuine sealed envelope of MAX_SEALED_BYTES + 1 is refused as too large."""
+    sealed, _ = _sealed_of_length(MAX_SEALED_BYTES + 1, alice, bob, issuer, random)
+    with pytest.raises(RemoteProtocolError, match="exceeds the limit"):
+        unseal(recipient=bob, untrusted=sealed, trust_root=issuer.public, now=NOW)
