@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from app.base.errors import EnclaveError
-from app.services.events import Event, MessageArrived, MessageStatusChanged
+from app.services.events import Event, KeyChanged, MessageArrived, MessageHeld, MessageStatusChanged
 from app.services.types import Conversation, ConversationKind, Message
 from cli import output
 from cli.errors import CliError
@@ -33,6 +33,7 @@ HELP = """\
   /history [N]             the last N messages of this conversation
   /contacts [QUERY]        your contacts; with QUERY, search the directory and add who matches
   /safety ACCOUNT          the safety numbers to compare with a colleague
+  /accept ACCOUNT          accept a colleague's new key (compare safety numbers first)
   /quit                    leave (Ctrl-D or Ctrl-C too)
   anything else            is sent to the current conversation"""
 
@@ -55,6 +56,7 @@ class Chat:
             "/history": self._history,
             "/contacts": self._contacts,
             "/safety": self._safety,
+            "/accept": self._accept,
             "/help": lambda _: self._say(HELP),
         }
 
@@ -203,6 +205,11 @@ class Chat:
             self._say(f"  device {view.device_id}: {output.safety_groups(view.digits)} ({view.trust})")
         self._say("  Compare these digits with your colleague's, in person or by phone.")
 
+    def _accept(self, words: list[str]) -> None:
+        [account] = _words(words, 1, "/accept ACCOUNT")
+        self._session.call(self._session.enclave.accept_key_change(account))
+        self._say(f"  Accepted {clean(account)}'s new key; messages that waited for it leave now.")
+
     # Events.
 
     def _print_events(self) -> None:
@@ -221,6 +228,18 @@ class Chat:
         elif isinstance(event, MessageStatusChanged):
             if event.message_id in self._sent:
                 self._say(f"  (message {event.message_id} {event.status})")
+        elif isinstance(event, MessageHeld):
+            account = clean(event.account_id)
+            self._say(
+                f"  (message {event.message_id} waits until you accept {account}'s new key: "
+                f"/safety {account} to compare, then /accept {account})"
+            )
+        elif isinstance(event, KeyChanged):
+            account = clean(event.account_id)
+            self._say(
+                f"* key changed: {account} device {event.device_id}; /safety {account} to compare "
+                f"with them, then /accept {account}"
+            )
         elif (text := output.event_note(event)) is not None:
             self._say(f"* {text}")
 

@@ -19,7 +19,7 @@ from cli.chat import Chat
 from cli.errors import CliError
 from cli.files import save_path
 from cli.output import note, pair
-from cli.session import REFUSED, Session
+from cli.session import ONLINE_SECONDS, REFUSED, Session
 
 Command = Callable[[Session, argparse.Namespace], int]
 
@@ -52,7 +52,12 @@ def conversations(session: Session, args: argparse.Namespace) -> int:
 
 
 def send(session: Session, args: argparse.Namespace) -> int:
-    """Send a text or a file, then wait (up to ``--wait``) until the relay has stored it."""
+    """Send a text or a file, then wait (up to ``--wait``) until the relay has stored it.
+
+    It stops waiting early, with ``status: pending``, when the message cannot leave before
+    the user acts: it waits for a colleague's new key to be accepted, or the relay
+    refused this device (exit status 1: nothing sent from this profile will leave).
+    """
     deadline = time.monotonic() + args.wait
     path: Path | None = getattr(args, "path", None)
     conversation_id = _conversation_id(session, args, start=True)
@@ -63,9 +68,19 @@ def send(session: Session, args: argparse.Namespace) -> int:
         message = session.call(session.enclave.send_text(conversation_id, args.text))
     print(pair("conversation", conversation_id))
     print(pair("message", message.id))
-    status = session.final_status(message, deadline)
+    outcome = session.final_status(message, deadline)
+    status = outcome.status
     print(pair("status", status))
-    if status is MessageStatus.PENDING:
+    if outcome.refused is not None:
+        raise CliError(f"the relay refused this device: {outcome.refused}")
+    if outcome.held_for is not None:
+        account = output.clean(outcome.held_for)
+        note(
+            f"waiting until you accept {account}'s new key: compare safety numbers with {account} "
+            f"(enclave-cli safety-number {account}), then accept it with "
+            f"enclave-cli safety-number {account} --accept, and the message leaves"
+        )
+    elif status is MessageStatus.PENDING:
         note(
             "the relay has not taken it yet: it waits in this profile's outbox and leaves "
             "the next time enclave-cli (listen, for one) reaches the relay with this profile"
@@ -212,11 +227,20 @@ def timer(session: Session, args: argparse.Namespace) -> int:
 
 
 def safety_number(session: Session, args: argparse.Namespace) -> int:
-    """The safety number of each of the colleague's devices; ``--verify`` and ``--accept`` act first."""
+    """The safety number of each of the colleague's devices; ``--verify`` and ``--accept`` act first.
+
+    ``--accept`` lets the messages that waited for the new key leave before it returns.
+    """
     if args.verify is not None:
         session.call(session.enclave.mark_verified(args.account, args.verify))
     if args.accept:
+        # Online first, so the messages that waited for the new key are encrypted and leave now.
+        online = session.go_online(ONLINE_SECONDS)
         session.call(session.enclave.accept_key_change(args.account))
+        if online:
+            session.linger()
+        else:
+            note("messages that waited for this key leave with this profile's next connection")
     views = session.call(session.enclave.safety_numbers(args.account))
     if not views:
         raise CliError(f"no device of {args.account!r} is known yet: exchange a message first")

@@ -19,6 +19,7 @@ from app.services.events import (
     Event,
     KeyChanged,
     MessageArrived,
+    MessageHeld,
     MessagesExpired,
     MessageStatusChanged,
     Problem,
@@ -114,6 +115,13 @@ def event_note(event: Event) -> str | None:
         case TimerChanged(conversation_id=conversation_id, timer_seconds=seconds, by_peer=by_peer):
             who = "the colleague" if by_peer else "this device"
             text = f"timer: conversation {conversation_id} set to {seconds} s by {who}"
+        case MessageHeld(message_id=message_id, conversation_id=conversation_id, account_id=account_id):
+            account = clean(account_id)
+            text = (
+                f"held: message {message_id} in conversation {conversation_id} waits until you accept "
+                f"{account}'s new key; compare safety numbers (safety-number {account}), then accept it "
+                f"(safety-number {account} --accept)"
+            )
         case KeyChanged(account_id=account_id, device_id=device_id):
             text = (
                 f"key changed: {clean(account_id)} device {device_id}; compare safety numbers "

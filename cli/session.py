@@ -14,13 +14,14 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
 from app.base.errors import EnclaveError, OfflineError
 from app.services.errors import NotEnrolledError
-from app.services.events import Event, MessageStatusChanged
+from app.services.events import ConnectionChanged, Event, MessageHeld, MessageStatusChanged
 from app.services.facade import Enclave
 from app.services.profiles import KeySource
 from app.services.types import Contact, Conversation, ConversationKind, Identity, Message, MessageStatus
@@ -55,7 +56,6 @@ class Session:
         (a message stored and acknowledged, say) is in the queue by the time this returns.
         """
         self.enclave.close()
-
 
     def call(self, future: Future[T]) -> T:
         """The result of a facade call, or its typed error raised here."""
@@ -101,13 +101,21 @@ class Session:
                 drained.append(self.events.get_nowait())
         return drained
 
-    def final_status(self, message: Message, deadline: float) -> MessageStatus:
-        """The message's status once it is no longer pending, or pending at ``deadline``."""
+    def final_status(self, message: Message, deadline: float) -> Outcome:
+        """Where the message stands once it is no longer pending, or at ``deadline``.
+
+        Waiting stops early when it cannot end before the user acts: the message is held
+        for a colleague's new key, or the relay refused this device.
+        """
         status = message.status
         while status is MessageStatus.PENDING and (event := self.next_event(deadline)) is not None:
             if isinstance(event, MessageStatusChanged) and event.message_id == message.id:
                 status = event.status
-        return status
+            elif isinstance(event, MessageHeld) and event.message_id == message.id:
+                return Outcome(status, held_for=event.account_id)
+            elif isinstance(event, ConnectionChanged) and event.state == REFUSED:
+                return Outcome(status, refused=event.reason or REFUSED)
+        return Outcome(status)
 
     def linger(self) -> None:
         """Let queued control messages leave before the profile closes (see ``FLUSH_SECONDS``)."""
@@ -148,6 +156,17 @@ class Session:
             if c.kind is ConversationKind.DIRECT and c.peer_account_id == account_id:
                 return c
         raise CliError(f"no conversation with {account_id!r} yet")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of a sent message while ``send`` waited."""
+
+    status: MessageStatus
+    held_for: str | None = None
+    """The colleague whose new key the message waits for the user to accept."""
+    refused: str | None = None
+    """Why the relay refused this device, if it did: the message can never leave from here."""
 
 
 @contextlib.contextmanager

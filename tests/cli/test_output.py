@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.services.events import Problem
+from app.services.events import MessageHeld, Problem
 from cli.files import save_path
 from cli.output import clean, event_note
 from cli.workspace import account_id_for
@@ -34,3 +34,12 @@ def test_workspace_account_ids_are_plain_lower_case() -> None:
 def test_a_problem_is_told_on_one_line() -> None:
     """Test that a Problem event becomes one escaped stderr line for listen and the chat."""
     assert event_note(Problem("The disk is full.\nFree space.")) == "problem: The disk is full.\\nFree space."
+
+
+def test_a_held_message_is_told_with_how_to_accept_the_new_key() -> None:
+    """Test that a MessageHeld event names the colleague and the commands to compare and accept."""
+    text = event_note(MessageHeld(7, 3, "b.petrov\n"))
+    assert text == (
+        "held: message 7 in conversation 3 waits until you accept b.petrov\\n's new key; compare safety "
+        "numbers (safety-number b.petrov\\n), then accept it (safety-number b.petrov\\n --accept)"
+    )
