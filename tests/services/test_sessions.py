@@ -7,13 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from app.base.errors import OfflineError
 from app.base.limits import MAX_FILENAME_BYTES
+from app.crypto.sealed import unseal
+from app.protocol.content import Receipt, ReceiptType
+from app.protocol.envelope import Envelope
 from app.services.events import KeyChanged
 from app.services.incoming import UNAVAILABLE_SUFFIX, unavailable_name
 from app.services.sessions import blocked, note_device
 from storage.records import Trust
 from storage.store import Store
 from tests.support.clients import passphrase
+from tests.support.devices import Bench, Device, introduce, open_session
 
 
 @pytest.fixture
@@ -52,3 +57,63 @@ def test_the_stand_in_for_a_lost_file_keeps_within_the_name_limit() -> None:
     name = unavailable_name(longest)
     assert len(name.encode("utf-8")) <= MAX_FILENAME_BYTES and name.endswith(UNAVAILABLE_SUFFIX)
     assert name.startswith("отчёт") and unavailable_name("memo.txt") == "memo.txt" + UNAVAILABLE_SUFFIX
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Iterator[Bench]:
+    opened = Bench(tmp_path / "bench")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def pair(bench: Bench) -> tuple[Device, Device]:
+    """Alice and Bob, who know each other, with a session both hold."""
+    alice, bob = bench.device("alice"), bench.device("bob")
+    introduce(alice, bob)
+    open_session(alice, bob)
+    return alice, bob
+
+
+def _sealed_receipt(alice: Device) -> Envelope:
+    """A delivery receipt Alice seals for Bob, taken from her outbox."""
+    with alice.store.transaction():
+        alice.sessions.seal("bob", 1, Receipt(ReceiptType.DELIVERED, 0, (bytes(16),)), 2**32, message_id=None)
+    [entry] = alice.store.outbox.due(float("inf"))
+    return Envelope.parse(entry.envelope)
+
+
+def test_a_known_session_is_used_without_the_relay(bench: Bench, pair: tuple[Device, Device]) -> None:
+    """Test that ensure() answers from the store when a session exists, and needs the relay when not."""
+    alice, _ = pair
+    assert bench.run(alice.sessions.ensure("bob", None)) == [1]
+    assert bench.run(alice.sessions.ensure("bob", 1)) == [1]
+    with pytest.raises(OfflineError):
+        bench.run(alice.sessions.ensure("carol", None))
+
+
+def test_opening_saves_nothing_until_kept(pair: tuple[Device, Device]) -> None:
+    """Test that open() decrypts in memory (twice alike), and only keep() advances the stored session."""
+    alice, bob = pair
+    envelope = _sealed_receipt(alice)
+    unsealed = unseal(
+        recipient=bob.identity, untrusted=envelope.sealed, trust_root=bob.credentials.relay.trust_root, now=0
+    )
+    before = bob.store.sessions.get("alice", 1)
+    first = bob.sessions.open(unsealed.sender, unsealed.message)
+    assert bob.sessions.open(unsealed.sender, unsealed.message).plaintext == first.plaintext
+    assert bob.store.sessions.get("alice", 1) == before
+
+    with bob.store.transaction():
+        assert bob.sessions.keep(unsealed.sender, first) is None, "the key is the one on record"
+    assert bob.store.sessions.get("alice", 1) == first.session.to_bytes() != before
+
+
+def test_forgetting_a_device_drops_its_session_but_not_its_key(pair: tuple[Device, Device]) -> None:
+    """Test that a revoked device's session goes while its key stays, so a replacement is noticed."""
+    alice, _ = pair
+    alice.sessions.forget("bob", 1)
+    assert not alice.sessions.has("bob", 1) and alice.sessions.devices("bob") == []
+    device = alice.store.contacts.device("bob", 1)
+    assert device is not None and device.trust is Trust.UNVERIFIED
+    assert note_device(alice.store, "bob", 2, bytes(range(32))) == KeyChanged("bob", 2)
