@@ -12,7 +12,7 @@ X3DH of ``app.crypto``, stored through the store's repositories, so that what on
 device seals the other opens. Nothing here talks to a relay: the link the parts are
 given is never started, so whatever needs the relay alone (prekey bundles, the
 directory, files) is offline, and an envelope reaches its recipient when the test
-hands it over (``Device.receive``).
+hands it over (``Bench.deliver``).
 """
 
 from __future__ import annotations
@@ -63,7 +63,17 @@ POLL_SECONDS = 0.005
 RELAY = RelayAddress("https://relay.invalid:8443", "sha256/" + base64.b64encode(bytes(32)).decode("ascii"))
 """Where the devices believe their relay is; nothing ever connects to it."""
 
-__all__ = ["NOW", "Bench", "Device", "FakeClock", "introduce", "open_session"]
+__all__ = [
+    "CERTIFICATE_SECONDS",
+    "NOW",
+    "RELAY",
+    "Bench",
+    "Device",
+    "Enrolment",
+    "FakeClock",
+    "introduce",
+    "open_session",
+]
 
 
 @dataclass(frozen=True, slots=True)
