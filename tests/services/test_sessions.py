@@ -12,6 +12,7 @@ from app.base.limits import MAX_FILENAME_BYTES
 from app.crypto.sealed import unseal
 from app.protocol.content import Receipt, ReceiptType
 from app.protocol.envelope import Envelope
+from app.services.errors import NoDeviceError
 from app.services.events import KeyChanged
 from app.services.incoming import UNAVAILABLE_SUFFIX, unavailable_name
 from app.services.sessions import blocked, note_device
@@ -19,6 +20,7 @@ from storage.records import Trust
 from storage.store import Store
 from tests.support.clients import passphrase
 from tests.support.devices import Bench, Device, introduce, open_session
+from tests.support.transport import InMemoryDirectory
 
 
 @pytest.fixture
@@ -117,3 +119,22 @@ def test_forgetting_a_device_drops_its_session_but_not_its_key(pair: tuple[Devic
     device = alice.store.contacts.device("bob", 1)
     assert device is not None and device.trust is Trust.UNVERIFIED
     assert note_device(alice.store, "bob", 2, bytes(range(32))) == KeyChanged("bob", 2)
+
+
+def test_ensure_makes_a_session_with_each_listed_device_and_notes_its_key(bench: Bench) -> None:
+    """Test that fetched bundles give a session per device, a new device of a known colleague is a change."""
+    directory = InMemoryDirectory()
+    alice = bench.device("alice", directory=directory)
+    bobs = [bench.device("bob", n) for n in (1, 2)]
+    bobs[0].publish(directory)
+    assert bench.run(alice.sessions.ensure("bob", None)) == [1]
+    assert alice.store.contacts.get("bob").display_name == "bob"
+    assert alice.events == []
+
+    alice.sessions.forget("bob", 1)
+    bobs[1].publish(directory)
+    assert bench.run(alice.sessions.ensure("bob", None)) == [1, 2]
+    assert alice.emitted(KeyChanged) == [KeyChanged("bob", 2)], "device 2 appeared beside the known one"
+    assert alice.sessions.blocked("bob", 2) and not alice.sessions.blocked("bob", 1)
+    with pytest.raises(NoDeviceError):
+        bench.run(alice.sessions.ensure("nobody", None))

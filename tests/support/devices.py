@@ -51,7 +51,7 @@ from storage.records import Conversation, ConversationKind
 from storage.store import Store
 from tests.storage.harness import FakeClock
 from tests.support.clients import passphrase
-from tests.support.transport import InMemoryTransport
+from tests.support.transport import InMemoryDirectory, InMemoryTransport
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -117,6 +117,10 @@ class Device:
     """Everything the parts emitted, in order."""
     requeued: int = 0
     """How often Delivery handed a message back to be sealed again."""
+
+    def publish(self, directory: InMemoryDirectory) -> None:
+        """List this device in the directory: each fetch hands out a bundle with a fresh one-time prekey."""
+        directory.publish(self.account_id, self.device_id, lambda: self.bundle().to_bytes())
 
     def bundle(self) -> PreKeyBundle:
         """This device's prekey bundle with a one-time prekey, as the directory would hand it out."""
@@ -208,8 +212,12 @@ class Bench:
         state: TransportState = TransportState.ONLINE,
         one_time_prekeys: int = 4,
         certificate_seconds: float = CERTIFICATE_SECONDS,
+        directory: InMemoryDirectory | None = None,
     ) -> Device:
-        """A newly enrolled device (a new identity even if the account and device id were seen before)."""
+        """A newly enrolled device (a new identity even if the account and device id were seen before).
+
+        ``directory``: where its ``Sessions`` fetch colleagues' prekey bundles (else offline).
+        """
         profile = self.root / f"{account_id}-{device_id}-{len(self.devices)}"
         store = Store.create(profile, passphrase(), clock=self.clock, random=self.random)
         identity = IdentityKeyPair.generate(self.random)
@@ -226,7 +234,7 @@ class Bench:
             )
             prekeys.save(store, signed, one_time)
         enrolment = Enrolment(account_id, device_id, identity, certificate, signed, one_time)
-        device = self._wire(enrolment, store, InMemoryTransport(state))
+        device = self._wire(enrolment, store, InMemoryTransport(state), directory)
         self.devices.append(device)
         return device
 
@@ -247,7 +255,13 @@ class Bench:
         self.devices[self.devices.index(device)] = again
         return again
 
-    def _wire(self, enrolment: Enrolment, store: Store, transport: InMemoryTransport) -> Device:
+    def _wire(
+        self,
+        enrolment: Enrolment,
+        store: Store,
+        transport: InMemoryTransport,
+        directory: InMemoryDirectory | None = None,
+    ) -> Device:
         """The parts in ``Client.build``'s order, with ``Delivery`` over ``transport``.
 
         ``Sending`` is given the transport where ``Client.build`` gives it the relay link
@@ -264,7 +278,7 @@ class Bench:
         sessions = Sessions(
             store,
             credentials=credentials,
-            relay=relay,
+            relay=directory or relay,  # type: ignore[arg-type]  # of the link: only its directory
             contacts=contacts,
             emitter=emitter,
             random=self.random,

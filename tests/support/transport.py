@@ -1,11 +1,12 @@
-"""An in-memory ``Transport`` for unit tests of the engine's parts: it keeps what it is sent.
+"""In-memory stand-ins for the relay in unit tests of the engine's parts: a transport, a directory.
 
-It stands in for the relay in unit tests only; the relay itself, with its sockets, pin
+They stand in for the relay in unit tests only; the relay itself, with its sockets, pin
 checks and mailboxes, is tested by the integration tests (tests/services/test_link.py,
-tests/server). Like h11's in-memory ``ConnectionPair``, it is a real object keeping the
-promise of ``app.sync.transport.Transport``, not a mock: it records every envelope
-offered, answers each call with the outcome the test chose (``STORED`` unless told
-otherwise) or raises ``OfflineError`` as a dropped link does, and records acks.
+tests/server). Like h11's in-memory ``ConnectionPair``, ``InMemoryTransport`` is a real
+object keeping the promise of ``app.sync.transport.Transport``, not a mock: it records
+every envelope offered, answers each call with the outcome the test chose (``STORED``
+unless told otherwise) or raises ``OfflineError`` as a dropped link does, and records
+acks. ``InMemoryDirectory`` hands out prekey bundles as the relay's directory does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from app.base.errors import OfflineError
 from app.protocol.envelope import Envelope
+from app.protocol.frames import Bundles, DeviceBundle, FetchBundles, FrameType, Response, Status
 from app.sync.transport import SendOutcome, TransportState
 
 Answer = SendOutcome | OfflineError
@@ -99,3 +101,44 @@ class InMemoryTransport:
             async with asyncio.timeout(timeout):
                 await self._online.wait()
         return self._online.is_set()
+
+
+class InMemoryDirectory:
+    """The relay's prekey directory for unit tests: it hands out the bundles of devices it was given.
+
+    Like ``InMemoryTransport`` it stands in for the relay in unit tests only (the relay's
+    directory is tested by the integration tests). It answers ``FETCH_BUNDLES``, the one
+    request ``Sessions`` makes, and can be offline, or hold its answers until the test
+    lets them go, to show what happens while a part awaits it. Other requests are offline.
+    """
+
+    def __init__(self, *, online: bool = True) -> None:
+        self.online = online
+        self._bundles: dict[str, dict[int, Callable[[], bytes]]] = {}
+        self._open = asyncio.Event()
+        self._open.set()
+        self.asked: list[str] = []
+        """The account ids bundles were fetched for, in order."""
+
+    def publish(self, account_id: str, device_id: int, bundle: Callable[[], bytes]) -> None:
+        """Hand out ``bundle()`` (a fresh one each time) for this device from now on."""
+        self._bundles.setdefault(account_id, {})[device_id] = bundle
+
+    def hold(self) -> None:
+        """Keep the next answers until ``release``."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    async def request(self, frame_type: FrameType, body: bytes, timeout: float = 30.0) -> Response:
+        if not self.online or frame_type != FrameType.FETCH_BUNDLES:
+            raise OfflineError("the in-memory directory is offline")
+        account_id = FetchBundles.parse(body).account_id
+        self.asked.append(account_id)
+        await self._open.wait()
+        devices = self._bundles.get(account_id)
+        if not devices:
+            return Response(Status.NOT_FOUND, "no such account")
+        bundles = tuple(DeviceBundle(device_id, make()) for device_id, make in sorted(devices.items()))
+        return Response(Status.OK, "", Bundles(bundles).encode())
