@@ -191,6 +191,10 @@ class Store:
         """One transaction across repositories; nested uses join it (as savepoints)."""
         return self._db.transaction()
 
+    def after_commit(self, work: Callable[[], None]) -> None:
+        """Run ``work`` once the current transaction has committed (never if it rolls back)."""
+        self._db.after_commit(work)
+
     def sweep(self, now: float | None = None) -> list[int]:
         """Delete every message due at ``now`` (default: the clock) and return their ids.
 

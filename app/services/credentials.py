@@ -55,13 +55,19 @@ class Credentials:
         relay: RelaySettings,
         certificate: bytes,
     ) -> Identity:
-        """Keep what enrolment gave this device (inside the caller's transaction)."""
-        account = self._store.identity.save(account_id, device_id, identity.seed)
-        save_relay(self._store, relay)
-        self._store.settings.set(CERTIFICATE, certificate.hex())
+        """Keep what enrolment gave this device; it counts here once the transaction commits."""
+        with self._store.transaction():
+            account = self._store.identity.save(account_id, device_id, identity.seed)
+            save_relay(self._store, relay)
+            self._store.settings.set(CERTIFICATE, certificate.hex())
+            self._store.after_commit(lambda: self._adopt(account, identity, relay, certificate))
+        return account
+
+    def _adopt(
+        self, account: Identity, identity: IdentityKeyPair, relay: RelaySettings, certificate: bytes
+    ) -> None:
         self.account, self.identity, self.relay = account, identity, relay
         self.certificate = DeviceCertificate.parse(certificate)
-        return account
 
     def renewed(self, authenticated: Authenticated) -> DeviceCertificate:
         """The relay authenticated this device: keep its fresh certificate and upload token."""

@@ -2,9 +2,9 @@
 
 An envelope leaves the outbox only when the transport says the other side stored it
 (or refused it for good); a busy answer (mailbox full, rate limit) stops the flush so
-that nothing overtakes what is waiting. A message becomes *sent* when every copy has
-left, and only then does its disappearing timer start on this device: a message that
-has not left is never swept.
+that nothing overtakes what is waiting. A message becomes *sent* when the first of its
+copies (one per recipient device) is stored, and only then does its disappearing timer
+start on this device: a message that has not left is never swept.
 """
 
 from __future__ import annotations
@@ -57,8 +57,6 @@ class Delivery:
         self._retry = tasks.alarm()
         self._flushing: asyncio.Task[None] | None = None
         self._wanted = False
-        self._stored_copies: set[int] = set()
-        """Messages with copies still in the outbox of which the other side already stored one."""
 
     def kick(self) -> None:
         """Something was queued, or the transport came back: send what is due."""
@@ -141,32 +139,31 @@ class Delivery:
             self._emitter.emit(MessageStatusChanged(message.id, message.conversation_id, status))
 
     def _settle_one(self, entry: OutboxEntry, outcome: SendOutcome) -> tuple[MessageStatus | None, bool]:
-        """(the message's new status if it changed, whether to seal it again)."""
-        stored, gone = outcome is SendOutcome.STORED, outcome is SendOutcome.GONE
+        """(the message's new status if it changed, whether to seal it again).
+
+        The message's own status is the durable record of whether a copy left: the first
+        copy stored makes it *sent* (and starts its countdown); when its last copy is
+        settled with none stored, it is *failed*, or sealed again if its device was gone.
+        """
         self._store.outbox.remove(entry.id)
-        if gone:
+        if outcome is SendOutcome.GONE:
             log.info("a colleague's device was revoked; dropping its session")
             self._sessions.forget(entry.recipient, entry.recipient_device)
         if entry.message_id is None:
             return None, False
-        if self._store.outbox.pending_for(entry.message_id):
-            if stored:
-                self._stored_copies.add(entry.message_id)
+        if outcome is SendOutcome.STORED:
+            if not self._store.messages.set_status(entry.message_id, MessageStatus.SENT):
+                return None, False
+            self._start_countdown(entry.message_id)
+            return MessageStatus.SENT, False
+        left = self._store.messages.get(entry.message_id).status is not MessageStatus.PENDING
+        if left or self._store.outbox.pending_for(entry.message_id):
             return None, False
-        # A revoked device's session is dropped, so after a GONE the devices that still
-        # have one are those that took a copy (this also holds across a restart).
-        took_one = entry.message_id in self._stored_copies
-        self._stored_copies.discard(entry.message_id)
-        reached = stored or took_one or (gone and bool(self._sessions.devices(entry.recipient)))
-        if gone and not reached:
+        if outcome is SendOutcome.GONE:
             self._store.unsealed.add(entry.message_id)
             return None, True
-        status = MessageStatus.SENT if reached else MessageStatus.FAILED
-        if not self._store.messages.set_status(entry.message_id, status):
-            return None, False
-        if status is MessageStatus.SENT:
-            self._start_countdown(entry.message_id)
-        return status, False
+        self._store.messages.set_status(entry.message_id, MessageStatus.FAILED)
+        return MessageStatus.FAILED, False
 
     def _start_countdown(self, message_id: int) -> None:
         """A disappearing message starts to disappear on this device once it has left it."""

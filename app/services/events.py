@@ -35,8 +35,9 @@ class MessageStatusChanged:
 class MessageHeld:
     """A message waits on this device until the user accepts ``account_id``'s new key.
 
-    Nothing has been encrypted for the new key yet; the message leaves once the user has
-    compared safety numbers and accepted it (``accept_key_change``).
+    No message has been encrypted for the new key yet (a delivery receipt for what that
+    device sent may have been); the message leaves once the user has compared safety
+    numbers and accepted it (``accept_key_change``).
     """
 
     message_id: int

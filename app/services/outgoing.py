@@ -39,6 +39,7 @@ from app.services.events import Emitter, MessageHeld, MessageStatusChanged
 from app.services.sessions import Sessions
 from app.sync.link import RelayLink
 from app.sync.transport import TransportState
+from storage.errors import NotFoundError
 from storage.records import (
     OUTGOING,
     Attachment,
@@ -154,7 +155,10 @@ class Sending:
         async with self._lock:
             waiting: set[int] = set()
             for message_id in self._store.unsealed.list(UNSEALED_BATCH):
-                message = self._store.messages.get(message_id)
+                try:
+                    message = self._store.messages.get(message_id)
+                except NotFoundError:
+                    continue  # deleted while an earlier message was awaiting the relay
                 conversation = self._store.conversations.get(message.conversation_id)
                 if conversation.id in waiting:
                     continue

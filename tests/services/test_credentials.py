@@ -102,12 +102,6 @@ def test_enrolment_is_kept_across_a_restart(
         assert loaded.sealing_keys() == (loaded_identity, certificate)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="credentials.py Credentials.save_enrolment sets account/identity/relay/certificate in "
-    "memory before the caller's transaction commits; when it rolls back (Account.enrol: "
-    "prekeys.save fails) the part says 'enrolled' while the store holds nothing",
-)
 def test_an_enrolment_rolled_back_leaves_the_device_unenrolled(
     store: Store, clock: FakeClock, root: IdentityKeyPair, identity: IdentityKeyPair
 ) -> None:

@@ -13,7 +13,6 @@ from app.protocol.envelope import Envelope
 from app.services.errors import IdentityChangedError, SecretChatError
 from app.services.events import MessageArrived, MessageHeld
 from app.sync.transport import TransportState
-from storage.errors import NotFoundError
 from storage.records import ConversationKind, MessageStatus, NewMessage
 from storage.store import Store
 from tests.support.devices import Bench, Device, FakeClock, introduce, open_session
@@ -224,13 +223,6 @@ def test_a_session_is_made_from_the_directory_for_a_text_that_waited(bench: Benc
     assert [e.message.body for e in bob.emitted(MessageArrived)] == ["found you"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NotFoundError,
-    reason="outgoing.py Sending.seal_pending lists the unsealed ids once, then awaits the directory "
-    "for the first; a later message deleted meanwhile makes messages.get() raise NotFoundError out "
-    "of seal_pending, and the messages after it are not sealed",
-)
 def test_a_waiting_message_deleted_while_another_is_sealed_is_skipped(bench: Bench) -> None:
     """Test that deleting a waiting message while seal_pending awaits the directory spoils nothing else."""
     directory = InMemoryDirectory(online=False)
