@@ -58,6 +58,11 @@ class Delivery:
         self._flushing: asyncio.Task[None] | None = None
         self._wanted = False
 
+    @property
+    def online(self) -> bool:
+        """Whether what is sealed now can leave now (the transport is connected)."""
+        return self._transport.state == TransportState.ONLINE
+
     def kick(self) -> None:
         """Something was queued, or the transport came back: send what is due."""
         self._wanted = True

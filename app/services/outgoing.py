@@ -226,7 +226,7 @@ class Sending:
         """A valid certificate, and for a disappearing message a transport that is online."""
         if not self._credentials.certificate_valid():
             return False
-        return not message.expire_after or self._relay.state == TransportState.ONLINE
+        return not message.expire_after or self._delivery.online
 
     async def _seal_one(self, message: Message, conversation: Conversation) -> None:
         peer = conversation.peer_account_id
