@@ -12,6 +12,7 @@ beyond the authenticated connection it arrives on.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -36,6 +37,43 @@ MAX_CERTIFICATE_FRAME_BYTES = 512
 MAX_BUNDLE_BYTES = 256
 MAX_REASON_BYTES = 512
 MAX_UPLOAD_TOKEN_BYTES = 128
+
+
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+"""What no text field of a frame may hold: the C0 controls (NUL, tab, newline, escape ...),
+DEL and the C1 controls, Unicode category Cc. A NUL cannot be stored by PostgreSQL, and a
+newline or an escape sequence in a name or a reason would forge lines on a terminal or in
+a log; docs/PROTOCOL.md, "Relay frames"."""
+
+
+def _control_character(text: str) -> str | None:
+    found = CONTROL_CHARACTERS.search(text)
+    return None if found is None else f"U+{ord(found.group()):04X}"
+
+
+def _write_text(w: Writer, value: str, limit: int, field: str) -> Writer:
+    """``text16`` of a frame: refused, before it leaves, if it holds a control character."""
+    bad = _control_character(value)
+    if bad is not None:
+        raise LocalProtocolError(
+            f"the {field} holds the control character {bad}, which a frame may not carry"
+        )
+    return w.text16(value, limit, field)
+
+
+def _read_text(r: Reader, limit: int, field: str) -> str:
+    """``text16`` of a frame: valid UTF-8 with no control character, or a malformed frame."""
+    value = r.text16(limit, field)
+    bad = _control_character(value)
+    if bad is not None:
+        raise r.fail(f"{field} holds the control character {bad}")
+    return value
+
+
+def _reason(text: str) -> str:
+    """A reason the relay writes may quote an error's text: control characters become U+FFFD,
+    so an answer is never lost to the character rule its reader enforces."""
+    return CONTROL_CHARACTERS.sub("\ufffd", text)
 
 
 class FrameType(IntEnum):
@@ -193,7 +231,7 @@ class Enrol:
     one_time_prekeys: tuple[UploadedPreKey, ...]
 
     def encode(self) -> bytes:
-        w = Writer("enrol").text16(self.code, MAX_ENROLMENT_CODE_BYTES, "code")
+        w = _write_text(Writer("enrol"), self.code, MAX_ENROLMENT_CODE_BYTES, "code")
         w.fixed(self.identity_key, KEY_BYTES, "identity key")
         _write_prekeys(w, self.signed_prekey, self.one_time_prekeys)
         return w.getvalue()
@@ -201,7 +239,7 @@ class Enrol:
     @classmethod
     def parse(cls, untrusted: bytes) -> Enrol:
         r = Reader(untrusted, "enrol")
-        code, identity_key = r.text16(MAX_ENROLMENT_CODE_BYTES, "code"), r.fixed(KEY_BYTES)
+        code, identity_key = _read_text(r, MAX_ENROLMENT_CODE_BYTES, "code"), r.fixed(KEY_BYTES)
         signed, one_time = _read_prekeys(r)
         r.finish()
         if signed is None:
@@ -219,8 +257,7 @@ class Enrolled:
 
     def encode(self) -> bytes:
         return (
-            Writer("enrolled")
-            .text16(self.account_id, MAX_ACCOUNT_ID_BYTES, "account id")
+            _write_text(Writer("enrolled"), self.account_id, MAX_ACCOUNT_ID_BYTES, "account id")
             .u32(self.device_id)
             .var16(self.certificate, MAX_CERTIFICATE_FRAME_BYTES, "certificate")
             .fixed(self.certificate_issuer, KEY_BYTES, "issuer key")
@@ -231,7 +268,7 @@ class Enrolled:
     def parse(cls, untrusted: bytes) -> Enrolled:
         r = Reader(untrusted, "enrolled")
         value = cls(
-            r.text16(MAX_ACCOUNT_ID_BYTES, "account id"),
+            _read_text(r, MAX_ACCOUNT_ID_BYTES, "account id"),
             r.u32(),
             r.var16(MAX_CERTIFICATE_FRAME_BYTES, "certificate"),
             r.fixed(KEY_BYTES),
@@ -329,12 +366,14 @@ class FetchBundles:
     account_id: str
 
     def encode(self) -> bytes:
-        return Writer("fetch bundles").text16(self.account_id, MAX_ACCOUNT_ID_BYTES, "account id").getvalue()
+        return _write_text(
+            Writer("fetch bundles"), self.account_id, MAX_ACCOUNT_ID_BYTES, "account id"
+        ).getvalue()
 
     @classmethod
     def parse(cls, untrusted: bytes) -> FetchBundles:
         r = Reader(untrusted, "fetch bundles")
-        value = cls(r.text16(MAX_ACCOUNT_ID_BYTES, "account id"))
+        value = cls(_read_text(r, MAX_ACCOUNT_ID_BYTES, "account id"))
         r.finish()
         return value
 
@@ -409,12 +448,12 @@ class DirectoryLookup:
     query: str
 
     def encode(self) -> bytes:
-        return Writer("directory lookup").text16(self.query, MAX_QUERY_BYTES, "query").getvalue()
+        return _write_text(Writer("directory lookup"), self.query, MAX_QUERY_BYTES, "query").getvalue()
 
     @classmethod
     def parse(cls, untrusted: bytes) -> DirectoryLookup:
         r = Reader(untrusted, "directory lookup")
-        value = cls(r.text16(MAX_QUERY_BYTES, "query"))
+        value = cls(_read_text(r, MAX_QUERY_BYTES, "query"))
         r.finish()
         return value
 
@@ -435,9 +474,9 @@ class DirectoryResults:
             raise LocalProtocolError("too many directory results")
         w = Writer("directory results").u8(len(self.entries))
         for entry in self.entries:
-            w.text16(entry.account_id, MAX_ACCOUNT_ID_BYTES, "account id")
-            w.text16(entry.display_name, MAX_DISPLAY_NAME_BYTES, "display name")
-            w.text16(entry.department, MAX_DEPARTMENT_BYTES, "department")
+            _write_text(w, entry.account_id, MAX_ACCOUNT_ID_BYTES, "account id")
+            _write_text(w, entry.display_name, MAX_DISPLAY_NAME_BYTES, "display name")
+            _write_text(w, entry.department, MAX_DEPARTMENT_BYTES, "department")
         return w.getvalue()
 
     @classmethod
@@ -448,9 +487,9 @@ class DirectoryResults:
             raise r.fail(f"{count} results exceeds the limit of {MAX_DIRECTORY_RESULTS}")
         entries = tuple(
             DirectoryEntry(
-                r.text16(MAX_ACCOUNT_ID_BYTES, "account id"),
-                r.text16(MAX_DISPLAY_NAME_BYTES, "display name"),
-                r.text16(MAX_DEPARTMENT_BYTES, "department"),
+                _read_text(r, MAX_ACCOUNT_ID_BYTES, "account id"),
+                _read_text(r, MAX_DISPLAY_NAME_BYTES, "display name"),
+                _read_text(r, MAX_DEPARTMENT_BYTES, "department"),
             )
             for _ in range(count)
         )
@@ -470,7 +509,7 @@ class Response:
         return (
             Writer("response")
             .u16(self.status)
-            .text16(self.reason, MAX_REASON_BYTES, "reason")
+            .text16(_reason(self.reason), MAX_REASON_BYTES, "reason")
             .raw(self.body)
             .getvalue()
         )
@@ -479,7 +518,7 @@ class Response:
     def parse(cls, untrusted: bytes) -> Response:
         r = Reader(untrusted, "response")
         status = r.enum(Status, "status", width=2)
-        return cls(status, r.text16(MAX_REASON_BYTES, "reason"), r.rest())
+        return cls(status, _read_text(r, MAX_REASON_BYTES, "reason"), r.rest())
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,12 +546,17 @@ class Closing:
     reason: str
 
     def encode(self) -> bytes:
-        return Writer("closing").u16(self.status).text16(self.reason, MAX_REASON_BYTES, "reason").getvalue()
+        return (
+            Writer("closing")
+            .u16(self.status)
+            .text16(_reason(self.reason), MAX_REASON_BYTES, "reason")
+            .getvalue()
+        )
 
     @classmethod
     def parse(cls, untrusted: bytes) -> Closing:
         r = Reader(untrusted, "closing")
         status = r.enum(Status, "status", width=2)
-        value = cls(status, r.text16(MAX_REASON_BYTES, "reason"))
+        value = cls(status, _read_text(r, MAX_REASON_BYTES, "reason"))
         r.finish()
         return value
