@@ -11,14 +11,49 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from app.base.limits import MAX_TIMER_SECONDS
+from app.services.types import MAX_PAGE_SIZE
 from cli.commands import COMMANDS
 from cli.errors import CliError
 from cli.profile import default_profile, key_source, profile_exists
 from cli.session import opened, run_guarded
 
 SEND_WAIT_SECONDS = 15.0
+MAX_ROW_ID = 2**63 - 1
+"""The largest conversation id the store can hold (an SQLite integer)."""
+MAX_DEVICE_ID = 2**32 - 1
+"""Device ids are u32 on the wire (docs/PROTOCOL.md)."""
+
+
+def _whole(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in ``low..high`` (no upper bound if ``high`` is None),
+    so an out-of-range value is bad usage (exit 2) naming the range, not a failure deep inside."""
+    span = f"{low}..{high}" if high is not None else f"at least {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ({span})") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range: {span}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a duration in seconds, not negative."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds (0 or more)")
+    return value
 
 
 def _targeted(
@@ -28,7 +63,7 @@ def _targeted(
     usage = " ".join(["enclave-cli", name, "(ACCOUNT | --conversation ID)", *(r.upper() for r in rest)])
     parser = commands.add_parser(name, help=summary, usage=usage + " [options]")
     parser.add_argument("words", nargs="*", help=argparse.SUPPRESS)
-    parser.add_argument("--conversation", type=int, default=None, metavar="ID")
+    parser.add_argument("--conversation", type=_whole(1, MAX_ROW_ID), default=None, metavar="ID")
     parser.set_defaults(rest=rest, command_parser=parser)
     return parser
 
@@ -54,27 +89,35 @@ def _build_parser() -> argparse.ArgumentParser:
 
     for name, what in (("send", "text"), ("send-file", "path")):
         send = _targeted(commands, name, f"send a {'file' if what == 'path' else 'text'}", what)
-        send.add_argument("--wait", type=float, default=SEND_WAIT_SECONDS, metavar="SECONDS")
+        send.add_argument("--wait", type=_seconds, default=SEND_WAIT_SECONDS, metavar="SECONDS")
         if what == "path":
             send.add_argument("--caption", default="")
 
     secret = commands.add_parser("secret", help="start a secret chat and print its conversation id")
     secret.add_argument("account")
-    secret.add_argument("--timer", type=int, required=True, metavar="SECONDS")
+    secret.add_argument("--timer", type=_whole(0, MAX_TIMER_SECONDS), required=True, metavar="SECONDS")
 
     listen = commands.add_parser("listen", help="print arriving messages")
-    listen.add_argument("--wait", type=float, default=None, metavar="SECONDS", help="stop after this long")
-    listen.add_argument("--count", type=int, default=None, metavar="N", help="stop after N messages")
+    listen.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS", help="stop after this long")
+    listen.add_argument("--count", type=_whole(1), default=None, metavar="N", help="stop after N messages")
     listen.add_argument("--mark-read", action="store_true", help="mark them read (sends read receipts)")
     listen.add_argument("--save-files", type=Path, default=None, metavar="DIR", help="save received files")
 
     history = _targeted(commands, "history", "print a conversation's messages, oldest first")
-    history.add_argument("--limit", type=int, default=50, metavar="N")
+    history.add_argument(
+        "--limit",
+        type=_whole(1, MAX_PAGE_SIZE),
+        default=50,
+        metavar="N",
+        help=f"1..{MAX_PAGE_SIZE} (default 50)",
+    )
     _targeted(commands, "timer", "set a conversation's disappearing timer (0: off)", "seconds")
 
     safety = commands.add_parser("safety-number", help="the safety numbers of a colleague's devices")
     safety.add_argument("account")
-    safety.add_argument("--verify", type=int, default=None, metavar="DEVICE_ID", help="mark it compared")
+    safety.add_argument(
+        "--verify", type=_whole(0, MAX_DEVICE_ID), default=None, metavar="DEVICE_ID", help="mark it compared"
+    )
     safety.add_argument("--accept", action="store_true", help="accept the colleague's changed key")
 
     commands.add_parser("chat", help="an interactive session")
@@ -94,8 +137,10 @@ def _resolve_target(args: argparse.Namespace) -> None:
     for name, value in zip(rest, words, strict=True):
         setattr(args, name, value)
     if "seconds" in rest:
-        if not args.seconds.isdigit():
-            args.command_parser.error(f"SECONDS must be a whole number, not {args.seconds!r}")
+        if not args.seconds.isdigit() or int(args.seconds) > MAX_TIMER_SECONDS:
+            args.command_parser.error(
+                f"SECONDS must be a whole number 0..{MAX_TIMER_SECONDS}, not {args.seconds!r}"
+            )
         args.seconds = int(args.seconds)
     if "path" in rest:
         args.path = Path(args.path)
@@ -108,7 +153,12 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(f"no profile in {profile}: enrol first (enclave-cli --profile {profile} enrol ...)")
     key = key_source(profile, args.passphrase_file, prompt=sys.stdin.isatty())
     with opened(profile, key, create=creating, holder=f"enclave-cli {args.command}") as session:
-        return COMMANDS[args.command](session, args)
+        try:
+            return COMMANDS[args.command](session, args)
+        except ValueError as e:
+            # The store refuses an out-of-range value with ValueError; the arguments are
+            # range-checked above, so this is a backstop that keeps it to one line.
+            raise CliError(f"refused: {e}") from e
 
 
 def main(argv: list[str] | None = None) -> int:

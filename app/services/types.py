@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.protocol.frames import DirectoryEntry
+from storage.messages import MAX_PAGE_SIZE
 from storage.records import (
     Attachment,
     Contact,
@@ -23,6 +24,7 @@ from storage.records import (
 )
 
 __all__ = [
+    "MAX_PAGE_SIZE",
     "Attachment",
     "Contact",
     "Conversation",
