@@ -40,6 +40,7 @@ from app.base.errors import StorageError
 from storage.errors import (
     DatabaseCorruptError,
     NotAnEnclaveDatabaseError,
+    ProfileFileError,
     StoreFullError,
     WrongThreadError,
 )
@@ -58,8 +59,12 @@ BUSY_TIMEOUT_MS = 5000
 
 Params = Sequence[Any]
 
+_SQLITE_PERM = 3
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
 _SQLITE_CORRUPT = 11
 _SQLITE_FULL = 13
+_SQLITE_CANTOPEN = 14
 _SQLITE_NOTADB = 26
 
 
@@ -98,6 +103,8 @@ class Database:
                 untrusted_start = f.read(len(SQLITE_HEADER))
         except FileNotFoundError as e:
             raise NotAnEnclaveDatabaseError("its database file is missing") from e
+        except OSError as e:
+            raise ProfileFileError.from_os(path, e) from e
         if raw_key is not None and untrusted_start == SQLITE_HEADER:
             raise NotAnEnclaveDatabaseError("its database is not encrypted")
         if raw_key is None and untrusted_start != SQLITE_HEADER:
@@ -131,6 +138,9 @@ class Database:
             (application_id,) = self._conn.execute("PRAGMA application_id").fetchone()
             (version,) = self._conn.execute("PRAGMA user_version").fetchone()
         except sqlcipher.DatabaseError as e:
+            outside = _outside_cause(e, self.path)
+            if outside is not None:
+                raise outside from e
             raise NotAnEnclaveDatabaseError("its database cannot be read with this profile's key") from e
         if application_id != APPLICATION_ID or version < 1:
             raise NotAnEnclaveDatabaseError("its database belongs to another program")
@@ -157,7 +167,7 @@ class Database:
         except sqlcipher.ProgrammingError:
             raise
         except sqlcipher.DatabaseError as e:
-            raise _mapped(e) from e
+            raise _mapped(e, self.path) from e
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> sqlcipher.Cursor:
         self._check_thread()
@@ -166,7 +176,7 @@ class Database:
         except sqlcipher.ProgrammingError:
             raise
         except sqlcipher.DatabaseError as e:
-            raise _mapped(e) from e
+            raise _mapped(e, self.path) from e
 
     def one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = self.execute(sql, params).fetchone()
@@ -258,11 +268,28 @@ class Database:
             raise WrongThreadError()
 
 
-def _mapped(error: sqlcipher.DatabaseError) -> StorageError:
-    """The store's error for a SQLite failure; the SQL text never reaches the message."""
+def _outside_cause(error: sqlcipher.DatabaseError, path: Path) -> ProfileFileError | None:
+    """A failure of the disk or its permissions, not of the data or the key; else None."""
     code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF
     if code == _SQLITE_FULL:
-        return StoreFullError()
+        return StoreFullError(path)
+    if code == _SQLITE_READONLY:
+        return ProfileFileError("write to", path, "read-only file system or no write permission")
+    if code == _SQLITE_CANTOPEN:
+        return ProfileFileError("open", path, "it, or its -wal/-shm file beside it, cannot be opened")
+    if code == _SQLITE_PERM:
+        return ProfileFileError("open", path, "permission denied")
+    if code == _SQLITE_IOERR:
+        return ProfileFileError("read or write", path, "input/output error (a failing or full disk)")
+    return None
+
+
+def _mapped(error: sqlcipher.DatabaseError, path: Path) -> StorageError:
+    """The store's error for a SQLite failure; the SQL text never reaches the message."""
+    code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF
+    outside = _outside_cause(error, path)
+    if outside is not None:
+        return outside
     if code == _SQLITE_CORRUPT:
         return DatabaseCorruptError()
     if code == _SQLITE_NOTADB:

@@ -8,7 +8,22 @@ open leaves the folder exactly as it found it.
 
 from __future__ import annotations
 
+import errno
+
 from app.base.errors import StorageError
+
+_CAUSES = {
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "the disk holding it is full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EISDIR: "it is a folder, not a file",
+    errno.ENOTDIR: "a file stands where a folder should be",
+    errno.EIO: "input/output error (a failing disk or a lost network share)",
+}
+
+_WRITE_ERRORS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT})
 
 
 class KeystoreError(StorageError):
@@ -130,13 +145,6 @@ class ProfileInUseError(StorageError):
         super().__init__(f"The profile in {where} is open in {who}; close it first, then try again.")
 
 
-class StoreFullError(StorageError):
-    """The disk holding the profile is full; nothing of the failed write was kept."""
-
-    def __init__(self) -> None:
-        super().__init__("The disk holding your messages is full. Free some space and try again.")
-
-
 class DatabaseCorruptError(StorageError):
     """SQLite found damage inside a database it could decrypt."""
 
@@ -184,3 +192,45 @@ class WrongThreadError(StorageError):
 
     def __init__(self) -> None:
         super().__init__("The store belongs to the thread that opened it; call it from that thread only.")
+
+
+class ProfileFileError(StorageError):
+    """A file of the profile could not be read or written for a reason outside Enclave: a
+    read-only or full disk, missing permissions, a folder where a file should be. The data
+    and the key are not at fault; the message names the file and the cause, never
+    "not an Enclave store", so nobody replaces good data because of it."""
+
+    def __init__(self, action: str, path: object, cause: str) -> None:
+        self.path = str(path)
+        self.cause = cause
+        super().__init__(
+            f"Cannot {action} {self.path}: {cause}. Your messages and key are not damaged; "
+            "fix this (free space, a writable or readable folder, the right permissions) and try again."
+        )
+
+    @classmethod
+    def from_os(cls, path: object, error: OSError) -> ProfileFileError:
+        """From an ``OSError``; ``path`` is used when the error names none."""
+        code = error.errno or 0
+        cause = _CAUSES.get(code, error.strerror or type(error).__name__)
+        action = "write to" if code in _WRITE_ERRORS else "open"
+        return cls(action, error.filename if error.filename is not None else path, cause)
+
+
+class StoreFullError(ProfileFileError):
+    """The disk holding the profile is full; nothing of the failed write was kept."""
+
+    def __init__(self, path: object = "the message store") -> None:
+        super().__init__("write to", path, "the disk holding it is full")
+
+
+class KeyHeaderMissingError(StorageError):
+    """The profile's database is there but its key header is gone: the key cannot be found."""
+
+    def __init__(self, header: object, database: object) -> None:
+        self.header = str(header)
+        super().__init__(
+            f"The key header {header} is missing, but the profile's database {database} is still there. "
+            "Without the key header the messages cannot be unlocked: restore it from a backup. "
+            "Do not enrol again in this folder; that would not bring the messages back."
+        )

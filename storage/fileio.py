@@ -79,4 +79,4 @@ def atomic_write(path: Path, data: bytes) -> None:
 def raise_if_disk_full(error: OSError) -> None:
     """Turn "no space left" (or an exhausted quota) into ``StoreFullError``."""
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise StoreFullError() from error
+        raise StoreFullError(error.filename or "the message store") from error

@@ -38,7 +38,12 @@ from storage.attachments import AttachmentRepository
 from storage.contacts import ContactRepository
 from storage.conversations import ConversationRepository
 from storage.database import MEMORY_SECURITY, Database
-from storage.errors import NotAnEnclaveDatabaseError, ProfileExistsError
+from storage.errors import (
+    KeyHeaderMissingError,
+    NotAnEnclaveDatabaseError,
+    ProfileExistsError,
+    ProfileFileError,
+)
 from storage.fileio import PRIVATE_DIR_MODE, make_private_dir
 from storage.identity import IdentityRepository, PreKeyRepository
 from storage.keyheader import KeyHeader, Protection, read_header, write_header
@@ -63,7 +68,15 @@ ATTACHMENTS_NAME = "attachments"
 
 def protection_of(profile_dir: Path) -> Protection:
     """How a profile is protected, so the UI knows whether to ask for a passphrase."""
+    _refuse_headless(profile_dir)
     return read_header(profile_dir / KEY_HEADER_NAME).protection
+
+
+def _refuse_headless(profile_dir: Path) -> None:
+    """A database whose key header is gone is a profile to restore, never one to replace."""
+    header, database = profile_dir / KEY_HEADER_NAME, profile_dir / DATABASE_NAME
+    if not header.exists() and database.exists():
+        raise KeyHeaderMissingError(header, database)
 
 
 class Store:
@@ -114,7 +127,27 @@ class Store:
         """Create a new profile in ``profile_dir`` (created 0700 if missing), protected by ``key``.
 
         ``holder`` says what has it open, for a second opener's error (``storage.profilelock``).
+        A file that cannot be written or read raises ``ProfileFileError`` naming it and why.
         """
+        try:
+            return cls._create(
+                profile_dir, key, clock=clock, random=random, memory_security=memory_security, holder=holder
+            )
+        except OSError as e:
+            raise ProfileFileError.from_os(profile_dir, e) from e
+
+    @classmethod
+    def _create(
+        cls,
+        profile_dir: Path,
+        key: KeySource,
+        *,
+        clock: Clock,
+        random: RandomSource,
+        memory_security: bool,
+        holder: str | None,
+    ) -> Store:
+        _refuse_headless(profile_dir)
         profile_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         lock = ProfileLock.acquire(profile_dir, holder)
         try:
@@ -158,7 +191,27 @@ class Store:
         """Open an existing profile, migrate it, and sweep what expired while it was closed.
 
         ``holder`` says what has it open, for a second opener's error (``storage.profilelock``).
+        A file that cannot be written or read raises ``ProfileFileError`` naming it and why.
         """
+        try:
+            return cls._open(
+                profile_dir, key, clock=clock, random=random, memory_security=memory_security, holder=holder
+            )
+        except OSError as e:
+            raise ProfileFileError.from_os(profile_dir, e) from e
+
+    @classmethod
+    def _open(
+        cls,
+        profile_dir: Path,
+        key: KeySource,
+        *,
+        clock: Clock,
+        random: RandomSource,
+        memory_security: bool,
+        holder: str | None,
+    ) -> Store:
+        _refuse_headless(profile_dir)
         if not (profile_dir / KEY_HEADER_NAME).exists():
             # Not a profile (or no folder at all): refused before a lock file is left there.
             raise NotAnEnclaveDatabaseError("the folder has no key header")

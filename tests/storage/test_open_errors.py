@@ -37,8 +37,9 @@ def _refused(profile: Path, passphrase: Passphrase, clock: FakeClock, match: str
 
 
 def test_folder_without_key_header(closed_profile: Path, passphrase: Passphrase, clock: FakeClock) -> None:
-    """Test that a folder whose key header is gone is not an Enclave store, and stays as it was."""
+    """Test that a folder with no key header and no database is not an Enclave store, and stays so."""
     (closed_profile / KEY_HEADER_NAME).unlink()
+    (closed_profile / DATABASE_NAME).unlink()
     _refused(closed_profile, passphrase, clock, "no key header")
 
 

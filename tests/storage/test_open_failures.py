@@ -1,0 +1,124 @@
+"""A profile the disk or the file system lets down is not blamed on its key or data:
+read-only or full disk, a folder where the database file should be, a key header gone.
+
+Read-only and full disks are real tmpfs mounts (tests run as root, which ignores
+``chmod``); where ``mount`` is not allowed those tests skip and say so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storage.errors import KeyHeaderMissingError, ProfileFileError, StoreFullError
+from storage.keys import Passphrase
+from storage.records import ConversationKind, MessageStatus, NewMessage
+from storage.store import DATABASE_NAME, KEY_HEADER_NAME, Store
+from tests.storage.harness import FakeClock, snapshot
+
+NOT_OURS = "not an Enclave"
+
+
+def _mount(target: Path, *options: str) -> str | None:
+    """Mount a tmpfs at ``target``; why it cannot be done here, or None."""
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", ",".join(("size=4m", *options)), "tmpfs", str(target)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError as e:
+        return f"no mount command: {e}"
+    return None if done.returncode == 0 else f"cannot mount a tmpfs here: {done.stderr.strip()}"
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """A small tmpfs of this test's own (4 MiB), unmounted afterwards."""
+    target = tmp_path / "disk"
+    problem = _mount(target)
+    if problem is not None:
+        pytest.skip(problem)
+    yield target
+    subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def _remount(target: Path, mode: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(target)], check=True)
+
+
+def _populated(profile: Path, passphrase: Passphrase, clock: FakeClock) -> None:
+    with Store.create(profile, passphrase, clock=clock) as store:
+        conversation = store.conversations.create(ConversationKind.DIRECT, peer_account_id="carol@ministry")
+        store.messages.add(NewMessage(conversation.id, b"m", "minutes", MessageStatus.SENT, sent_at=1))
+
+
+def test_read_only_profile_says_so(disk: Path, passphrase: Passphrase, clock: FakeClock) -> None:
+    """Test that opening a profile on a read-only file system names the file and the cause."""
+    profile = disk / "profile"
+    _populated(profile, passphrase, clock)
+    before = snapshot(profile)
+    _remount(disk, "ro")
+    try:
+        with pytest.raises(ProfileFileError, match="read-only file system") as refused:
+            Store.open(profile, passphrase, clock=clock)
+    finally:
+        _remount(disk, "rw")
+    assert str(profile) in str(refused.value)
+    assert NOT_OURS not in str(refused.value)
+    assert snapshot(profile) == before
+
+
+def test_full_disk_says_so(disk: Path, passphrase: Passphrase, clock: FakeClock) -> None:
+    """Test that a write to a full disk is a disk-full error naming the file, not a damaged store."""
+    profile = disk / "profile"
+    _populated(profile, passphrase, clock)
+    with Store.open(profile, passphrase, clock=clock) as store:
+        (conversation,) = store.conversations.list()
+        with open(disk / "filler", "wb") as filler, contextlib.suppress(OSError):
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+                os.fsync(filler.fileno())
+        with pytest.raises(StoreFullError, match="the disk holding it is full") as refused:
+            for n in range(10_000):
+                store.messages.add(
+                    NewMessage(
+                        conversation.id, n.to_bytes(4, "big"), "x" * 4000, MessageStatus.SENT, sent_at=1
+                    )
+                )
+        (disk / "filler").unlink()
+    assert "Cannot write to" in str(refused.value)
+    assert NOT_OURS not in str(refused.value)
+
+
+def test_folder_in_place_of_the_database(profile: Path, passphrase: Passphrase, clock: FakeClock) -> None:
+    """Test that a folder where the database file should be is named as such, not a raw errno."""
+    _populated(profile, passphrase, clock)
+    (profile / DATABASE_NAME).unlink()
+    (profile / DATABASE_NAME).mkdir()
+    with pytest.raises(ProfileFileError, match="it is a folder, not a file") as refused:
+        Store.open(profile, passphrase, clock=clock)
+    assert str(profile / DATABASE_NAME) in str(refused.value)
+    assert "Errno" not in str(refused.value)
+
+
+def test_missing_key_header_beside_a_database(
+    profile: Path, passphrase: Passphrase, clock: FakeClock
+) -> None:
+    """Test that a key header gone beside its database says so, and no new profile is made over it."""
+    _populated(profile, passphrase, clock)
+    (profile / KEY_HEADER_NAME).unlink()
+    before = snapshot(profile)
+    with pytest.raises(KeyHeaderMissingError, match=r"key header .* is missing"):
+        Store.open(profile, passphrase, clock=clock)
+    with pytest.raises(KeyHeaderMissingError, match="Do not enrol again"):
+        Store.create(profile, passphrase, clock=clock)
+    assert snapshot(profile) == before
