@@ -4,7 +4,8 @@ Why aiohttp rather than ``websockets``: the relay needs plain HTTPS (attachment 
 with a streamed, size-capped body; download; a health check) and WebSockets on the same
 TLS port, and aiohttp serves both from one application with one TLS context.
 ``websockets`` is only a WebSocket server. The access log is off: it would write an
-address next to every request.
+address next to every request. aiohttp's own error lines are tamed by server/logs.py
+(no address, no traceback for a client's fault, rate-limited).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 
 from aiohttp import web
 
+from server.logs import tame_aiohttp_loggers
 from server.relay import Relay
 from server.tokens import check_upload_token
 
@@ -23,17 +25,31 @@ ATTACHMENT_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")
 UPLOAD_SCHEME = "Enclave-Upload "
 EXPIRES_HEADER = "Enclave-Expires-At"
 CHUNK_BYTES = 64 * 1024
+MAX_EXPIRY_DIGITS = 12
+"""A Unix time in seconds has 10 digits until the year 2286; 12 leave room and bound ``int()``."""
+EXPIRY_DIGITS = re.compile(rf"[0-9]{{1,{MAX_EXPIRY_DIGITS}}}")
 RELAY_KEY: web.AppKey[Relay] = web.AppKey("relay", Relay)
 
 
+class BadExpiry(ValueError):
+    """``Enclave-Expires-At`` is not a Unix time in the future; the message says why."""
+
+
 def _requested_expiry(request: web.Request, now: int) -> int | None:
-    """The sender's ``Enclave-Expires-At`` (a disappearing message's end), None if absent, -1 if bad."""
-    value = request.headers.get(EXPIRES_HEADER)
-    if value is None:
+    """The sender's ``Enclave-Expires-At`` (a disappearing message's end), None if absent.
+
+    Only ASCII digits count (``str.isdigit`` also takes "²" and Arabic-Indic digits), and
+    at most ``MAX_EXPIRY_DIGITS`` of them, so ``int()`` never sees a huge number.
+    """
+    untrusted_value = request.headers.get(EXPIRES_HEADER)
+    if untrusted_value is None:
         return None
-    if not value.isdigit() or int(value) <= now:
-        return -1
-    return int(value)
+    if EXPIRY_DIGITS.fullmatch(untrusted_value) is None:
+        raise BadExpiry(f"{EXPIRES_HEADER} must be a Unix time: 1 to {MAX_EXPIRY_DIGITS} ASCII digits")
+    value = int(untrusted_value)
+    if value <= now:
+        raise BadExpiry(f"{EXPIRES_HEADER} must be a Unix time in the future")
+    return value
 
 
 def _error(status: int, reason: str) -> web.Response:
@@ -46,6 +62,26 @@ async def health(request: web.Request) -> web.Response:
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     return await request.app[RELAY_KEY].handle_websocket(request)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:
+    """The upload's body, or the error response: too large, empty, or not decodable."""
+    if request.content_length is not None and request.content_length > limit:
+        return _error(413, f"attachments are limited to {limit} bytes")
+    chunks, size = [], 0
+    try:
+        async for chunk in request.content.iter_chunked(CHUNK_BYTES):
+            size += len(chunk)
+            if size > limit:
+                return _error(413, f"attachments are limited to {limit} bytes")
+            chunks.append(chunk)
+    except web.RequestPayloadError:
+        # aiohttp could not decode the body: a Content-Encoding it does not match, or a
+        # broken chunked encoding. The client's fault, not ours.
+        return _error(400, "the request body could not be read (is its Content-Encoding right?)")
+    if size == 0:
+        return _error(400, "the attachment is empty")
+    return b"".join(chunks)
 
 
 async def upload_attachment(request: web.Request) -> web.Response:
@@ -61,25 +97,18 @@ async def upload_attachment(request: web.Request) -> web.Response:
         token = b""
     if check_upload_token(relay.keys.upload_token_key, token, relay.now()) is None:
         return _error(401, "a valid upload token is required")
-    wanted = _requested_expiry(request, relay.now())
-    if wanted == -1:
-        return _error(400, f"{EXPIRES_HEADER} must be a Unix time in the future")
-    limit = relay.config.attachment_max_bytes
-    if request.content_length is not None and request.content_length > limit:
-        return _error(413, f"attachments are limited to {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(CHUNK_BYTES):
-        size += len(chunk)
-        if size > limit:
-            return _error(413, f"attachments are limited to {limit} bytes")
-        chunks.append(chunk)
-    if size == 0:
-        return _error(400, "the attachment is empty")
+    try:
+        wanted = _requested_expiry(request, relay.now())
+    except BadExpiry as e:
+        return _error(400, str(e))
+    blob = await _read_body(request, relay.config.attachment_max_bytes)
+    if isinstance(blob, web.Response):
+        return blob
     attachment_id = base64.urlsafe_b64encode(relay.random(ATTACHMENT_ID_BYTES)).decode("ascii")
     expires_at = relay.now() + relay.config.attachment_retention_seconds
     if wanted is not None:
         expires_at = min(expires_at, wanted)
-    await relay.store.put_attachment(attachment_id, b"".join(chunks), expires_at)
+    await relay.store.put_attachment(attachment_id, blob, expires_at)
     return web.json_response({"attachment_id": attachment_id, "expires_at": expires_at}, status=201)
 
 
@@ -95,6 +124,7 @@ async def download_attachment(request: web.Request) -> web.Response:
 
 
 def make_app(relay: Relay) -> web.Application:
+    tame_aiohttp_loggers()
     app = web.Application(client_max_size=relay.config.attachment_max_bytes + 1024)
     app[RELAY_KEY] = relay
     app.router.add_get("/health", health)
