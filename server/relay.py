@@ -138,6 +138,9 @@ class Relay:
         connection = Connection(self, ws, peer=request.remote or "")
         try:
             await connection.run()
+        except ConnectionError:
+            # The device hung up while we answered it: normal, and nothing to log above debug.
+            log.debug("a device hung up during a request")
         finally:
             await connection.stop()
         return ws
@@ -178,6 +181,9 @@ class Connection:
                 await self.close(Status.BAD_REQUEST, str(e))
                 return
             response = await self.dispatch(frame)
+            # Let the event loop see a hang-up before answering: a client that sends many
+            # frames and resets the connection must not make us write each answer into it.
+            await asyncio.sleep(0)
             if response is not None and not self.ws.closed:
                 await self.send(FrameType.RESPONSE, frame.request_id, response.encode())
             if self.closing is not None:
