@@ -234,3 +234,14 @@ class KeyHeaderMissingError(StorageError):
             "Without the key header the messages cannot be unlocked: restore it from a backup. "
             "Do not enrol again in this folder; that would not bring the messages back."
         )
+
+
+class KeyHeaderDamagedError(StorageError):
+    """The key header's checksum does not match: bytes of it changed on disk. Not a wrong passphrase."""
+
+    def __init__(self, header: object) -> None:
+        self.header = str(header)
+        super().__init__(
+            f"The key header {header} is damaged (its checksum does not match), so the key cannot be "
+            "found; your passphrase is not at fault. Restore the key header from a backup."
+        )

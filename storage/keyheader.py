@@ -15,18 +15,33 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nacl.encoding
+import nacl.hash
 import nacl.pwhash
 
 from app.base.codec import Reader, Writer
 from app.base.errors import RemoteProtocolError, UnsupportedVersionError
 from app.base.limits import KEY_BYTES
-from storage.errors import NotAnEnclaveDatabaseError, UnsupportedProfileVersionError
+from storage.errors import KeyHeaderDamagedError, NotAnEnclaveDatabaseError, UnsupportedProfileVersionError
 from storage.fileio import atomic_write
 
 MAGIC = b"ENCLAVEK"
-HEADER_VERSION = 1
-HEADER_VERSIONS_SUPPORTED = frozenset({HEADER_VERSION})
-HEADER_VERSIONS_KNOWN = frozenset({HEADER_VERSION})
+HEADER_VERSION = 2
+"""Version 2 adds a checksum, so a changed byte reads as a damaged header, not a wrong key."""
+HEADER_VERSIONS_SUPPORTED = frozenset({1, HEADER_VERSION})
+HEADER_VERSIONS_KNOWN = frozenset({1, HEADER_VERSION})
+CHECKSUM_SINCE = 2
+"""The first header version that ends with a checksum."""
+CHECKSUM_BYTES = 16
+CHECKSUM_PERSON = b"enclave:keyhdr:2"
+"""BLAKE2b personalisation of the version 2 checksum (exactly 16 bytes)."""
+
+
+def _checksum(data: bytes) -> bytes:
+    return nacl.hash.blake2b(
+        data, digest_size=CHECKSUM_BYTES, person=CHECKSUM_PERSON, encoder=nacl.encoding.RawEncoder
+    )
+
 
 PROFILE_ID_BYTES = 16
 KDF_ARGON2ID13 = 1
@@ -100,7 +115,8 @@ class KeyHeader:
         if self.cost is not None:
             w.u8(KDF_ARGON2ID13).u32(self.cost.opslimit).u64(self.cost.memlimit)
             w.fixed(self.salt, SALT_BYTES, "salt")
-        return w.getvalue()
+        body = w.getvalue()
+        return body + _checksum(body)
 
     @classmethod
     def parse(cls, untrusted: bytes) -> KeyHeader:
@@ -120,7 +136,7 @@ class KeyHeader:
         r = Reader(untrusted, "key header")
         if r.fixed(len(MAGIC)) != MAGIC:
             raise r.fail("wrong magic")
-        r.version(supported=HEADER_VERSIONS_SUPPORTED, known=HEADER_VERSIONS_KNOWN)
+        version = r.version(supported=HEADER_VERSIONS_SUPPORTED, known=HEADER_VERSIONS_KNOWN)
         protection = Protection(r.u8())  # an unknown value raises ValueError: not our header
         profile_id = r.fixed(PROFILE_ID_BYTES)
         key_check = r.fixed(KEY_BYTES)
@@ -131,6 +147,10 @@ class KeyHeader:
             opslimit, memlimit = r.u32(), r.u64()
             cost = Argon2Cost(opslimit, memlimit)
             salt = r.fixed(SALT_BYTES)
+        if version >= CHECKSUM_SINCE:
+            body = untrusted[: len(untrusted) - r.remaining()]
+            if r.fixed(CHECKSUM_BYTES) != _checksum(body):
+                raise KeyHeaderDamagedError("of this profile")
         r.finish()
         return cls(protection, profile_id, key_check, salt, cost)
 
@@ -144,7 +164,10 @@ def read_header(path: Path) -> KeyHeader:
         raise NotAnEnclaveDatabaseError("the folder has no key header") from e
     if len(untrusted) > MAX_HEADER_BYTES:
         raise NotAnEnclaveDatabaseError("its key header is too large")
-    return KeyHeader.parse(untrusted)
+    try:
+        return KeyHeader.parse(untrusted)
+    except KeyHeaderDamagedError as e:
+        raise KeyHeaderDamagedError(path) from e
 
 
 def write_header(path: Path, header: KeyHeader) -> None:

@@ -1,5 +1,6 @@
 """A profile the disk or the file system lets down is not blamed on its key or data:
-read-only or full disk, a folder where the database file should be, a key header gone.
+read-only or full disk, a folder where the database file should be, a key header gone
+or damaged.
 
 Read-only and full disks are real tmpfs mounts (tests run as root, which ignores
 ``chmod``); where ``mount`` is not allowed those tests skip and say so.
@@ -15,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from storage.errors import KeyHeaderMissingError, ProfileFileError, StoreFullError
+from storage.errors import (
+    KeyHeaderDamagedError,
+    KeyHeaderMissingError,
+    ProfileFileError,
+    StoreFullError,
+    WrongKeyError,
+)
+from storage.keyheader import CHECKSUM_BYTES, MAGIC, PROFILE_ID_BYTES
 from storage.keys import Passphrase
 from storage.records import ConversationKind, MessageStatus, NewMessage
 from storage.store import DATABASE_NAME, KEY_HEADER_NAME, Store
@@ -122,3 +130,35 @@ def test_missing_key_header_beside_a_database(
     with pytest.raises(KeyHeaderMissingError, match="Do not enrol again"):
         Store.create(profile, passphrase, clock=clock)
     assert snapshot(profile) == before
+
+
+def test_flipped_byte_in_the_key_header_is_damage_not_a_wrong_passphrase(
+    profile: Path, passphrase: Passphrase, clock: FakeClock
+) -> None:
+    """Test that one changed byte of the key header says the header is damaged, not the passphrase wrong."""
+    _populated(profile, passphrase, clock)
+    header = profile / KEY_HEADER_NAME
+    for offset in (len(MAGIC) + 2, len(MAGIC) + 2 + PROFILE_ID_BYTES + 3, len(header.read_bytes()) - 20):
+        original = header.read_bytes()
+        flipped = bytearray(original)
+        flipped[offset] ^= 0x01
+        header.write_bytes(bytes(flipped))
+        with pytest.raises(KeyHeaderDamagedError, match="is damaged") as refused:
+            Store.open(profile, passphrase, clock=clock)
+        assert str(header) in str(refused.value)
+        assert not isinstance(refused.value, WrongKeyError)
+        header.write_bytes(original)
+    Store.open(profile, passphrase, clock=clock).close()
+
+
+def test_a_version_1_key_header_without_checksum_still_opens(
+    profile: Path, passphrase: Passphrase, clock: FakeClock
+) -> None:
+    """Test that a profile whose key header is version 1 (no checksum) still opens."""
+    _populated(profile, passphrase, clock)
+    header = profile / KEY_HEADER_NAME
+    old = bytearray(header.read_bytes()[:-CHECKSUM_BYTES])
+    old[len(MAGIC)] = 1
+    header.write_bytes(bytes(old))
+    with Store.open(profile, passphrase, clock=clock) as store:
+        assert len(store.conversations.list()) == 1
