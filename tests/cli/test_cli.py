@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.cli.conftest import Pair
 from tests.support.cli import RUN_SECONDS, CliUser, Interactive, pairs, passphrase_file, rows
-from tests.support.relay import RelayProcess
+from tests.support.relay import RelayProcess, new_account
 
 LISTEN = ("listen", "--count", "1", "--wait", "60")
 TAKEN = ("sent", "delivered")
@@ -167,3 +167,21 @@ def test_bad_usage_exits_2(tmp_path: Path) -> None:
     done = CliUser("x", tmp_path / "none", tmp_path / "none.txt").run("send", "--conversation", "1")
     assert done.returncode == 2
     assert "usage: enclave-cli send (ACCOUNT | --conversation ID) TEXT" in done.stderr
+
+
+def test_a_profile_whose_key_header_is_gone_is_not_enrolled_over(relay: RelayProcess, tmp_path: Path) -> None:
+    """Test that enrol and history refuse a profile missing its key header and keep its database."""
+    user = CliUser("carol", tmp_path / "carol", passphrase_file(tmp_path))
+    code = new_account(relay.data_dir, "carol", "Carol Clark")
+    enrolled = user.run("enrol", "--server", relay.https, "--pin", relay.pin, "--code", code)
+    assert enrolled.returncode == 0, enrolled.stderr
+    (user.profile / "keyheader").unlink()
+    database = (user.profile / "store.db").read_bytes()
+    again = new_account(relay.data_dir, "carol2", "Carol Clark")
+    for args in (("enrol", "--server", relay.https, "--pin", relay.pin, "--code", again), ("history", "bob")):
+        done = user.run(*args)
+        assert done.returncode == 1, done.stderr
+        assert "key header" in done.stderr and "is missing" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (user.profile / "keyheader").exists()
+    assert (user.profile / "store.db").read_bytes() == database
