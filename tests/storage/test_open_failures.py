@@ -162,3 +162,24 @@ def test_a_version_1_key_header_without_checksum_still_opens(
     header.write_bytes(bytes(old))
     with Store.open(profile, passphrase, clock=clock) as store:
         assert len(store.conversations.list()) == 1
+
+
+def test_read_only_database_file_in_a_writable_folder_says_so(
+    profile: Path, passphrase: Passphrase, clock: FakeClock
+) -> None:
+    """Test that a database file mounted read-only is named with the cause, not "not an Enclave store"."""
+    _populated(profile, passphrase, clock)
+    database = str(profile / DATABASE_NAME)
+    bound = subprocess.run(
+        ["mount", "--bind", database, database], capture_output=True, text=True, check=False
+    )
+    if bound.returncode != 0:
+        pytest.skip(f"cannot bind-mount the database file read-only here: {bound.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", database], check=True)
+        with pytest.raises(ProfileFileError, match="read-only file system") as refused:
+            Store.open(profile, passphrase, clock=clock)
+    finally:
+        subprocess.run(["umount", database], check=False)
+    assert database in str(refused.value)
+    assert NOT_OURS not in str(refused.value)
