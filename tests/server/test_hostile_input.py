@@ -149,7 +149,7 @@ def _ws_frame(payload: bytes) -> bytes:
 
 
 def test_that_a_client_hanging_up_mid_request_is_not_logged_as_an_error(relay: RelayProcess) -> None:
-    """Test that devices hanging up with requests in flight leave no traceback or address in the log."""
+    """Test that devices hanging up with requests in flight add nothing to the log (debug at most)."""
     start_lines = len(relay.output)
     key = base64.b64encode(os.urandom(16)).decode("ascii")
     upgrade = (
@@ -176,4 +176,4 @@ def test_that_a_client_hanging_up_mid_request_is_not_logged_as_an_error(relay: R
         assert status == 200
 
     asyncio.run(many())
-    _log_after_start(relay, start_lines)
+    assert _log_after_start(relay, start_lines) == []
