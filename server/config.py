@@ -7,6 +7,7 @@ names the key, and the relay does not start.
 
 from __future__ import annotations
 
+import socket
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -52,6 +53,8 @@ class ServerConfig:
             raise ConfigError("backend 'postgres' needs postgres_dsn")
         if not self.postgres_schema.isidentifier():
             raise ConfigError(f"postgres_schema {self.postgres_schema!r} must be a plain identifier")
+        if not self.host or self.host != self.host.strip() or any(ch.isspace() for ch in self.host):
+            raise ConfigError(f"host {self.host!r} is not an address or name (spaces are not stripped)")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is out of range")
         for f in fields(self):
@@ -81,4 +84,9 @@ def load_config(data_dir: Path, overrides: dict[str, Any] | None = None) -> Serv
         expected = int if known[key] == "int" else str
         if type(value) is not expected:
             raise ConfigError(f"{path}: {key} must be {'a whole number' if expected is int else 'text'}")
-    return replace(ServerConfig(data_dir=data_dir), **values)
+    config = replace(ServerConfig(data_dir=data_dir), **values)
+    try:
+        socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise ConfigError(f"host {config.host!r} does not resolve to an address: {e}") from e
+    return config
