@@ -7,19 +7,12 @@ an exclusive OS lock on ``profile/lock`` before they read or write anything else
 ``Store.close`` releases it (as does a failed open). A second opener, in this process or
 another, gets ``ProfileInUseError`` naming the holder.
 
-How the lock is held:
-
-- Linux and macOS: ``flock(LOCK_EX | LOCK_NB)`` on the whole file. An flock belongs to
-  the open file description, so a second open in the same process conflicts as well (a
-  POSIX ``fcntl`` record lock would not: it belongs to the process).
-- Windows: ``msvcrt.locking(LK_NBLCK)`` of one byte at ``LOCK_OFFSET``, far past the
-  text. Windows locks are mandatory, so a locked byte cannot even be read by another
-  process; locking a byte beyond the text keeps the holder's name readable.
-
-Only the OS lock counts, never the file's existence or content. The OS drops the lock
-when its process ends, however it ends, so a file left behind by a crashed process
-blocks nothing. The file is never deleted: removing a lock file races with a process
-that has just opened it and would then lock a name nobody else sees.
+The lock is ``app.base.oslock``'s (flock on Linux and macOS, a locked byte past the
+text on Windows, so the holder's name stays readable). Only the OS lock counts, never
+the file's existence or content. The OS drops the lock when its process ends, however
+it ends, so a file left behind by a crashed process blocks nothing. The file is never
+deleted: removing a lock file races with a process that has just opened it and would
+then lock a name nobody else sees.
 
 What the file says, written once the lock is held and emptied before it is released:
 one JSON object ``{"version": 1, "pid": 1234, "program": "enclave-cli listen"}`` — the
@@ -33,13 +26,13 @@ bytes (bounded, parsed strictly, control characters replaced) to name the holder
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.base.oslock import try_lock, unlock
 from storage.errors import ProfileInUseError
 from storage.fileio import PRIVATE_FILE_MODE, raise_if_disk_full
 
@@ -48,41 +41,6 @@ HOLDER_VERSION = 1
 MAX_HOLDER_BYTES = 512
 """The most of the lock file read back; a holder's note is far shorter."""
 MAX_PROGRAM_CHARACTERS = 100
-LOCK_OFFSET = 1 << 20
-"""Windows: the byte locked, beyond any text the file holds (``MAX_HOLDER_BYTES``)."""
-
-if sys.platform == "win32":
-    import msvcrt
-
-    _CONFLICTS = frozenset({errno.EACCES, errno.EDEADLK})
-    """What ``_locking`` sets when another handle holds the byte (EDEADLOCK is EDEADLK there)."""
-
-    def _try_lock(fd: int) -> bool:
-        os.lseek(fd, LOCK_OFFSET, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError as e:
-            if e.errno in _CONFLICTS:
-                return False
-            raise
-        return True
-
-    def _unlock(fd: int) -> None:
-        os.lseek(fd, LOCK_OFFSET, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +73,7 @@ class ProfileLock:
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
         fd = os.open(profile_dir / LOCK_NAME, flags, PRIVATE_FILE_MODE)
         try:
-            if not _try_lock(fd):
+            if not try_lock(fd):
                 found = _read_holder(fd)
                 if found is None:
                     raise ProfileInUseError(str(profile_dir))
@@ -143,7 +101,7 @@ class ProfileLock:
         try:
             with contextlib.suppress(OSError):  # an unwritable file must not keep the lock held
                 os.ftruncate(fd, 0)
-            _unlock(fd)
+            unlock(fd)
         finally:
             os.close(fd)
 
