@@ -45,6 +45,16 @@ class ServerConfig:
     certificate_lifetime_seconds: int = 7 * DAY
     sweep_interval_seconds: int = 60
     prekeys_low_threshold: int = 20
+    tls_handshake_seconds: int = 10
+    """A connection whose TLS handshake has not finished by then is closed."""
+    request_head_seconds: int = 30
+    """A connection must send a whole request head this soon after its handshake or the
+    previous response, or it is closed: a slow or silent client, or an idle keep-alive."""
+    authentication_seconds: int = 10
+    """A WebSocket must authenticate (it may enrol first) this soon after its challenge."""
+    connections_per_address: int = 256
+    """Open connections from one network address, counted from TCP accept; past it a new
+    one is closed at once. Generous because many workstations may share one NAT address."""
 
     def __post_init__(self) -> None:
         if self.backend not in ("sqlite", "postgres"):
@@ -71,11 +81,17 @@ def load_config(data_dir: Path, overrides: dict[str, Any] | None = None) -> Serv
     """The config of ``data_dir`` (its ``server.toml`` if present) with ``overrides`` on top."""
     values: dict[str, Any] = {}
     path = data_dir / CONFIG_FILENAME
-    if path.exists():
-        try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path} is not valid TOML: {e}") from e
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        pass
+    except NotADirectoryError as e:
+        raise ConfigError(f"the data folder {data_dir} is not a folder") from e
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from e
+    except OSError as e:
+        reason = e.strerror or str(e)
+        raise ConfigError(f"cannot read {path}: {reason}; check its owner and permissions") from e
     values.update({key: value for key, value in (overrides or {}).items() if value is not None})
     known = {f.name: f.type for f in fields(ServerConfig)}
     for key, value in values.items():

@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import ipaddress
 import os
-import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,12 +100,6 @@ class RelayKeys:
     upload_token_key: bytes = field(repr=False)
     created: bool
     """Whether this start made the keys (the pin is then printed for the admin)."""
-
-    def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_3
-        context.load_cert_chain(self.tls_cert_path, self.tls_key_path)
-        return context
 
 
 def load_or_create_keys(data_dir: Path, host: str) -> RelayKeys:

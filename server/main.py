@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -22,12 +23,15 @@ from nacl.utils import random
 
 from server.backends import make_store
 from server.config import ConfigError, ServerConfig, load_config
+from server.datalock import DataFolderLock, check_data_folder
 from server.http import make_app
 from server.keys import load_or_create_keys
+from server.listener import Listener
 from server.relay import Relay
 from server.store.base import StoreError
 
 log = logging.getLogger("enclave.server")
+TLS_HANDSHAKE_SECONDS = 10.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,30 +47,45 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
-    keys = load_or_create_keys(config.data_dir, config.host)
-    if keys.created:
-        print(f"New relay keys made in {config.data_dir}.")
-    print(f"Relay public-key pin for the provisioning config: {keys.pin}", flush=True)
-    store = make_store(config)
-    await store.open()
-    relay = Relay(config=config, store=store, keys=keys, random=random)
-    await store.subscribe(relay.wake)
-    await store.drop_expired(relay.now())
-    runner = web.AppRunner(make_app(relay), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, ssl_context=keys.ssl_context(), reuse_address=True)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    print(f"enclave-server listening on https://{host}:{port}", flush=True)
-    sweeper = asyncio.create_task(relay.sweep_forever())
-    try:
+    """Run the relay until ``stop`` is set.
+
+    The order is what an admin can rely on: the port is bound before anything is written
+    (a taken port leaves the data folder as it was, and prints no pin), then the data
+    folder is locked (a second relay on it stops there), then keys, database and serving.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        listener = await Listener.bind(config.host, config.port, handshake_seconds=TLS_HANDSHAKE_SECONDS)
+        stack.push_async_callback(listener.wait_closed)
+        stack.callback(listener.close)
+        check_data_folder(config.data_dir)
+        stack.callback(DataFolderLock.acquire(config.data_dir).release)
+        keys = load_or_create_keys(config.data_dir, config.host)
+        if keys.created:
+            print(f"New relay keys made in {config.data_dir}.")
+        print(f"Relay public-key pin for the provisioning config: {keys.pin}", flush=True)
+        store = make_store(config)
+        await store.open()
+        stack.push_async_callback(store.close)
+        relay = Relay(config=config, store=store, keys=keys, random=random)
+        await store.subscribe(relay.wake)
+        await store.drop_expired(relay.now())
+        runner = web.AppRunner(make_app(relay), access_log=None, handle_signals=False)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        stack.push_async_callback(_close_connections, relay)
+        stack.callback(listener.close)  # on the way out, stop accepting before closing connections
+        assert runner.server is not None
+        await listener.serve(runner.server, keys.tls_cert_path, keys.tls_key_path)
+        host, port = listener.address
+        print(f"enclave-server listening on https://{host}:{port}", flush=True)
+        sweeper = asyncio.create_task(relay.sweep_forever())
+        stack.callback(sweeper.cancel)
         await stop.wait()
-    finally:
-        sweeper.cancel()
-        for connection in list(relay.connections.values()):
-            await connection.ws.close()
-        await runner.cleanup()
-        await store.close()
+
+
+async def _close_connections(relay: Relay) -> None:
+    for connection in list(relay.connections.values()):
+        await connection.ws.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
+    except ConfigError as e:
+        print(f"enclave-server: {e}", file=sys.stderr)
+        return 2
     except (StoreError, OSError) as e:
         print(f"enclave-server: {e}", file=sys.stderr)
         return 1

@@ -2,24 +2,61 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.relay import REPO
+import pytest
+
+from server.datalock import LOCK_NAME
+from tests.conftest import require
+from tests.support.relay import REPO, RelayProcess
 
 START_SECONDS = 60
+SERVICE_USER = 65534
+"""``nobody``: the user the relay runs as in the permission tests (the suite runs as root)."""
 
 
-def _start(data: Path) -> subprocess.CompletedProcess[str]:
+def _start(data: Path, port: int = 0, *, as_user: int | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "server.main", "--data", str(data), "--port", str(port)]
+    if as_user is not None:
+        command = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups", *command]
     return subprocess.run(
-        [sys.executable, "-m", "server.main", "--data", str(data), "--port", "0"],
+        command,
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=START_SECONDS,
         check=False,
     )
+
+
+def _one_line_refusal(done: subprocess.CompletedProcess[str]) -> str:
+    """The relay's error line, once it is seen to have stopped with nothing but that line."""
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "pin" not in done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    return done.stderr.strip()
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A folder that another user may enter (pytest's tmp_path is root's alone)."""
+    require(
+        os.geteuid() == 0 and shutil.which("setpriv"),
+        "running the relay as another user needs root and setpriv",
+    )
+    folder = Path(tempfile.mkdtemp(prefix="enclave-startup-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
 
 
 def test_a_host_with_a_trailing_space_is_refused_naming_the_setting(tmp_path: Path) -> None:
@@ -40,3 +77,63 @@ def test_a_host_that_does_not_resolve_is_refused_naming_the_setting(tmp_path: Pa
     assert "Traceback" not in done.stderr
     assert "host 'relay.invalid' does not resolve" in done.stderr
     assert not (tmp_path / "tls.key").exists()
+
+
+def test_a_second_relay_on_a_data_folder_is_refused_naming_the_first(tmp_path: Path) -> None:
+    """Test that a second relay on a running relay's data folder stops naming the first's process.
+
+    The first keeps serving, and once it is killed (SIGKILL: no clean-up at all) a new
+    relay starts on the folder: the lock file left behind blocks nothing.
+    """
+    first = RelayProcess(tmp_path / "relay").start()
+    try:
+        assert first.process is not None
+        line = _one_line_refusal(_start(first.data_dir))
+        assert f"another relay (process {first.process.pid}) is running on the data folder" in line
+        assert first.process.poll() is None
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait()
+        assert (first.data_dir / LOCK_NAME).exists()
+        first.start()
+    finally:
+        first.stop()
+
+
+def test_a_taken_port_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """Test that a relay whose port is taken names host and port, prints no pin and makes no folder or key."""
+    data = tmp_path / "relay"
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        line = _one_line_refusal(_start(data, port))
+    assert f"cannot listen on 127.0.0.1:{port}" in line
+    assert "in use" in line
+    assert not data.exists()
+
+
+def test_a_data_folder_that_is_a_file_is_refused_naming_it(tmp_path: Path) -> None:
+    """Test that --data naming a file stops the relay with one line saying so."""
+    data = tmp_path / "relay"
+    data.write_bytes(b"not a folder")
+    line = _one_line_refusal(_start(data))
+    assert str(data) in line
+    assert "is not a folder" in line
+    assert data.read_bytes() == b"not a folder"
+
+
+def test_a_data_folder_the_service_user_cannot_read_is_refused_naming_it(shared_tmp: Path) -> None:
+    """Test that a data folder only root may enter stops the relay, run as another user, with one line."""
+    data = shared_tmp / "relay"
+    data.mkdir(mode=0o700)
+    (data / "server.toml").write_text("port = 0\n", encoding="utf-8")
+    line = _one_line_refusal(_start(data, as_user=SERVICE_USER))
+    assert f"cannot read {data / 'server.toml'}: Permission denied" in line
+    assert sorted(p.name for p in data.iterdir()) == ["server.toml"]
+
+
+def test_a_data_folder_the_service_user_cannot_write_is_refused_naming_it(shared_tmp: Path) -> None:
+    """Test that a data folder the relay's user may read but not write stops it with one line naming it."""
+    data = shared_tmp / "relay"
+    data.mkdir(mode=0o755)
+    line = _one_line_refusal(_start(data, as_user=SERVICE_USER))
+    assert f"the data folder {data} cannot be read and written by this user (uid {SERVICE_USER})" in line
+    assert list(data.iterdir()) == []

@@ -1,0 +1,91 @@
+"""The relay's listening sockets: bound first, serving only once the relay is ready.
+
+A relay that cannot have its port must fail before it writes anything: before it makes
+keys, prints a pin an admin might copy into a provisioning config, or locks its data
+folder. So ``Listener.bind`` binds every address of the host (asyncio's
+``create_server`` with ``start_serving=False``: bound, not yet accepting) with a TLS
+context that has no certificate yet; ``serve`` loads the certificate into that context
+and starts accepting with the request handler the relay made meanwhile. A port that is
+taken or not allowed is ``ListenError``, one line naming host and port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+from server.config import ConfigError
+
+
+class ListenError(ConfigError):
+    """The relay cannot listen on its host and port; the message names them and the cause."""
+
+
+def server_tls_context() -> ssl.SSLContext:
+    """TLS 1.3 only; the certificate is loaded later (``Listener.serve``)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    return context
+
+
+class _LateFactory:
+    """The protocol factory given to asyncio at bind time, pointed at the real one by ``serve``."""
+
+    def __init__(self) -> None:
+        self.target: Callable[[], asyncio.BaseProtocol] | None = None
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        if self.target is None:
+            raise RuntimeError("a connection was accepted before the relay was ready")
+        return self.target()
+
+
+class Listener:
+    def __init__(self, server: asyncio.Server, context: ssl.SSLContext, factory: _LateFactory) -> None:
+        self._server = server
+        self._context = context
+        self._factory = factory
+
+    @classmethod
+    async def bind(cls, host: str, port: int, *, handshake_seconds: float) -> Listener:
+        """Bind ``host``:``port`` (every address it resolves to) without accepting yet."""
+        context = server_tls_context()
+        factory = _LateFactory()
+        try:
+            server = await asyncio.get_running_loop().create_server(
+                factory,
+                host,
+                port,
+                ssl=context,
+                ssl_handshake_timeout=handshake_seconds,
+                reuse_address=True,
+                start_serving=False,
+            )
+        except OSError as e:
+            reason = os.strerror(e.errno) if e.errno else str(e)
+            raise ListenError(f"cannot listen on {host}:{port} (host and port settings): {reason}") from e
+        return cls(server, context, factory)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The first bound address (host, port): the real port when 0 was asked for."""
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return host, port
+
+    async def serve(
+        self, protocol_factory: Callable[[], asyncio.BaseProtocol], certificate: Path, key: Path
+    ) -> None:
+        """Load the relay's certificate and start accepting connections for ``protocol_factory``."""
+        self._context.load_cert_chain(certificate, key)
+        self._factory.target = protocol_factory
+        await self._server.start_serving()
+
+    def close(self) -> None:
+        """Stop accepting; connections already made are the request handler's to close."""
+        self._server.close()
+
+    async def wait_closed(self) -> None:
+        await self._server.wait_closed()
