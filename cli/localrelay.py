@@ -4,9 +4,15 @@ One relay per data folder, on a fixed port, so a second terminal finds the relay
 first one started instead of starting its own. The relay makes its TLS key and
 certificate on its first start; the pin comes from that certificate file and is checked
 against the key actually served on the port, so another program there is never taken
-for it. The relay runs as long as the process that started it: when that session ends
-it stops, and other sessions go offline (what they send meanwhile waits in their
-outboxes) until a new session starts it again, from the same data and keys.
+for it.
+
+The relay runs as long as any workspace uses it, and no longer, however the workspaces
+end (``/quit``, Ctrl-C, a closed terminal, SIGKILL): each one holds a lease in
+``<data>/workspaces/`` (``app.base.leases``) from before it looks for the relay until it
+is done, and the relay is started with ``--while-leased`` on that folder, so it stops
+itself within a second or two of the last lease going. It runs in a session of its own,
+so a Ctrl-C in the terminal of the workspace that started it does not reach it while
+others still use it. The next workspace starts it again, from the same data and keys.
 
 Accounts and codes are made by running ``enclave-admin`` (``python -m server.admin``) on
 the relay's data folder, as an IT admin would; the client never imports the server.
@@ -24,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.base.leases import Lease
 from app.services.relay import relay_pin
 from cli.errors import CliError
 
@@ -31,6 +38,7 @@ HOST = "127.0.0.1"
 CERTIFICATE_FILE = "tls.crt"
 """Where the relay keeps its certificate in its data folder (``server/keys.py``)."""
 LOG_FILE = "relay.log"
+LEASE_FOLDER = "workspaces"
 START_SECONDS = 30.0
 STOP_SECONDS = 15.0
 PROBE_SECONDS = 3.0
@@ -46,7 +54,7 @@ class LocalRelay:
     port: int
     pin: str
     started: bool
-    """Whether this process started the relay (and stops it when the session ends)."""
+    """Whether this process started the relay (it stops when the last workspace using it is gone)."""
 
     @property
     def url(self) -> str:
@@ -78,41 +86,41 @@ class LocalRelay:
 
 @contextlib.contextmanager
 def local_relay(data_dir: Path, port: int) -> Iterator[LocalRelay]:
-    """The relay of ``data_dir`` on ``port``: the one already running there, or one started for this block."""
-    if _served_pin(port) is not None:
-        yield LocalRelay(data_dir, port, _checked_pin(data_dir, port), started=False)
-        return
-    process = _start(data_dir, port)
-    try:
-        yield LocalRelay(data_dir, port, _checked_pin(data_dir, port), started=process is not None)
-    finally:
-        if process is not None:
-            _stop(process)
-
-
-def _start(data_dir: Path, port: int) -> subprocess.Popen[bytes] | None:
-    """Start the relay and wait until it answers; None if another session's relay won the port meanwhile."""
+    """The relay of ``data_dir`` on ``port``, leased for this block: the one running there, or one started."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lease = Lease.take(data_dir / LEASE_FOLDER)
+    try:
+        started = _served_pin(port) is None and _start(data_dir, port)
+        yield LocalRelay(data_dir, port, _checked_pin(data_dir, port), started=started)
+    finally:
+        lease.release()
+
+
+def _start(data_dir: Path, port: int) -> bool:
+    """Start the relay and wait until it answers; False if another session's relay won the port meanwhile."""
     log = data_dir / LOG_FILE
     command = [sys.executable, "-m", "server.main", "--data", str(data_dir), "--host", HOST]
+    leases = ["--while-leased", str(data_dir / LEASE_FOLDER)]
     with log.open("ab") as log_file:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, arguments as a list
-            [*command, "--port", str(port)],
+            [*command, "--port", str(port), *leases],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
+            creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0),
         )
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
         answering = _served_pin(port) is not None
         if process.poll() is not None:
             if answering:
-                return None
+                return False
             raise CliError(
                 f"the local relay stopped during start-up (status {process.returncode}); see {log}"
             )
         if answering:
-            return process
+            return True
         time.sleep(0.1)
     _stop(process)
     raise CliError(f"the local relay did not answer within {START_SECONDS:.0f} s; see {log}")

@@ -59,7 +59,10 @@ def _run(args: argparse.Namespace) -> int:
     relay_dir = data_home() / RELAY_FOLDER
     with local_relay(relay_dir, args.port) as relay:
         if relay.started:
-            print(f"Started the local relay on {relay.url} (data in {relay_dir}); it stops when you leave.")
+            print(
+                f"Started the local relay on {relay.url} (data in {relay_dir}); "
+                "it stops when the last session using it ends."
+            )
         else:
             print(f"Joined the local relay on {relay.url} that another session started.")
         with opened(profile, key, create=not profile_exists(profile), holder="run.sh") as session:

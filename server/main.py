@@ -21,6 +21,7 @@ from pathlib import Path
 from aiohttp import web
 from nacl.utils import random
 
+from app.base.leases import live_leases
 from server.backends import make_store
 from server.config import ConfigError, ServerConfig, load_config
 from server.datalock import DataFolderLock, check_data_folder
@@ -32,11 +33,18 @@ from server.store.base import StoreError
 
 log = logging.getLogger("enclave.server")
 TLS_HANDSHAKE_SECONDS = 10.0
+LEASE_CHECK_SECONDS = 1.0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="enclave-server", description="Run the Enclave relay.")
     parser.add_argument("--data", type=Path, required=True, help="data folder (keys, config, SQLite file)")
+    parser.add_argument(
+        "--while-leased",
+        type=Path,
+        metavar="FOLDER",
+        help="stop once no process holds a lease in FOLDER (the local workspace's relay; app/base/leases.py)",
+    )
     for f in fields(ServerConfig):
         if f.name == "data_dir":
             continue
@@ -83,6 +91,14 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         await stop.wait()
 
 
+async def _stop_when_unleased(folder: Path, stop: asyncio.Event) -> None:
+    """``--while-leased``: set ``stop`` once no process holds a lease in ``folder`` (app.base.leases)."""
+    while live_leases(folder) > 0:
+        await asyncio.sleep(LEASE_CHECK_SECONDS)
+    log.info("no process holds a lease on this relay any more; stopping")
+    stop.set()
+
+
 async def _close_connections(relay: Relay) -> None:
     for connection in list(relay.connections.values()):
         await connection.ws.close()
@@ -91,7 +107,7 @@ async def _close_connections(relay: Relay) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides = {k: v for k, v in vars(args).items() if k != "data"}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("data", "while_leased")}
     try:
         config = load_config(args.data, overrides)
     except ConfigError as e:
@@ -103,7 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await serve(config, stop)
+        watcher = None
+        if args.while_leased is not None:
+            watcher = asyncio.create_task(_stop_when_unleased(args.while_leased, stop))
+        try:
+            await serve(config, stop)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
 
     try:
         asyncio.run(run())

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
-import pytest
-
+from app.base.leases import GRACE_SECONDS
 from tests.support.cli import Interactive, passphrase_file
+
+STOP_SECONDS = GRACE_SECONDS + 15
+"""A killed session's lease counts for the grace; then the relay's check and its shutdown."""
 
 
 def free_port() -> int:
@@ -23,9 +28,25 @@ def workspace(home: Path, secret: Path, port: int, *args: str) -> Interactive:
     return Interactive(command, {"ENCLAVE_HOME": str(home)})
 
 
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return False
+    return True
+
+
+def _wait_until_closed(port: int) -> None:
+    """Wait until nothing listens on ``port``: the relay stopped once no workspace held a lease."""
+    deadline = time.monotonic() + STOP_SECONDS
+    while _listening(port):
+        assert time.monotonic() < deadline, f"the local relay still listens on {port} after {STOP_SECONDS} s"
+        time.sleep(0.2)
+
+
 def test_two_terminals_chat_through_the_relay_the_first_one_started(tmp_path: Path) -> None:
     """Test that the first session starts a relay and enrols, a second profile joins it, they chat,
-    the relay stops with the first session, and the next start finds everything again."""
+    the relay stops once both sessions have ended, and the next start finds everything again."""
     home, secret, port = tmp_path / "home", passphrase_file(tmp_path), free_port()
     first = workspace(home, secret, port, "--name", "Alice Archer")
     second: Interactive | None = None
@@ -50,8 +71,7 @@ def test_two_terminals_chat_through_the_relay_the_first_one_started(tmp_path: Pa
                 session.stop()
     assert (home / "local-relay" / "relay.sqlite3").exists()
     assert (home / "profiles" / "default" / "keyheader").exists()
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    _wait_until_closed(port)
 
     again = workspace(home, secret, port)
     try:
@@ -63,3 +83,43 @@ def test_two_terminals_chat_through_the_relay_the_first_one_started(tmp_path: Pa
         assert again.finish() == 0
     finally:
         again.stop()
+
+
+def _kill(session: Interactive) -> None:
+    """SIGKILL: the session gets no chance to clean up, or to stop anything it started."""
+    os.kill(session.process.pid, signal.SIGKILL)
+    session.process.wait()
+
+
+def test_the_relay_outlives_a_killed_starter_and_stops_with_the_last_session(tmp_path: Path) -> None:
+    """Test that killing the session that started the relay leaves it serving the other one, and
+    that killing the last session too stops the relay: no relay is left running, however they ended."""
+    home, secret, port = tmp_path / "home", passphrase_file(tmp_path), free_port()
+    leases = home / "local-relay" / "workspaces"
+    first = workspace(home, secret, port, "--name", "Alice Archer")
+    sessions = [first]
+    try:
+        first.expect("Started the local relay")
+        first.expect("Signed in as alice-archer, device")
+        second = workspace(home, secret, port, "--profile", str(tmp_path / "bob"))
+        sessions.append(second)
+        second.expect("Joined the local relay")
+        second.expect("Signed in as bob, device")
+        _kill(first)
+        deadline = time.monotonic() + STOP_SECONDS
+        while len(list(leases.iterdir())) > 1:  # the relay deletes a lease once its holder is gone
+            assert time.monotonic() < deadline, "the relay did not notice the killed session"
+            time.sleep(0.2)
+        second.send("/to alice-archer")
+        second.expect("Now writing to Alice Archer")
+        second.send("Are you still there?")
+        again = workspace(home, secret, port)
+        sessions.append(again)
+        again.expect("Joined the local relay")
+        again.expect("bob: Are you still there?")
+        _kill(second)
+        _kill(again)
+    finally:
+        for session in sessions:
+            session.stop()
+    _wait_until_closed(port)
