@@ -39,6 +39,8 @@ CERTIFICATE_FILE = "tls.crt"
 """Where the relay keeps its certificate in its data folder (``server/keys.py``)."""
 LOG_FILE = "relay.log"
 LEASE_FOLDER = "workspaces"
+REFUSAL_PREFIX = "enclave-server: "
+MAX_REFUSAL_BYTES = 64 * 1024
 START_SECONDS = 30.0
 STOP_SECONDS = 15.0
 PROBE_SECONDS = 3.0
@@ -102,6 +104,7 @@ def _start(data_dir: Path, port: int) -> bool:
     command = [sys.executable, "-m", "server.main", "--data", str(data_dir), "--host", HOST]
     leases = ["--while-leased", str(data_dir / LEASE_FOLDER)]
     with log.open("ab") as log_file:
+        written_before = log_file.tell()
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, arguments as a list
             [*command, "--port", str(port), *leases],
             stdin=subprocess.DEVNULL,
@@ -116,14 +119,24 @@ def _start(data_dir: Path, port: int) -> bool:
         if process.poll() is not None:
             if answering:
                 return False
-            raise CliError(
-                f"the local relay stopped during start-up (status {process.returncode}); see {log}"
-            )
+            raise CliError(f"the local relay did not start: {_refusal(log, written_before)}; see {log}")
         if answering:
             return True
         time.sleep(0.1)
     _stop(process)
     raise CliError(f"the local relay did not answer within {START_SECONDS:.0f} s; see {log}")
+
+
+def _refusal(log: Path, offset: int) -> str:
+    """The relay's one-line reason for refusing to start (``enclave-server: ...``), from its log."""
+    try:
+        with log.open("rb") as written:
+            written.seek(offset)
+            lines = written.read(MAX_REFUSAL_BYTES).decode("utf-8", "replace").splitlines()
+    except OSError:
+        lines = []
+    reasons = [line.removeprefix(REFUSAL_PREFIX) for line in lines if line.startswith(REFUSAL_PREFIX)]
+    return reasons[-1] if reasons else "it stopped during start-up"
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -123,3 +123,19 @@ def test_the_relay_outlives_a_killed_starter_and_stops_with_the_last_session(tmp
         for session in sessions:
             session.stop()
     _wait_until_closed(port)
+
+
+def test_a_second_port_on_the_same_data_folder_is_refused_naming_the_running_relay(tmp_path: Path) -> None:
+    """Test that a session asking for another port, while a relay runs on the data folder, is told
+    so (the relay refuses a second process on its folder) instead of a banner naming the wrong port."""
+    home, secret = tmp_path / "home", passphrase_file(tmp_path)
+    first = workspace(home, secret, free_port(), "--name", "Alice Archer")
+    try:
+        first.expect("Signed in as alice-archer, device")
+        second = workspace(home, secret, free_port(), "--profile", str(tmp_path / "bob"))
+        line = second.expect("another relay")
+        assert "is running on the data folder" in line
+        assert second.finish() == 1
+        assert not any("Joined" in seen or "Signed in" in seen for seen in second.output)
+    finally:
+        first.stop()
