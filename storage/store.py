@@ -66,10 +66,23 @@ DATABASE_NAME = "store.db"
 ATTACHMENTS_NAME = "attachments"
 
 
+def profile_present(profile_dir: Path) -> bool:
+    """Whether ``profile_dir`` holds a profile, whole or damaged: its key header, or its
+    database without one (opening it then says the key header is missing; it is never
+    created anew over). A folder this user may not look into is ``ProfileFileError``."""
+    try:
+        return (profile_dir / KEY_HEADER_NAME).exists() or (profile_dir / DATABASE_NAME).exists()
+    except OSError as e:
+        raise ProfileFileError.from_os(profile_dir, e) from e
+
+
 def protection_of(profile_dir: Path) -> Protection:
     """How a profile is protected, so the UI knows whether to ask for a passphrase."""
-    _refuse_headless(profile_dir)
-    return read_header(profile_dir / KEY_HEADER_NAME).protection
+    try:
+        _refuse_headless(profile_dir)
+        return read_header(profile_dir / KEY_HEADER_NAME).protection
+    except OSError as e:
+        raise ProfileFileError.from_os(profile_dir, e) from e
 
 
 def _refuse_headless(profile_dir: Path) -> None:

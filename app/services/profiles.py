@@ -10,7 +10,7 @@ from pathlib import Path
 
 from storage.keyheader import Protection
 from storage.keys import KeySource, Keystore, Passphrase, keystore_available
-from storage.store import DATABASE_NAME, KEY_HEADER_NAME, protection_of
+from storage.store import profile_present, protection_of
 
 __all__ = [
     "KeySource",
@@ -23,10 +23,8 @@ __all__ = [
 
 
 def profile_exists(profile: Path) -> bool:
-    """Whether ``profile`` holds an Enclave profile, whole or damaged: its key header, or its
-    database without one (opening it then says the key header is missing; it is never
-    created anew over)."""
-    return (profile / KEY_HEADER_NAME).exists() or (profile / DATABASE_NAME).exists()
+    """Whether ``profile`` holds an Enclave profile, whole or damaged (``storage.store.profile_present``)."""
+    return profile_present(profile)
 
 
 def needs_passphrase(profile: Path) -> bool:

@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from server.datalock import LOCK_NAME
-from tests.conftest import require
+from tests.support.otheruser import OTHER_USER, as_other_user, shared_folder
 from tests.support.relay import REPO, RelayProcess
 
 START_SECONDS = 60
-SERVICE_USER = 65534
-"""``nobody``: the user the relay runs as in the permission tests (the suite runs as root)."""
 
 
-def _start(data: Path, port: int = 0, *, as_user: int | None = None) -> subprocess.CompletedProcess[str]:
+def _start(data: Path, port: int = 0, *, as_other: bool = False) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "server.main", "--data", str(data), "--port", str(port)]
-    if as_user is not None:
-        command = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups", *command]
+    if as_other:
+        command = as_other_user(command)
     return subprocess.run(
         command,
         cwd=REPO,
@@ -48,15 +43,9 @@ def _one_line_refusal(done: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture
 def shared_tmp() -> Iterator[Path]:
-    """A folder that another user may enter (pytest's tmp_path is root's alone)."""
-    require(
-        os.geteuid() == 0 and shutil.which("setpriv"),
-        "running the relay as another user needs root and setpriv",
-    )
-    folder = Path(tempfile.mkdtemp(prefix="enclave-startup-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder)
+    """A folder the relay, run as another user, may enter."""
+    with shared_folder() as folder:
+        yield folder
 
 
 def test_a_host_with_a_trailing_space_is_refused_naming_the_setting(tmp_path: Path) -> None:
@@ -125,7 +114,7 @@ def test_a_data_folder_the_service_user_cannot_read_is_refused_naming_it(shared_
     data = shared_tmp / "relay"
     data.mkdir(mode=0o700)
     (data / "server.toml").write_text("port = 0\n", encoding="utf-8")
-    line = _one_line_refusal(_start(data, as_user=SERVICE_USER))
+    line = _one_line_refusal(_start(data, as_other=True))
     assert f"cannot read {data / 'server.toml'}: Permission denied" in line
     assert sorted(p.name for p in data.iterdir()) == ["server.toml"]
 
@@ -134,6 +123,6 @@ def test_a_data_folder_the_service_user_cannot_write_is_refused_naming_it(shared
     """Test that a data folder the relay's user may read but not write stops it with one line naming it."""
     data = shared_tmp / "relay"
     data.mkdir(mode=0o755)
-    line = _one_line_refusal(_start(data, as_user=SERVICE_USER))
-    assert f"the data folder {data} cannot be read and written by this user (uid {SERVICE_USER})" in line
+    line = _one_line_refusal(_start(data, as_other=True))
+    assert f"the data folder {data} cannot be read and written by this user (uid {OTHER_USER})" in line
     assert list(data.iterdir()) == []
