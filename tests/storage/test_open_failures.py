@@ -3,7 +3,8 @@ read-only or full disk, a folder where the database file should be, a key header
 or damaged.
 
 Read-only and full disks are real tmpfs mounts (tests run as root, which ignores
-``chmod``); where ``mount`` is not allowed those tests skip and say so.
+``chmod``); where ``mount`` is not allowed those tests skip and say so (under CI=true
+they fail).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from storage.keyheader import CHECKSUM_BYTES, MAGIC, PROFILE_ID_BYTES
 from storage.keys import Passphrase
 from storage.records import ConversationKind, MessageStatus, NewMessage
 from storage.store import DATABASE_NAME, KEY_HEADER_NAME, Store
+from tests.conftest import require
 from tests.storage.harness import FakeClock, snapshot
 
 NOT_OURS = "not an Enclave"
@@ -52,8 +54,7 @@ def disk(tmp_path: Path) -> Iterator[Path]:
     """A small tmpfs of this test's own (4 MiB), unmounted afterwards."""
     target = tmp_path / "disk"
     problem = _mount(target)
-    if problem is not None:
-        pytest.skip(problem)
+    require(problem is None, problem or "")
     yield target
     subprocess.run(["umount", "-l", str(target)], check=False)
 
@@ -173,8 +174,7 @@ def test_read_only_database_file_in_a_writable_folder_says_so(
     bound = subprocess.run(
         ["mount", "--bind", database, database], capture_output=True, text=True, check=False
     )
-    if bound.returncode != 0:
-        pytest.skip(f"cannot bind-mount the database file read-only here: {bound.stderr.strip()}")
+    require(bound.returncode == 0, f"cannot bind-mount the database file here: {bound.stderr.strip()}")
     try:
         subprocess.run(["mount", "-o", "remount,ro,bind", database], check=True)
         with pytest.raises(ProfileFileError, match="read-only file system") as refused:
