@@ -2,15 +2,11 @@
 read-only or full disk, a folder where the database file should be, a key header gone
 or damaged.
 
-Read-only and full disks are real tmpfs mounts (tests run as root, which ignores
-``chmod``); where ``mount`` is not allowed those tests skip and say so (under CI=true
-they fail).
+Read-only and full disks are real tmpfs mounts (tests/support/disks.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,37 +26,16 @@ from storage.records import ConversationKind, MessageStatus, NewMessage
 from storage.store import DATABASE_NAME, KEY_HEADER_NAME, Store
 from tests.conftest import require
 from tests.storage.harness import FakeClock, snapshot
+from tests.support.disks import fill, remount, tmpfs
 
 NOT_OURS = "not an Enclave"
-
-
-def _mount(target: Path, *options: str) -> str | None:
-    """Mount a tmpfs at ``target``; why it cannot be done here, or None."""
-    target.mkdir(parents=True, exist_ok=True)
-    try:
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", ",".join(("size=4m", *options)), "tmpfs", str(target)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError as e:
-        return f"no mount command: {e}"
-    return None if done.returncode == 0 else f"cannot mount a tmpfs here: {done.stderr.strip()}"
 
 
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[Path]:
     """A small tmpfs of this test's own (4 MiB), unmounted afterwards."""
-    target = tmp_path / "disk"
-    problem = _mount(target)
-    require(problem is None, problem or "")
-    yield target
-    subprocess.run(["umount", "-l", str(target)], check=False)
-
-
-def _remount(target: Path, mode: str) -> None:
-    subprocess.run(["mount", "-o", f"remount,{mode}", str(target)], check=True)
+    with tmpfs(tmp_path / "disk") as mounted:
+        yield mounted
 
 
 def _populated(profile: Path, passphrase: Passphrase, clock: FakeClock) -> None:
@@ -74,12 +49,12 @@ def test_read_only_profile_says_so(disk: Path, passphrase: Passphrase, clock: Fa
     profile = disk / "profile"
     _populated(profile, passphrase, clock)
     before = snapshot(profile)
-    _remount(disk, "ro")
+    remount(disk, "ro")
     try:
         with pytest.raises(ProfileFileError, match="read-only file system") as refused:
             Store.open(profile, passphrase, clock=clock)
     finally:
-        _remount(disk, "rw")
+        remount(disk, "rw")
     assert str(profile) in str(refused.value)
     assert NOT_OURS not in str(refused.value)
     assert snapshot(profile) == before
@@ -91,11 +66,7 @@ def test_full_disk_says_so(disk: Path, passphrase: Passphrase, clock: FakeClock)
     _populated(profile, passphrase, clock)
     with Store.open(profile, passphrase, clock=clock) as store:
         (conversation,) = store.conversations.list()
-        with open(disk / "filler", "wb") as filler, contextlib.suppress(OSError):
-            while True:
-                filler.write(b"\0" * 65536)
-                filler.flush()
-                os.fsync(filler.fileno())
+        filler = fill(disk)
         with pytest.raises(StoreFullError, match="the disk holding it is full") as refused:
             for n in range(10_000):
                 store.messages.add(
@@ -103,7 +74,7 @@ def test_full_disk_says_so(disk: Path, passphrase: Passphrase, clock: FakeClock)
                         conversation.id, n.to_bytes(4, "big"), "x" * 4000, MessageStatus.SENT, sent_at=1
                     )
                 )
-        (disk / "filler").unlink()
+        filler.unlink()
     assert "Cannot write to" in str(refused.value)
     assert NOT_OURS not in str(refused.value)
 
