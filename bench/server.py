@@ -297,8 +297,9 @@ def _admin(data_dir: Path, *args: str) -> str:
 
 def _write_config(data_dir: Path, backend: str, postgres_dsn: str, schema: str) -> None:
     settings: dict[str, object] = {
-        # Every device enrols from 127.0.0.1; the per-address limit is for real networks.
+        # Every device enrols and connects from 127.0.0.1; per-address limits are for real networks.
         "enrolment_attempts_per_minute": 1_000_000,
+        "connections_per_address": 2 * MAX_DEVICES,
     }
     if backend == POSTGRES:
         settings |= {"backend": POSTGRES, "postgres_dsn": postgres_dsn, "postgres_schema": schema}

@@ -3,9 +3,10 @@
 A relay that cannot have its port must fail before it writes anything: before it makes
 keys, prints a pin an admin might copy into a provisioning config, or locks its data
 folder. So ``Listener.bind`` binds every address of the host (asyncio's
-``create_server`` with ``start_serving=False``: bound, not yet accepting) with a TLS
-context that has no certificate yet; ``serve`` loads the certificate into that context
-and starts accepting with the request handler the relay made meanwhile. A port that is
+``create_server`` with ``start_serving=False``: bound, not yet accepting) and makes a
+TLS context that has no certificate yet; ``serve`` loads the certificate into that
+context and starts accepting, through server/guard.py (per-address cap, then TLS), with
+the request handler the relay made meanwhile. A port that is
 taken or not allowed is ``ListenError``, one line naming host and port.
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from server.config import ConfigError
+from server.guard import ConnectionGate
 
 
 class ListenError(ConfigError):
@@ -48,9 +50,10 @@ class Listener:
         self._server = server
         self._context = context
         self._factory = factory
+        self._gate: ConnectionGate | None = None
 
     @classmethod
-    async def bind(cls, host: str, port: int, *, handshake_seconds: float) -> Listener:
+    async def bind(cls, host: str, port: int) -> Listener:
         """Bind ``host``:``port`` (every address it resolves to) without accepting yet."""
         context = server_tls_context()
         factory = _LateFactory()
@@ -59,8 +62,6 @@ class Listener:
                 factory,
                 host,
                 port,
-                ssl=context,
-                ssl_handshake_timeout=handshake_seconds,
                 reuse_address=True,
                 start_serving=False,
             )
@@ -76,16 +77,37 @@ class Listener:
         return host, port
 
     async def serve(
-        self, protocol_factory: Callable[[], asyncio.BaseProtocol], certificate: Path, key: Path
+        self,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        certificate: Path,
+        key: Path,
+        *,
+        connections_per_address: int,
+        handshake_seconds: float,
     ) -> None:
-        """Load the relay's certificate and start accepting connections for ``protocol_factory``."""
+        """Load the relay's certificate and start accepting connections for ``protocol_factory``.
+
+        The socket is plain TCP: server/guard.py counts each connection against its
+        address, then starts TLS with this context and hands it to ``protocol_factory``.
+        """
         self._context.load_cert_chain(certificate, key)
-        self._factory.target = protocol_factory
+        self._gate = ConnectionGate(
+            protocol_factory,
+            self._context,
+            connections_per_address=connections_per_address,
+            handshake_seconds=handshake_seconds,
+        )
+        self._factory.target = self._gate
         await self._server.start_serving()
 
     def close(self) -> None:
-        """Stop accepting; connections already made are the request handler's to close."""
+        """Stop accepting and abandon handshakes under way.
+
+        Connections past their handshake are the request handler's to close.
+        """
         self._server.close()
+        if self._gate is not None:
+            self._gate.close()
 
     async def wait_closed(self) -> None:
         await self._server.wait_closed()

@@ -32,7 +32,6 @@ from server.relay import Relay
 from server.store.base import StoreError
 
 log = logging.getLogger("enclave.server")
-TLS_HANDSHAKE_SECONDS = 10.0
 LEASE_CHECK_SECONDS = 1.0
 
 
@@ -62,7 +61,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
     folder is locked (a second relay on it stops there), then keys, database and serving.
     """
     async with contextlib.AsyncExitStack() as stack:
-        listener = await Listener.bind(config.host, config.port, handshake_seconds=TLS_HANDSHAKE_SECONDS)
+        listener = await Listener.bind(config.host, config.port)
         stack.push_async_callback(listener.wait_closed)
         stack.callback(listener.close)
         check_data_folder(config.data_dir)
@@ -77,13 +76,25 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         relay = Relay(config=config, store=store, keys=keys, random=random)
         await store.subscribe(relay.wake)
         await store.drop_expired(relay.now())
-        runner = web.AppRunner(make_app(relay), access_log=None, handle_signals=False)
+        # keepalive_timeout is aiohttp's timer for "no whole request head yet" (server/guard.py).
+        runner = web.AppRunner(
+            make_app(relay),
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=config.request_head_seconds,
+        )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         stack.push_async_callback(_close_connections, relay)
         stack.callback(listener.close)  # on the way out, stop accepting before closing connections
         assert runner.server is not None
-        await listener.serve(runner.server, keys.tls_cert_path, keys.tls_key_path)
+        await listener.serve(
+            runner.server,
+            keys.tls_cert_path,
+            keys.tls_key_path,
+            connections_per_address=config.connections_per_address,
+            handshake_seconds=config.tls_handshake_seconds,
+        )
         host, port = listener.address
         print(f"enclave-server listening on https://{host}:{port}", flush=True)
         sweeper = asyncio.create_task(relay.sweep_forever())

@@ -3,9 +3,10 @@
 A connection starts with a ``CHALLENGE``. Before it authenticates, a device may only
 ``ENROL`` (spend a code, register its keys) or ``AUTHENTICATE`` (sign the challenge with
 its identity key). A challenge is good for one attempt; a failed one closes the
-connection. After that, each request gets one ``RESPONSE``, and envelopes for the
+connection, and so does not authenticating within ``authentication_seconds`` of the
+challenge. After that, each request gets one ``RESPONSE``, and envelopes for the
 device are pushed as soon as they are stored, on this process or, with PostgreSQL, on
-any other.
+any other. What bounds a connection's memory is listed in server/guard.py.
 
 Bad input from one device never hurts another: a frame that does not parse closes that
 connection with a ``CLOSING`` frame saying why; a request whose body is malformed gets
@@ -24,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from app.base.errors import CryptoError, EnclaveError, RemoteProtocolError
 from app.crypto.certificate import DeviceCertificate
@@ -169,9 +170,24 @@ class Connection:
         await self.ws.close()
 
     async def run(self) -> None:
+        """Challenge, then answer frames one at a time until either side closes.
+
+        Until it has authenticated, the device has ``authentication_seconds`` from the
+        challenge (enrolling in between counts against it); then it gets ``CLOSING`` with
+        ``UNAUTHENTICATED``. The deadline is checked while waiting for a frame, never
+        while answering one, so a store call is not cut off half-way.
+        """
         self.nonce = self.relay.random(CHALLENGE_BYTES)
         await self.send(FrameType.CHALLENGE, 0, Challenge(self.nonce, self.relay.now()).encode())
-        async for message in self.ws:
+        allowed = self.relay.config.authentication_seconds
+        deadline = asyncio.get_running_loop().time() + allowed
+        while True:
+            message = await self._receive(deadline)
+            if message is None:
+                await self.close(Status.UNAUTHENTICATED, f"not authenticated within {allowed} seconds")
+                return
+            if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                return
             if message.type != WSMsgType.BINARY:
                 await self.close(Status.BAD_REQUEST, "frames must be binary")
                 return
@@ -189,6 +205,18 @@ class Connection:
             if self.closing is not None:
                 await self.close(self.closing.status, self.closing.reason)
                 return
+
+    async def _receive(self, deadline: float) -> WSMessage | None:
+        """The next message; None if the device is still unauthenticated at ``deadline``."""
+        if self.device is not None:
+            return await self.ws.receive()
+        wait = deadline - asyncio.get_running_loop().time()
+        if wait <= 0:
+            return None
+        try:
+            return await self.ws.receive(timeout=wait)
+        except TimeoutError:
+            return None
 
     async def stop(self) -> None:
         if self.delivery is not None:
