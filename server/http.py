@@ -14,7 +14,7 @@ import base64
 import binascii
 import re
 
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 
 from server.logs import tame_aiohttp_loggers
 from server.relay import Relay
@@ -93,7 +93,7 @@ async def upload_attachment(request: web.Request) -> web.Response:
             if header.startswith(UPLOAD_SCHEME)
             else b""
         )
-    except binascii.Error:
+    except ValueError:  # binascii.Error for bad hex, ValueError for text that is not ASCII
         token = b""
     if check_upload_token(relay.keys.upload_token_key, token, relay.now()) is None:
         return _error(401, "a valid upload token is required")
@@ -123,12 +123,48 @@ async def download_attachment(request: web.Request) -> web.Response:
     return web.Response(body=blob, content_type="application/octet-stream")
 
 
+async def expect(request: web.Request) -> None:
+    """``Expect`` as aiohttp answers it, without quoting the value back.
+
+    aiohttp's own handler puts an unknown value in the text of its 417; a value that is
+    not UTF-8 (aiohttp hands it on with surrogates) then fails to encode: a 500 and a
+    traceback for one header line anyone can send. It runs before any middleware, and
+    for unrouted paths too, so every route here, the catch-all included, names this one.
+    """
+    if request.version != HttpVersion11:
+        return
+    if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text="the only Expect understood is 100-continue")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the body has not started (as aiohttp's handler does)
+
+
+async def _wrong_method(request: web.Request) -> web.StreamResponse:
+    resource = request.match_info.route.resource
+    allowed = {route.method for route in resource or () if route.method != hdrs.METH_ANY}
+    raise web.HTTPMethodNotAllowed(request.method, allowed)
+
+
+async def _not_found(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPNotFound()
+
+
+ROUTES = (
+    ("GET", "/health", health),
+    ("GET", "/v1/ws", websocket),
+    ("POST", "/v1/attachments", upload_attachment),
+    ("GET", "/v1/attachments/{attachment_id}", download_attachment),
+)
+
+
 def make_app(relay: Relay) -> web.Application:
     tame_aiohttp_loggers()
     app = web.Application(client_max_size=relay.config.attachment_max_bytes + 1024)
     app[RELAY_KEY] = relay
-    app.router.add_get("/health", health)
-    app.router.add_get("/v1/ws", websocket)
-    app.router.add_post("/v1/attachments", upload_attachment)
-    app.router.add_get("/v1/attachments/{attachment_id}", download_attachment)
+    for method, path, handler in ROUTES:
+        resource = app.router.add_resource(path)
+        for allowed in (method, "HEAD") if method == "GET" else (method,):
+            resource.add_route(allowed, handler, expect_handler=expect)
+        resource.add_route(hdrs.METH_ANY, _wrong_method, expect_handler=expect)
+    app.router.add_route(hdrs.METH_ANY, "/{path:.*}", _not_found, expect_handler=expect)
     return app

@@ -117,6 +117,36 @@ def test_that_a_body_that_does_not_decompress_is_refused(relay: RelayProcess) ->
     _log_after_start(relay, start_lines)
 
 
+@pytest.mark.parametrize("path", ["/health", "/v1/attachments", "/no/such/route"])
+def test_that_an_expect_header_that_is_not_utf8_is_refused(relay: RelayProcess, path: str) -> None:
+    """Test that an Expect value that is not UTF-8 gets 417 on every path, routed or not, not a
+    500 and a traceback (aiohttp's own handler quoted it into its answer)."""
+    start_lines = len(relay.output)
+    request = f"GET {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\nExpect: \x80\r\n\r\n"
+    status, _ = asyncio.run(_exchange(relay, request.encode("latin-1")))
+    assert status == 417
+    _log_after_start(relay, start_lines)
+
+
+def test_that_an_expect_of_100_continue_still_continues(relay: RelayProcess) -> None:
+    """Test that an upload with Expect: 100-continue is told to continue and is stored."""
+    token = _upload_token(relay)
+    request = _post({"Authorization": token, "Expect": "100-continue"}, b"x")
+    status, body = asyncio.run(_exchange(relay, request))
+    assert status == 100
+    assert b"201 Created" in body
+
+
+def test_that_an_upload_token_that_is_not_ascii_is_refused(relay: RelayProcess) -> None:
+    """Test that an Authorization header whose token is not ASCII gets 401, not a 500 and a traceback."""
+    start_lines = len(relay.output)
+    for token in ("é".encode(), b"\x80"):
+        request = _post({"Authorization": "Enclave-Upload TOKEN"}, b"x").replace(b"TOKEN", token)
+        status, _ = asyncio.run(_exchange(relay, request))
+        assert status == 401, token
+    _log_after_start(relay, start_lines)
+
+
 MALFORMED = [
     b"GET /health HTTP/1.1\r\nHost: relay\r\nBad Header\r\n\r\n",
     b"GET /health HTTP/1.1\r\nHost: relay\r\nContent-Length: many\r\n\r\n",
