@@ -28,6 +28,8 @@ from pathlib import Path
 from nacl.utils import random
 
 from app.base.errors import EnclaveError
+from app.base.limits import MAX_ACCOUNT_ID_BYTES
+from app.protocol.frames import MAX_DEPARTMENT_BYTES, MAX_DISPLAY_NAME_BYTES, control_character
 from server.adminlog import verify
 from server.backends import make_store
 from server.config import load_config
@@ -40,6 +42,40 @@ CODE_BYTES = 15
 
 class Refused(EnclaveError):
     """The admin asked for something that cannot be done; the message says why."""
+
+
+TEXT_ARGUMENTS = {
+    "account_id": ("account id", 1, MAX_ACCOUNT_ID_BYTES),
+    "account": ("account id", 1, MAX_ACCOUNT_ID_BYTES),
+    "name": ("display name", 0, MAX_DISPLAY_NAME_BYTES),
+    "department": ("department", 0, MAX_DEPARTMENT_BYTES),
+}
+"""The arguments that become directory entries and certificates, and the sizes in UTF-8 bytes
+that frames and certificates take (a certificate names a non-empty account id)."""
+
+
+def check_text_arguments(args: argparse.Namespace) -> None:
+    """Refuse a name, department or account id that a frame could not carry.
+
+    Stored, it would break every directory answer that lists it and every certificate
+    naming it, since frames refuse control characters and text past their limits
+    (app/protocol/frames.py); an id nobody can hold is refused rather than looked up.
+    """
+    for attribute, (field, least, most) in TEXT_ARGUMENTS.items():
+        value = getattr(args, attribute, None)
+        if value is None:
+            continue
+        bad = control_character(value)
+        if bad is not None:
+            raise Refused(
+                f"the {field} {value!r} holds the control character {bad}, which Enclave does not carry"
+            )
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError as e:  # bytes that were not UTF-8 on the command line
+            raise Refused(f"the {field} {value!r} is not valid UTF-8") from e
+        if not least <= size <= most:
+            raise Refused(f"the {field} is {size} bytes in UTF-8; it must be {least} to {most}")
 
 
 def new_enrolment_code() -> str:
@@ -184,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     async def run() -> str:
+        check_text_arguments(args)
         store = make_store(config)
         await store.open()
         try:

@@ -46,14 +46,19 @@ newline or an escape sequence in a name or a reason would forge lines on a termi
 a log; docs/PROTOCOL.md, "Relay frames"."""
 
 
-def _control_character(text: str) -> str | None:
+def control_character(text: str) -> str | None:
+    """The first character of ``text`` that no frame may carry, as ``U+XXXX``; None if none.
+
+    The one definition of what text the relay and its clients exchange may hold: the
+    frames below refuse it both ways, and enclave-admin refuses it in the names and ids
+    it stores, since a directory answer holding one could not be encoded."""
     found = CONTROL_CHARACTERS.search(text)
     return None if found is None else f"U+{ord(found.group()):04X}"
 
 
 def _write_text(w: Writer, value: str, limit: int, field: str) -> Writer:
     """``text16`` of a frame: refused, before it leaves, if it holds a control character."""
-    bad = _control_character(value)
+    bad = control_character(value)
     if bad is not None:
         raise LocalProtocolError(
             f"the {field} holds the control character {bad}, which a frame may not carry"
@@ -64,7 +69,7 @@ def _write_text(w: Writer, value: str, limit: int, field: str) -> Writer:
 def _read_text(r: Reader, limit: int, field: str) -> str:
     """``text16`` of a frame: valid UTF-8 with no control character, or a malformed frame."""
     value = r.text16(limit, field)
-    bad = _control_character(value)
+    bad = control_character(value)
     if bad is not None:
         raise r.fail(f"{field} holds the control character {bad}")
     return value
