@@ -11,9 +11,10 @@ write into a connection the client reset) and:
   line with no traceback and no address: INFO for bad input, DEBUG for a hang-up;
 - keeps the traceback of anything else (a bug of ours), but drops the address;
 - lets at most ``MAX_LINES`` such lines through per ``WINDOW_SECONDS``; past that it
-  writes one line saying it is suppressing, and when the window ends one summary line
-  with how many it suppressed. A client can therefore add at most
-  ``MAX_LINES + 2`` lines a minute, however fast it sends.
+  writes one line saying it is suppressing, and when the window ends (or the relay
+  stops: ``summarise_suppressed``) one summary line with how many it suppressed. A
+  client can therefore add at most ``MAX_LINES + 2`` lines a minute, however fast it
+  sends.
 """
 
 from __future__ import annotations
@@ -107,6 +108,17 @@ class ClientErrorFilter(logging.Filter):
         if self._suppressed:
             log.warning("%d lines about bad requests were suppressed", self._suppressed)
             self._suppressed = 0
+
+
+def summarise_suppressed() -> None:
+    """Write the summary line of the filter on aiohttp's loggers now, if it is suppressing.
+
+    Called when the relay stops: the summary is otherwise written when the minute ends,
+    which a process shutting down does not wait for, and the count would be lost.
+    """
+    for f in logging.getLogger(AIOHTTP_LOGGERS[0]).filters:
+        if isinstance(f, ClientErrorFilter):
+            f.summarise()
 
 
 def tame_aiohttp_loggers() -> None:
