@@ -15,6 +15,9 @@ or the next, never between. A store newer than this build is refused unchanged.
   protocol id and its one peer device (``conversations.secret_id``, ``peer_device``;
   existing secret chats get a random id), and ``unsealed``, the outgoing messages stored
   but not yet sealed into outbox envelopes.
+- v5: the organisation: the root key the profile trusts (``org_trust``, fixed once set) and
+  the signed config accepted last from each origin with its version (``org_configs``,
+  whose version never goes down), so a downgrade is refused across restarts.
 """
 
 from __future__ import annotations
@@ -206,7 +209,31 @@ _V4 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
+_V5 = Migration(
+    5,
+    "the organisation's root and accepted configs",
+    (
+        """CREATE TABLE org_trust (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            root_key BLOB NOT NULL CHECK (length(root_key) = 32),
+            pinned_at REAL NOT NULL)""",
+        """CREATE TRIGGER org_trust_fixed BEFORE UPDATE ON org_trust BEGIN
+            SELECT RAISE (ABORT, 'the organisation of a profile never changes');
+        END""",
+        """CREATE TABLE org_configs (
+            origin TEXT PRIMARY KEY CHECK (origin IN ('system', 'user')),
+            version INTEGER NOT NULL CHECK (version > 0),
+            config BLOB NOT NULL,
+            signature BLOB NOT NULL,
+            accepted_at REAL NOT NULL) WITHOUT ROWID""",
+        """CREATE TRIGGER org_configs_no_downgrade BEFORE UPDATE OF version ON org_configs
+            WHEN new.version < old.version BEGIN
+            SELECT RAISE (ABORT, 'an organisation config is never downgraded');
+        END""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

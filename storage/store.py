@@ -49,6 +49,7 @@ from storage.identity import IdentityRepository, PreKeyRepository
 from storage.keyheader import KeyHeader, Protection, read_header, write_header
 from storage.keys import KeySource
 from storage.messages import MessageRepository
+from storage.organisation import OrganisationRepository
 from storage.outbox import OutboxRepository
 from storage.profilelock import ProfileLock
 from storage.seen import SeenEnvelopeRepository
@@ -123,6 +124,7 @@ class Store:
         self.unsealed = UnsealedRepository(db, clock=clock)
         self.seen = SeenEnvelopeRepository(db, clock=clock)
         self.settings = SettingsRepository(db)
+        self.organisation = OrganisationRepository(db, clock=clock)
         self.startup_swept: tuple[int, ...] = ()
         """Ids of the messages the start-up sweep deleted (nothing was shown yet)."""
 

@@ -42,6 +42,7 @@ INFO_SEALED_STATIC = b"enclave:v1:sealed-static"
 SIGN_CONTEXT_SIGNED_PREKEY = b"enclave:v1:signed-prekey"
 SIGN_CONTEXT_DEVICE_CERTIFICATE = b"enclave:v1:device-certificate"
 SIGN_CONTEXT_RELAY_AUTH = b"enclave:v1:relay-auth"
+SIGN_CONTEXT_ORG_CONFIG = b"enclave:v1:org-config"
 
 # The Double Ratchet's recommended chain KDF inputs (Signal's specification, 5.2).
 CHAIN_MESSAGE_KEY_INPUT = b"\x01"

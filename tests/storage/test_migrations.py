@@ -43,13 +43,16 @@ def _populate(db: Database, version: int) -> None:
             """INSERT INTO conversations (id, kind, peer_account_id, created_at)
                 VALUES (1, 'direct', 'fay@ministry', 1)"""
         )
+        # From v4 on a secret chat has its secret id (a trigger refuses one without).
+        secret_id = ", randomblob(16)" if version >= 4 else ""
+        columns = ", secret_id" if version >= 4 else ""
         db.execute(
-            """INSERT INTO conversations (id, kind, peer_account_id, timer_seconds, created_at)
-                VALUES (2, 'secret', 'fay@ministry', 30, 1)"""
+            f"""INSERT INTO conversations (id, kind, peer_account_id, timer_seconds, created_at{columns})
+                VALUES (2, 'secret', 'fay@ministry', 30, 1{secret_id})"""
         )
         db.execute(
-            """INSERT INTO conversations (id, kind, peer_account_id, timer_seconds, created_at)
-                VALUES (3, 'secret', 'gus@ministry', 60, 1)"""
+            f"""INSERT INTO conversations (id, kind, peer_account_id, timer_seconds, created_at{columns})
+                VALUES (3, 'secret', 'gus@ministry', 60, 1{secret_id})"""
         )
         for i in range(40):
             row = (
@@ -125,6 +128,9 @@ def test_migrate_populated_store_from_every_earlier_version(
         assert store.outbox.pending_for(message.id) == 1
         store.unsealed.add(message.id)
         assert store.unsealed.list() == [message.id]
+        assert store.organisation.root_key() is None
+        store.organisation.accept("user", root_key=b"\x07" * 32, version=2, config=b"c", signature=b"s")
+        assert store.organisation.config("user").version == 2  # type: ignore[union-attr]
 
 
 def _contents(db: Database) -> dict[str, list[tuple[object, ...]]]:

@@ -1,0 +1,65 @@
+"""An organisation for tests: a root and an authority key, configs made from the shipped
+example with changes, signed as ``enclave-admin config sign`` signs them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nacl.utils
+
+from app.crypto.primitives import ed25519_keypair_from_seed
+from app.provisioning.signature import SIGNATURE_SUFFIX, sign_config
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "packaging" / "provisioning" / "example.toml"
+EXAMPLE_ROOT = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+EXAMPLE_AUTHORITY = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"
+FAR_FUTURE = "2099-01-01T00:00:00Z"
+
+
+def _keypair() -> tuple[bytes, bytes]:
+    return ed25519_keypair_from_seed(seed=nacl.utils.random(32))
+
+
+@dataclass
+class Organisation:
+    root: tuple[bytes, bytes] = field(default_factory=_keypair)
+    authority: tuple[bytes, bytes] = field(default_factory=_keypair)
+
+    @property
+    def root_public(self) -> bytes:
+        return self.root[0]
+
+    def config(
+        self,
+        *,
+        version: int = 1,
+        expires: str = FAR_FUTURE,
+        mandatory: str | None = None,
+        recommended: str | None = None,
+    ) -> bytes:
+        """The example config with this organisation's keys, ``version`` and ``expires``; the
+        policy tables replaced by the given TOML bodies where given."""
+        text = EXAMPLE.read_text(encoding="utf-8")
+        text = text.replace(EXAMPLE_ROOT, self.root[0].hex()).replace(
+            EXAMPLE_AUTHORITY, self.authority[0].hex()
+        )
+        text = re.sub(r"(?m)^version = 1 ", f"version = {version} ", text)
+        text = re.sub(r"(?m)^expires = \S+", f"expires = {expires}", text)
+        if mandatory is not None or recommended is not None:
+            text = text[: text.index("\n[policy.mandatory]\n") + 1]
+            text += f"[policy.mandatory]\n{mandatory or ''}\n[policy.recommended]\n{recommended or ''}\n"
+        return text.encode("utf-8")
+
+    def sign(self, config: bytes) -> bytes:
+        return sign_config(config, root_public=self.root[0], root_secret=self.root[1]).encode()
+
+    def write(self, path: Path, config: bytes, *, signed: bool = True) -> Path:
+        """``config`` at ``path`` with its signature beside it (unless not ``signed``)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(config)
+        if signed:
+            path.with_name(path.name + SIGNATURE_SUFFIX).write_bytes(self.sign(config))
+        return path
