@@ -15,6 +15,7 @@ import binascii
 import re
 
 from aiohttp import HttpVersion11, hdrs, web
+from aiohttp.typedefs import Handler
 
 from server.logs import tame_aiohttp_loggers
 from server.relay import Relay
@@ -123,13 +124,32 @@ async def download_attachment(request: web.Request) -> web.Response:
     return web.Response(body=blob, content_type="application/octet-stream")
 
 
+SURROGATES = re.compile("[\ud800-\udfff]")
+"""How aiohttp hands on header bytes that are not UTF-8."""
+
+
+@web.middleware
+async def refuse_undecodable_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request with a header value that is not UTF-8 is a 400, before any handler sees it.
+
+    aiohttp quotes some headers into the text of its own error answers (the WebSocket
+    handshake's Upgrade, Connection and Sec-WebSocket-Version), and a surrogate there
+    fails to encode: a 500 and a traceback for one header line anyone can send. No
+    header the relay reads carries anything but ASCII.
+    """
+    if any(SURROGATES.search(value) for value in request.headers.values()):
+        return _error(400, "a header value is not UTF-8")
+    return await handler(request)
+
+
 async def expect(request: web.Request) -> None:
     """``Expect`` as aiohttp answers it, without quoting the value back.
 
     aiohttp's own handler puts an unknown value in the text of its 417; a value that is
     not UTF-8 (aiohttp hands it on with surrogates) then fails to encode: a 500 and a
-    traceback for one header line anyone can send. It runs before any middleware, and
-    for unrouted paths too, so every route here, the catch-all included, names this one.
+    traceback for one header line anyone can send. It runs before any middleware (so
+    ``refuse_undecodable_headers`` is too late for it), and for unrouted paths too, so
+    every route here, the catch-all included, names this one.
     """
     if request.version != HttpVersion11:
         return
@@ -159,7 +179,9 @@ ROUTES = (
 
 def make_app(relay: Relay) -> web.Application:
     tame_aiohttp_loggers()
-    app = web.Application(client_max_size=relay.config.attachment_max_bytes + 1024)
+    app = web.Application(
+        client_max_size=relay.config.attachment_max_bytes + 1024, middlewares=[refuse_undecodable_headers]
+    )
     app[RELAY_KEY] = relay
     for method, path, handler in ROUTES:
         resource = app.router.add_resource(path)

@@ -20,6 +20,7 @@ import pytest
 
 from app.protocol.frames import Frame, FrameType
 from server.logs import MAX_LINES
+from tests.server.fuzzing import raw_https
 from tests.support.relay import REPLY_SECONDS, RelayProcess, TestDevice, new_account
 
 FLOOD = 300
@@ -128,6 +129,22 @@ def test_that_an_expect_header_that_is_not_utf8_is_refused(relay: RelayProcess, 
     _log_after_start(relay, start_lines)
 
 
+@pytest.mark.parametrize("header", ["Upgrade", "Connection", "Sec-WebSocket-Version"])
+def test_that_a_websocket_handshake_header_that_is_not_utf8_is_refused(
+    relay: RelayProcess, header: str
+) -> None:
+    """Test that a handshake whose Upgrade, Connection or Sec-WebSocket-Version is not UTF-8 gets
+    400, not a 500 and a traceback (aiohttp quotes these into its own answer)."""
+    start_lines = len(relay.output)
+    key = base64.b64encode(os.urandom(16)).decode("ascii")
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13", header: "\x80"}
+    lines = ["GET /v1/ws HTTP/1.1", "Host: relay", f"Sec-WebSocket-Key: {key}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    status = asyncio.run(raw_https(relay, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")))
+    assert status == 400
+    _log_after_start(relay, start_lines)
+
+
 def test_that_an_expect_of_100_continue_still_continues(relay: RelayProcess) -> None:
     """Test that an upload with Expect: 100-continue is told to continue and is stored."""
     token = _upload_token(relay)
@@ -138,12 +155,13 @@ def test_that_an_expect_of_100_continue_still_continues(relay: RelayProcess) -> 
 
 
 def test_that_an_upload_token_that_is_not_ascii_is_refused(relay: RelayProcess) -> None:
-    """Test that an Authorization header whose token is not ASCII gets 401, not a 500 and a traceback."""
+    """Test that an upload token that is not ASCII gets 401 (400 if not even UTF-8), not a 500 and
+    a traceback."""
     start_lines = len(relay.output)
-    for token in ("é".encode(), b"\x80"):
+    for token, expected in (("é".encode(), 401), (b"\x80", 400)):
         request = _post({"Authorization": "Enclave-Upload TOKEN"}, b"x").replace(b"TOKEN", token)
         status, _ = asyncio.run(_exchange(relay, request))
-        assert status == 401, token
+        assert status == expected, token
     _log_after_start(relay, start_lines)
 
 
