@@ -9,6 +9,7 @@ hash-chained admin log.
     enclave-admin --data DIR device revoke DEVICE_ID
     enclave-admin --data DIR stats
     enclave-admin --data DIR log show | log verify [--expect-head HEX]
+    enclave-admin org init | config sign | config verify   (no --data: server/orgadmin.py)
 
 Exit status: 0 done, 1 refused (unknown account, broken log...), 2 bad usage or config.
 """
@@ -30,6 +31,7 @@ from nacl.utils import random
 from app.base.errors import EnclaveError
 from app.base.limits import MAX_ACCOUNT_ID_BYTES
 from app.protocol.frames import MAX_DEPARTMENT_BYTES, MAX_DISPLAY_NAME_BYTES, control_character
+from server import orgadmin
 from server.adminlog import verify
 from server.backends import make_store
 from server.config import load_config
@@ -85,7 +87,7 @@ def new_enrolment_code() -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="enclave-admin", description="Administer an Enclave relay.")
-    parser.add_argument("--data", type=Path, required=True, help="the relay's data folder")
+    parser.add_argument("--data", type=Path, default=None, help="the relay's data folder (not org, config)")
     parser.add_argument("--actor", default=None, help="who is acting (default: the login name)")
     commands = parser.add_subparsers(dest="group", required=True)
 
@@ -112,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     log.add_parser("verify").add_argument(
         "--expect-head", default=None, help="the head hash recorded earlier"
     )
+    orgadmin.add_commands(commands)
     return parser
 
 
@@ -205,7 +208,12 @@ COMMANDS: dict[str, Callable[[RelayStore, argparse.Namespace, str], Awaitable[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if hasattr(args, "offline"):
+        return int(args.offline(args))
+    if args.data is None:
+        parser.error("the following arguments are required: --data")
     actor = args.actor or getpass.getuser()
     try:
         config = load_config(args.data)

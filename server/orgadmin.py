@@ -1,0 +1,201 @@
+"""``enclave-admin org`` and ``config``: the organisation's root and enrolment-authority keys,
+and signing and checking the organisation config.
+
+    enclave-admin org init --out DIR [--passphrase-file F] [--authority-passphrase-file F]
+    enclave-admin config sign CONFIG --root-key DIR/root/root.key [--passphrase-file F]
+    enclave-admin config verify CONFIG [--expect-root HEX]
+
+These commands never touch a relay's data folder, and they are not the relay's: the root
+key belongs on an admin's machine, offline if possible, and the authority key apart from
+the relay's data (a relay that held either could mint what clients trust, which is the
+flaw issue 12 closes). They live beside ``server/admin.py`` only so that admins have one
+tool, and they need no ``--data``. They use ``app.provisioning`` (the config parser, the
+signature and key-file formats), which pyproject's import contract allows for this module
+alone. Exit status: 0 done, 1 refused (a malformed config, a wrong passphrase), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import time
+from pathlib import Path
+
+import nacl.utils
+
+from app.base.errors import EnclaveError
+from app.provisioning.accept import Candidate, Origin, check_candidate, fingerprint
+from app.provisioning.config import untrusted_config
+from app.provisioning.errors import ConfigFileError
+from app.provisioning.keyfile import Role, new_key_file, open_key_file, untrusted_public_key
+from app.provisioning.locations import read_candidate
+from app.provisioning.signature import SIGNATURE_SUFFIX, sign_config
+
+KEY_FOLDERS = {Role.ROOT: "root", Role.AUTHORITY: "authority"}
+MAX_KEY_FILE_BYTES = 4096
+
+
+class OrgRefused(EnclaveError):
+    """The admin asked for something that cannot be done; the message says why."""
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``org`` and ``config`` on enclave-admin's subcommands; each runs through ``run``."""
+    org = commands.add_parser("org", help="the organisation's root and authority keys").add_subparsers(
+        dest="action", required=True
+    )
+    init = org.add_parser("init", help="make the root key and the enrolment-authority key")
+    init.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="makes DIR/root and DIR/authority"
+    )
+    init.add_argument(
+        "--passphrase-file", type=Path, default=None, help="the root key's passphrase (first line)"
+    )
+    init.add_argument(
+        "--authority-passphrase-file", type=Path, default=None, help="the authority key's passphrase"
+    )
+    config = commands.add_parser("config", help="sign and check organisation configs").add_subparsers(
+        dest="action", required=True
+    )
+    sign = config.add_parser("sign", help="write CONFIG.sig with the root key")
+    sign.add_argument("config", type=Path)
+    sign.add_argument("--root-key", type=Path, required=True, metavar="FILE")
+    sign.add_argument("--passphrase-file", type=Path, default=None)
+    verify = config.add_parser("verify", help="check a config's signature, schema and expiry")
+    verify.add_argument("config", type=Path)
+    verify.add_argument(
+        "--expect-root", default=None, metavar="HEX", help="the root public key it must be signed by"
+    )
+    for parser in (init, sign, verify):
+        parser.set_defaults(offline=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        for line in {"init": _init, "sign": _sign, "verify": _verify}[args.action](args):
+            print(line)
+    except (EnclaveError, OSError) as e:
+        print(f"enclave-admin: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _passphrase(path: Path | None, what: str, *, confirm: bool) -> str:
+    if path is not None:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if not lines or not lines[0]:
+            raise OrgRefused(f"the passphrase file {path} has an empty first line")
+        return lines[0]
+    if not sys.stdin.isatty():
+        raise OrgRefused(f"give the {what} passphrase with a passphrase file (no terminal to ask on)")
+    secret = getpass.getpass(f"Passphrase for the {what} key: ")
+    if not secret:
+        raise OrgRefused("a passphrase must not be empty")
+    if confirm and getpass.getpass("The same passphrase again: ") != secret:
+        raise OrgRefused("the two passphrases differ; nothing was made")
+    return secret
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` as a new 0600 file (never over an existing one), flushed to disk."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _init(args: argparse.Namespace) -> list[str]:
+    out: Path = args.out
+    folders = {role: out / name for role, name in KEY_FOLDERS.items()}
+    for role, folder in folders.items():
+        if (folder / f"{KEY_FOLDERS[role]}.key").exists():
+            raise OrgRefused(f"{folder} already holds a key; nothing was made")
+    root_secret = _passphrase(args.passphrase_file, "organisation root", confirm=True)
+    authority_secret = _passphrase(args.authority_passphrase_file, "enrolment authority", confirm=True)
+    lines = []
+    for role, secret in ((Role.ROOT, root_secret), (Role.AUTHORITY, authority_secret)):
+        folder, name = folders[role], KEY_FOLDERS[role]
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data, key = new_key_file(role, secret, random=nacl.utils.random)
+        _write_private(folder / f"{name}.key", data)
+        (folder / f"{name}.pub").write_text(key.public_key.hex() + "\n", encoding="ascii")
+        lines.append(f"{role.describe()} key: {folder / name}.key")
+    root_public = untrusted_public_key(
+        (folders[Role.ROOT] / "root.key").read_bytes(), role=Role.ROOT, source=""
+    )
+    authority_public = (folders[Role.AUTHORITY] / "authority.pub").read_text("ascii").strip()
+    lines += [
+        "for the config:",
+        f'  [organisation] root_key = "{root_public.hex()}"',
+        f'  [enrolment] authority_key = "{authority_public}"',
+        f"keep {folders[Role.ROOT]} offline, and {folders[Role.AUTHORITY]} apart from the relay's data",
+    ]
+    return lines
+
+
+def _sign(args: argparse.Namespace) -> list[str]:
+    path: Path = args.config
+    try:
+        config_bytes = path.read_bytes()
+        key_bytes = args.root_key.read_bytes()[:MAX_KEY_FILE_BYTES]
+    except OSError as e:
+        raise ConfigFileError(f"cannot read {e.filename}: {e.strerror}") from e
+    config = untrusted_config(config_bytes, source=str(path))  # never sign what clients would refuse
+    public = untrusted_public_key(key_bytes, role=Role.ROOT, source=str(args.root_key))
+    if config.root_key != public:
+        raise OrgRefused(
+            f"{path} names the root key {fingerprint(config.root_key)}…, but {args.root_key} holds "
+            f"{fingerprint(public)}…; nothing was signed"
+        )
+    key = open_key_file(
+        key_bytes,
+        _passphrase(args.passphrase_file, "organisation root", confirm=False),
+        role=Role.ROOT,
+        source=str(args.root_key),
+    )
+    signature = sign_config(config_bytes, root_public=key.public_key, root_secret=key.secret_key)
+    target = path.with_name(path.name + SIGNATURE_SUFFIX)
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.unlink(missing_ok=True)
+    _write_private(temporary, signature.encode())
+    temporary.chmod(0o644)  # a signature is public: clients read it beside the config
+    temporary.replace(target)
+    return [f"signed {path} (version {config.version}): {target}"]
+
+
+def _verify(args: argparse.Namespace) -> list[str]:
+    path: Path = args.config
+    candidate: Candidate | None = read_candidate(path, Origin.SYSTEM)
+    if candidate is None:
+        raise ConfigFileError(f"there is no config at {path}")
+    expected = None
+    if args.expect_root is not None:
+        try:
+            expected = bytes.fromhex(args.expect_root)
+        except ValueError:
+            expected = b""
+        if len(expected) != 32:
+            raise OrgRefused("--expect-root takes a root public key in 64 hex digits (root.pub)")
+    accepted = check_candidate(candidate, trusted_root=None, in_force=None, now=time.time())
+    if expected is not None and accepted.config.root_key != expected:
+        raise OrgRefused(
+            f"{path} is signed by the root key {fingerprint(accepted.config.root_key)}…, "
+            f"not by {fingerprint(expected)}… (--expect-root): another organisation's config"
+        )
+    config = accepted.config
+    return [
+        f"{path}: valid, signed by its organisation's root",
+        f"organisation: {config.organisation}",
+        f"root key: {config.root_key.hex()}",
+        f"version: {config.version}",
+        f"issued: {config.issued.isoformat()}",
+        f"expires: {config.expires.isoformat()}",
+        f"relays: {', '.join(config.relay_urls)}",
+        f"pins: {', '.join(config.relay_pins)}",
+        f"enrolment authority: {config.authority_key.hex()}",
+        f"mandatory: {', '.join(config.mandatory) or 'none'}",
+        f"recommended: {', '.join(config.recommended) or 'none'}",
+    ]
