@@ -19,6 +19,7 @@ from enum import IntEnum
 from app.base.codec import Reader, Writer
 from app.base.errors import LocalProtocolError
 from app.base.limits import KEY_BYTES, MAX_ACCOUNT_ID_BYTES, MAX_ENVELOPE_BYTES, SIGNATURE_BYTES
+from app.crypto.keys import NO_ONE_TIME_PREKEY
 from app.protocol.envelope import ENVELOPE_ID_BYTES, Envelope
 
 FRAME_VERSION = 1
@@ -212,6 +213,8 @@ def _write_prekeys(
         w.fixed(signed.signature, SIGNATURE_BYTES, "signature")
     w.u16(len(one_time))
     for key in one_time:
+        if key.key_id == NO_ONE_TIME_PREKEY:
+            raise LocalProtocolError(f"one-time prekey id {NO_ONE_TIME_PREKEY:#x} means 'none'")
         w.u32(key.key_id).fixed(key.public, KEY_BYTES, "prekey")
 
 
@@ -223,7 +226,11 @@ def _read_prekeys(r: Reader) -> tuple[SignedPreKeyUpload | None, tuple[UploadedP
     count = r.u16()
     if count > MAX_PREKEYS_PER_UPLOAD:
         raise r.fail(f"{count} prekeys exceeds the limit of {MAX_PREKEYS_PER_UPLOAD}")
-    return signed, tuple(UploadedPreKey(r.u32(), r.fixed(KEY_BYTES)) for _ in range(count))
+    one_time = tuple(UploadedPreKey(r.u32(), r.fixed(KEY_BYTES)) for _ in range(count))
+    if any(key.key_id == NO_ONE_TIME_PREKEY for key in one_time):
+        # A bundle carrying it would read as "no one-time prekey, and nothing follows".
+        raise r.fail(f"one-time prekey id {NO_ONE_TIME_PREKEY:#x} means 'none' and cannot be uploaded")
+    return signed, one_time
 
 
 @dataclass(frozen=True, slots=True)

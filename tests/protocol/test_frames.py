@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.base.errors import LocalProtocolError, RemoteProtocolError, UnsupportedVersionError
+from app.crypto.keys import NO_ONE_TIME_PREKEY
 from app.protocol.envelope import Envelope
 from app.protocol.frames import (
     MAX_ACKS_PER_FRAME,
@@ -16,6 +17,8 @@ from app.protocol.frames import (
     Response,
     Send,
     Status,
+    UploadedPreKey,
+    UploadPreKeys,
 )
 
 
@@ -51,3 +54,20 @@ def test_ack_bounds_are_enforced_when_building_and_parsing() -> None:
         Ack.parse(b"\x00\x00")
     with pytest.raises(RemoteProtocolError):
         Ack.parse((MAX_ACKS_PER_FRAME + 1).to_bytes(2, "big"))
+
+
+def test_the_none_prekey_id_can_be_neither_uploaded_nor_parsed() -> None:
+    """Test that one-time prekey id 0xFFFFFFFF ("none" in a bundle) is refused both ways."""
+    key = b"\x09" * 32
+    with pytest.raises(LocalProtocolError, match="means 'none'"):
+        UploadPreKeys(None, (UploadedPreKey(NO_ONE_TIME_PREKEY, key),)).encode()
+    crafted = b"\x00" + (1).to_bytes(2, "big") + NO_ONE_TIME_PREKEY.to_bytes(4, "big") + key
+    with pytest.raises(RemoteProtocolError, match="means 'none'"):
+        UploadPreKeys.parse(crafted)
+    highest = NO_ONE_TIME_PREKEY - 1
+    assert (
+        UploadPreKeys.parse(UploadPreKeys(None, (UploadedPreKey(highest, key),)).encode())
+        .one_time_prekeys[0]
+        .key_id
+        == highest
+    )
