@@ -28,6 +28,7 @@ from server.datalock import DataFolderLock, check_data_folder
 from server.http import make_app
 from server.keys import load_or_create_keys
 from server.listener import Listener
+from server.logs import summarise_suppressed
 from server.relay import Relay
 from server.store.base import StoreError
 
@@ -84,6 +85,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
             keepalive_timeout=config.request_head_seconds,
         )
         await runner.setup()
+        stack.callback(summarise_suppressed)  # after runner.cleanup, which may still log suppressed lines
         stack.push_async_callback(runner.cleanup)
         stack.push_async_callback(_close_connections, relay)
         stack.callback(listener.close)  # on the way out, stop accepting before closing connections

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from tests.server.fuzzing import raw_https
 from tests.support.relay import REPLY_SECONDS, RelayProcess, TestDevice, new_account
 
 FLOOD = 300
+SUPPRESSED_SUMMARY = re.compile(r"(\d+) lines about bad requests were suppressed")
 
 
 @pytest.fixture
@@ -185,7 +187,10 @@ def test_that_a_flood_of_malformed_requests_adds_few_log_lines(relay: RelayProce
     assert 500 not in statuses
     lines = _log_after_start(relay, start_lines)
     assert len(lines) <= MAX_LINES + 2, "".join(lines)
-    assert any("suppress" in line for line in lines), "".join(lines)
+    assert any("suppressing them" in line for line in lines), "".join(lines)
+    summaries = [m for line in lines if (m := SUPPRESSED_SUMMARY.search(line))]
+    assert summaries, "no summary of the suppressed lines at shutdown:\n" + "".join(lines)
+    assert int(summaries[-1].group(1)) > 0
 
 
 def _ws_frame(payload: bytes) -> bytes:
