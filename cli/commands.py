@@ -7,6 +7,7 @@ A typed error raised here is reported by ``cli.main`` as one line with exit stat
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -263,6 +264,36 @@ def chat(session: Session, args: argparse.Namespace) -> int:
     return Chat(session).run()
 
 
+def policy(session: Session, args: argparse.Namespace) -> int:
+    """The effective policy, one key a line with its source; first import a config, or set or
+    unset the user's own value of a key, if asked. Which configs are in force, and why one
+    found at open was refused, go to stderr."""
+    enclave = session.enclave
+    if args.import_config is not None:
+        session.call(enclave.import_config(args.import_config))
+        note(f"imported {args.import_config}")
+    elif args.set_value is not None:
+        key, equals, text = args.set_value.partition("=")
+        if not equals:
+            raise CliError('--set takes KEY=VALUE, the value in JSON (3600, true, ["image/*"])')
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text  # a bare label: --set classification_default=OFFICIAL
+        session.call(enclave.set_policy(key, value))
+    elif args.unset is not None:
+        session.call(enclave.clear_policy(args.unset))
+    view = session.call(enclave.policy())
+    note(f"system location: {view.system_location}")
+    for config in view.configs:
+        note(f"{config.origin} config: {config.organisation} v{config.version}, expires {config.expires}")
+    for refusal in view.refusals:
+        note(f"refused: {output.clean(refusal)}")
+    for entry in view.policy.entries:
+        print(output.policy_line(entry))
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "enrol": enrol,
     "contacts": contacts,
@@ -275,4 +306,5 @@ COMMANDS: dict[str, Command] = {
     "timer": timer,
     "safety-number": safety_number,
     "chat": chat,
+    "policy": policy,
 }

@@ -18,7 +18,7 @@ from app.base.limits import MAX_TIMER_SECONDS
 from app.services.types import MAX_PAGE_SIZE
 from cli.commands import COMMANDS
 from cli.errors import CliError
-from cli.profile import default_profile, key_source, profile_exists
+from cli.profile import default_profile, key_source, profile_exists, system_config
 from cli.session import opened, run_guarded
 
 SEND_WAIT_SECONDS = 15.0
@@ -121,6 +121,27 @@ def _build_parser() -> argparse.ArgumentParser:
     safety.add_argument("--accept", action="store_true", help="accept the colleague's changed key")
 
     commands.add_parser("chat", help="an interactive session")
+
+    policy = commands.add_parser(
+        "policy", help="the organisation's policy: each key, its value and its source"
+    )
+    change = policy.add_mutually_exclusive_group()
+    change.add_argument(
+        "--import",
+        dest="import_config",
+        type=Path,
+        default=None,
+        metavar="CONFIG",
+        help="accept a signed organisation config (CONFIG.sig beside it) for this profile",
+    )
+    change.add_argument(
+        "--set",
+        dest="set_value",
+        default=None,
+        metavar="KEY=VALUE",
+        help="your own value of a key not mandatory",
+    )
+    change.add_argument("--unset", default=None, metavar="KEY", help="forget your own value of a key")
     return parser
 
 
@@ -149,10 +170,14 @@ def _resolve_target(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> int:
     profile: Path = args.profile or default_profile()
     creating = not profile_exists(profile)
-    if creating and args.command != "enrol":
+    # Importing the organisation's config may come before enrolment: it names the relay.
+    may_create = args.command == "enrol" or (args.command == "policy" and args.import_config is not None)
+    if creating and not may_create:
         raise CliError(f"no profile in {profile}: enrol first (enclave-cli --profile {profile} enrol ...)")
     key = key_source(profile, args.passphrase_file, prompt=sys.stdin.isatty())
-    with opened(profile, key, create=creating, holder=f"enclave-cli {args.command}") as session:
+    with opened(
+        profile, key, create=creating, holder=f"enclave-cli {args.command}", system_config=system_config()
+    ) as session:
         try:
             return COMMANDS[args.command](session, args)
         except ValueError as e:

@@ -9,6 +9,7 @@ item stays on one line, each field in its column, showing what it really contain
 from __future__ import annotations
 
 import io
+import json
 import sys
 import time
 import unicodedata
@@ -25,7 +26,7 @@ from app.services.events import (
     Problem,
     TimerChanged,
 )
-from app.services.types import Contact, ConversationSummary, Message, SafetyNumberView
+from app.services.types import Contact, ConversationSummary, Message, PolicyEntry, SafetyNumberView
 
 SAFETY_GROUP_DIGITS = 5
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -79,6 +80,13 @@ def safety_groups(digits: str) -> str:
 def contact_line(contact: Contact) -> str:
     """account, name, department."""
     return fields(contact.account_id, contact.display_name, contact.department)
+
+
+def policy_line(entry: PolicyEntry) -> str:
+    """key, value as JSON (what ``policy --set`` takes), where it came from (and why it moved)."""
+    value = list(entry.value) if isinstance(entry.value, tuple) else entry.value
+    source = entry.source.value + (f" ({entry.note})" if entry.note else "")
+    return fields(entry.key, json.dumps(value, ensure_ascii=False), source)
 
 
 def conversation_line(summary: ConversationSummary) -> str:

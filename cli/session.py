@@ -170,14 +170,19 @@ class Outcome:
 
 
 @contextlib.contextmanager
-def opened(profile: Path, key: KeySource, *, holder: str, create: bool = False) -> Iterator[Session]:
+def opened(
+    profile: Path, key: KeySource, *, holder: str, create: bool = False, system_config: Path | None = None
+) -> Iterator[Session]:
     """Open (or create) the profile and start its core; closed on leaving, whatever happened.
 
     ``holder`` names this program to whoever tries to open the profile meanwhile
-    ("enclave-cli listen"): one process at a time has a profile open.
+    ("enclave-cli listen"): one process at a time has a profile open. ``system_config``
+    replaces the OS's system location of the organisation config (None: the OS's).
     """
     events: queue.Queue[Event] = queue.Queue()
-    enclave = Enclave.open(profile, key, create=create, listener=events.put, holder=holder)
+    enclave = Enclave.open(
+        profile, key, create=create, listener=events.put, holder=holder, system_config=system_config
+    )
     try:
         yield Session(enclave, events)
     finally:

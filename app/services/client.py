@@ -16,6 +16,7 @@ them in dependency order, and this file is the one place to read who calls whom
 - ``PreKeys``: keeps the relay stocked with one-time prekeys.
 - ``Account``: enrolment, the connection, certificate renewal.
 - ``ExpirySchedule``: disappearing messages swept on time.
+- ``Provisioning``: the organisation's signed configs and the effective policy.
 
 Everything runs on the worker loop (``worker.Worker``), the store's own thread. A
 coroutine yields only at network waits, and never between loading a ratchet session
@@ -25,6 +26,7 @@ and saving it, so two coroutines never advance the same session from the same st
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from app.crypto.primitives import RandomSource
 from app.protocol.envelope import Envelope
@@ -39,6 +41,7 @@ from app.services.events import ConnectionChanged, Emitter, Listener
 from app.services.expiry import ExpirySchedule
 from app.services.incoming import Receiving
 from app.services.outgoing import Sending
+from app.services.policy import Provisioning
 from app.services.prekeys import PreKeys
 from app.services.sessions import Sessions
 from app.services.tasks import Tasks
@@ -70,6 +73,7 @@ class Client:
         prekeys: PreKeys,
         account: Account,
         expiry: ExpirySchedule,
+        provisioning: Provisioning,
         emitter: Emitter,
     ) -> None:
         self.store = store
@@ -86,11 +90,19 @@ class Client:
         self.prekeys = prekeys
         self.account = account
         self.expiry = expiry
+        self.provisioning = provisioning
         self._emitter = emitter
 
     @classmethod
     def build(
-        cls, store: Store, *, listener: Listener, clock: Clock, random: RandomSource, backoff: Backoff | None
+        cls,
+        store: Store,
+        *,
+        listener: Listener,
+        clock: Clock,
+        random: RandomSource,
+        backoff: Backoff | None,
+        system_config: Path,
     ) -> Client:
         tasks = Tasks(asyncio.get_running_loop())
         emitter = Emitter(listener)
@@ -164,6 +176,7 @@ class Client:
                 store, credentials=credentials, relay=relay, tasks=tasks, clock=clock, random=random
             ),
             expiry=ExpirySchedule(store, emitter=emitter, tasks=tasks, clock=clock),
+            provisioning=Provisioning(store, system_config=system_config, clock=clock),
             emitter=emitter,
         )
 

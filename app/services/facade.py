@@ -24,8 +24,10 @@ from typing import Any, TypeVar
 import nacl.utils
 
 from app.crypto.primitives import RandomSource
+from app.provisioning.locations import system_config_path
 from app.services.client import Client
 from app.services.events import ConnectionChanged, Event, Listener
+from app.services.policy import PolicyView
 from app.services.types import (
     Attachment,
     Contact,
@@ -36,6 +38,7 @@ from app.services.types import (
     Message,
     Page,
     PageCursor,
+    PolicyEntry,
     SafetyNumberView,
 )
 from app.services.worker import Worker
@@ -69,11 +72,14 @@ class Enclave:
         random: RandomSource = nacl.utils.random,
         backoff: Backoff | None = None,
         holder: str | None = None,
+        system_config: Path | None = None,
     ) -> Enclave:
         """Open (or ``create``) the profile in ``profile_dir`` and start its core.
 
         ``holder`` names this program to anyone who tries to open the profile meanwhile
         ("enclave-cli listen"; default: the running program's name), as ``ProfileInUseError``.
+        ``system_config`` is the organisation config of the machine's system location
+        (default: the OS's, ``app.provisioning.locations``); it is read as the profile opens.
         """
         enclave = cls(Worker(), listener)
 
@@ -81,8 +87,14 @@ class Enclave:
             opener = Store.create if create else Store.open
             store = opener(profile_dir, key, clock=clock, random=random, holder=holder)
             client = Client.build(
-                store, listener=enclave._dispatch, clock=clock, random=random, backoff=backoff
+                store,
+                listener=enclave._dispatch,
+                clock=clock,
+                random=random,
+                backoff=backoff,
+                system_config=system_config or Path(str(system_config_path())),
             )
+            client.provisioning.load_system()
             client.start()
             return client
 
@@ -180,6 +192,23 @@ class Enclave:
 
     def set_timer(self, conversation_id: int, timer_seconds: int) -> Future[Conversation]:
         return self._run(lambda c: c.conversations.set_timer(conversation_id, timer_seconds))
+
+    # The organisation's policy.
+
+    def policy(self) -> Future[PolicyView]:
+        """The effective policy, key by key with its source, and the configs in force."""
+        return self._run(lambda c: c.provisioning.view())
+
+    def import_config(self, path: Path) -> Future[PolicyView]:
+        """Accept the signed config at ``path`` as the user's; a refusal says why and changes nothing."""
+        return self._run(lambda c: (c.provisioning.import_config(path), c.provisioning.view())[1])
+
+    def set_policy(self, key: str, value: object) -> Future[PolicyEntry]:
+        """Set the user's own value of a key the organisation did not make mandatory."""
+        return self._run(lambda c: c.provisioning.set_user(key, value))
+
+    def clear_policy(self, key: str) -> Future[PolicyEntry]:
+        return self._run(lambda c: c.provisioning.clear_user(key))
 
     # Trust.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.protocol.frames import DirectoryEntry
+from app.provisioning.policy import PolicyEntry, Source
 from storage.messages import MAX_PAGE_SIZE
 from storage.records import (
     Attachment,
@@ -36,7 +37,9 @@ __all__ = [
     "MessageStatus",
     "Page",
     "PageCursor",
+    "PolicyEntry",
     "SafetyNumberView",
+    "Source",
     "Trust",
 ]
 

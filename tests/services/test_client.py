@@ -51,7 +51,12 @@ def store(profile: Path) -> Store:
 def _build(runner: asyncio.Runner, store: Store, events: list[Event]) -> Client:
     async def building() -> Client:
         return Client.build(
-            store, listener=events.append, clock=time.time, random=nacl.utils.random, backoff=NO_RETRY
+            store,
+            listener=events.append,
+            clock=time.time,
+            random=nacl.utils.random,
+            backoff=NO_RETRY,
+            system_config=store.profile_dir / "no-system-config.toml",
         )
 
     return runner.run(building())

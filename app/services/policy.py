@@ -1,0 +1,138 @@
+"""The organisation's config and policy for this profile: the system location read at open,
+the user's import, the user's own settings, and the effective policy with its sources.
+
+Every config goes through ``app.provisioning.accept.check_candidate`` before anything is
+written, and what it accepts is kept in the store in one transaction
+(``store.organisation``), so a refused config changes nothing: not the configs in force,
+not the trusted root, not the versions that guard against a downgrade. A system config
+refused at open does not stop the profile from opening: the last accepted one stays in
+force and the refusal is reported with the policy (``PolicyView.refusals``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.base.errors import ProvisioningError
+from app.provisioning.accept import Candidate, InForce, Origin, check_candidate
+from app.provisioning.config import OrgConfig, untrusted_config
+from app.provisioning.errors import ConfigFileError, InvalidPolicyValueError
+from app.provisioning.locations import read_candidate
+from app.provisioning.policy import EffectivePolicy, PolicyEntry, effective_policy
+from app.provisioning.rules import BY_NAME, PolicyValue, ValueProblem, untrusted_value
+from app.services.clock import Clock
+from storage.store import Store
+
+USER_SETTING_PREFIX = "policy.user."
+"""A user's own value of a policy key, as JSON in the store's settings."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigInForce:
+    origin: str
+    """``system`` or ``user``."""
+    organisation: str
+    version: int
+    expires: str
+    """ISO 8601; an accepted config that has since expired stays in force until a newer one
+    comes, since dropping it would lift its mandatory rules."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyView:
+    policy: EffectivePolicy
+    configs: tuple[ConfigInForce, ...]
+    system_location: str
+    refusals: tuple[str, ...]
+    """Why a config found when the profile opened was refused (nothing of it was kept)."""
+
+
+class Provisioning:
+    def __init__(self, store: Store, *, system_config: Path, clock: Clock) -> None:
+        self._store = store
+        self._system_config = system_config
+        self._clock = clock
+        self._refusals: list[str] = []
+
+    def load_system(self) -> None:
+        """Accept the system location's config if it is newer; keep a refusal's reason to show."""
+        try:
+            candidate = read_candidate(self._system_config, Origin.SYSTEM)
+            if candidate is not None:
+                self._accept(candidate)
+        except ProvisioningError as e:
+            self._refusals.append(str(e))
+
+    def import_config(self, path: Path) -> OrgConfig:
+        """Accept the config at ``path`` (its signature beside it) as the user's; raises the refusal."""
+        candidate = read_candidate(path, Origin.USER)
+        if candidate is None:
+            raise ConfigFileError(f"there is no config at {path}")
+        return self._accept(candidate)
+
+    def _accept(self, candidate: Candidate) -> OrgConfig:
+        organisation = self._store.organisation
+        kept = organisation.config(candidate.origin.value)
+        accepted = check_candidate(
+            candidate,
+            trusted_root=organisation.root_key(),
+            in_force=InForce(kept.version, kept.config) if kept else None,
+            now=self._clock(),
+        )
+        if accepted.changed:
+            organisation.accept(
+                candidate.origin.value,
+                root_key=accepted.config.root_key,
+                version=accepted.config.version,
+                config=candidate.config,
+                signature=accepted.signature,
+            )
+        return accepted.config
+
+    def _in_force(self, origin: Origin) -> OrgConfig | None:
+        kept = self._store.organisation.config(origin.value)
+        return None if kept is None else untrusted_config(kept.config, source=f"the {origin.value} config")
+
+    def _user_settings(self) -> dict[str, PolicyValue]:
+        settings: dict[str, PolicyValue] = {}
+        for name, rule in BY_NAME.items():
+            saved = self._store.settings.get(USER_SETTING_PREFIX + name)
+            if saved is None:
+                continue
+            try:
+                settings[name] = untrusted_value(rule, json.loads(saved))
+            except (ValueError, ValueProblem):
+                continue  # a value an older Enclave allowed: the key falls back to the next source
+        return settings
+
+    def effective(self) -> EffectivePolicy:
+        return effective_policy(
+            system=self._in_force(Origin.SYSTEM),
+            imported=self._in_force(Origin.USER),
+            user=self._user_settings(),
+        )
+
+    def view(self) -> PolicyView:
+        configs = tuple(
+            ConfigInForce(origin.value, config.organisation, config.version, config.expires.isoformat())
+            for origin in Origin
+            if (config := self._in_force(origin)) is not None
+        )
+        return PolicyView(self.effective(), configs, str(self._system_config), tuple(self._refusals))
+
+    def set_user(self, key: str, untrusted: object) -> PolicyEntry:
+        """Set the user's own value of ``key``; a mandatory key or a bad value is a ``PolicyError``."""
+        value = self.effective().check_user_setting(key, untrusted)
+        self._store.settings.set(
+            USER_SETTING_PREFIX + key, json.dumps(list(value) if isinstance(value, tuple) else value)
+        )
+        return self.effective().entry(key)
+
+    def clear_user(self, key: str) -> PolicyEntry:
+        """Forget the user's own value of ``key``; it falls back to the organisation's or the default."""
+        if key not in BY_NAME:
+            raise InvalidPolicyValueError(f"there is no policy key {key!r}")
+        self._store.settings.delete(USER_SETTING_PREFIX + key)
+        return self.effective().entry(key)
