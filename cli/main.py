@@ -18,7 +18,7 @@ from app.base.limits import MAX_TIMER_SECONDS
 from app.services.types import MAX_PAGE_SIZE
 from cli.commands import COMMANDS
 from cli.errors import CliError
-from cli.profile import default_profile, key_source, profile_exists, system_config
+from cli.profile import default_profile, key_source, profile_exists
 from cli.session import opened, run_guarded
 
 SEND_WAIT_SECONDS = 15.0
@@ -175,9 +175,7 @@ def _run(args: argparse.Namespace) -> int:
     if creating and not may_create:
         raise CliError(f"no profile in {profile}: enrol first (enclave-cli --profile {profile} enrol ...)")
     key = key_source(profile, args.passphrase_file, prompt=sys.stdin.isatty())
-    with opened(
-        profile, key, create=creating, holder=f"enclave-cli {args.command}", system_config=system_config()
-    ) as session:
+    with opened(profile, key, create=creating, holder=f"enclave-cli {args.command}") as session:
         try:
             return COMMANDS[args.command](session, args)
         except ValueError as e:

@@ -28,9 +28,6 @@ from app.services.profiles import (
 from cli.errors import CliError
 
 HOME_VARIABLE = "ENCLAVE_HOME"
-SYSTEM_CONFIG_VARIABLE = "ENCLAVE_SYSTEM_CONFIG"
-"""Replaces the system location's config file (for tests and for checking a config before it is
-installed); ``enclave-cli policy`` names the file it read, so a replacement is always visible."""
 
 
 def data_home() -> Path:
@@ -46,12 +43,6 @@ def data_home() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME", "")
     # The XDG spec says to ignore a relative path.
     return (Path(xdg) if Path(xdg).is_absolute() else Path.home() / ".local" / "share") / "enclave"
-
-
-def system_config() -> Path | None:
-    """The organisation config file to read as the system's; None for the OS's own location."""
-    override = os.environ.get(SYSTEM_CONFIG_VARIABLE)
-    return Path(override).expanduser() if override else None
 
 
 def default_profile() -> Path:

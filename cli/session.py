@@ -170,19 +170,16 @@ class Outcome:
 
 
 @contextlib.contextmanager
-def opened(
-    profile: Path, key: KeySource, *, holder: str, create: bool = False, system_config: Path | None = None
-) -> Iterator[Session]:
+def opened(profile: Path, key: KeySource, *, holder: str, create: bool = False) -> Iterator[Session]:
     """Open (or create) the profile and start its core; closed on leaving, whatever happened.
 
     ``holder`` names this program to whoever tries to open the profile meanwhile
-    ("enclave-cli listen"): one process at a time has a profile open. ``system_config``
-    replaces the OS's system location of the organisation config (None: the OS's).
+    ("enclave-cli listen"): one process at a time has a profile open. The organisation
+    config is read from the OS's system location; no switch moves it (a user who could
+    would hide the machine's mandatory policy).
     """
     events: queue.Queue[Event] = queue.Queue()
-    enclave = Enclave.open(
-        profile, key, create=create, listener=events.put, holder=holder, system_config=system_config
-    )
+    enclave = Enclave.open(profile, key, create=create, listener=events.put, holder=holder)
     try:
         yield Session(enclave, events)
     finally:

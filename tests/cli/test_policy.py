@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 from tests.support.cli import CliUser, passphrase_file, rows
 from tests.support.organisation import Organisation
 from tests.support.relay import REPO
+from tests.support.systemconfig import with_system_folder
 
 
 def _run(user: CliUser, system: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``enclave-cli policy`` where /etc/enclave/ holds ``system`` (``<upper>/enclave/enclave.toml``)."""
     return subprocess.run(
-        user.command("policy", *args),
+        with_system_folder(user.command("policy", *args), system.parent.parent),
         cwd=REPO,
-        env={**os.environ, "ENCLAVE_SYSTEM_CONFIG": str(system)},
         capture_output=True,
         text=True,
         timeout=90,
@@ -33,7 +33,7 @@ def test_policy_shows_each_value_and_its_source(tmp_path: Path) -> None:
     beats recommended ones, that a mandatory key cannot be set, and that a refused import changes nothing."""
     org = Organisation()
     system = org.write(
-        tmp_path / "etc" / "enclave.toml",
+        tmp_path / "etc" / "enclave" / "enclave.toml",
         org.config(version=2, mandatory="secret_chats_only = true", recommended="idle_lock_minutes = 10"),
     )
     mine = org.write(
@@ -54,7 +54,7 @@ def test_policy_shows_each_value_and_its_source(tmp_path: Path) -> None:
     assert shown["idle_lock_minutes"] == ["10", "system recommended"]
     assert shown["notification_previews"] == ["false", "imported recommended"]
     assert shown["attachment_types"] == ['["*/*"]', "default"]
-    assert f"system location: {system}" in imported.stderr
+    assert "system location: /etc/enclave/enclave.toml" in imported.stderr
 
     _shown(_run(user, system, "--set", "idle_lock_minutes=25"))
     _shown(_run(user, system, "--set", "notification_previews=true"))
