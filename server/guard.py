@@ -26,7 +26,9 @@ capped at ``attachment_max_bytes`` and needs an upload token); a WebSocket's rea
 (one message of at most ``MAX_FRAME_BYTES``, reading paused past 128 KiB queued) and
 its writer (``send_bytes`` waits for the transport to drain past 64 KiB, so the
 delivery loop in server/relay.py holds one frame at a time, never a queue). Measured,
-an open connection costs the relay about 300 KiB; all of it is freed when it closes.
+an open connection costs the relay about 300 KiB; all of it is freed when it closes, a
+handshake that failed or timed out included (see ``GatedConnection.handshake``), and
+server/memory.py hands it back to the system (bench/flood.py measures both).
 """
 
 from __future__ import annotations
@@ -158,9 +160,13 @@ class GatedConnection(asyncio.Protocol):
                 server_side=True,
                 ssl_handshake_timeout=self._gate.handshake_seconds,
             )
-        except OSError:
+        except OSError as error:
             # A handshake that failed or timed out (ssl.SSLError, ConnectionAbortedError):
-            # asyncio has closed the socket.
+            # asyncio has closed the socket. The error's traceback holds start_tls's frame,
+            # whose waiter holds the error: a cycle that keeps the connection's TLS layer
+            # and its 256 KiB buffer until a full garbage collection, which a flood of
+            # failing handshakes outruns. Dropping the traceback frees them now.
+            error.__traceback__ = None
             self._release()
             return
         except asyncio.CancelledError:

@@ -29,6 +29,7 @@ from server.http import make_app
 from server.keys import load_or_create_keys
 from server.listener import Listener
 from server.logs import summarise_suppressed
+from server.memory import give_back_memory_forever
 from server.relay import Relay
 from server.store.base import StoreError
 
@@ -101,6 +102,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         print(f"enclave-server listening on https://{host}:{port}", flush=True)
         sweeper = asyncio.create_task(relay.sweep_forever())
         stack.callback(sweeper.cancel)
+        trimmer = asyncio.create_task(give_back_memory_forever())
+        stack.callback(trimmer.cancel)
         await stop.wait()
 
 

@@ -2,23 +2,22 @@
 
 Each test starts a relay with deadlines of a second or so and a small cap, speaks to it
 over raw TCP, TLS or a WebSocket, and measures when the relay closes the connection.
-Attackers connect from 127.0.0.2 (Linux routes all of 127.0.0.0/8 to the loopback), so
-an honest device on 127.0.0.1 is another network address, as it would be in real life.
+Attackers connect from 127.0.0.2 (tests/support/flood.py), another network address than
+the honest devices' 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from app.protocol.frames import MAX_FRAME_BYTES, Challenge, Closing, Frame, FrameType, Status
+from tests.support.flood import ATTACKER, Flood, FloodKind, open_tls, until_closed
 from tests.support.relay import REPLY_SECONDS, RelayProcess, TestDevice, new_account
 
 DEADLINE = 1
@@ -28,7 +27,7 @@ MARGIN = 3.0
 EARLY = 0.9 * DEADLINE
 """No deadline closes a connection sooner than this."""
 CAP = 6
-ATTACKER = "127.0.0.2"
+KINDS = (FloodKind.SILENT_TCP, FloodKind.SILENT_TLS, FloodKind.UNAUTHENTICATED)
 REFUSAL_LINE = "refused 1 connection(s) from addresses that already had"
 
 
@@ -60,30 +59,10 @@ def _log_after_start(relay: RelayProcess) -> str:
     return text
 
 
-async def _until_closed(reader: asyncio.StreamReader) -> None:
-    """Read and drop bytes until the relay closes the stream; TimeoutError if it is late."""
-    with contextlib.suppress(ConnectionError, ssl.SSLError):
-        while await asyncio.wait_for(reader.read(4096), DEADLINE + MARGIN):
-            pass
-
-
 async def _closed_after(reader: asyncio.StreamReader, started: float) -> float:
     """Seconds from ``started`` (a loop time) until the relay closes the stream."""
-    await _until_closed(reader)
+    await until_closed(reader, DEADLINE + MARGIN)
     return asyncio.get_running_loop().time() - started
-
-
-async def _tls(
-    relay: RelayProcess, local: str = "127.0.0.1"
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection(
-        "127.0.0.1",
-        relay.port,
-        ssl=relay.ssl_context(),
-        server_hostname="127.0.0.1",
-        local_addr=(local, 0),
-        ssl_handshake_timeout=REPLY_SECONDS,
-    )
 
 
 async def _health(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
@@ -118,7 +97,7 @@ def test_a_tls_connection_that_never_sends_a_request_is_closed_on_time(deadlines
     """Test that a connection past its TLS handshake that sends no request head is closed at its deadline."""
 
     async def scenario() -> float:
-        reader, writer = await _tls(deadlines)
+        reader, writer = await open_tls(deadlines)
         try:
             return await _closed_after(reader, asyncio.get_running_loop().time())
         finally:
@@ -134,7 +113,7 @@ def test_a_request_head_sent_a_byte_at_a_time_is_cut_off_on_time(deadlines: Rela
 
     async def scenario() -> tuple[float, int]:
         loop = asyncio.get_running_loop()
-        reader, writer = await _tls(deadlines)
+        reader, writer = await open_tls(deadlines)
         started, sent = loop.time(), 0
         try:
             for byte in trickle:
@@ -215,14 +194,14 @@ def test_connections_past_the_cap_are_refused_and_the_count_is_given_back(tmp_pa
 
     async def refused(local: str) -> bool:
         try:
-            _, writer = await _tls(relay, local)
+            _, writer = await open_tls(relay, local)
         except (ConnectionError, ssl.SSLError):
             return True
         writer.close()
         return False
 
     async def scenario() -> None:
-        held = [await _tls(relay, ATTACKER) for _ in range(CAP)]
+        held = [await open_tls(relay, ATTACKER) for _ in range(CAP)]
         assert await refused(ATTACKER)
         assert await refused(ATTACKER)
         assert not await refused("127.0.0.1"), "the cap is per address"
@@ -234,60 +213,13 @@ def test_connections_past_the_cap_are_refused_and_the_count_is_given_back(tmp_pa
         deadline = asyncio.get_running_loop().time() + REPLY_SECONDS
         while await refused(ATTACKER):
             assert asyncio.get_running_loop().time() < deadline, "closed connections were never uncounted"
-        again = [await _tls(relay, ATTACKER) for _ in range(CAP)]
+        again = [await open_tls(relay, ATTACKER) for _ in range(CAP)]
         for _, writer in again:
             writer.close()
 
     asyncio.run(scenario())
     log = _log_after_start(relay)
     assert log.count(REFUSAL_LINE) == 1, log
-
-
-@dataclass
-class Flood:
-    """Connections from ``ATTACKER`` that never authenticate, reopened as the relay closes them."""
-
-    relay: RelayProcess
-    refused: int = 0
-    closed: int = 0
-
-    async def run(self, kind: int, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                if kind == 0:
-                    await self._silent_tcp()
-                elif kind == 1:
-                    await self._silent_tls()
-                else:
-                    await self._unauthenticated_websocket()
-                self.closed += 1
-            except (ConnectionError, ssl.SSLError, aiohttp.ClientError):
-                self.refused += 1
-
-    async def _silent_tcp(self) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.relay.port, local_addr=(ATTACKER, 0))
-        try:
-            await _until_closed(reader)
-        finally:
-            writer.close()
-
-    async def _silent_tls(self) -> None:
-        reader, writer = await _tls(self.relay, ATTACKER)
-        try:
-            await _until_closed(reader)
-        finally:
-            writer.close()
-
-    async def _unauthenticated_websocket(self) -> None:
-        connector = aiohttp.TCPConnector(local_addr=(ATTACKER, 0))
-        async with (
-            aiohttp.ClientSession(connector=connector) as session,
-            session.ws_connect(
-                self.relay.url, ssl=self.relay.ssl_context(), max_msg_size=MAX_FRAME_BYTES
-            ) as ws,
-        ):
-            async for _ in ws:
-                pass
 
 
 def test_a_flood_of_unauthenticated_connections_leaves_an_honest_pair_talking(tmp_path: Path) -> None:
@@ -307,8 +239,8 @@ def test_a_flood_of_unauthenticated_connections_leaves_an_honest_pair_talking(tm
     async def scenario() -> Flood:
         alice = await TestDevice(relay).join(new_account(relay.data_dir, "honest.a"))
         bob = await TestDevice(relay).join(new_account(relay.data_dir, "honest.b"))
-        flood, stop = Flood(relay), asyncio.Event()
-        attackers = [asyncio.create_task(flood.run(i % 3, stop)) for i in range(CAP + 4)]
+        flood, stop = Flood(relay, closed_within=DEADLINE + MARGIN), asyncio.Event()
+        attackers = [asyncio.create_task(flood.run(KINDS[i % len(KINDS)], stop)) for i in range(CAP + 4)]
         try:
             deadline = asyncio.get_running_loop().time() + REPLY_SECONDS
             while flood.refused == 0:

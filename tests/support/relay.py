@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,9 +55,11 @@ REPLY_SECONDS = 10
 class RelayProcess:
     """``enclave-server`` on 127.0.0.1:<free port> over ``data_dir``; restartable and killable."""
 
-    def __init__(self, data_dir: Path, *extra_args: str) -> None:
+    def __init__(self, data_dir: Path, *extra_args: str, env: Mapping[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.extra_args = extra_args
+        self.env = dict(env or {})
+        """Added to this process's environment for the relay's (glibc's ``MALLOC_*`` tunables, say)."""
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
         self.pin = ""
@@ -74,7 +77,13 @@ class RelayProcess:
             *self.extra_args,
         ]
         self.process = subprocess.Popen(
-            command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            command,
+            cwd=REPO,
+            env={**os.environ, **self.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
         )
         deadline = time.monotonic() + STARTUP_SECONDS
         assert self.process.stdout is not None
