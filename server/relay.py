@@ -27,7 +27,7 @@ from typing import ClassVar
 
 from aiohttp import WSMessage, WSMsgType, web
 
-from app.base.errors import CryptoError, EnclaveError, RemoteProtocolError
+from app.base.errors import CryptoError, EnclaveError, LocalProtocolError, RemoteProtocolError
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import NO_ONE_TIME_PREKEY, PreKeyBundle
 from app.crypto.primitives import SIGN_CONTEXT_RELAY_AUTH, RandomSource, ed25519_verify
@@ -64,11 +64,14 @@ from server.config import ServerConfig
 from server.keys import RelayKeys
 from server.ratelimit import RateLimiter
 from server.store.base import (
+    AccountInactiveError,
     AccountState,
+    CodeRefusedError,
     Device,
     DeviceGoneError,
     DuplicateError,
     MailboxFullError,
+    NewDevice,
     OneTimePreKey,
     Quota,
     RelayStore,
@@ -84,6 +87,15 @@ MIN_DIRECTORY_QUERY = 2
 CODE_REFUSED = "The enrolment code is wrong, already used or expired. Ask your administrator for a new one."
 REVOKED = "This device was revoked by your organisation's administrator."
 ACCOUNT_DISABLED = "Your account is disabled. Contact your organisation's administrator."
+ENROL_REFUSALS: dict[type[StoreError], Response] = {
+    CodeRefusedError: Response(Status.CODE_REFUSED, CODE_REFUSED),
+    AccountInactiveError: Response(Status.ACCOUNT_DISABLED, ACCOUNT_DISABLED),
+    DuplicateError: Response(Status.BAD_REQUEST, "this identity key is already enrolled"),
+}
+CANNOT_CERTIFY = (
+    "The relay cannot enrol a device for this account (its id cannot be certified); the code is"
+    " still valid. Tell your administrator."
+)
 
 
 def enrolment_code_hash(code: str) -> bytes:
@@ -252,27 +264,30 @@ class Connection:
             PreKeyBundle(request.identity_key, spk.key_id, spk.public, spk.signature).verify()
         except CryptoError as e:
             return Response(Status.BAD_REQUEST, f"the device keys are invalid: {e}")
-        account_id = await self.relay.store.spend_enrolment_code(
-            enrolment_code_hash(request.code), self.relay.now()
+        new = NewDevice(
+            request.identity_key,
+            SignedPreKey(spk.key_id, spk.public, spk.signature),
+            tuple(OneTimePreKey(k.key_id, k.public) for k in request.one_time_prekeys),
         )
-        if account_id is None:
-            return Response(Status.CODE_REFUSED, CODE_REFUSED)
-        account = await self.relay.store.get_account(account_id)
-        if account is None or account.state != AccountState.ACTIVE:
-            return Response(Status.ACCOUNT_DISABLED, ACCOUNT_DISABLED)
         try:
-            device = await self.relay.store.add_device(
-                account_id,
-                request.identity_key,
-                SignedPreKey(spk.key_id, spk.public, spk.signature),
-                [OneTimePreKey(k.key_id, k.public) for k in request.one_time_prekeys],
+            enrolled = await self.relay.store.enrol(
+                enrolment_code_hash(request.code), self.relay.now(), new, self._enrolled
             )
-        except DuplicateError:
-            return Response(Status.BAD_REQUEST, "this identity key is already enrolled")
-        enrolled = Enrolled(
-            account_id, device.device_id, self._certificate(device), self.relay.keys.signing.public
-        )
-        return Response(Status.OK, body=enrolled.encode())
+        except (CodeRefusedError, AccountInactiveError, DuplicateError) as e:
+            return ENROL_REFUSALS[type(e)]
+        except LocalProtocolError:
+            # An account the relay cannot certify (an id stored before the account id rule,
+            # too long or empty for a certificate): the enrolment was rolled back whole.
+            log.exception("an account's enrolment could not be certified; nothing was stored")
+            return Response(Status.INTERNAL_ERROR, CANNOT_CERTIFY)
+        return Response(Status.OK, body=enrolled)
+
+    def _enrolled(self, device: Device) -> bytes:
+        """The ENROL answer for a device just added: built inside the enrolment's transaction."""
+        certificate = self._certificate(device)
+        return Enrolled(
+            device.account_id, device.device_id, certificate, self.relay.keys.signing.public
+        ).encode()
 
     async def on_authenticate(self, body: bytes) -> Response:
         request = Authenticate.parse(body)

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from app.base.errors import EnclaveError
 
@@ -24,6 +25,14 @@ class DeviceGoneError(StoreError):
 
 class DuplicateError(StoreError):
     """An account, device key or envelope id that must be unique already exists."""
+
+
+class CodeRefusedError(StoreError):
+    """The enrolment code is unknown, spent or expired."""
+
+
+class AccountInactiveError(StoreError):
+    """The enrolment code's account is disabled or revoked: it enrols no device."""
 
 
 class AccountState(StrEnum):
@@ -96,6 +105,17 @@ def directory_search_key(account_id: str, display_name: str, department: str) ->
     return "\n".join((account_id, display_name, department)).casefold()
 
 
+@dataclass(frozen=True, slots=True)
+class NewDevice:
+    """What an enrolling device registers: its identity key and its first prekeys."""
+
+    identity_key: bytes
+    signed_prekey: SignedPreKey
+    one_time_prekeys: tuple[OneTimePreKey, ...]
+
+
+T = TypeVar("T")
+
 WakeUp = Callable[[int], Awaitable[None] | None]
 """Called with a device id when an envelope for it was stored (on any relay process)."""
 
@@ -117,6 +137,10 @@ class RelayStore(ABC):
     async def get_account(self, account_id: str) -> Account | None: ...
 
     @abstractmethod
+    async def account_ids(self) -> list[str]:
+        """Every account's id, whatever its state (a new id is compared with all of them)."""
+
+    @abstractmethod
     async def set_account_state(self, account_id: str, state: AccountState) -> bool: ...
 
     @abstractmethod
@@ -128,18 +152,18 @@ class RelayStore(ABC):
     async def add_enrolment_code(self, code_hash: bytes, account_id: str, expires_at: int) -> None: ...
 
     @abstractmethod
-    async def spend_enrolment_code(self, code_hash: bytes, now: int) -> str | None:
-        """The code's account if it exists, is unspent and unexpired; it is spent atomically."""
+    async def enrol(self, code_hash: bytes, now: int, new: NewDevice, answer: Callable[[Device], T]) -> T:
+        """Spend the code and add the device, in one transaction that ends with ``answer(device)``.
+
+        ``answer`` is the relay's certificate and reply: if it raises, or the code is
+        unknown, spent or expired (``CodeRefusedError``), or its account is not active
+        (``AccountInactiveError``), or the identity key is enrolled already
+        (``DuplicateError``), the transaction is rolled back, so no failure leaves a spent
+        code beside a device its owner never heard of. Concurrent spends of one code
+        enrol one device.
+        """
 
     # Devices and prekeys.
-    @abstractmethod
-    async def add_device(
-        self,
-        account_id: str,
-        identity_key: bytes,
-        signed_prekey: SignedPreKey,
-        one_time_prekeys: list[OneTimePreKey],
-    ) -> Device: ...
 
     @abstractmethod
     async def get_device(self, device_id: int) -> Device | None: ...

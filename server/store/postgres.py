@@ -31,19 +31,23 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TypeVar
 
 import asyncpg
 
 from server.adminlog import GENESIS_HASH, chain_hash
 from server.store.base import (
     Account,
+    AccountInactiveError,
     AccountState,
     AdminLogEntry,
+    CodeRefusedError,
     Device,
     DeviceGoneError,
     DuplicateError,
     MailboxFullError,
+    NewDevice,
     OneTimePreKey,
     QueuedEnvelope,
     Quota,
@@ -55,6 +59,8 @@ from server.store.base import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 POOL_MIN_SIZE = 1
@@ -284,6 +290,10 @@ class PostgresStore(RelayStore):
             )
         return _account(row) if row else None
 
+    async def account_ids(self) -> list[str]:
+        async with self._transaction() as db:
+            return [row["account_id"] for row in await db.fetch("SELECT account_id FROM accounts")]
+
     async def set_account_state(self, account_id: str, state: AccountState) -> bool:
         async with self._transaction() as db:
             changed = _affected(
@@ -321,7 +331,7 @@ class PostgresStore(RelayStore):
                 expires_at,
             )
 
-    async def spend_enrolment_code(self, code_hash: bytes, now: int) -> str | None:
+    async def enrol(self, code_hash: bytes, now: int, new: NewDevice, answer: Callable[[Device], T]) -> T:
         async with self._transaction() as db:
             account_id: str | None = await db.fetchval(
                 "UPDATE enrolment_codes SET spent = TRUE"
@@ -329,35 +339,26 @@ class PostgresStore(RelayStore):
                 code_hash,
                 now,
             )
-        return account_id
-
-    async def add_device(
-        self,
-        account_id: str,
-        identity_key: bytes,
-        signed_prekey: SignedPreKey,
-        one_time_prekeys: list[OneTimePreKey],
-    ) -> Device:
-        async with self._transaction() as db:
+            if account_id is None:
+                raise CodeRefusedError("the enrolment code is unknown, spent or expired")
+            state = await db.fetchval("SELECT state FROM accounts WHERE account_id = $1", account_id)
+            if state != AccountState.ACTIVE.value:
+                raise AccountInactiveError(f"the account {account_id!r} is not active")
+            spk = new.signed_prekey
             device_id: int = await db.fetchval(
                 "INSERT INTO devices (account_id, identity_key, signed_prekey_id, signed_prekey,"
                 " signed_prekey_signature) VALUES ($1, $2, $3, $4, $5) RETURNING device_id",
                 account_id,
-                identity_key,
-                signed_prekey.key_id,
-                signed_prekey.public,
-                signed_prekey.signature,
+                new.identity_key,
+                spk.key_id,
+                spk.public,
+                spk.signature,
             )
-            await _insert_prekeys(db, device_id, one_time_prekeys)
-        return Device(
-            device_id,
-            account_id,
-            identity_key,
-            signed_prekey.key_id,
-            signed_prekey.public,
-            signed_prekey.signature,
-            revoked=False,
-        )
+            await _insert_prekeys(db, device_id, list(new.one_time_prekeys))
+            device = Device(
+                device_id, account_id, new.identity_key, spk.key_id, spk.public, spk.signature, revoked=False
+            )
+            return answer(device)
 
     async def get_device(self, device_id: int) -> Device | None:
         async with self._transaction() as db:

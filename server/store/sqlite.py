@@ -19,12 +19,15 @@ from typing import TypeVar
 from server.adminlog import GENESIS_HASH, chain_hash
 from server.store.base import (
     Account,
+    AccountInactiveError,
     AccountState,
     AdminLogEntry,
+    CodeRefusedError,
     Device,
     DeviceGoneError,
     DuplicateError,
     MailboxFullError,
+    NewDevice,
     OneTimePreKey,
     QueuedEnvelope,
     Quota,
@@ -193,6 +196,10 @@ class SQLiteStore(RelayStore):
         )
         return _account(row) if row else None
 
+    async def account_ids(self) -> list[str]:
+        rows = await self._run(lambda db: db.execute("SELECT account_id FROM accounts").fetchall())
+        return [row[0] for row in rows]
+
     async def set_account_state(self, account_id: str, state: AccountState) -> bool:
         def work(db: sqlite3.Connection) -> bool:
             changed = db.execute(
@@ -225,49 +232,34 @@ class SQLiteStore(RelayStore):
             )
         )
 
-    async def spend_enrolment_code(self, code_hash: bytes, now: int) -> str | None:
-        row = await self._run(
-            lambda db: db.execute(
+    async def enrol(self, code_hash: bytes, now: int, new: NewDevice, answer: Callable[[Device], T]) -> T:
+        def work(db: sqlite3.Connection) -> T:
+            spent = db.execute(
                 "UPDATE enrolment_codes SET spent = 1 WHERE code_hash = ? AND spent = 0 AND expires_at > ?"
                 " RETURNING account_id",
                 (code_hash, now),
             ).fetchall()
-        )
-        return row[0][0] if row else None
-
-    async def add_device(
-        self,
-        account_id: str,
-        identity_key: bytes,
-        signed_prekey: SignedPreKey,
-        one_time_prekeys: list[OneTimePreKey],
-    ) -> Device:
-        def work(db: sqlite3.Connection) -> Device:
+            if not spent:
+                raise CodeRefusedError("the enrolment code is unknown, spent or expired")
+            account_id = spent[0][0]
+            state = db.execute("SELECT state FROM accounts WHERE account_id = ?", (account_id,)).fetchone()
+            if state is None or state[0] != AccountState.ACTIVE.value:
+                raise AccountInactiveError(f"the account {account_id!r} is not active")
+            spk = new.signed_prekey
             cursor = db.execute(
                 "INSERT INTO devices (account_id, identity_key, signed_prekey_id, signed_prekey,"
                 " signed_prekey_signature) VALUES (?, ?, ?, ?, ?)",
-                (
-                    account_id,
-                    identity_key,
-                    signed_prekey.key_id,
-                    signed_prekey.public,
-                    signed_prekey.signature,
-                ),
+                (account_id, new.identity_key, spk.key_id, spk.public, spk.signature),
             )
             device_id = int(cursor.lastrowid or 0)
             db.executemany(
                 "INSERT OR IGNORE INTO one_time_prekeys VALUES (?, ?, ?)",
-                [(device_id, key.key_id, key.public) for key in one_time_prekeys],
+                [(device_id, key.key_id, key.public) for key in new.one_time_prekeys],
             )
-            return Device(
-                device_id,
-                account_id,
-                identity_key,
-                signed_prekey.key_id,
-                signed_prekey.public,
-                signed_prekey.signature,
-                revoked=False,
+            device = Device(
+                device_id, account_id, new.identity_key, spk.key_id, spk.public, spk.signature, revoked=False
             )
+            return answer(device)
 
         return await self._run(work)
 

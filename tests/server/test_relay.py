@@ -29,6 +29,7 @@ from app.protocol.frames import (
     NoticeKind,
     Status,
 )
+from server.relay import enrolment_code_hash
 from tests.conftest import require
 from tests.server.stores import POSTGRES_DSN, database_of, drop_schema
 from tests.support.relay import RelayProcess, TestDevice, admin, new_account
@@ -286,6 +287,43 @@ def test_spent_expired_and_unknown_codes_are_refused(start_relay: RelayFactory) 
     run(scenario())
     expired = admin(relay.data_dir, "code", "issue", "c.user", "--valid-hours", "0")
     assert expired.returncode == 1 and "--valid-hours" in expired.stderr
+
+
+def test_an_enrolment_the_relay_cannot_answer_spends_nothing(start_relay: RelayFactory) -> None:
+    """Test that enrolling on an account stored before the id rule with an empty id (no certificate
+    can name it) is refused with INTERNAL_ERROR, adds no device and leaves the code unspent; a
+    disabled account's code is refused the same way and works once the account is enabled."""
+    relay = start_relay()
+    database = database_of(relay.data_dir)
+    code = "EMPT-YACC-OUNT-CODE-AAAA-BBBB"
+
+    async def scenario() -> None:
+        await database.sql("INSERT INTO accounts VALUES ('', 'Nobody', '', 'active', '')")
+        await database.sql(
+            "INSERT INTO enrolment_codes (code_hash, account_id, expires_at) VALUES ($1, '', $2)",
+            enrolment_code_hash(code),
+            int(time.time()) + 3600,
+        )
+        device = TestDevice(relay)
+        await device.connect()
+        response = await device.enrol(code)
+        assert response.status == Status.INTERNAL_ERROR and "still valid" in response.reason
+        assert await database.sql("SELECT COUNT(*) FROM devices") == [(0,)]
+        assert [bool(spent) for (spent,) in await database.sql("SELECT spent FROM enrolment_codes")] == [
+            False
+        ]
+        await device.disconnect()
+
+        disabled = new_account(relay.data_dir, "d.user")
+        assert admin(relay.data_dir, "account", "disable", "d.user").returncode == 0
+        await device.connect()
+        assert (await device.enrol(disabled)).status == Status.ACCOUNT_DISABLED
+        assert admin(relay.data_dir, "account", "enable", "d.user").returncode == 0
+        assert (await device.enrol(disabled)).status == Status.OK
+        assert (await device.authenticate()).status == Status.OK
+        await device.disconnect()
+
+    run(scenario())
 
 
 def test_enrolment_attempts_are_rate_limited(start_relay: RelayFactory) -> None:

@@ -11,11 +11,14 @@ import pytest
 from server.adminlog import GENESIS_HASH, verify
 from server.store.base import (
     Account,
+    AccountInactiveError,
     AccountState,
+    CodeRefusedError,
     Device,
     DeviceGoneError,
     DuplicateError,
     MailboxFullError,
+    NewDevice,
     OneTimePreKey,
     Quota,
     RelayStore,
@@ -39,8 +42,35 @@ def _prekeys(first: int, count: int) -> list[OneTimePreKey]:
     return [OneTimePreKey(key_id, os.urandom(32)) for key_id in range(first, first + count)]
 
 
+def _same(device: Device) -> Device:
+    return device
+
+
+async def _enrol(
+    store: RelayStore,
+    account_id: str,
+    identity_key: bytes | None = None,
+    signed: SignedPreKey | None = None,
+    keys: list[OneTimePreKey] | None = None,
+) -> Device:
+    """Enrol a device on ``account_id`` with a code issued for it."""
+    code_hash = os.urandom(32)
+    await store.add_enrolment_code(code_hash, account_id, LATER)
+    new = NewDevice(identity_key or os.urandom(32), signed or _signed_prekey(), tuple(keys or ()))
+    return await store.enrol(code_hash, NOW, new, _same)
+
+
+async def _spend(store: RelayStore, code_hash: bytes, now: int) -> str | None:
+    """The account a code enrols a new device on, or None if the code is refused."""
+    try:
+        device = await store.enrol(code_hash, now, NewDevice(os.urandom(32), _signed_prekey(), ()), _same)
+    except CodeRefusedError:
+        return None
+    return device.account_id
+
+
 async def _device(store: RelayStore, account_id: str, prekeys: int = 0) -> Device:
-    return await store.add_device(account_id, os.urandom(32), _signed_prekey(), _prekeys(1, prekeys))
+    return await _enrol(store, account_id, keys=_prekeys(1, prekeys))
 
 
 async def _account_with_device(store: RelayStore, account_id: str, prekeys: int = 0) -> Device:
@@ -176,8 +206,8 @@ def test_enrolment_code_is_spent_once(store: RelayStore) -> None:
         await store.create_account("alice", "Alice", "Finance")
         code_hash = os.urandom(32)
         await store.add_enrolment_code(code_hash, "alice", LATER)
-        assert await store.spend_enrolment_code(code_hash, NOW) == "alice"
-        assert await store.spend_enrolment_code(code_hash, NOW) is None
+        assert await _spend(store, code_hash, NOW) == "alice"
+        assert await _spend(store, code_hash, NOW) is None
 
     run_with(store, body)
 
@@ -189,9 +219,9 @@ def test_expired_or_unknown_enrolment_code_is_refused(store: RelayStore) -> None
         await store.create_account("alice", "Alice", "Finance")
         code_hash = os.urandom(32)
         await store.add_enrolment_code(code_hash, "alice", NOW)
-        assert await store.spend_enrolment_code(code_hash, NOW) is None
-        assert await store.spend_enrolment_code(code_hash, NOW - 1) == "alice"
-        assert await store.spend_enrolment_code(os.urandom(32), NOW) is None
+        assert await _spend(store, code_hash, NOW) is None
+        assert await _spend(store, code_hash, NOW - 1) == "alice"
+        assert await _spend(store, os.urandom(32), NOW) is None
 
     run_with(store, body)
 
@@ -203,8 +233,39 @@ def test_concurrent_spends_of_one_code_succeed_once(store: RelayStore) -> None:
         await store.create_account("alice", "Alice", "Finance")
         code_hash = os.urandom(32)
         await store.add_enrolment_code(code_hash, "alice", LATER)
-        results = await asyncio.gather(*(store.spend_enrolment_code(code_hash, NOW) for _ in range(10)))
+        results = await asyncio.gather(*(_spend(store, code_hash, NOW) for _ in range(10)))
         assert (results.count("alice"), results.count(None)) == (1, 9)
+
+    run_with(store, body)
+
+
+class AnswerFailed(Exception):
+    """What a failing ENROL answer raises in these tests."""
+
+
+def _fail(device: Device) -> Device:
+    raise AnswerFailed(device.device_id)
+
+
+def test_a_failed_enrolment_spends_no_code_and_adds_no_device(store: RelayStore) -> None:
+    """Test that an enrolment whose answer fails, whose account is disabled or whose identity key is
+    enrolled already leaves the code unspent and no device, and the code then enrols once."""
+
+    async def body(store: RelayStore) -> None:
+        held = await _account_with_device(store, "alice")
+        code_hash = os.urandom(32)
+        await store.add_enrolment_code(code_hash, "alice", LATER)
+        with pytest.raises(AnswerFailed):
+            await store.enrol(code_hash, NOW, NewDevice(os.urandom(32), _signed_prekey(), ()), _fail)
+        with pytest.raises(DuplicateError):
+            await store.enrol(code_hash, NOW, NewDevice(held.identity_key, _signed_prekey(), ()), _same)
+        await store.set_account_state("alice", AccountState.DISABLED)
+        with pytest.raises(AccountInactiveError):
+            await store.enrol(code_hash, NOW, NewDevice(os.urandom(32), _signed_prekey(), ()), _same)
+        assert await store.list_devices("alice") == [held]
+        await store.set_account_state("alice", AccountState.ACTIVE)
+        assert await _spend(store, code_hash, NOW) == "alice"
+        assert await _spend(store, code_hash, NOW) is None
 
     run_with(store, body)
 
@@ -218,7 +279,7 @@ def test_added_device_reads_back_and_a_repeated_identity_key_is_refused(store: R
     async def body(store: RelayStore) -> None:
         await store.create_account("alice", "Alice", "Finance")
         identity_key, signed = os.urandom(32), _signed_prekey(7)
-        device = await store.add_device("alice", identity_key, signed, _prekeys(1, 3))
+        device = await _enrol(store, "alice", identity_key, signed, _prekeys(1, 3))
         assert device == Device(
             device.device_id, "alice", identity_key, 7, signed.public, signed.signature, revoked=False
         )
@@ -226,7 +287,7 @@ def test_added_device_reads_back_and_a_repeated_identity_key_is_refused(store: R
         assert await store.get_device(device.device_id + 1000) is None
         assert await store.count_one_time_prekeys(device.device_id) == 3
         with pytest.raises(DuplicateError):
-            await store.add_device("alice", identity_key, _signed_prekey(), [])
+            await _enrol(store, "alice", identity_key)
         assert await store.list_devices("alice") == [device]
 
     run_with(store, body)
@@ -271,7 +332,7 @@ def test_take_bundles_hands_out_each_one_time_prekey_once(store: RelayStore) -> 
     async def body(store: RelayStore) -> None:
         await store.create_account("alice", "Alice", "Finance")
         keys = _prekeys(1, 3)
-        device = await store.add_device("alice", os.urandom(32), _signed_prekey(), keys)
+        device = await _enrol(store, "alice", keys=keys)
         taken = [(await store.take_bundles("alice"))[0] for _ in range(4)]
         assert [bundle_device for bundle_device, _ in taken] == [device] * 4
         assert [one_time for _, one_time in taken] == [*keys, None]
@@ -303,7 +364,7 @@ def test_uploaded_prekeys_keep_the_ids_already_held(store: RelayStore) -> None:
     async def body(store: RelayStore) -> None:
         await store.create_account("alice", "Alice", "Finance")
         original = _prekeys(1, 2)
-        device = await store.add_device("alice", os.urandom(32), _signed_prekey(), original)
+        device = await _enrol(store, "alice", keys=original)
         replacement = OneTimePreKey(2, os.urandom(32))
         assert await store.add_one_time_prekeys(device.device_id, [replacement, *_prekeys(3, 2)]) == 4
         assert await store.count_one_time_prekeys(device.device_id) == 4
@@ -804,7 +865,7 @@ def test_postgres_concurrent_bundle_fetches_never_share_a_prekey(postgres: Postg
         first, second = await _two_stores(postgres)
         try:
             await first.create_account("alice", "Alice", "Finance")
-            await first.add_device("alice", os.urandom(32), _signed_prekey(), _prekeys(1, 20))
+            await _enrol(first, "alice", keys=_prekeys(1, 20))
             fetches = [(first if index % 2 else second).take_bundles("alice") for index in range(40)]
             return [bundles[0][1] for bundles in await asyncio.gather(*fetches)]
         finally:
