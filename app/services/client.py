@@ -16,7 +16,8 @@ them in dependency order, and this file is the one place to read who calls whom
 - ``PreKeys``: keeps the relay stocked with one-time prekeys.
 - ``Account``: enrolment, the connection, certificate renewal.
 - ``ExpirySchedule``: disappearing messages swept on time.
-- ``Provisioning``: the organisation's signed configs and the effective policy.
+- ``Provisioning``: the organisation's signed configs and the effective policy; the
+  parts that own a rule's action read it through ``Provisioning.rules`` and check it first.
 
 Everything runs on the worker loop (``worker.Worker``), the store's own thread. A
 coroutine yields only at network waits, and never between loading a ratchet session
@@ -108,7 +109,9 @@ class Client:
         emitter = Emitter(listener)
         relay = RelayLink(backoff=backoff)
         credentials = Credentials(store, clock)
-        contacts = Contacts(store, relay=relay, tasks=tasks)
+        provisioning = Provisioning(store, system_config=system_config, clock=clock)
+        rules = provisioning.rules
+        contacts = Contacts(store, relay=relay, tasks=tasks, rules=rules)
         sessions = Sessions(
             store, credentials=credentials, relay=relay, contacts=contacts, emitter=emitter, random=random
         )
@@ -138,6 +141,7 @@ class Client:
             emitter=emitter,
             clock=clock,
             random=random,
+            rules=rules,
         )
         return cls(
             store,
@@ -158,6 +162,7 @@ class Client:
                 emitter=emitter,
                 tasks=tasks,
                 clock=clock,
+                rules=rules,
             ),
             conversations=Conversations(
                 store,
@@ -169,6 +174,7 @@ class Client:
                 emitter=emitter,
                 clock=clock,
                 random=random,
+                rules=rules,
             ),
             verification=Verification(store, credentials=credentials, sessions=sessions, sending=sending),
             prekeys=PreKeys(store, relay=relay, random=random),
@@ -176,7 +182,7 @@ class Client:
                 store, credentials=credentials, relay=relay, tasks=tasks, clock=clock, random=random
             ),
             expiry=ExpirySchedule(store, emitter=emitter, tasks=tasks, clock=clock),
-            provisioning=Provisioning(store, system_config=system_config, clock=clock),
+            provisioning=provisioning,
             emitter=emitter,
         )
 

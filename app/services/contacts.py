@@ -6,6 +6,7 @@ import logging
 
 from app.base.errors import OfflineError, RelayRefusedError
 from app.protocol.frames import DirectoryEntry, DirectoryLookup, DirectoryResults, FrameType
+from app.services.rules import RulesSource
 from app.services.tasks import Tasks
 from app.sync.link import RelayLink
 from storage.errors import NotFoundError
@@ -16,12 +17,15 @@ log = logging.getLogger(__name__)
 
 
 class Contacts:
-    def __init__(self, store: Store, relay: RelayLink, tasks: Tasks) -> None:
+    def __init__(self, store: Store, *, relay: RelayLink, tasks: Tasks, rules: RulesSource) -> None:
         self._store = store
         self._relay = relay
         self._tasks = tasks
+        self._rules = rules
 
     async def lookup(self, query: str) -> list[DirectoryEntry]:
+        """The directory's matches; refused where the policy forbids look-ups (``list`` still works)."""
+        self._rules().check_directory()
         response = await self._relay.call(FrameType.DIRECTORY_LOOKUP, DirectoryLookup(query).encode())
         return list(DirectoryResults.parse(response.body).entries)
 
@@ -43,7 +47,10 @@ class Contacts:
             self._tasks.spawn(self._learn_name(account_id))
 
     async def _learn_name(self, account_id: str) -> None:
-        """Ask the directory for a new contact's name and department (best effort)."""
+        """Ask the directory for a new contact's name and department (best effort; never where the
+        policy forbids look-ups: the contact keeps its account id as name)."""
+        if not self._rules().directory_lookup_allowed:
+            return
         try:
             entries = await self.lookup(account_id)
         except (OfflineError, RelayRefusedError) as e:

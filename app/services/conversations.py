@@ -1,4 +1,10 @@
-"""Conversations and what is in them: opening one, reading, searching, timers, receipts, deleting."""
+"""Conversations and what is in them: opening one, reading, searching, timers, receipts, deleting.
+
+The policy decides here whether a normal conversation may be started (secret chats only),
+which timers a user may choose (the range) and which a new conversation starts with (the
+default timer and label), and whether reading a message tells its sender (read receipts
+allowed, and the user's own setting). Each is checked before anything is stored or sent.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from app.services.delivery import Delivery
 from app.services.errors import FileAccessError, NoDeviceError, SecretChatError
 from app.services.events import Emitter, MessageStatusChanged, TimerChanged
 from app.services.outgoing import CONTROL_ENVELOPE_SECONDS, Sending
+from app.services.rules import RulesSource
 from app.services.sessions import Sessions
 from app.services.settings import READ_RECEIPTS, read_receipts_enabled
 from app.services.types import ConversationSummary
@@ -45,6 +52,7 @@ class Conversations:
         emitter: Emitter,
         clock: Clock,
         random: RandomSource,
+        rules: RulesSource,
     ) -> None:
         self._store = store
         self._credentials = credentials
@@ -55,15 +63,23 @@ class Conversations:
         self._emitter = emitter
         self._clock = clock
         self._random = random
+        self._rules = rules
 
     def start(self, account_id: str) -> Conversation:
-        """The direct conversation with a colleague, created on first use."""
+        """The direct conversation with a colleague, created on first use with the policy's default
+        timer and label; refused where the policy allows secret chats only."""
+        rules = self._rules()
+        rules.check_direct()
         contact = self._contacts.get(account_id)
         existing = self._store.conversations.find_with_peer(account_id)
         if existing:
             return existing[0]
         return self._store.conversations.create(
-            ConversationKind.DIRECT, peer_account_id=account_id, title=contact.display_name
+            ConversationKind.DIRECT,
+            peer_account_id=account_id,
+            title=contact.display_name,
+            timer_seconds=rules.timer_default,
+            classification=rules.classification_default,
         )
 
     async def start_secret(self, account_id: str, timer_seconds: int) -> Conversation:
@@ -71,6 +87,8 @@ class Conversations:
         contact = self._contacts.get(account_id)
         if timer_seconds <= 0:
             raise SecretChatError("a secret chat needs a disappearing-message timer")
+        rules = self._rules()
+        rules.check_timer(timer_seconds)
         announcement = TimerChange(
             timer_seconds, millis(self._clock), secret_id=self._random(SECRET_ID_BYTES)
         )
@@ -80,6 +98,7 @@ class Conversations:
             peer_account_id=account_id,
             title=contact.display_name,
             timer_seconds=timer_seconds,
+            classification=rules.classification_default,
             secret_id=announcement.secret_id,
             peer_device=devices[0],
         )
@@ -128,7 +147,9 @@ class Conversations:
             raise FileAccessError(f"cannot save to {dest}: {e.strerror}") from e
 
     def mark_read(self, conversation_id: int) -> int:
-        """Mark every unread message read, start their countdowns, and tell the sender if policy allows."""
+        """Mark every unread message read, start their countdowns, and tell the sender if the policy
+        (``read_receipts_allowed``) and the user's setting allow; delivery receipts are not read
+        receipts and go out whatever these say (``Receiving``)."""
         conversation = self._store.conversations.get(conversation_id)
         unread = self._store.messages.unread(conversation_id)
         if not unread:
@@ -141,7 +162,8 @@ class Conversations:
                 if message.expire_after:
                     self._store.messages.set_expiry(message.id, now + message.expire_after)
                 by_device.setdefault((message.sender, message.sender_device), []).append(message.message_id)
-            if read_receipts_enabled(self._store) and self._credentials.certificate is not None:
+            tell = self._rules().read_receipts_allowed and read_receipts_enabled(self._store)
+            if tell and self._credentials.certificate is not None:
                 for (account_id, device_id), ids in by_device.items():
                     if not self._sessions.has(account_id, device_id):
                         continue
@@ -159,7 +181,9 @@ class Conversations:
         self._store.settings.set(READ_RECEIPTS, "on" if enabled else "off")
 
     async def set_timer(self, conversation_id: int, timer_seconds: int) -> Conversation:
-        """Change the conversation's timer for both sides (an encrypted control message tells the peer)."""
+        """Change the conversation's timer for both sides (an encrypted control message tells the peer);
+        a timer outside the policy's range is refused."""
+        self._rules().check_timer(timer_seconds)
         conversation = self._sending.sendable(conversation_id)
         peer = conversation.peer_account_id
         if peer is None:

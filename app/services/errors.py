@@ -34,3 +34,43 @@ class NoDeviceError(EnclaveError):
 class FileAccessError(EnclaveError):
     """A file to send cannot be read, or a file cannot be saved where asked (missing, a folder,
     not allowed)."""
+
+
+class PolicyRefusedError(PolicyError):
+    """The organisation's policy forbids this action; ``key`` names the rule, the message what it allows.
+
+    Raised before anything is stored, sealed or sent, so a refused call changes nothing.
+    """
+
+    def __init__(self, key: str, allowed: str, refused: str) -> None:
+        super().__init__(f"refused by the policy's {key}: {allowed}; {refused}")
+        self.key = key
+
+
+class TimerNotAllowedError(PolicyRefusedError):
+    """A disappearing timer outside the policy's ``timer_minimum_seconds..timer_maximum_seconds``."""
+
+
+class DirectChatNotAllowedError(PolicyRefusedError):
+    """The policy allows secret chats only (``secret_chats_only``)."""
+
+
+class FileNotAllowedError(PolicyRefusedError):
+    """Files are not allowed, or this one is too large or of a type not permitted."""
+
+
+class DirectoryNotAllowedError(PolicyRefusedError):
+    """The policy does not allow looking colleagues up in the directory; local contacts still work."""
+
+
+class VerificationRequiredError(PolicyRefusedError):
+    """The conversation's label sends only to verified keys, and a key of the colleague is not verified:
+    compare safety numbers with them (in person or by phone) and mark the key verified first."""
+
+    def __init__(self, key: str, allowed: str, refused: str, *, account_id: str) -> None:
+        super().__init__(key, allowed, refused)
+        self.account_id = account_id
+
+
+class ProfileProtectionError(PolicyRefusedError):
+    """A new profile must be protected by a passphrase (not the keystore), or a longer one."""

@@ -5,6 +5,10 @@ checked; then one transaction stores the message, the session, the used one-time
 prekey's removal, the envelope id (so a redelivery is dropped) and the delivery
 receipt's envelope. Only then is the envelope acked. Anything that fails before the
 commit leaves the store untouched, and the relay redelivers.
+
+What arrives is never refused for the policy (that would lose what a colleague wrote), but
+its timers are brought into this device's range (``app.services.rules``), and a
+conversation a peer starts gets the policy's default timer and label, as one started here.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from app.services.events import (
     TimerChanged,
 )
 from app.services.outgoing import CONTROL_ENVELOPE_SECONDS, MESSAGE_ENVELOPE_SECONDS
+from app.services.rules import RulesSource
 from app.services.sessions import Sessions
 from app.services.tasks import Tasks
 from app.sync.link import RelayLink
@@ -96,6 +101,7 @@ class Receiving:
         emitter: Emitter,
         tasks: Tasks,
         clock: Clock,
+        rules: RulesSource,
     ) -> None:
         """``relay`` serves the files (downloads) and is asked to push again after a failure."""
         self._store = store
@@ -107,6 +113,7 @@ class Receiving:
         self._emitter = emitter
         self._tasks = tasks
         self._clock = clock
+        self._rules = rules
 
     async def receive(self, envelope: Envelope, source: Transport) -> None:
         """Open, store and then ack one envelope; anything before the commit leaves no trace."""
@@ -198,9 +205,11 @@ class Receiving:
             )
             if conversation is None:
                 return events
-            if conversation.timer_seconds != content.timer_seconds:
-                self._store.conversations.set_timer(conversation.id, content.timer_seconds)
-                events.append(TimerChanged(conversation.id, content.timer_seconds, by_peer=True))
+            secret = conversation.kind is ConversationKind.SECRET
+            timer = self._rules().nearest_timer(content.timer_seconds, secret=secret)
+            if conversation.timer_seconds != timer:
+                self._store.conversations.set_timer(conversation.id, timer)
+                events.append(TimerChanged(conversation.id, timer, by_peer=True))
             return events
         # A KeyUpdate (reset) arrives in the new session it asks for, which has already
         # replaced the old one; nothing else is left to do.
@@ -218,6 +227,7 @@ class Receiving:
         if self._store.messages.find(conversation.id, sender.account_id, header.message_id) is not None:
             return events
         body = content.text if isinstance(content, TextMessage) else content.caption
+        secret = conversation.kind is ConversationKind.SECRET
         message = self._store.messages.add(
             NewMessage(
                 conversation_id=conversation.id,
@@ -228,7 +238,7 @@ class Receiving:
                 sender=sender.account_id,
                 sender_device=sender.device_id,
                 received_at=self._clock(),
-                expire_after=header.expire_after,
+                expire_after=self._rules().arriving_timer(header.expire_after, secret=secret),
             )
         )
         if isinstance(content, FileMessage):
@@ -244,7 +254,6 @@ class Receiving:
             int(self._clock()) + CONTROL_ENVELOPE_SECONDS,
             message_id=None,
         )
-        secret = conversation.kind is ConversationKind.SECRET
         preview = (
             None
             if secret
@@ -260,6 +269,7 @@ class Receiving:
         if group_id is not None:
             log.info("dropped a group message: groups arrive with a later version")
             return None, []
+        rules = self._rules()
         if secret_id is None:
             existing = self._store.conversations.find_with_peer(sender.account_id)
             if existing:
@@ -268,6 +278,8 @@ class Receiving:
                 ConversationKind.DIRECT,
                 peer_account_id=sender.account_id,
                 title=self._contacts.get(sender.account_id).display_name,
+                timer_seconds=rules.timer_default,
+                classification=rules.classification_default,
             )
             return created, [ConversationStarted(created)]
         secret = self._store.conversations.find_secret(secret_id)
@@ -280,7 +292,8 @@ class Receiving:
             ConversationKind.SECRET,
             peer_account_id=sender.account_id,
             title=self._contacts.get(sender.account_id).display_name,
-            timer_seconds=timer,
+            timer_seconds=rules.nearest_timer(timer, secret=True),
+            classification=rules.classification_default,
             secret_id=secret_id,
             peer_device=sender.device_id,
         )

@@ -11,6 +11,10 @@ the same conversation wait with it, so they leave in order.
 A disappearing message is sealed only while the transport is online: its envelope
 then expires a timer's length after it leaves, and its countdown on this device starts
 when the relay has taken it (``Delivery``), never while it waits here.
+
+The policy is checked before a message is stored (``_check_policy``, ``PolicyRules.check_file``):
+secret chats only, verified keys for the conversation's label, and for a file whether files
+are allowed, its size and its type. A refused message leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import io
 import logging
 import mimetypes
+import os
 from pathlib import Path
 
 from app.base.errors import OfflineError, RelayRefusedError
@@ -34,8 +39,10 @@ from app.services.errors import (
     NoDeviceError,
     NotEnrolledError,
     SecretChatError,
+    VerificationRequiredError,
 )
 from app.services.events import Emitter, MessageHeld, MessageStatusChanged
+from app.services.rules import RulesSource
 from app.services.sessions import Sessions
 from app.sync.link import RelayLink
 from app.sync.transport import TransportState
@@ -48,6 +55,7 @@ from storage.records import (
     Message,
     MessageStatus,
     NewMessage,
+    Trust,
 )
 from storage.store import Store
 
@@ -74,6 +82,7 @@ class Sending:
         emitter: Emitter,
         clock: Clock,
         random: RandomSource,
+        rules: RulesSource,
     ) -> None:
         """``relay`` takes the files (uploads); the envelopes go through ``delivery``."""
         self._store = store
@@ -84,12 +93,14 @@ class Sending:
         self._emitter = emitter
         self._clock = clock
         self._random = random
+        self._rules = rules
         self._lock = asyncio.Lock()
         self._held: set[int] = set()
         """Messages already reported as waiting for a key to be accepted (reported once)."""
 
     async def send_text(self, conversation_id: int, text: str) -> Message:
         conversation = self.sendable(conversation_id)
+        self._check_policy(conversation)
         TextMessage(self._header(conversation, bytes(MESSAGE_ID_BYTES), 0), text)
         with self._store.transaction():
             message = self._add(conversation, text)
@@ -102,12 +113,18 @@ class Sending:
 
     async def send_file(self, conversation_id: int, path: Path, caption: str = "") -> Message:
         conversation = self.sendable(conversation_id)
+        self._check_policy(conversation)
+        mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         try:
-            with self._store.transaction():
-                message = self._add(conversation, caption)
-                mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-                with path.open("rb") as source:
-                    self._store.attachments.add(message.id, source, name=path.name, mime_type=mime)
+            with path.open("rb") as source:
+                rules = self._rules()
+                rules.check_file(size=os.fstat(source.fileno()).st_size, mime_type=mime)
+                with self._store.transaction():
+                    message = self._add(conversation, caption)
+                    # The limit again while reading: a file that grows after the check is refused too.
+                    self._store.attachments.add(
+                        message.id, source, name=path.name, mime_type=mime, limit=rules.attachment_max_bytes
+                    )
         except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
             raise FileAccessError(f"cannot read {path}: {e.strerror}") from e
         await self.seal_pending()
@@ -119,7 +136,10 @@ class Sending:
         if self._store.conversations.get(original.conversation_id).kind is ConversationKind.SECRET:
             raise SecretChatError("messages of a secret chat cannot be forwarded")
         conversation = self.sendable(conversation_id)
+        self._check_policy(conversation)
         files = self._store.attachments.of_message(message_id)
+        for file in files:
+            self._rules().check_file(size=file.size, mime_type=file.mime_type)
         with self._store.transaction():
             copy = self._add(conversation, original.body)
             for file in files:
@@ -138,6 +158,37 @@ class Sending:
         if self._sessions.blocked(conversation.peer_account_id, conversation.peer_device):
             raise IdentityChangedError(conversation.peer_account_id)
         return conversation
+
+    def _check_policy(self, conversation: Conversation) -> None:
+        """Whether the policy lets a message be written in ``conversation`` (a ``PolicyRefusedError`` if not).
+
+        Secret chats only covers writing in a normal conversation as well as starting one, or a
+        conversation made before the rule would keep it open. Verified keys: every device the
+        message would be sealed for must carry the user's verified mark for its current key;
+        with no session yet there is no key the user could have verified, so that is refused too.
+        """
+        rules = self._rules()
+        if conversation.kind is not ConversationKind.SECRET:
+            rules.check_direct()
+        peer = conversation.peer_account_id
+        if peer is None or not rules.requires_verification(conversation.classification):
+            return
+        label = rules.label_of(conversation.classification)
+        allowed = f"conversations labelled {label} send to verified keys only"
+        devices = self._sessions.devices(peer, conversation.peer_device)
+        if not devices:
+            raise VerificationRequiredError(
+                "verified_keys_required", allowed, f"no key of {peer} is known yet", account_id=peer
+            )
+        for device_id in devices:
+            device = self._store.contacts.device(peer, device_id)
+            if device is None or device.trust is not Trust.VERIFIED:
+                raise VerificationRequiredError(
+                    "verified_keys_required",
+                    allowed,
+                    f"compare safety numbers with {peer} and mark the key verified first",
+                    account_id=peer,
+                )
 
     def send_control(self, conversation: Conversation, content: Content) -> None:
         """Queue a control message for every device the conversation reaches that has a session."""

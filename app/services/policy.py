@@ -7,6 +7,11 @@ written, and what it accepts is kept in the store in one transaction
 not the trusted root, not the versions that guard against a downgrade. A system config
 refused at open does not stop the profile from opening: the last accepted one stays in
 force and the refusal is reported with the policy (``PolicyView.refusals``).
+
+The engine's parts read the policy through ``Provisioning.rules`` (``app.services.rules``)
+before each action they own; it is worked out once and again only after a config was
+accepted or the user changed a value. A profile not made yet has no store, so what the
+machine's system config says about making one is read on its own (``system_rules``).
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ from app.base.errors import ProvisioningError
 from app.provisioning.accept import Candidate, InForce, Origin, check_candidate
 from app.provisioning.config import OrgConfig, untrusted_config
 from app.provisioning.errors import ConfigFileError, InvalidPolicyValueError
-from app.provisioning.locations import read_candidate
+from app.provisioning.locations import read_candidate, system_config_path
 from app.provisioning.policy import EffectivePolicy, PolicyEntry, effective_policy
 from app.provisioning.rules import BY_NAME, PolicyValue, ValueProblem, untrusted_value
 from app.services.clock import Clock
+from app.services.rules import PolicyRules
 from storage.store import Store
 
 USER_SETTING_PREFIX = "policy.user."
@@ -43,6 +49,9 @@ class ConfigInForce:
 @dataclass(frozen=True, slots=True)
 class PolicyView:
     policy: EffectivePolicy
+    rules: PolicyRules
+    """The same policy as typed values: what the window offers (timers, files, look-ups) and
+    applies itself (``idle_lock_minutes``, ``notification_previews``)."""
     configs: tuple[ConfigInForce, ...]
     system_location: str
     refusals: tuple[str, ...]
@@ -55,6 +64,8 @@ class Provisioning:
         self._system_config = system_config
         self._clock = clock
         self._refusals: list[str] = []
+        self._rules: PolicyRules | None = None
+        """The effective policy's rules until a config or a user value changes it."""
 
     def load_system(self) -> None:
         """Accept the system location's config if it is newer; keep a refusal's reason to show."""
@@ -89,6 +100,7 @@ class Provisioning:
                 config=candidate.config,
                 signature=accepted.signature,
             )
+            self._rules = None
         return accepted.config
 
     def _in_force(self, origin: Origin) -> OrgConfig | None:
@@ -114,13 +126,22 @@ class Provisioning:
             user=self._user_settings(),
         )
 
+    def rules(self) -> PolicyRules:
+        """The effective policy as the engine's parts check it."""
+        if self._rules is None:
+            self._rules = PolicyRules.of(self.effective())
+        return self._rules
+
     def view(self) -> PolicyView:
         configs = tuple(
             ConfigInForce(origin.value, config.organisation, config.version, config.expires.isoformat())
             for origin in Origin
             if (config := self._in_force(origin)) is not None
         )
-        return PolicyView(self.effective(), configs, str(self._system_config), tuple(self._refusals))
+        policy = self.effective()
+        return PolicyView(
+            policy, PolicyRules.of(policy), configs, str(self._system_config), tuple(self._refusals)
+        )
 
     def set_user(self, key: str, untrusted: object) -> PolicyEntry:
         """Set the user's own value of ``key``; a mandatory key or a bad value is a ``PolicyError``."""
@@ -128,6 +149,7 @@ class Provisioning:
         self._store.settings.set(
             USER_SETTING_PREFIX + key, json.dumps(list(value) if isinstance(value, tuple) else value)
         )
+        self._rules = None
         return self.effective().entry(key)
 
     def clear_user(self, key: str) -> PolicyEntry:
@@ -135,4 +157,28 @@ class Provisioning:
         if key not in BY_NAME:
             raise InvalidPolicyValueError(f"there is no policy key {key!r}")
         self._store.settings.delete(USER_SETTING_PREFIX + key)
+        self._rules = None
         return self.effective().entry(key)
+
+
+def system_location(chosen: Path | None = None) -> Path:
+    """``chosen``, or the OS's system location of the organisation config."""
+    return chosen or Path(str(system_config_path()))
+
+
+def system_rules(system_config: Path, *, clock: Clock) -> PolicyRules:
+    """The rules of the system location's config alone, for a profile that is not made yet.
+
+    The checks are those a new profile's ``Provisioning.load_system`` will make (no root
+    is trusted yet, no version is in force), so what is enforced before the profile exists
+    is what will be in force once it does. With no config, or one refused, Enclave's
+    defaults apply, as they will in the profile.
+    """
+    try:
+        candidate = read_candidate(system_config, Origin.SYSTEM)
+        if candidate is None:
+            return PolicyRules.of(effective_policy(system=None, imported=None, user={}))
+        accepted = check_candidate(candidate, trusted_root=None, in_force=None, now=clock())
+    except ProvisioningError:
+        return PolicyRules.of(effective_policy(system=None, imported=None, user={}))
+    return PolicyRules.of(effective_policy(system=accepted.config, imported=None, user={}))

@@ -5,7 +5,9 @@ it as they run on the worker loop), an organisation trust root that certifies th
 devices, and a clock. ``Bench.device`` makes a device as enrolment would leave it: a
 real SQLCipher profile in the test's folder holding its identity, relay settings,
 certificate and prekeys, and its engine's parts wired as ``Client.build`` wires them,
-with ``Delivery`` over an in-memory transport (``tests.support.transport``).
+with ``Delivery`` over an in-memory transport (``tests.support.transport``). Its
+``Provisioning`` reads no system config (there is none in the test's folder), so a test sets
+the policy as a user (``provisioning.set_user``) or imports a signed config.
 
 ``introduce`` and ``open_session`` give two devices a pairwise session with the real
 X3DH of ``app.crypto``, stored through the store's repositories, so that what one
@@ -41,6 +43,7 @@ from app.services.events import Emitter, Event
 from app.services.expiry import ExpirySchedule
 from app.services.incoming import Receiving
 from app.services.outgoing import Sending
+from app.services.policy import Provisioning
 from app.services.sessions import Sessions
 from app.services.settings import RelaySettings
 from app.services.tasks import Tasks
@@ -113,6 +116,7 @@ class Device:
     conversations: Conversations
     verification: Verification
     expiry: ExpirySchedule
+    provisioning: Provisioning
     events: list[Event] = field(default_factory=list)
     """Everything the parts emitted, in order."""
     requeued: int = 0
@@ -274,7 +278,11 @@ class Bench:
         emitter = Emitter(events.append)
         relay = RelayLink()
         credentials = Credentials(store, self.clock)
-        contacts = Contacts(store, relay=relay, tasks=tasks)
+        provisioning = Provisioning(
+            store, system_config=self.root / "no-system" / "enclave.toml", clock=self.clock
+        )
+        rules = provisioning.rules
+        contacts = Contacts(store, relay=relay, tasks=tasks, rules=rules)
         sessions = Sessions(
             store,
             credentials=credentials,
@@ -308,6 +316,7 @@ class Bench:
             emitter=emitter,
             clock=self.clock,
             random=self.random,
+            rules=rules,
         )
         device = Device(
             account_id=enrolment.account_id,
@@ -335,6 +344,7 @@ class Bench:
                 emitter=emitter,
                 tasks=tasks,
                 clock=self.clock,
+                rules=rules,
             ),
             conversations=Conversations(
                 store,
@@ -346,9 +356,11 @@ class Bench:
                 emitter=emitter,
                 clock=self.clock,
                 random=self.random,
+                rules=rules,
             ),
             verification=Verification(store, credentials=credentials, sessions=sessions, sending=sending),
             expiry=ExpirySchedule(store, emitter=emitter, tasks=tasks, clock=self.clock),
+            provisioning=provisioning,
             events=events,
         )
         return device
