@@ -6,8 +6,9 @@ The data folder is ``$ENCLAVE_HOME`` if set, else the platform's per-user data f
 ``<data>/profiles/default``.
 
 A profile's key comes from a passphrase file when one is given (its first line), else
-from the OS keystore. Where the profile needs a passphrase (it was made with one, or no
-keystore exists to make it with) and the caller may prompt, the passphrase is typed.
+from the OS keystore. Where the profile needs a passphrase (it was made with one, no
+keystore exists to make it with, or the organisation's policy requires one for a new
+profile) and the caller may prompt, the passphrase is typed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from app.services.profiles import (
     Passphrase,
     keystore_available,
     needs_passphrase,
+    new_profile_rules,
     profile_exists,
 )
 from cli.errors import CliError
@@ -54,12 +56,15 @@ def key_source(profile: Path, passphrase_file: Path | None, *, prompt: bool) -> 
     if passphrase_file is not None:
         return Passphrase(read_passphrase(passphrase_file))
     creating = not profile_exists(profile)
-    wants_passphrase = not keystore_available() if creating else needs_passphrase(profile)
+    required = creating and new_profile_rules().passphrase_required
+    wants_passphrase = (required or not keystore_available()) if creating else needs_passphrase(profile)
     if not wants_passphrase:
         return Keystore()
     if not prompt:
         reason = (
-            "no system keystore is available to protect a new profile"
+            "your organisation's policy (passphrase_required) protects a new profile by a passphrase"
+            if required
+            else "no system keystore is available to protect a new profile"
             if creating
             else "this profile is protected by a passphrase"
         )

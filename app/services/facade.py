@@ -24,10 +24,9 @@ from typing import Any, TypeVar
 import nacl.utils
 
 from app.crypto.primitives import RandomSource
-from app.provisioning.locations import system_config_path
 from app.services.client import Client
 from app.services.events import ConnectionChanged, Event, Listener
-from app.services.policy import PolicyView
+from app.services.policy import PolicyView, system_location, system_rules
 from app.services.types import (
     Attachment,
     Contact,
@@ -80,7 +79,13 @@ class Enclave:
         ("enclave-cli listen"; default: the running program's name), as ``ProfileInUseError``.
         ``system_config`` is the organisation config of the machine's system location
         (default: the OS's, ``app.provisioning.locations``); it is read as the profile opens.
+        A profile is created only with the protection that config's policy allows (a
+        passphrase instead of the keystore, long enough): else ``ProfileProtectionError``,
+        and nothing is written. ``profiles.new_profile_rules`` tells a face beforehand.
         """
+        location = system_location(system_config)
+        if create:
+            system_rules(location, clock=clock).check_new_profile(key)
         enclave = cls(Worker(), listener)
 
         async def opening() -> Client:
@@ -92,7 +97,7 @@ class Enclave:
                 clock=clock,
                 random=random,
                 backoff=backoff,
-                system_config=system_config or Path(str(system_config_path())),
+                system_config=location,
             )
             client.provisioning.load_system()
             client.start()

@@ -101,7 +101,7 @@ class Sending:
     async def send_text(self, conversation_id: int, text: str) -> Message:
         conversation = self.sendable(conversation_id)
         self._check_policy(conversation)
-        TextMessage(self._header(conversation, bytes(MESSAGE_ID_BYTES), 0), text)
+        TextMessage(self._header(conversation, bytes(MESSAGE_ID_BYTES), 0, conversation.timer_seconds), text)
         with self._store.transaction():
             message = self._add(conversation, text)
             sealed = self._seal_at_once(message, conversation)
@@ -237,7 +237,12 @@ class Sending:
             self._emitter.emit(MessageHeld(message.id, message.conversation_id, account_id))
 
     def _add(self, conversation: Conversation, body: str) -> Message:
-        """Store an outgoing message as pending and unsealed (inside the caller's transaction)."""
+        """Store an outgoing message as pending and unsealed (inside the caller's transaction).
+
+        Its timer is the conversation's, or the nearest the policy allows where the
+        conversation's timer is outside the range (set before the range was).
+        """
+        secret = conversation.kind is ConversationKind.SECRET
         message = self._store.messages.add(
             NewMessage(
                 conversation_id=conversation.id,
@@ -246,16 +251,16 @@ class Sending:
                 status=MessageStatus.PENDING,
                 sent_at=self._clock(),
                 expires_at=None,
-                expire_after=conversation.timer_seconds,
+                expire_after=self._rules().nearest_timer(conversation.timer_seconds, secret=secret),
             )
         )
         self._store.unsealed.add(message.id)
         return message
 
-    def _header(self, conversation: Conversation, message_id: bytes, sent_at: int) -> MessageHeader:
-        return MessageHeader(
-            message_id, sent_at, conversation.timer_seconds, secret_id=conversation.secret_id
-        )
+    def _header(
+        self, conversation: Conversation, message_id: bytes, sent_at: int, expire_after: int
+    ) -> MessageHeader:
+        return MessageHeader(message_id, sent_at, expire_after, secret_id=conversation.secret_id)
 
     def _seal_at_once(self, message: Message, conversation: Conversation) -> bool:
         """Seal a new text in the transaction that stores it, when nothing has to wait (one commit).
@@ -269,7 +274,9 @@ class Sending:
         devices = self._sessions.devices(peer, conversation.peer_device)
         if not devices:
             return False
-        header = self._header(conversation, message.message_id, int(message.sent_at * 1000))
+        header = self._header(
+            conversation, message.message_id, int(message.sent_at * 1000), message.expire_after
+        )
         self._seal_ready(message, peer, devices, TextMessage(header, message.body))
         return True
 
@@ -288,7 +295,9 @@ class Sending:
         devices = await self._sessions.ensure(peer, conversation.peer_device)
         if self._sessions.blocked(peer, conversation.peer_device):
             raise IdentityChangedError(peer)
-        header = self._header(conversation, message.message_id, int(message.sent_at * 1000))
+        header = self._header(
+            conversation, message.message_id, int(message.sent_at * 1000), message.expire_after
+        )
         files = self._store.attachments.of_message(message.id)
         content: Content
         if files:
