@@ -1,26 +1,32 @@
-"""enclave-cli policy as a person runs it: import, show with sources, set and unset, refusals."""
+"""enclave-cli policy as a person runs it: import, show with sources, set and unset, refusals; and
+the commands a policy refuses, which say the rule in one line."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
+from tests.cli.conftest import Pair
 from tests.support.cli import CliUser, passphrase_file, rows
 from tests.support.organisation import Organisation
 from tests.support.relay import REPO
 from tests.support.systemconfig import with_system_folder
 
 
-def _run(user: CliUser, system: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``enclave-cli policy`` where /etc/enclave/ holds ``system`` (``<upper>/enclave/enclave.toml``)."""
+def _cli(user: CliUser, system: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``enclave-cli`` where /etc/enclave/ holds ``system`` (``<upper>/enclave/enclave.toml``)."""
     return subprocess.run(
-        with_system_folder(user.command("policy", *args), system.parent.parent),
+        with_system_folder(user.command(*args), system.parent.parent),
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=90,
         check=False,
     )
+
+
+def _run(user: CliUser, system: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return _cli(user, system, "policy", *args)
 
 
 def _shown(done: subprocess.CompletedProcess[str]) -> dict[str, list[str]]:
@@ -74,3 +80,33 @@ def test_policy_shows_each_value_and_its_source(tmp_path: Path) -> None:
     assert _run(user, system).stdout == before
     shown = _shown(_run(user, system, "--unset", "idle_lock_minutes"))
     assert shown["idle_lock_minutes"] == ["10", "system recommended"]
+
+
+def test_a_refused_send_and_timer_name_the_rule_in_one_line(pair: Pair, tmp_path: Path) -> None:
+    """Test that where the system config's policy forbids it, send-file of a type not permitted and a
+    timer below the minimum each exit 1 with one line naming the rule and what it allows, sending
+    nothing, while a permitted text still leaves."""
+    org = Organisation()
+    system = org.write(
+        tmp_path / "etc" / "enclave" / "enclave.toml",
+        org.config(
+            version=1,
+            mandatory="timer_default_seconds = 3600\ntimer_minimum_seconds = 3600\n"
+            'timer_maximum_seconds = 86400\nattachment_types = ["image/*"]',
+        ),
+    )
+    report = tmp_path / "report.pdf"
+    report.write_bytes(b"%PDF-1.7")
+
+    file_refused = _cli(pair.alice, system, "send-file", "bob", str(report))
+    timer_refused = _cli(pair.alice, system, "timer", "bob", "60")
+    for done, rule, allowed in (
+        (file_refused, "attachment_types", "files of type image/*; application/pdf is refused"),
+        (timer_refused, "timer_minimum_seconds", "timers from 3600 s to 86400 s; 60 s is refused"),
+    ):
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.splitlines() == [f"enclave-cli: refused by the policy's {rule}: {allowed}"]
+        assert done.stdout == ""
+    sent = _cli(pair.alice, system, "send", "bob", "within the rules")
+    assert sent.returncode == 0, sent.stderr
+    assert "status: sent" in sent.stdout
