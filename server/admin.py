@@ -9,9 +9,11 @@ hash-chained admin log.
     enclave-admin --data DIR device revoke DEVICE_ID
     enclave-admin --data DIR stats
     enclave-admin --data DIR log show | log verify [--expect-head HEX]
+    enclave-admin --version | --help
     enclave-admin org init | config sign | config verify   (no --data: server/orgadmin.py)
 
-Exit status: 0 done, 1 refused (unknown account, broken log...), 2 bad usage or config.
+Exit status: 0 done; 1 refused (unknown account, broken log...) or failed (the database);
+2 bad usage (argparse's, a too-short ``--expect-head``) or a bad config (``server.toml``).
 """
 
 from __future__ import annotations
@@ -21,23 +23,28 @@ import asyncio
 import base64
 import getpass
 import json
+import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from nacl.utils import random
 
+from app.base.accountid import AccountIdError, canonical_account_id, skeleton
 from app.base.errors import EnclaveError
 from app.base.limits import MAX_ACCOUNT_ID_BYTES
+from app.base.tools import EXIT_DONE, EXIT_REFUSED, EXIT_USAGE, ToolParser
 from app.protocol.frames import MAX_DEPARTMENT_BYTES, MAX_DISPLAY_NAME_BYTES, control_character
 from server import orgadmin
 from server.adminlog import verify
 from server.backends import make_store
 from server.config import load_config
 from server.relay import enrolment_code_hash
-from server.store.base import AccountState, DuplicateError, RelayStore
+from server.store.base import Account, AccountState, DuplicateError, RelayStore
 
+ACTOR_VARIABLE = "ENCLAVE_ADMIN_ACTOR"
+MAX_ACTOR_BYTES = 128
 CODE_BYTES = 15
 """120 bits: 24 base32 characters, typed in groups of four."""
 
@@ -46,7 +53,18 @@ class Refused(EnclaveError):
     """The admin asked for something that cannot be done; the message says why."""
 
 
+class UsageError(EnclaveError):
+    """The command line is wrong in a way argparse cannot see (exit status 2)."""
+
+
+HEAD_PREFIX_HEX = 16
+"""Fewest hex digits of the head ``--expect-head`` takes. Whoever rewrites the log must make
+a chain whose head starts with the recorded digits: 16 of them are 64 bits, about 2^64
+SHA-256 tries, decades for a GPU (at ten billion a second); the 4 digits the docs used to
+show were 65536 tries, and 12 still fall to one GPU in hours."""
+
 TEXT_ARGUMENTS = {
+    "actor": ("actor", 1, MAX_ACTOR_BYTES),
     "account_id": ("account id", 1, MAX_ACCOUNT_ID_BYTES),
     "account": ("account id", 1, MAX_ACCOUNT_ID_BYTES),
     "name": ("display name", 0, MAX_DISPLAY_NAME_BYTES),
@@ -86,82 +104,157 @@ def new_enrolment_code() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="enclave-admin", description="Administer an Enclave relay.")
+    parser = ToolParser(prog="enclave-admin", description="Administer an Enclave relay.").add_version()
     parser.add_argument("--data", type=Path, default=None, help="the relay's data folder (not org, config)")
-    parser.add_argument("--actor", default=None, help="who is acting (default: the login name)")
+    parser.add_argument(
+        "--actor",
+        default=None,
+        help=f"who the admin log names as acting; if not given, ${ACTOR_VARIABLE}, else the login name"
+        " of the admin who ran the tool ($SUDO_USER under sudo, never the service user)",
+    )
     commands = parser.add_subparsers(dest="group", required=True)
 
-    account = commands.add_parser("account").add_subparsers(dest="action", required=True)
-    create = account.add_parser("create")
+    account = commands.add_parser("account", help="create, disable, enable, revoke").add_subparsers(
+        dest="action", required=True
+    )
+    create = account.add_parser("create", help="a new account (the id is folded to lower case)")
     create.add_argument("account_id")
-    create.add_argument("--name", required=True)
-    create.add_argument("--department", default="")
+    create.add_argument("--name", required=True, help="the display name colleagues see")
+    create.add_argument("--department", default="", help="shown beside the name")
     for action in ("disable", "enable", "revoke"):
-        account.add_parser(action).add_argument("account_id")
+        account.add_parser(action, help=f"{action} the account").add_argument("account_id")
 
-    code = commands.add_parser("code").add_subparsers(dest="action", required=True)
-    issue = code.add_parser("issue")
+    code = commands.add_parser("code", help="enrolment codes").add_subparsers(dest="action", required=True)
+    issue = code.add_parser("issue", help="print a one-time enrolment code for the account")
     issue.add_argument("account_id")
-    issue.add_argument("--valid-hours", type=int, default=72)
+    issue.add_argument("--valid-hours", type=int, default=72, help="1 to 720")
 
-    device = commands.add_parser("device").add_subparsers(dest="action", required=True)
-    device.add_parser("list").add_argument("--account", default=None)
-    device.add_parser("revoke").add_argument("device_id", type=int)
+    device = commands.add_parser("device", help="list and revoke devices").add_subparsers(
+        dest="action", required=True
+    )
+    device.add_parser("list", help="every device, or one account's").add_argument(
+        "--account", default=None, help="only this account's devices"
+    )
+    device.add_parser("revoke", help="revoke one device").add_argument("device_id", type=int)
 
-    commands.add_parser("stats")
-    log = commands.add_parser("log").add_subparsers(dest="action", required=True)
-    log.add_parser("show")
-    log.add_parser("verify").add_argument(
-        "--expect-head", default=None, help="the head hash recorded earlier"
+    commands.add_parser("stats", help="counts only")
+    log = commands.add_parser("log", help="the admin log").add_subparsers(dest="action", required=True)
+    log.add_parser("show", help="every entry")
+    log.add_parser("verify", help="check the hash chain").add_argument(
+        "--expect-head",
+        default=None,
+        metavar="HEX",
+        help=f"the head recorded earlier: all of it or its first {HEAD_PREFIX_HEX} or more hex digits",
     )
     orgadmin.add_commands(commands)
     return parser
+
+
+def acting_admin(explicit: str | None, environ: Mapping[str, str]) -> str:
+    """Who the admin log names: ``--actor``, else ``$ENCLAVE_ADMIN_ACTOR``, else the admin's login.
+
+    The tool runs as the relay's service user (``sudo -u enclave enclave-admin …``), whose
+    name says nothing about who acted: under sudo ``$SUDO_USER`` is the admin's login, and
+    under su the terminal's login (``os.getlogin``) still is. Only with neither (a script run
+    by the service user itself) does the service user's name stand in the log. An entry is
+    not yet signed with the admin's own key; that waits for the admins' key directory.
+    """
+    for name in (explicit, environ.get(ACTOR_VARIABLE), environ.get("SUDO_USER")):
+        if name:
+            return name
+    try:
+        return os.getlogin()
+    except OSError:  # no controlling terminal (a script, a service)
+        return getpass.getuser()
 
 
 async def _logged(store: RelayStore, actor: str, action: str, details: dict[str, object]) -> None:
     await store.append_admin_log(int(time.time()), actor, action, json.dumps(details, sort_keys=True))
 
 
+async def _new_account_id(store: RelayStore, typed: str) -> str:
+    """The stored form of a new id (app/base/accountid.py), refused if it or a look-alike exists."""
+    try:
+        account_id = canonical_account_id(typed)
+    except AccountIdError as e:
+        raise Refused(str(e)) from e
+    shape = skeleton(account_id)
+    for existing in await store.account_ids():
+        if existing == account_id:
+            raise Refused(f"account {account_id!r} already exists")
+        if skeleton(existing) == shape:
+            raise Refused(
+                f"the account id {account_id!r} looks like the existing account {existing!r};"
+                " choose one that cannot be taken for it"
+            )
+    return account_id
+
+
+async def _existing_account(store: RelayStore, typed: str) -> Account | None:
+    """The account ``typed`` names: as stored (ids from before the account id rule keep working
+    as they were made), else in the rule's form (``A.Ivanova`` finds ``a.ivanova``)."""
+    account = await store.get_account(typed)
+    if account is not None:
+        return account
+    try:
+        canonical = canonical_account_id(typed)
+    except AccountIdError:
+        return None
+    return await store.get_account(canonical) if canonical != typed else None
+
+
 async def _account(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
     if args.action == "create":
+        account_id = await _new_account_id(store, args.account_id)
         try:
-            await store.create_account(args.account_id, args.name, args.department)
+            await store.create_account(account_id, args.name, args.department)
         except DuplicateError as e:
-            raise Refused(f"account {args.account_id!r} already exists") from e
-        await _logged(store, actor, "account.create", {"account": args.account_id})
-        return f"account {args.account_id} created"
+            raise Refused(f"account {account_id!r} already exists") from e
+        await _logged(store, actor, "account.create", {"account": account_id})
+        return f"account {account_id} created"
     state = {"disable": AccountState.DISABLED, "enable": AccountState.ACTIVE, "revoke": AccountState.REVOKED}
-    current = await store.get_account(args.account_id)
+    current = await _existing_account(store, args.account_id)
     if current is None:
         raise Refused(f"no account {args.account_id!r}")
+    account_id = current.account_id
     if current.state == AccountState.REVOKED:
-        raise Refused(f"account {args.account_id!r} is revoked; revocation is final")
-    await store.set_account_state(args.account_id, state[args.action])
-    await _logged(store, actor, f"account.{args.action}", {"account": args.account_id})
-    return f"account {args.account_id} {state[args.action].value}"
+        raise Refused(f"account {account_id!r} is revoked; revocation is final")
+    if current.state == state[args.action]:
+        raise Refused(f"account {account_id!r} is {current.state.value} already; nothing was changed")
+    await store.set_account_state(account_id, state[args.action])
+    await _logged(store, actor, f"account.{args.action}", {"account": account_id})
+    return f"account {account_id} {state[args.action].value}"
 
 
 async def _code(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
-    account = await store.get_account(args.account_id)
+    account = await _existing_account(store, args.account_id)
     if account is None or account.state != AccountState.ACTIVE:
         raise Refused(f"no active account {args.account_id!r}")
     if not 1 <= args.valid_hours <= 24 * 30:
         raise Refused("--valid-hours must be between 1 and 720")
     code = new_enrolment_code()
     expires_at = int(time.time()) + args.valid_hours * 3600
-    await store.add_enrolment_code(enrolment_code_hash(code), args.account_id, expires_at)
-    await _logged(store, actor, "code.issue", {"account": args.account_id, "expires_at": expires_at})
+    await store.add_enrolment_code(enrolment_code_hash(code), account.account_id, expires_at)
+    await _logged(store, actor, "code.issue", {"account": account.account_id, "expires_at": expires_at})
     return code
 
 
 async def _device(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
     if args.action == "list":
-        devices = await store.list_devices(args.account)
+        account = None if args.account is None else await _existing_account(store, args.account)
+        if args.account is not None and account is None:
+            raise Refused(f"no account {args.account!r}")
+        devices = await store.list_devices(None if account is None else account.account_id)
         lines = [
             f"{d.device_id}\t{d.account_id}\t{'revoked' if d.revoked else 'active'}\t{d.identity_key.hex()}"
             for d in devices
         ]
         return "\n".join(["device\taccount\tstate\tidentity key", *lines])
+    device = await store.get_device(args.device_id)
+    if device is None:
+        raise Refused(f"no device {args.device_id}")
+    if device.revoked:
+        raise Refused(f"device {args.device_id} is revoked already; nothing was changed")
     if not await store.revoke_device(args.device_id):
         raise Refused(f"no device {args.device_id}")
     await _logged(store, actor, "device.revoke", {"device": args.device_id})
@@ -187,15 +280,30 @@ async def _log(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
             )
             for e in entries
         )
+    expected = None if args.expect_head is None else _head_prefix(args.expect_head)
     problems = verify(entries)
     head = entries[-1].entry_hash.hex() if entries else "0" * 64
-    if args.expect_head is not None and args.expect_head.lower() != head:
+    if expected is not None and not head.startswith(expected):
         problems.append(
-            f"the head is {head}, not the {args.expect_head} recorded earlier (entries lost or rewritten)"
+            f"the head is {head}, not the {expected}… recorded earlier (entries lost or rewritten)"
         )
     if problems:
         raise Refused("the admin log was tampered with:\n" + "\n".join(problems))
     return f"admin log intact: {len(entries)} entries, head {head}"
+
+
+def _head_prefix(typed: str) -> str:
+    """The hex digits of ``--expect-head``: the whole head or its first ``HEAD_PREFIX_HEX`` or more,
+    as written down (a trailing ``…`` or ``...`` is allowed)."""
+    digits = typed.strip().removesuffix("…").removesuffix("...").lower()
+    if not digits or any(c not in "0123456789abcdef" for c in digits) or len(digits) > 64:
+        raise UsageError(f"--expect-head takes the head's hex digits, not {typed!r}")
+    if len(digits) < HEAD_PREFIX_HEX:
+        raise UsageError(
+            f"--expect-head needs at least the first {HEAD_PREFIX_HEX} hex digits of the head, not"
+            f" {len(digits)}: fewer could be matched by a rewritten log"
+        )
+    return digits
 
 
 COMMANDS: dict[str, Callable[[RelayStore, argparse.Namespace, str], Awaitable[str]]] = {
@@ -214,37 +322,37 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.offline(args))
     if args.data is None:
         parser.error("the following arguments are required: --data")
-    actor = args.actor or getpass.getuser()
+    args.actor = acting_admin(args.actor, os.environ)
     try:
         config = load_config(args.data)
     except EnclaveError as e:
         print(f"enclave-admin: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if config.backend == "sqlite" and not config.database_path.exists():
         print(
             f"enclave-admin: no relay database in {args.data}; start enclave-server there first",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
 
     async def run() -> str:
         check_text_arguments(args)
         store = make_store(config)
         await store.open()
         try:
-            return await COMMANDS[args.group](store, args, actor)
+            return await COMMANDS[args.group](store, args, args.actor)
         finally:
             await store.close()
 
     try:
         print(asyncio.run(run()))
-    except Refused as e:
+    except UsageError as e:
         print(f"enclave-admin: {e}", file=sys.stderr)
-        return 1
-    except EnclaveError as e:
+        return EXIT_USAGE
+    except EnclaveError as e:  # Refused, or the database failing
         print(f"enclave-admin: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_REFUSED
+    return EXIT_DONE
 
 
 if __name__ == "__main__":

@@ -113,3 +113,116 @@ def test_names_in_any_script_are_taken(folder: Folder) -> None:
     assert len(name.encode()) == 128
     assert folder.admin("account", "create", "z.orsted", "--name", name, "--department", "Ед")[0] == 0
     assert folder.accounts() == 2
+
+
+def _log(folder: Folder) -> list[list[str]]:
+    """``log show``'s entries, each as its tab-separated fields."""
+    status = main(["--data", str(folder.path), "--actor", "auditor", "log", "show"])
+    out = folder.capsys.readouterr().out
+    assert status == 0
+    return [line.split("\t") for line in out.splitlines() if line]
+
+
+@pytest.mark.parametrize(
+    ("typed", "reason"),
+    [
+        ("Bad Name!", "holds ' ' (U+0020 SPACE)"),
+        ("a.ivanova ", "holds ' ' (U+0020 SPACE)"),
+        ("A.IVANOVA", "account 'a.ivanova' already exists"),
+        ("a_ivanova", "looks like the existing account 'a.ivanova'"),
+        ("á.ivanova", "looks like the existing account 'a.ivanova'"),
+        ("a.ivan0va", "looks like the existing account 'a.ivanova'"),
+        ("a.ivan\u043eva", "mixes Cyrillic and Latin letters"),  # one Cyrillic o
+    ],
+)
+def test_bad_and_look_alike_account_ids_are_refused(folder: Folder, typed: str, reason: str) -> None:
+    """Test that an id with a space or punctuation, another case of an existing id, or a look-alike
+    of it is refused, exit 1, saying why, and no account is added."""
+    assert folder.admin(*ACCOUNT) == (0, "")
+    status, err = folder.admin("account", "create", typed, "--name", "Someone")
+    assert status == 1
+    assert reason in err and err.count("\n") == 1
+    assert folder.accounts() == 1
+
+
+def test_ids_are_stored_folded_in_every_script(folder: Folder) -> None:
+    """Test that Cyrillic, Persian and Hangul ids are accepted, and an id typed in capitals is stored
+    and found in lower case."""
+    for typed in ("Анна.Петрова", "علی.رضایی", "김민준", "J.Smith"):
+        assert folder.admin("account", "create", typed, "--name", "Someone")[0] == 0
+    assert folder.admin("code", "issue", "j.smith")[0] == 0
+    assert folder.admin("code", "issue", "Анна.ПЕТРОВА")[0] == 0
+    created = [json.loads(fields[4])["account"] for fields in _log(folder) if fields[3] == "account.create"]
+    assert created == ["анна.петрова", "علی.رضایی", "김민준", "j.smith"]
+
+
+def test_an_id_stored_before_the_rule_keeps_working(folder: Folder) -> None:
+    """Test that an account whose id breaks today's rule (capitals, a space) is still found as it
+    was stored: a code is issued for it and it can be disabled."""
+
+    async def insert(_: object) -> None:
+        await folder.backend.sql("INSERT INTO accounts VALUES ('Old Style', 'Old', '', 'active', 'old')")
+
+    run_with(folder.backend.new_store(), insert)
+    assert folder.admin("code", "issue", "Old Style")[0] == 0
+    assert folder.admin("account", "disable", "Old Style") == (0, "")
+
+
+def test_revoking_a_revoked_device_is_refused_and_not_logged(folder: Folder) -> None:
+    """Test that a second revocation of a device exits 1 saying it is revoked already, with no second
+    log entry; so does disabling a disabled account."""
+    assert folder.admin(*ACCOUNT) == (0, "")
+
+    async def device(_: object) -> int:
+        rows = await folder.backend.sql(
+            "INSERT INTO devices (account_id, identity_key, signed_prekey_id, signed_prekey,"
+            " signed_prekey_signature) VALUES ('a.ivanova', $1, 1, $2, $3) RETURNING device_id",
+            b"k" * 32,
+            b"p" * 32,
+            b"s" * 64,
+        )
+        return int(rows[0][0])
+
+    device_id = str(run_with(folder.backend.new_store(), device))
+    assert folder.admin("device", "revoke", device_id) == (0, "")
+    assert folder.admin("device", "revoke", device_id) == (
+        1,
+        f"enclave-admin: device {device_id} is revoked already; nothing was changed\n",
+    )
+    assert folder.admin("account", "disable", "a.ivanova")[0] == 0
+    assert folder.admin("account", "disable", "a.ivanova")[0] == 1
+    actions = [fields[3] for fields in _log(folder)]
+    assert actions == ["account.create", "device.revoke", "account.disable"]
+
+
+def test_expect_head_takes_the_head_or_a_long_enough_prefix(folder: Folder) -> None:
+    """Test that --expect-head accepts the whole head and its first 16 or more digits (also with
+    an ellipsis, as written down), refuses a shorter prefix as bad usage (exit 2), and reports a
+    head that does not start with the recorded digits as tampering (exit 1)."""
+    assert folder.admin(*ACCOUNT) == (0, "")
+    assert main(["--data", str(folder.path), "log", "verify"]) == 0
+    head = folder.capsys.readouterr().out.rsplit(" ", 1)[1].strip()
+    for recorded in (head, head[:16], head[:16].upper(), head[:20] + "…"):
+        assert folder.admin("log", "verify", "--expect-head", recorded) == (0, ""), recorded
+    status, err = folder.admin("log", "verify", "--expect-head", head[:15])
+    assert status == 2 and "at least the first 16 hex digits" in err
+    assert folder.admin("log", "verify", "--expect-head", "not-hex-at-all-ok")[0] == 2
+    wrong = ("0" if head[0] != "0" else "1") + head[1:16]
+    status, err = folder.admin("log", "verify", "--expect-head", wrong)
+    assert status == 1 and "tampered" in err
+
+
+def test_the_log_names_the_admin_not_the_service_user(
+    folder: Folder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Test that without --actor an entry names $ENCLAVE_ADMIN_ACTOR, else $SUDO_USER (the admin who
+    ran `sudo -u enclave enclave-admin`), and that --actor wins over both."""
+    monkeypatch.setenv("SUDO_USER", "a.admin")
+    monkeypatch.delenv("ENCLAVE_ADMIN_ACTOR", raising=False)
+    data = ["--data", str(folder.path)]
+    assert main([*data, "account", "create", "one", "--name", "One"]) == 0
+    monkeypatch.setenv("ENCLAVE_ADMIN_ACTOR", "b.admin")
+    assert main([*data, "account", "create", "two", "--name", "Two"]) == 0
+    assert main([*data, "--actor", "c.admin", "account", "create", "three", "--name", "Three"]) == 0
+    folder.capsys.readouterr()
+    assert [fields[2] for fields in _log(folder)] == ["a.admin", "b.admin", "c.admin"]
