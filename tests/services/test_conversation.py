@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.base.errors import LocalProtocolError
-from app.services.errors import FileAccessError
+from app.services.errors import FileAccessError, TimerNotAllowedError
 from app.services.events import MessageArrived, MessageStatusChanged, TimerChanged
 from storage.records import MessageStatus
 from tests.support.clients import WAIT_SECONDS, Client, enrolled_client, first_message, open_client
@@ -127,7 +126,7 @@ def test_flush_waits_until_control_messages_have_left(pair: tuple[Client, Client
     """Test that flush returns True once a timer change has left, and the peer then has it."""
     alice, bob = pair
     conversation, _ = first_message(alice, bob, "hello")
-    with pytest.raises(LocalProtocolError, match="timer"):
+    with pytest.raises(TimerNotAllowedError, match="timer_maximum_seconds"):
         alice.enclave.set_timer(conversation.id, 10**9).result(WAIT_SECONDS)
     [summary] = alice.enclave.conversations().result(WAIT_SECONDS)
     assert summary.conversation.timer_seconds == 0, "a refused timer changes nothing"
