@@ -300,13 +300,21 @@ def _one_time_prekeys(max_size: int) -> st.SearchStrategy[tuple[UploadedPreKey, 
     return st.lists(prekey, max_size=max_size).map(tuple)
 
 
+def _with_one_time(body: bytes, one_time: tuple[UploadedPreKey, ...]) -> bytes:
+    """``body`` (encoded with no one-time prekeys: it ends in a zero count) carrying ``one_time``,
+    written by hand so that ids the encoder refuses (0xFFFFFFFF, "none") reach the relay too."""
+    assert body.endswith(b"\x00\x00")
+    entries = b"".join(key.key_id.to_bytes(4, "big") + key.public for key in one_time)
+    return body[:-2] + len(one_time).to_bytes(2, "big") + entries
+
+
 def _enrol(
     field: bytes, seed: bytes, key_id: int, genuine: bool, one_time: tuple[UploadedPreKey, ...]
 ) -> tuple[FrameType, bytes]:
     """An enrolment with a hostile code and keys that verify (so the code reaches the store)."""
     identity = IdentityKeyPair.from_seed(seed)
-    body = Enrol("", identity.public, _signed_prekey(identity, key_id, seed, genuine), one_time).encode()
-    return FrameType.ENROL, _with_text(body, field)
+    body = Enrol("", identity.public, _signed_prekey(identity, key_id, seed, genuine), ()).encode()
+    return FrameType.ENROL, _with_text(_with_one_time(body, one_time), field)
 
 
 BEFORE_AUTHENTICATION = st.one_of(
@@ -334,7 +342,7 @@ def _upload(
     key_id: int | None, seed: bytes, genuine: bool, one_time: tuple[UploadedPreKey, ...]
 ) -> tuple[FrameType, bytes]:
     signed = None if key_id is None else _signed_prekey(FUZZER_IDENTITY, key_id, seed, genuine)
-    return FrameType.UPLOAD_PREKEYS, UploadPreKeys(signed, one_time).encode()
+    return FrameType.UPLOAD_PREKEYS, _with_one_time(UploadPreKeys(signed, ()).encode(), one_time)
 
 
 ENVELOPE_IDS = st.one_of(
