@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.base.limits import MAX_TIMER_SECONDS
+from app.base.tools import ToolParser
 from app.services.types import MAX_PAGE_SIZE
 from cli.commands import COMMANDS
 from cli.errors import CliError
@@ -69,7 +70,7 @@ def _targeted(
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="enclave-cli", description="The headless Enclave client.")
+    parser = ToolParser(prog="enclave-cli", description="The headless Enclave client.").add_version()
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="profile folder (default: <data folder>/profiles/default)"
     )
@@ -84,14 +85,20 @@ def _build_parser() -> argparse.ArgumentParser:
     enrol.add_argument("--code", required=True, help="the one-time enrolment code")
 
     contacts = commands.add_parser("contacts", help="list contacts, or search the directory and add matches")
-    contacts.add_argument("--search", default=None, metavar="QUERY")
+    contacts.add_argument("--search", default=None, metavar="QUERY", help="also search the directory")
     commands.add_parser("conversations", help="list conversations")
 
     for name, what in (("send", "text"), ("send-file", "path")):
         send = _targeted(commands, name, f"send a {'file' if what == 'path' else 'text'}", what)
-        send.add_argument("--wait", type=_seconds, default=SEND_WAIT_SECONDS, metavar="SECONDS")
+        send.add_argument(
+            "--wait",
+            type=_seconds,
+            default=SEND_WAIT_SECONDS,
+            metavar="SECONDS",
+            help="how long to wait for the relay to store it",
+        )
         if what == "path":
-            send.add_argument("--caption", default="")
+            send.add_argument("--caption", default="", help="text sent with the file")
 
     secret = commands.add_parser("secret", help="start a secret chat and print its conversation id")
     secret.add_argument("account")
@@ -109,7 +116,7 @@ def _build_parser() -> argparse.ArgumentParser:
         type=_whole(1, MAX_PAGE_SIZE),
         default=50,
         metavar="N",
-        help=f"1..{MAX_PAGE_SIZE} (default 50)",
+        help=f"1..{MAX_PAGE_SIZE}",
     )
     _targeted(commands, "timer", "set a conversation's disappearing timer (0: off)", "seconds")
 

@@ -22,6 +22,7 @@ import getpass
 import re
 from pathlib import Path
 
+from app.base.tools import ToolParser
 from cli.chat import Chat
 from cli.localrelay import LocalRelay, local_relay
 from cli.output import clean, note
@@ -34,14 +35,14 @@ _NOT_IN_ACCOUNT_ID = re.compile(r"[^\w.-]+")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         prog="run.sh", description="Enclave's local workspace: a relay on this machine and a chat session."
-    )
+    ).add_version()
     parser.add_argument("--name", help="your name at enrolment (default: the login or folder name)")
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="profile folder (default: <data folder>/profiles/default)"
     )
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="the local relay's port (%(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="the local relay's port")
     parser.add_argument(
         "--passphrase-file", type=Path, metavar="PATH", help="read the passphrase from this file's first line"
     )

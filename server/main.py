@@ -22,6 +22,7 @@ from aiohttp import web
 from nacl.utils import random
 
 from app.base.leases import live_leases
+from app.base.tools import ToolParser
 from server.backends import make_store
 from server.config import ConfigError, ServerConfig, load_config
 from server.datalock import DataFolderLock, check_data_folder
@@ -38,7 +39,7 @@ LEASE_CHECK_SECONDS = 1.0
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="enclave-server", description="Run the Enclave relay.")
+    parser = ToolParser(prog="enclave-server", description="Run the Enclave relay.").add_version()
     parser.add_argument("--data", type=Path, required=True, help="data folder (keys, config, SQLite file)")
     parser.add_argument(
         "--while-leased",
@@ -50,7 +51,11 @@ def _parser() -> argparse.ArgumentParser:
         if f.name == "data_dir":
             continue
         parser.add_argument(
-            "--" + f.name.replace("_", "-"), dest=f.name, type=int if f.type == "int" else str, default=None
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=int if f.type == "int" else str,
+            default=argparse.SUPPRESS,  # absent unless given, so server.toml's value stands
+            help=f"overrides server.toml's {f.name} (built in: {f.default!r}; docs/ADMIN.md §2)",
         )
     return parser
 

@@ -28,11 +28,21 @@ def enclave_version() -> str:
         return "unknown (the enclave package is not installed)"
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``(default: …)`` after each option's help, except where there is none to show (a required
+    option, or one whose absence means "not given", whose help says what then happens)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class ToolParser(argparse.ArgumentParser):
     """A parser whose ``--help`` shows each option's default, and which has ``--version``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
 
     def add_version(self) -> ToolParser:
