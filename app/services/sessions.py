@@ -9,6 +9,7 @@ was not stored (or the reverse).
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from app.base.errors import CertificateError, CryptoError, DecryptionError, RelayRefusedError
@@ -106,17 +107,25 @@ def seal_for(
     return Envelope.create(sealed=sealed, expires_at=expires_at, random=random).encode()
 
 
-def note_device(store: Store, account_id: str, device_id: int, identity_key: bytes) -> KeyChanged | None:
+def note_device(
+    store: Store, account_id: str, device_id: int, identity_key: bytes, *, siblings: Collection[int] = ()
+) -> KeyChanged | None:
     """Record the key a contact's device presented; a KeyChanged if the user must look at it.
 
     A key differs from the one this device had: changed. A device never seen before for a
     contact whose other devices we knew (a reinstall): changed too, so the user compares
-    safety numbers before anything is sent to it.
+    safety numbers before anything is sent to it. ``siblings`` are devices that arrived
+    with this one (one bundle fetch): they are the account's devices side by side, so
+    none of them replaces another.
     """
     before = store.contacts.device(account_id, device_id)
     if before is not None and before.identity_key == identity_key:
         return None  # the common case, on every message received: nothing to record
-    others = [d for d in store.contacts.devices(account_id) if d.device_id != device_id]
+    others = [
+        d
+        for d in store.contacts.devices(account_id)
+        if d.device_id != device_id and d.device_id not in siblings
+    ]
     replaces = max(others, key=lambda d: d.updated_at).identity_key if before is None and others else None
     after = store.contacts.record_device_key(account_id, device_id, identity_key, replaces=replaces)
     changed = after.trust is Trust.CHANGED and (before is None or before.trust is not Trust.CHANGED)
@@ -175,9 +184,15 @@ class Sessions:
         if response.status != Status.OK:
             raise RelayRefusedError(response.status.name, response.reason)
         changed: list[Event] = []
+        fetched = Bundles.parse(response.body).devices
+        # Devices first seen in this one fetch are the account's devices side by side; one
+        # that appears beside a device seen before may be a reinstall (note_device).
+        first_seen = {
+            d.device_id for d in fetched if self._store.contacts.device(account_id, d.device_id) is None
+        }
         with self._store.transaction():
             self._contacts.ensure(account_id)
-            for device in Bundles.parse(response.body).devices:
+            for device in fetched:
                 if self.has(account_id, device.device_id):
                     continue
                 bundle = PreKeyBundle.from_bytes(device.bundle)
@@ -186,7 +201,9 @@ class Sessions:
                 except CryptoError:
                     log.warning("the relay handed out a prekey bundle with a bad signature")
                     continue
-                note = note_device(self._store, account_id, device.device_id, bundle.identity_key)
+                note = note_device(
+                    self._store, account_id, device.device_id, bundle.identity_key, siblings=first_seen
+                )
                 if note is not None:
                     changed.append(note)
                 self._store.sessions.put(account_id, device.device_id, session.to_bytes())

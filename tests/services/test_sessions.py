@@ -138,3 +138,24 @@ def test_ensure_makes_a_session_with_each_listed_device_and_notes_its_key(bench:
     assert alice.sessions.blocked("bob", 2) and not alice.sessions.blocked("bob", 1)
     with pytest.raises(NoDeviceError):
         bench.run(alice.sessions.ensure("nobody", None))
+
+
+def test_devices_first_seen_in_one_fetch_are_the_accounts_devices_not_a_key_change(bench: Bench) -> None:
+    """Test that a colleague's two devices, seen together on first contact, are both unverified and
+    neither blocks; a third appearing later beside them is a change."""
+    directory = InMemoryDirectory()
+    alice = bench.device("alice", directory=directory)
+    bobs = [bench.device("bob", n) for n in (1, 2, 3)]
+    bobs[0].publish(directory)
+    bobs[1].publish(directory)
+    assert bench.run(alice.sessions.ensure("bob", None)) == [1, 2]
+    assert alice.emitted(KeyChanged) == []
+    assert not alice.sessions.blocked("bob")
+    assert {d.trust for d in alice.store.contacts.devices("bob")} == {Trust.UNVERIFIED}
+
+    bobs[2].publish(directory)
+    alice.sessions.forget("bob", 1)
+    alice.sessions.forget("bob", 2)
+    assert bench.run(alice.sessions.ensure("bob", None)) == [1, 2, 3]
+    assert alice.emitted(KeyChanged) == [KeyChanged("bob", 3)]
+    assert alice.sessions.blocked("bob", 3) and not alice.sessions.blocked("bob", 2)
