@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 
-from app.base.errors import CryptoError
-from app.crypto.certificate import DeviceCertificate
+from app.base.errors import CertificateError
 from app.crypto.keys import IdentityKeyPair
 from app.crypto.primitives import RandomSource
 from app.protocol.frames import Authenticated, Enrol
 from app.services import prekeys
 from app.services.clock import Clock
-from app.services.credentials import Credentials
+from app.services.credentials import Credentials, own_certificate
 from app.services.errors import AlreadyEnrolledError
+from app.services.events import Emitter, Problem
 from app.services.settings import RelaySettings
 from app.services.tasks import Tasks
 from app.sync.link import LinkListener, RelayAddress, RelayLink, enrol
@@ -33,10 +33,12 @@ class Account:
         credentials: Credentials,
         relay: RelayLink,
         tasks: Tasks,
+        emitter: Emitter,
         clock: Clock,
         random: RandomSource,
     ) -> None:
         self._store = store
+        self._emitter = emitter
         self._credentials = credentials
         self._relay = relay
         self._tasks = tasks
@@ -72,10 +74,14 @@ class Account:
             address,
             Enrol(code.strip(), identity.public, prekeys.upload_form(signed), prekeys.uploads(one_time)),
         )
-        certificate = DeviceCertificate.parse(enrolled.certificate)
-        certificate.verify(trust_root=enrolled.certificate_issuer, now=int(self._clock()))
-        if certificate.identity_key != identity.public or certificate.device_id != enrolled.device_id:
-            raise CryptoError("the relay's certificate does not name this device's key")
+        own_certificate(
+            enrolled.certificate,
+            trust_root=enrolled.certificate_issuer,
+            account_id=enrolled.account_id,
+            device_id=enrolled.device_id,
+            identity_key=identity.public,
+            now=int(self._clock()),
+        )
         with self._store.transaction():
             account = self._credentials.save_enrolment(
                 identity,
@@ -89,8 +95,19 @@ class Account:
         return account
 
     def authenticated(self, authenticated: Authenticated) -> None:
-        """The relay accepted this device: keep the fresh certificate and renew it before it runs out."""
-        certificate = self._credentials.renewed(authenticated)
+        """The relay accepted this device: keep the fresh certificate and renew it before it runs out.
+
+        A certificate that is not this device's own is refused: the current one stays in use
+        until it runs out, the user is told, and renewal is tried again on schedule.
+        """
+        try:
+            certificate = self._credentials.renewed(authenticated)
+        except CertificateError as e:
+            log.warning("refused the certificate the relay gave this device")
+            self._emitter.emit(Problem(f"The relay gave this device a certificate not its own ({e})."))
+            certificate = self._credentials.certificate
+            if certificate is None:
+                return
         lifetime = certificate.expires_at - self._clock()
         self._renewal.set(lifetime * RENEW_AT_FRACTION, lambda: self._tasks.spawn(self._renew()))
 

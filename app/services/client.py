@@ -179,7 +179,13 @@ class Client:
             verification=Verification(store, credentials=credentials, sessions=sessions, sending=sending),
             prekeys=PreKeys(store, relay=relay, random=random),
             account=Account(
-                store, credentials=credentials, relay=relay, tasks=tasks, clock=clock, random=random
+                store,
+                credentials=credentials,
+                relay=relay,
+                tasks=tasks,
+                emitter=emitter,
+                clock=clock,
+                random=random,
             ),
             expiry=ExpirySchedule(store, emitter=emitter, tasks=tasks, clock=clock),
             provisioning=provisioning,

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import nacl.utils
 import pytest
 
-from app.base.errors import OfflineError
+from app.base.errors import CertificateError, OfflineError
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair
 from app.protocol.frames import Authenticated
+from app.services.account import Account
 from app.services.credentials import Credentials
 from app.services.errors import NotEnrolledError
-from app.services.settings import RelaySettings
+from app.services.events import Emitter, Event, Problem
+from app.services.settings import CERTIFICATE, RelaySettings
+from app.services.tasks import Tasks
+from app.sync.link import RelayLink
 from storage.store import Store
 from tests.support.clients import passphrase
 from tests.support.devices import NOW, RELAY, FakeClock
@@ -144,3 +149,69 @@ def test_a_renewed_certificate_is_kept_and_the_upload_token_is_not(
     with Store.open(profile, passphrase(), clock=clock) as reopened:
         loaded = Credentials(reopened, clock)
         assert loaded.certificate == fresh and loaded.upload_token == b""
+
+
+def test_a_renewed_certificate_that_is_not_this_devices_own_is_refused(
+    store: Store, clock: FakeClock, root: IdentityKeyPair, identity: IdentityKeyPair
+) -> None:
+    """Test that a certificate naming another key, account or device id, signed by another root,
+    expired, or not a certificate at all, is CertificateError, and the current one stays, on disk too."""
+    credentials = Credentials(store, clock)
+    current = _enrol(credentials, store, root, identity, clock)
+    on_disk = store.settings.get(CERTIFICATE)
+    stranger = IdentityKeyPair.generate(nacl.utils.random)
+    later = int(clock() + 2 * LIFETIME)
+
+    def issued(signer: IdentityKeyPair, account_id: str, device_id: int, key: bytes, until: int) -> bytes:
+        return DeviceCertificate.issue(
+            signer, account_id=account_id, device_id=device_id, identity_key=key, expires_at=until
+        ).encode()
+
+    refused = [
+        issued(root, "alice", 3, stranger.public, later),
+        issued(root, "mallory", 3, identity.public, later),
+        issued(root, "alice", 4, identity.public, later),
+        issued(stranger, "alice", 3, identity.public, later),
+        issued(root, "alice", 3, identity.public, int(clock())),
+        b"\x01 not a certificate",
+    ]
+    for untrusted in refused:
+        with pytest.raises(CertificateError):
+            credentials.renewed(Authenticated(untrusted, b"token"))
+        assert credentials.certificate == current
+        assert store.settings.get(CERTIFICATE) == on_disk
+    fresh = issued(root, "alice", 3, identity.public, later)
+    assert credentials.renewed(Authenticated(fresh, b"token")).encode() == fresh
+
+
+def test_an_account_told_of_a_foreign_certificate_keeps_its_own_and_says_so(
+    store: Store, clock: FakeClock, root: IdentityKeyPair, identity: IdentityKeyPair
+) -> None:
+    """Test that Account.authenticated, given a certificate for another key, emits a Problem and keeps
+    sealing with the current certificate."""
+    credentials = Credentials(store, clock)
+    current = _enrol(credentials, store, root, identity, clock)
+    events: list[Event] = []
+    runner = asyncio.Runner()
+    try:
+        account = Account(
+            store,
+            credentials=credentials,
+            relay=RelayLink(),
+            tasks=Tasks(runner.get_loop()),
+            emitter=Emitter(events.append),
+            clock=clock,
+            random=nacl.utils.random,
+        )
+        foreign = DeviceCertificate.issue(
+            root,
+            account_id="alice",
+            device_id=3,
+            identity_key=IdentityKeyPair.generate(nacl.utils.random).public,
+            expires_at=int(clock() + LIFETIME),
+        )
+        account.authenticated(Authenticated(foreign.encode(), b"token"))
+    finally:
+        runner.close()
+    assert [type(e) for e in events] == [Problem]
+    assert credentials.sealing_keys() == (identity, current)
