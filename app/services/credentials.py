@@ -63,6 +63,12 @@ class Credentials:
             self._store.after_commit(lambda: self._adopt(account, identity, relay, certificate))
         return account
 
+    def _adopt(
+        self, account: Identity, identity: IdentityKeyPair, relay: RelaySettings, certificate: bytes
+    ) -> None:
+        self.account, self.identity, self.relay = account, identity, relay
+        self.certificate = DeviceCertificate.parse(certificate)
+
     def renewed(self, authenticated: Authenticated) -> DeviceCertificate:
         """The relay authenticated this device: keep its fresh certificate and upload token.
 
