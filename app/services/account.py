@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from app.base.errors import CertificateError
 from app.crypto.keys import IdentityKeyPair
@@ -13,6 +14,7 @@ from app.services.clock import Clock
 from app.services.credentials import Credentials, own_certificate
 from app.services.errors import AlreadyEnrolledError
 from app.services.events import Emitter, Problem
+from app.services.relay import enrolment_address
 from app.services.settings import RelaySettings
 from app.services.tasks import Tasks
 from app.sync.link import LinkListener, RelayAddress, RelayLink, enrol
@@ -36,8 +38,11 @@ class Account:
         emitter: Emitter,
         clock: Clock,
         random: RandomSource,
+        organisation_relay: Callable[[], RelayAddress | None],
     ) -> None:
         self._store = store
+        self._organisation_relay = organisation_relay
+        """The relay the organisation's config in force names (``Provisioning.relay``)."""
         self._emitter = emitter
         self._credentials = credentials
         self._relay = relay
@@ -56,20 +61,41 @@ class Account:
         if account is None or identity is None or relay is None:
             return
         self._relay.start(
-            relay.address,
+            self._follow_organisation() or relay.address,
             device_id=account.device_id,
             signer=lambda context, message: identity.sign(context=context, message=message),
             listener=listener,
         )
 
-    async def enrol(self, relay_url: str, pin: str, code: str) -> Identity:
-        """Register this device with the relay using a one-time code from IT."""
+    async def relay_moved(self) -> None:
+        """A config was accepted while the profile is open: its relay applies from the next connection
+        on, and a connection to a key it no longer pins is dropped now."""
+        if self._credentials.relay is not None and (address := self._follow_organisation()) is not None:
+            await self._relay.readdress(address)
+
+    def _follow_organisation(self) -> RelayAddress | None:
+        """The organisation config's relay, kept as this profile's if it changed (a rotated pin, a
+        moved relay: no re-enrolment); None with no config in force."""
+        address = self._organisation_relay()
+        relay = self._credentials.relay
+        if address is not None and relay is not None and address != relay.address:
+            log.info("the organisation's config changed the relay's addresses or pins")
+            self._credentials.readdressed(address)
+        return address
+
+    async def enrol(self, relay_url: str | None, pin: str | None, code: str) -> Identity:
+        """Register this device with the relay using a one-time code from IT.
+
+        The relay is the organisation config's if one is in force (``relay_url`` and ``pin``
+        may then be left out, and must agree with it if given), else the one given
+        (``relay.enrolment_address``); nothing is sent before that is settled.
+        """
         if self._credentials.account is not None:
             raise AlreadyEnrolledError("this profile is already enrolled")
+        address = enrolment_address(self._organisation_relay(), relay_url, pin)
         identity = IdentityKeyPair.generate(self._random)
         signed = prekeys.new_signed_prekey(identity, self._random)
         one_time = prekeys.new_one_time_prekeys(1, prekeys.ENROL_ONE_TIME_PREKEYS, self._random)
-        address = RelayAddress(relay_url, pin)
         enrolled = await enrol(
             address,
             Enrol(code.strip(), identity.public, prekeys.upload_form(signed), prekeys.uploads(one_time)),

@@ -186,6 +186,7 @@ class Client:
                 emitter=emitter,
                 clock=clock,
                 random=random,
+                organisation_relay=provisioning.relay,
             ),
             expiry=ExpirySchedule(store, emitter=emitter, tasks=tasks, clock=clock),
             provisioning=provisioning,
@@ -196,11 +197,16 @@ class Client:
         """Connect to the relay if this profile is enrolled."""
         self.account.connect(self)
 
-    async def enrol(self, relay_url: str, pin: str, code: str) -> Identity:
+    async def enrol(self, relay_url: str | None, pin: str | None, code: str) -> Identity:
         """Register this device with a code from IT, then connect."""
         identity = await self.account.enrol(relay_url, pin, code)
         self.start()
         return identity
+
+    async def import_config(self, path: Path) -> None:
+        """Accept the user's config at ``path``; its relay (a rotated pin) applies at once."""
+        self.provisioning.import_config(path)
+        await self.account.relay_moved()
 
     async def close(self) -> None:
         await self.relay.stop()

@@ -7,13 +7,16 @@ them here; nothing else keeps a copy.
 
 from __future__ import annotations
 
+import dataclasses
+
 from app.base.errors import CertificateError, OfflineError, RemoteProtocolError
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair
 from app.protocol.frames import Authenticated
 from app.services.clock import Clock
 from app.services.errors import NotEnrolledError
-from app.services.settings import CERTIFICATE, RelaySettings, load_relay, save_relay
+from app.services.settings import CERTIFICATE, RelaySettings, load_relay, save_relay, save_relay_address
+from app.sync.link import RelayAddress
 from storage.records import Identity
 from storage.store import Store
 
@@ -62,6 +65,14 @@ class Credentials:
             self._store.settings.set(CERTIFICATE, certificate.hex())
             self._store.after_commit(lambda: self._adopt(account, identity, relay, certificate))
         return account
+
+    def readdressed(self, address: RelayAddress) -> None:
+        """Reach the relay at ``address`` from now on (a newer organisation config moved it or
+        rotated its pins); the device stays enrolled as it is."""
+        if self.relay is None:
+            raise NotEnrolledError("enrol this device first")
+        save_relay_address(self._store, address)
+        self.relay = dataclasses.replace(self.relay, address=address)
 
     def _adopt(
         self, account: Identity, identity: IdentityKeyPair, relay: RelaySettings, certificate: bytes

@@ -74,3 +74,17 @@ class VerificationRequiredError(PolicyRefusedError):
 
 class ProfileProtectionError(PolicyRefusedError):
     """A new profile must be protected by a passphrase (not the keystore), or a longer one."""
+
+
+class RelayUnknownError(EnclaveError):
+    """Enrolment needs the relay's address and key pin, and no organisation config names them:
+    install or import the organisation's config, or give both (``--server``, ``--pin``)."""
+
+
+class RelayConflictError(PolicyError):
+    """The relay given for enrolment is not one the organisation's signed config names.
+
+    Refused rather than overridden: the signed config is what this machine trusts, so an
+    address or pin that differs is a stale instruction or someone steering the device to
+    their own relay, and saying so beats enrolling quietly somewhere else.
+    """

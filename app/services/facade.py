@@ -134,7 +134,10 @@ class Enclave:
         """This device's account id and device id once enrolled (None before)."""
         return self._client.credentials.account if self._client else None
 
-    def enrol(self, relay_url: str, pin: str, code: str) -> Future[Identity]:
+    def enrol(self, relay_url: str | None, pin: str | None, code: str) -> Future[Identity]:
+        """Enrol with a code from IT at the relay the organisation's config names (``relay_url`` and
+        ``pin`` None), or, on a machine with no config, at the one given. Given ones that differ
+        from a config in force are a ``RelayConflictError``; nothing is sent then."""
         return self._run(lambda c: c.enrol(relay_url, pin, code))
 
     def wait_online(self, timeout: float) -> Future[bool]:
@@ -206,7 +209,12 @@ class Enclave:
 
     def import_config(self, path: Path) -> Future[PolicyView]:
         """Accept the signed config at ``path`` as the user's; a refusal says why and changes nothing."""
-        return self._run(lambda c: (c.provisioning.import_config(path), c.provisioning.view())[1])
+
+        async def importing(c: Client) -> PolicyView:
+            await c.import_config(path)
+            return c.provisioning.view()
+
+        return self._run(importing)
 
     def set_policy(self, key: str, value: object) -> Future[PolicyEntry]:
         """Set the user's own value of a key the organisation did not make mandatory."""

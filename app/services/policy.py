@@ -8,6 +8,10 @@ not the trusted root, not the versions that guard against a downgrade. A system 
 refused at open does not stop the profile from opening: the last accepted one stays in
 force and the refusal is reported with the policy (``PolicyView.refusals``).
 
+The config in force also says where the relay is and which keys it may present
+(``relay``): enrolment goes there, and a newer config's rotated pins reach the profile's
+relay settings without re-enrolment (``Account``).
+
 The engine's parts read the policy through ``Provisioning.rules`` (``app.services.rules``)
 before each action they own; it is worked out once and again only after a config was
 accepted or the user changed a value. A profile not made yet has no store, so what the
@@ -29,6 +33,7 @@ from app.provisioning.policy import EffectivePolicy, PolicyEntry, effective_poli
 from app.provisioning.rules import BY_NAME, PolicyValue, ValueProblem, untrusted_value
 from app.services.clock import Clock
 from app.services.rules import PolicyRules
+from app.sync.link import RelayAddress
 from storage.store import Store
 
 USER_SETTING_PREFIX = "policy.user."
@@ -106,6 +111,16 @@ class Provisioning:
     def _in_force(self, origin: Origin) -> OrgConfig | None:
         kept = self._store.organisation.config(origin.value)
         return None if kept is None else untrusted_config(kept.config, source=f"the {origin.value} config")
+
+    def relay(self) -> RelayAddress | None:
+        """The relay's addresses and pins as the config in force names them: the system config's,
+        else the imported one's; None with neither. The system's wins as its mandatory policy
+        does, so an import cannot point a machine's profiles at another relay."""
+        for origin in (Origin.SYSTEM, Origin.USER):
+            config = self._in_force(origin)
+            if config is not None:
+                return RelayAddress(config.relay_urls, config.relay_pins)
+        return None
 
     def _user_settings(self) -> dict[str, PolicyValue]:
         settings: dict[str, PolicyValue] = {}

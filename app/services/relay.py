@@ -1,12 +1,50 @@
-"""What a face may know about a relay before it enrols: the key pin it must present."""
+"""What a face may know about a relay before it enrols, and where enrolment goes.
+
+A face may show the key pin a relay must present (``relay_pin``). Where to enrol is the
+organisation's signed config's relay when one is in force (``enrolment_address``); only a
+machine with no config takes the address and pin the user gives (the local workspace, a
+smoke test of a relay before its config is signed).
+"""
 
 from __future__ import annotations
 
-from app.sync.link import spki_pin
+from app.services.errors import RelayConflictError, RelayUnknownError
+from app.sync.link import RelayAddress, spki_pin
 
-__all__ = ["relay_pin"]
+__all__ = ["enrolment_address", "relay_pin"]
 
 
 def relay_pin(certificate_der: bytes) -> str:
     """``sha256/<base64>`` of a relay certificate's public key, as ``enclave-server`` prints it."""
     return spki_pin(certificate_der)
+
+
+def enrolment_address(
+    organisation: RelayAddress | None, relay_url: str | None, pin: str | None
+) -> RelayAddress:
+    """The relay to enrol with: the organisation config's (``organisation``), else the one given.
+
+    With a config in force a given URL or pin must be among the config's, and then the
+    config's whole address is used (every URL and pin, so a later rotation needs nothing
+    from the user); one that is not is ``RelayConflictError``. With no config both must be
+    given: ``RelayUnknownError``.
+    """
+    if organisation is None:
+        if relay_url is None or pin is None:
+            raise RelayUnknownError(
+                "no organisation config names the relay: import the organisation's config, "
+                "or give the relay's address and key pin"
+            )
+        return RelayAddress((relay_url.rstrip("/"),), (pin,))
+    given = []
+    if relay_url is not None and relay_url.rstrip("/") not in organisation.urls:
+        given.append(relay_url)
+    if pin is not None and pin not in organisation.pins:
+        given.append(pin)
+    if given:
+        raise RelayConflictError(
+            f"the organisation's config names the relay {' or '.join(organisation.urls)} and its "
+            f"pins; {' and '.join(given)} is not among them, so nothing was sent: enrol with the "
+            "code alone, or ask IT"
+        )
+    return organisation

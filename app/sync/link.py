@@ -1,7 +1,8 @@
 """The thin asyncio driver of ``machine.Connection``: one TLS WebSocket to the relay, kept up.
 
 ``RelayLink`` is the first ``transport.Transport``: it connects, checks the relay's
-public-key pin before a single frame is sent, authenticates, and hands what the relay
+public-key pin (any of the relay's pins, at the first of its addresses that answers)
+before a single frame is sent, authenticates, and hands what the relay
 says to its ``LinkListener``: pushed envelopes one at a time and in order (the listener
 acks each once its store has committed it), notices, and state changes. Beside the
 transport it offers what only the relay has: requests (directory, prekey bundles),
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import random as _random
@@ -91,16 +93,28 @@ def spki_pin(certificate_der: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RelayAddress:
-    """Where the relay is and the public key it must present."""
+    """Where the relay is and the public keys it may present.
 
-    url: str
-    """``https://host:port``."""
-    pin: str
-    """``sha256/<base64 of the SPKI digest>``."""
+    Several addresses (one relay behind several names, or several relays sharing one
+    database) are tried in order until one answers with a pinned key. Several pins let the
+    relay's key be rotated: the organisation lists the next key's pin beside the current
+    one, the relay changes key, and a later config drops the old pin; a relay presenting a
+    key that matches none is refused before the first frame.
+    """
 
-    @property
-    def websocket_url(self) -> str:
-        return self.url.replace("https://", "wss://", 1).rstrip("/") + "/v1/ws"
+    urls: tuple[str, ...]
+    """``https://host:port`` each, in the order they are tried."""
+    pins: tuple[str, ...]
+    """``sha256/<base64 of the SPKI digest>`` each."""
+
+    def __post_init__(self) -> None:
+        if not self.urls or not self.pins:
+            raise ValueError("a relay address needs at least one URL and one pin")
+
+
+def websocket_url(url: str) -> str:
+    """The device connection's endpoint at the relay's HTTPS address ``url``."""
+    return url.replace("https://", "wss://", 1).rstrip("/") + "/v1/ws"
 
 
 def _unverified_tls() -> ssl.SSLContext:
@@ -159,32 +173,52 @@ class LinkListener(EnvelopeReceiver, Protocol):
 class _Socket:
     """One pinned WebSocket and the machine that speaks over it."""
 
-    def __init__(self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, der: bytes) -> None:
-        self.http, self.ws, self.certificate_der = http, ws, der
+    def __init__(
+        self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, url: str, der: bytes
+    ) -> None:
+        self.http, self.ws, self.url, self.certificate_der = http, ws, url, der
         self.machine = Connection()
 
     @classmethod
     async def open(cls, address: RelayAddress) -> _Socket:
+        """The first of ``address.urls`` that answers with a pinned key, each tried for
+        ``CONNECT_SECONDS``. None did: ``PinMismatchError`` if one answered with another key
+        (it matters more than an address that is down), else the last address's failure."""
+        mismatch: PinMismatchError | None = None
+        failure: BaseException | None = None
+        for url in address.urls:
+            try:
+                async with asyncio.timeout(CONNECT_SECONDS):
+                    return await cls._open_one(url, address.pins)
+            except PinMismatchError as e:
+                mismatch = e
+            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                failure = e
+                log.info("a relay address cannot be reached (%s); trying the next", _why(e))
+        raise mismatch or failure or OfflineError("the relay has no address to try")
+
+    @classmethod
+    async def _open_one(cls, url: str, pins: tuple[str, ...]) -> _Socket:
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_SECONDS))
         try:
             ws = await http.ws_connect(
-                address.websocket_url,
+                websocket_url(url),
                 ssl=_unverified_tls(),
                 max_msg_size=MAX_FRAME_BYTES,
                 heartbeat=HEARTBEAT_SECONDS,
             )
             ssl_object = ws.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-            if der is None or spki_pin(der) != address.pin:
+            if der is None or spki_pin(der) not in pins:
                 await ws.close()
                 raise PinMismatchError(
-                    "the relay's TLS key does not match the pinned key; the connection was dropped "
+                    f"the relay's TLS key at {url} matches no pinned key; the connection was dropped "
                     "before anything was sent (an interception, or the relay's key changed: ask IT)"
                 )
         except BaseException:
             await http.close()
             raise
-        return cls(http, ws, der)
+        return cls(http, ws, url, der)
 
     async def receive(self, timeout: float | None = None) -> list[Event]:
         message = await self.ws.receive(timeout=timeout)
@@ -202,10 +236,10 @@ class _Socket:
 async def enrol(address: RelayAddress, request: Enrol) -> Enrolled:
     """Register this device with a one-time enrolment code over a fresh, pinned connection."""
     try:
-        async with asyncio.timeout(CONNECT_SECONDS):
-            socket = await _Socket.open(address)
+        socket = await _Socket.open(address)
     except (aiohttp.ClientError, OSError, TimeoutError) as e:
-        raise OfflineError(f"the relay at {address.url} cannot be reached: {e}") from e
+        where = " or ".join(address.urls)
+        raise OfflineError(f"the relay at {where} cannot be reached ({_why(e)})") from e
     try:
         events = await socket.receive(CONNECT_SECONDS)
         if not any(isinstance(event, Challenged) for event in events):
@@ -229,13 +263,13 @@ async def enrol(address: RelayAddress, request: Enrol) -> Enrolled:
 
 
 async def upload_blob(
-    address: RelayAddress, certificate_der: bytes, blob: bytes, upload_token: bytes, expires_at: int | None
+    relay_url: str, certificate_der: bytes, blob: bytes, upload_token: bytes, expires_at: int | None
 ) -> str:
-    """POST an attachment blob over HTTPS pinned to ``certificate_der``; returns its id."""
+    """POST an attachment blob to ``relay_url`` over HTTPS pinned to ``certificate_der``; returns its id."""
     headers = {"Authorization": UPLOAD_SCHEME + upload_token.hex()}
     if expires_at is not None:
         headers[EXPIRES_HEADER] = str(expires_at)
-    url = address.url.rstrip("/") + "/v1/attachments"
+    url = relay_url.rstrip("/") + "/v1/attachments"
     async with pinned_https(certificate_der) as http, http.post(url, data=blob, headers=headers) as response:
         answer = await response.json(content_type=None)
         if response.status == HTTPStatus.UNAUTHORIZED:
@@ -245,9 +279,10 @@ async def upload_blob(
         return str(answer["attachment_id"])
 
 
-async def download_blob(address: RelayAddress, certificate_der: bytes, attachment_id: str) -> bytes | None:
-    """GET an attachment blob over HTTPS pinned to ``certificate_der``; None if the relay has none."""
-    url = address.url.rstrip("/") + "/v1/attachments/" + attachment_id
+async def download_blob(relay_url: str, certificate_der: bytes, attachment_id: str) -> bytes | None:
+    """GET an attachment blob from ``relay_url`` over HTTPS pinned to ``certificate_der``; None if the
+    relay has none."""
+    url = relay_url.rstrip("/") + "/v1/attachments/" + attachment_id
     async with pinned_https(certificate_der) as http, http.get(url) as response:
         if response.status == HTTPStatus.NOT_FOUND:
             return None
@@ -291,8 +326,8 @@ class RelayLink:
         self._unit_random = unit_random
         self._state = TransportState.OFFLINE
         self._reason = ""
-        self.certificate_der: bytes | None = None
-        """The relay certificate last seen with the right pin (HTTPS requests pin it exactly)."""
+        self._pinned: tuple[str, bytes] | None = None
+        """The relay URL and certificate last seen with a right pin (HTTPS requests pin it exactly)."""
         self._socket: _Socket | None = None
         self._waiting: dict[int, asyncio.Future[Response]] = {}
         self._online = asyncio.Event()
@@ -316,8 +351,20 @@ class RelayLink:
 
     def start(self, address: RelayAddress, *, device_id: int, signer: Signer, listener: LinkListener) -> None:
         if self._task is None:
-            started = self._started = _Started(address, device_id, signer, listener)
-            self._task = asyncio.get_running_loop().create_task(self._run(started), name="relay-link")
+            self._started = _Started(address, device_id, signer, listener)
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="relay-link")
+
+    async def readdress(self, address: RelayAddress) -> None:
+        """Use ``address`` from the next connection on (a newer organisation config moved the relay
+        or rotated its pins); a connection to a key it no longer pins is dropped at once."""
+        if self._started is None or self._started.address == address:
+            return
+        self._started = dataclasses.replace(self._started, address=address)
+        socket = self._socket
+        if socket is not None and spki_pin(socket.certificate_der) not in address.pins:
+            log.info("the relay's current key is no longer pinned; reconnecting")
+            self._renewing = True
+            await socket.ws.close()
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -386,15 +433,17 @@ class RelayLink:
 
     async def upload(self, blob: bytes, upload_token: bytes, expires_at: int | None = None) -> str:
         """Store an attachment blob on the relay, kept no later than ``expires_at``; returns its id."""
-        if self.address is None or self.certificate_der is None:
+        if self._pinned is None:
             raise OfflineError("not connected to the relay yet")
-        return await upload_blob(self.address, self.certificate_der, blob, upload_token, expires_at)
+        url, certificate_der = self._pinned
+        return await upload_blob(url, certificate_der, blob, upload_token, expires_at)
 
     async def download(self, attachment_id: str) -> bytes | None:
         """An attachment blob, or None if the relay no longer has it (expired or never stored)."""
-        if self.address is None or self.certificate_der is None:
+        if self._pinned is None:
             raise OfflineError("not connected to the relay yet")
-        return await download_blob(self.address, self.certificate_der, attachment_id)
+        url, certificate_der = self._pinned
+        return await download_blob(url, certificate_der, attachment_id)
 
     def _set_state(self, state: TransportState, reason: str) -> None:
         if state == TransportState.ONLINE:
@@ -406,9 +455,10 @@ class RelayLink:
             if self._started is not None:
                 self._started.listener.on_state(self, state, reason)
 
-    async def _run(self, started: _Started) -> None:
+    async def _run(self) -> None:
         attempt = 0
-        while not self._stopping:
+        while not self._stopping and (started := self._started) is not None:
+            # Read afresh each time: ``readdress`` may have changed where the relay is.
             self._set_state(TransportState.CONNECTING, "")
             reason = ""
             try:
@@ -434,9 +484,8 @@ class RelayLink:
 
     async def _connect_once(self, started: _Started) -> bool:
         """One connection, until it ends; True if it got online. Raises RelayRefusedError if refused."""
-        async with asyncio.timeout(CONNECT_SECONDS):
-            socket = await _Socket.open(started.address)
-        self.certificate_der = socket.certificate_der
+        socket = await _Socket.open(started.address)
+        self._pinned = socket.url, socket.certificate_der
         pushes: asyncio.Queue[Envelope | None] = asyncio.Queue()
         consumer = asyncio.get_running_loop().create_task(
             self._consume(pushes, started.listener), name="relay-pushes"

@@ -26,7 +26,7 @@ from storage.store import Store
 from tests.support.clients import passphrase
 
 WAIT_SECONDS = 10.0
-CLOSED_PORT = RelayAddress("https://127.0.0.1:9", "sha256/" + "A" * 43 + "=")
+CLOSED_PORT = RelayAddress(("https://127.0.0.1:9",), ("sha256/" + "A" * 43 + "=",))
 """A relay address where nothing listens (the discard port): a connection attempt fails at once."""
 NO_RETRY = Backoff(base_seconds=3600.0, cap_seconds=3600.0)
 

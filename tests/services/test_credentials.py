@@ -202,6 +202,7 @@ def test_an_account_told_of_a_foreign_certificate_keeps_its_own_and_says_so(
             emitter=Emitter(events.append),
             clock=clock,
             random=nacl.utils.random,
+            organisation_relay=lambda: None,
         )
         foreign = DeviceCertificate.issue(
             root,

@@ -12,7 +12,7 @@ import pytest
 from app.base.errors import PinMismatchError, RelayRefusedError
 from app.services.events import ConnectionChanged, MessageArrived
 from app.services.facade import Enclave
-from app.services.settings import RELAY_PIN
+from app.services.settings import RELAY_PINS
 from storage.errors import WrongPassphraseError
 from storage.keyheader import MINIMUM_COST
 from storage.keys import Passphrase
@@ -21,6 +21,7 @@ from tests.support.clients import WAIT_SECONDS, Client, first_message, open_clie
 from tests.support.relay import RelayProcess, TestDevice, new_account
 
 WRONG_PIN = "sha256/" + "A" * 43 + "="
+OTHER_WRONG_PIN = "sha256/" + "B" * 43 + "="
 
 
 def test_wrong_pin_sends_nothing_and_the_code_stays_usable(relay: RelayProcess, tmp_path: Path) -> None:
@@ -40,9 +41,10 @@ def test_wrong_pin_sends_nothing_and_the_code_stays_usable(relay: RelayProcess, 
 
 
 def test_a_relay_presenting_another_key_is_never_authenticated_to(pair: tuple[Client, Client]) -> None:
-    """Test that a stored pin that does not match keeps the device offline with the reason shown."""
+    """Test that stored pins none of which match keep the device offline with the reason shown."""
     alice, _ = pair
-    alice.enclave._run(lambda e: e.store.settings.set(RELAY_PIN, WRONG_PIN)).result(WAIT_SECONDS)
+    wrong_pins = f"{WRONG_PIN} {OTHER_WRONG_PIN}"
+    alice.enclave._run(lambda e: e.store.settings.set(RELAY_PINS, wrong_pins)).result(WAIT_SECONDS)
     alice.close()
     reopened = open_client(alice.profile)
     try:

@@ -63,7 +63,9 @@ NOW = 1_800_000_000.0
 CERTIFICATE_SECONDS = 7 * 24 * 3600
 WAIT_SECONDS = 5.0
 POLL_SECONDS = 0.005
-RELAY = RelayAddress("https://relay.invalid:8443", "sha256/" + base64.b64encode(bytes(32)).decode("ascii"))
+RELAY = RelayAddress(
+    ("https://relay.invalid:8443",), ("sha256/" + base64.b64encode(bytes(32)).decode("ascii"),)
+)
 """Where the devices believe their relay is; nothing ever connects to it."""
 
 __all__ = [

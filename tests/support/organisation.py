@@ -3,6 +3,7 @@ example with changes, signed as ``enclave-admin config sign`` signs them."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,15 +40,22 @@ class Organisation:
         expires: str = FAR_FUTURE,
         mandatory: str | None = None,
         recommended: str | None = None,
+        relay_urls: tuple[str, ...] | None = None,
+        relay_pins: tuple[str, ...] | None = None,
     ) -> bytes:
         """The example config with this organisation's keys, ``version`` and ``expires``; the
-        policy tables replaced by the given TOML bodies where given."""
+        policy tables replaced by the given TOML bodies, and the relay's addresses and pins by
+        the given ones, where given."""
         text = EXAMPLE.read_text(encoding="utf-8")
         text = text.replace(EXAMPLE_ROOT, self.root[0].hex()).replace(
             EXAMPLE_AUTHORITY, self.authority[0].hex()
         )
         text = re.sub(r"(?m)^version = 1 ", f"version = {version} ", text)
         text = re.sub(r"(?m)^expires = \S+", f"expires = {expires}", text)
+        if relay_urls is not None:
+            text = re.sub(r"(?m)^urls = \[.*\]$", f"urls = {json.dumps(list(relay_urls))}", text)
+        if relay_pins is not None:
+            text = re.sub(r"(?ms)^pins = \[.*?\]$", f"pins = {json.dumps(list(relay_pins))}", text)
         if mandatory is not None or recommended is not None:
             text = text[: text.index("\n[policy.mandatory]\n") + 1]
             text += f"[policy.mandatory]\n{mandatory or ''}\n[policy.recommended]\n{recommended or ''}\n"

@@ -1,19 +1,36 @@
-"""The link: the pin it computes is the relay's, the addresses it derives, and HTTPS pinned to the relay."""
+"""The link: the pin it computes is the relay's, the addresses it derives and tries in order, any of
+several pins accepted and none else, and HTTPS pinned to the relay."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from nacl.utils import random
 
-from app.base.errors import OfflineError, PinMismatchError
-from app.sync.link import RelayAddress, download_blob, spki_pin, upload_blob
+from app.base.errors import OfflineError, PinMismatchError, RelayRefusedError
+from app.crypto.keys import IdentityKeyPair, SignedPreKey
+from app.protocol.frames import Enrol, SignedPreKeyUpload
+from app.sync.link import RelayAddress, download_blob, enrol, spki_pin, upload_blob, websocket_url
 from server.keys import _self_signed, public_key_pin
 from tests.support.relay import RelayProcess
+
+OTHER_PIN = "sha256/" + "A" * 43 + "="
+ANOTHER_PIN = "sha256/" + "B" * 43 + "="
+CLOSED_URL = "https://127.0.0.1:9"
+"""The discard port: nothing listens on loopback, so connecting is refused at once."""
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[RelayProcess]:
+    process = RelayProcess(tmp_path / "relay").start()
+    yield process
+    process.stop()
 
 
 def test_the_client_pin_of_a_certificate_is_the_one_the_relay_prints() -> None:
@@ -29,9 +46,54 @@ def test_the_client_pin_of_a_certificate_is_the_one_the_relay_prints() -> None:
 
 def test_websocket_url_follows_the_https_address() -> None:
     """Test that the WebSocket endpoint is derived from the relay's HTTPS address."""
-    assert RelayAddress("https://relay.ministry.local:8443/", "pin").websocket_url == (
-        "wss://relay.ministry.local:8443/v1/ws"
+    assert websocket_url("https://relay.ministry.local:8443/") == "wss://relay.ministry.local:8443/v1/ws"
+
+
+def _enrol_with_a_bad_code(address: RelayAddress) -> None:
+    """``enrol`` with a code no relay issued: a relay that is reached refuses the code."""
+    identity = IdentityKeyPair.generate(random)
+    signed = SignedPreKey.generate(identity, 1, random)
+    request = Enrol(
+        "not-a-code",
+        identity.public,
+        SignedPreKeyUpload(signed.key_id, signed.keypair.public, signed.signature),
+        (),
     )
+    asyncio.run(enrol(address, request))
+
+
+def test_any_of_the_pins_is_accepted_and_none_matching_is_refused(relay: RelayProcess) -> None:
+    """Test that a relay whose key is one of several pins is spoken to, and that one matching none
+    of them is dropped before the first frame: the relay never sees the ENROL."""
+    with pytest.raises(RelayRefusedError, match="CODE_REFUSED"):
+        _enrol_with_a_bad_code(RelayAddress((relay.https,), (OTHER_PIN, relay.pin)))
+    with pytest.raises(PinMismatchError, match="matches no pinned key"):
+        _enrol_with_a_bad_code(RelayAddress((relay.https,), (OTHER_PIN, ANOTHER_PIN)))
+
+
+def test_the_addresses_are_tried_in_order_until_one_answers(relay: RelayProcess) -> None:
+    """Test that an address that is down is passed over for the next, and that when none answers
+    the failure names every address."""
+    with pytest.raises(RelayRefusedError, match="CODE_REFUSED"):
+        _enrol_with_a_bad_code(RelayAddress((CLOSED_URL, relay.https), (relay.pin,)))
+    with pytest.raises(OfflineError, match=f"{CLOSED_URL} or https://127.0.0.1:10 cannot be reached"):
+        _enrol_with_a_bad_code(RelayAddress((CLOSED_URL, "https://127.0.0.1:10"), (relay.pin,)))
+
+
+def test_an_address_with_another_key_is_passed_over_for_a_pinned_one(tmp_path: Path) -> None:
+    """Test that the first address answering with an unpinned key is dropped unspoken-to and the
+    next, with a pinned key, is used; and that a mismatch is the failure when no address works,
+    since it matters more than an address that is down."""
+    interceptor = RelayProcess(tmp_path / "interceptor").start()
+    genuine = RelayProcess(tmp_path / "genuine").start()
+    try:
+        with pytest.raises(RelayRefusedError, match="CODE_REFUSED"):
+            _enrol_with_a_bad_code(RelayAddress((interceptor.https, genuine.https), (genuine.pin,)))
+        with pytest.raises(PinMismatchError):
+            _enrol_with_a_bad_code(RelayAddress((interceptor.https, CLOSED_URL), (genuine.pin,)))
+    finally:
+        interceptor.stop()
+        genuine.stop()
 
 
 def _der(relay: RelayProcess) -> bytes:
@@ -48,7 +110,7 @@ def test_attachments_go_only_to_the_certificate_the_pin_check_accepted(tmp_path:
     first = RelayProcess(tmp_path / "a").start()
     second = RelayProcess(tmp_path / "b").start()
     try:
-        address = RelayAddress(second.https, second.pin)
+        address = second.https
         with pytest.raises(PinMismatchError):
             asyncio.run(upload_blob(address, _der(first), b"ciphertext", b"\x00" * 32, None))
         with pytest.raises(PinMismatchError):
