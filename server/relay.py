@@ -392,7 +392,7 @@ class Connection:
                 one_time.key_id if one_time else NO_ONE_TIME_PREKEY,
                 one_time.public if one_time else None,
             )
-            bundles.append(DeviceBundle(device.device_id, bundle.to_bytes()))
+            bundles.append(DeviceBundle(device.device_id, bundle.to_bytes(), self._certificate(device)))
             await self._notify_if_low(device.device_id)
         return Response(Status.OK, body=Bundles(tuple(bundles)).encode())
 

@@ -395,6 +395,9 @@ class DeviceBundle:
     device_id: int
     bundle: bytes
     """A ``PreKeyBundle`` in its own format (app/crypto/keys.py), opaque to the relay."""
+    certificate: bytes
+    """The device's ``DeviceCertificate``: the fetcher checks that it names this bundle's
+    identity key, the account asked for and this device id before it uses the bundle."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +410,7 @@ class Bundles:
         w = Writer("bundles").u8(len(self.devices))
         for device in self.devices:
             w.u32(device.device_id).var16(device.bundle, MAX_BUNDLE_BYTES, "bundle")
+            w.var16(device.certificate, MAX_CERTIFICATE_FRAME_BYTES, "certificate")
         return w.getvalue()
 
     @classmethod
@@ -415,7 +419,16 @@ class Bundles:
         count = r.u8()
         if count > MAX_DEVICES_PER_ACCOUNT:
             raise r.fail(f"{count} devices exceeds the limit of {MAX_DEVICES_PER_ACCOUNT}")
-        value = cls(tuple(DeviceBundle(r.u32(), r.var16(MAX_BUNDLE_BYTES, "bundle")) for _ in range(count)))
+        value = cls(
+            tuple(
+                DeviceBundle(
+                    r.u32(),
+                    r.var16(MAX_BUNDLE_BYTES, "bundle"),
+                    r.var16(MAX_CERTIFICATE_FRAME_BYTES, "certificate"),
+                )
+                for _ in range(count)
+            )
+        )
         r.finish()
         return value
 

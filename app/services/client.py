@@ -113,7 +113,13 @@ class Client:
         rules = provisioning.rules
         contacts = Contacts(store, relay=relay, tasks=tasks, rules=rules)
         sessions = Sessions(
-            store, credentials=credentials, relay=relay, contacts=contacts, emitter=emitter, random=random
+            store,
+            credentials=credentials,
+            relay=relay,
+            contacts=contacts,
+            emitter=emitter,
+            clock=clock,
+            random=random,
         )
         sending: Sending | None = None
 

@@ -12,7 +12,13 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from app.base.errors import CertificateError, CryptoError, DecryptionError, RelayRefusedError
+from app.base.errors import (
+    CertificateError,
+    CryptoError,
+    DecryptionError,
+    RelayRefusedError,
+    RemoteProtocolError,
+)
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import NO_ONE_TIME_PREKEY, DHKeyPair, IdentityKeyPair, OneTimePreKey, PreKeyBundle
 from app.crypto.primitives import RandomSource
@@ -27,11 +33,12 @@ from app.crypto.session import (
 )
 from app.protocol.content import Content, encode_content
 from app.protocol.envelope import Envelope
-from app.protocol.frames import Bundles, FetchBundles, FrameType, Status
+from app.protocol.frames import Bundles, DeviceBundle, FetchBundles, FrameType, Status
 from app.services import prekeys
+from app.services.clock import Clock
 from app.services.contacts import Contacts
 from app.services.credentials import Credentials
-from app.services.errors import NoDeviceError
+from app.services.errors import NoDeviceError, NotEnrolledError
 from app.services.events import Emitter, Event, KeyChanged
 from app.sync.link import RelayLink
 from storage.errors import NotFoundError
@@ -132,6 +139,25 @@ def note_device(
     return KeyChanged(account_id, device_id) if changed else None
 
 
+def certified_bundle(device: DeviceBundle, account_id: str, *, trust_root: bytes, now: int) -> PreKeyBundle:
+    """A fetched device's prekey bundle, once its certificate is seen to be signed by
+    ``trust_root``, unexpired, and to name ``account_id``, this device id and the bundle's
+    identity key; ``CertificateError`` (or ``RemoteProtocolError`` for bytes that do not
+    parse) otherwise. Without this a relay could hand out a key of its choosing for a
+    colleague on first contact. The bundle's own signature is checked when the session is
+    made from it (``initiate_session``).
+    """
+    bundle = PreKeyBundle.from_bytes(device.bundle)
+    certificate = DeviceCertificate.parse(device.certificate)
+    certificate.verify(trust_root=trust_root, now=now)
+    named = (certificate.account_id, certificate.device_id, certificate.identity_key)
+    if named != (account_id, device.device_id, bundle.identity_key):
+        raise CertificateError(
+            f"the certificate of {account_id}'s device {device.device_id} names another account or key"
+        )
+    return bundle
+
+
 def blocked(store: Store, account_id: str, device_id: int | None = None) -> bool:
     """Whether sending to the contact (or one device of it) waits for the user to accept a new key."""
     return any(
@@ -152,9 +178,11 @@ class Sessions:
         relay: RelayLink,
         contacts: Contacts,
         emitter: Emitter,
+        clock: Clock,
         random: RandomSource,
     ) -> None:
         self._store = store
+        self._clock = clock
         self._credentials = credentials
         self._relay = relay
         self._contacts = contacts
@@ -178,6 +206,9 @@ class Sessions:
         if known:
             return known
         _, identity = self._credentials.require()
+        if self._credentials.relay is None:
+            raise NotEnrolledError("enrol this device first")
+        trust_root = self._credentials.relay.trust_root
         response = await self._relay.request(FrameType.FETCH_BUNDLES, FetchBundles(account_id).encode())
         if response.status == Status.NOT_FOUND:
             raise NoDeviceError(f"{account_id} has no active device")
@@ -195,11 +226,13 @@ class Sessions:
             for device in fetched:
                 if self.has(account_id, device.device_id):
                     continue
-                bundle = PreKeyBundle.from_bytes(device.bundle)
                 try:
+                    bundle = certified_bundle(
+                        device, account_id, trust_root=trust_root, now=int(self._clock())
+                    )
                     session = initiate_session(identity, bundle, self._random)
-                except CryptoError:
-                    log.warning("the relay handed out a prekey bundle with a bad signature")
+                except (CryptoError, RemoteProtocolError) as e:
+                    log.warning("refused a prekey bundle the relay handed out: %s", e)
                     continue
                 note = note_device(
                     self._store, account_id, device.device_id, bundle.identity_key, siblings=first_seen

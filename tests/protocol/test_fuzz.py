@@ -81,7 +81,10 @@ def _samples() -> dict[str, tuple[Callable[[bytes], object], bytes]]:
         "upload prekeys": (UploadPreKeys.parse, prekeys.encode()),
         "ack": (Ack.parse, Ack((b"\x05" * 16, b"\x06" * 16)).encode()),
         "response": (Response.parse, Response(Status.MAILBOX_FULL, "полный", b"body").encode()),
-        "bundles": (Bundles.parse, Bundles((DeviceBundle(2, device.bundle().to_bytes()),)).encode()),
+        "bundles": (
+            Bundles.parse,
+            Bundles((DeviceBundle(2, device.bundle().to_bytes(), certificate.encode()),)).encode(),
+        ),
         "directory": (
             DirectoryResults.parse,
             DirectoryResults((DirectoryEntry("k.kim", "김민수", "외교부"),)).encode(),

@@ -17,7 +17,7 @@ import pytest
 from nacl.utils import random
 
 from app.crypto.certificate import DeviceCertificate
-from app.crypto.keys import PreKeyBundle
+from app.crypto.keys import IdentityKeyPair, PreKeyBundle
 from app.protocol.frames import (
     Bundles,
     DirectoryLookup,
@@ -29,6 +29,7 @@ from app.protocol.frames import (
     NoticeKind,
     Status,
 )
+from server.keys import SIGNING_KEY_FILE
 from server.relay import enrolment_code_hash
 from tests.conftest import require
 from tests.server.stores import POSTGRES_DSN, database_of, drop_schema
@@ -137,6 +138,11 @@ def test_enrol_authenticate_send_push_ack_and_redeliver(start_relay: RelayFactor
         bundle = PreKeyBundle.from_bytes(device.bundle)
         bundle.verify()
         assert device.device_id == bob.device_id and bundle.identity_key == bob.identity.public
+        bobs = DeviceCertificate.parse(device.certificate)
+        assert (bobs.account_id, bobs.device_id) == ("u.bob", bob.device_id)
+        assert bobs.identity_key == bob.identity.public
+        issuer = IdentityKeyPair.from_seed((relay.data_dir / SIGNING_KEY_FILE).read_bytes())
+        bobs.verify(trust_root=issuer.public, now=int(time.time()))
         assert bundle.one_time_prekey is not None
 
         sent = []

@@ -9,6 +9,8 @@ import pytest
 
 from app.base.errors import OfflineError
 from app.base.limits import MAX_FILENAME_BYTES
+from app.crypto.certificate import DeviceCertificate
+from app.crypto.keys import IdentityKeyPair
 from app.crypto.sealed import unseal
 from app.protocol.content import Receipt, ReceiptType
 from app.protocol.envelope import Envelope
@@ -159,3 +161,35 @@ def test_devices_first_seen_in_one_fetch_are_the_accounts_devices_not_a_key_chan
     assert bench.run(alice.sessions.ensure("bob", None)) == [1, 2, 3]
     assert alice.emitted(KeyChanged) == [KeyChanged("bob", 3)]
     assert alice.sessions.blocked("bob", 3) and not alice.sessions.blocked("bob", 2)
+
+
+def test_a_bundle_whose_certificate_does_not_name_its_key_is_refused(bench: Bench) -> None:
+    """Test that a fetched bundle is used only if its certificate, signed by the trust root and
+    unexpired, names the account asked for, the device and the bundle's identity key: a relay
+    handing out another key for Bob, with Bob's certificate or one it signed itself, gets nothing."""
+    directory = InMemoryDirectory()
+    alice = bench.device("alice", directory=directory)
+    bob, mallory = bench.device("bob"), bench.device("mallory")
+    forger = IdentityKeyPair.generate(bench.random)
+    forged = [
+        lambda: (mallory.bundle().to_bytes(), bob.certificate.encode()),
+        lambda: (mallory.bundle().to_bytes(), mallory.certificate.encode()),
+        lambda: (
+            mallory.bundle().to_bytes(),
+            DeviceCertificate.issue(
+                forger, account_id="bob", device_id=1, identity_key=mallory.identity.public, expires_at=2**40
+            ).encode(),
+        ),
+        lambda: (bob.bundle().to_bytes(), bench.certify("bob", 1, bob.identity.public, seconds=-1).encode()),
+        lambda: (bob.bundle().to_bytes(), b"\x01 not a certificate"),
+    ]
+    for answer in forged:
+        directory.publish("bob", 1, answer)
+        with pytest.raises(NoDeviceError):
+            bench.run(alice.sessions.ensure("bob", None))
+        assert alice.sessions.devices("bob") == []
+        assert alice.store.contacts.devices("bob") == []
+    bob.publish(directory)
+    assert bench.run(alice.sessions.ensure("bob", None)) == [1]
+    device = alice.store.contacts.device("bob", 1)
+    assert device is not None and device.identity_key == bob.identity.public

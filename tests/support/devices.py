@@ -125,8 +125,11 @@ class Device:
     """How often Delivery handed a message back to be sealed again."""
 
     def publish(self, directory: InMemoryDirectory) -> None:
-        """List this device in the directory: each fetch hands out a bundle with a fresh one-time prekey."""
-        directory.publish(self.account_id, self.device_id, lambda: self.bundle().to_bytes())
+        """List this device in the directory: each fetch hands out a bundle with a fresh one-time
+        prekey, and the device's certificate."""
+        directory.publish(
+            self.account_id, self.device_id, lambda: (self.bundle().to_bytes(), self.certificate.encode())
+        )
 
     def bundle(self) -> PreKeyBundle:
         """This device's prekey bundle with a one-time prekey, as the directory would hand it out."""
@@ -291,6 +294,7 @@ class Bench:
             relay=directory or relay,  # type: ignore[arg-type]  # of the link: only its directory
             contacts=contacts,
             emitter=emitter,
+            clock=self.clock,
             random=self.random,
         )
         device: Device | None = None

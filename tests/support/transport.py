@@ -114,14 +114,14 @@ class InMemoryDirectory:
 
     def __init__(self, *, online: bool = True) -> None:
         self.online = online
-        self._bundles: dict[str, dict[int, Callable[[], bytes]]] = {}
+        self._bundles: dict[str, dict[int, Callable[[], tuple[bytes, bytes]]]] = {}
         self._open = asyncio.Event()
         self._open.set()
         self.asked: list[str] = []
         """The account ids bundles were fetched for, in order."""
 
-    def publish(self, account_id: str, device_id: int, bundle: Callable[[], bytes]) -> None:
-        """Hand out ``bundle()`` (a fresh one each time) for this device from now on."""
+    def publish(self, account_id: str, device_id: int, bundle: Callable[[], tuple[bytes, bytes]]) -> None:
+        """Hand out ``bundle()`` (a fresh bundle each time, and a certificate) for this device from now on."""
         self._bundles.setdefault(account_id, {})[device_id] = bundle
 
     def hold(self) -> None:
@@ -140,5 +140,5 @@ class InMemoryDirectory:
         devices = self._bundles.get(account_id)
         if not devices:
             return Response(Status.NOT_FOUND, "no such account")
-        bundles = tuple(DeviceBundle(device_id, make()) for device_id, make in sorted(devices.items()))
+        bundles = tuple(DeviceBundle(device_id, *make()) for device_id, make in sorted(devices.items()))
         return Response(Status.OK, "", Bundles(bundles).encode())
