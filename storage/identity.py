@@ -1,4 +1,7 @@
-"""Our own device: its identity key seed and its prekeys (private halves, by id)."""
+"""Our own device: its identity key seed and its one-time prekeys (private halves, by id).
+
+Signed prekeys, which rotate, are in ``storage.signedprekeys``.
+"""
 
 from __future__ import annotations
 
@@ -46,10 +49,6 @@ class PreKeyRepository:
         self._db = db
         self._clock = clock
 
-    def add_signed(self, key_id: int, private_key: bytes, signature: bytes) -> None:
-        with self._db.transaction():
-            self._insert(PreKeyKind.SIGNED, [(key_id, private_key, signature)])
-
     def add_one_time(self, keys: Iterable[tuple[int, bytes]]) -> None:
         with self._db.transaction():
             self._insert(PreKeyKind.ONE_TIME, [(key_id, private, None) for key_id, private in keys])
@@ -87,12 +86,3 @@ class PreKeyRepository:
             (kind.value,),
         )
         return [_prekey(row) for row in rows]
-
-    def delete_signed_before(self, created_before: float, *, keep: int) -> int:
-        """Delete signed prekeys older than ``created_before``, except the one with id ``keep``."""
-        with self._db.transaction():
-            cursor = self._db.execute(
-                "DELETE FROM prekeys WHERE kind = ? AND created_at < ? AND key_id <> ?",
-                (PreKeyKind.SIGNED.value, created_before, keep),
-            )
-        return cursor.rowcount

@@ -34,8 +34,8 @@ class Trust(enum.StrEnum):
 
 
 class PreKeyKind(enum.StrEnum):
-    SIGNED = "signed"
     ONE_TIME = "one_time"
+    """Signed prekeys live in their own table since schema v6 (``SignedPreKeyRecord``)."""
 
 
 OUTGOING = ""
@@ -57,6 +57,20 @@ class PreKey:
     private_key: bytes = field(repr=False)
     signature: bytes | None
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPreKeyRecord:
+    """One of this device's signed prekeys: made, then published, then retired, then deleted."""
+
+    key_id: int
+    private_key: bytes = field(repr=False)
+    signature: bytes
+    created_at: float
+    published_at: float | None
+    """When the relay acknowledged it; None while its upload is not (yet) acknowledged."""
+    retired_at: float | None
+    """When the next one was published in its place; None while it is the current one."""
 
 
 @dataclass(frozen=True, slots=True)

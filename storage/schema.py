@@ -18,6 +18,10 @@ or the next, never between. A store newer than this build is refused unchanged.
 - v5: the organisation: the root key the profile trusts (``org_trust``, fixed once set) and
   the signed config accepted last from each origin with its version (``org_configs``,
   whose version never goes down), so a downgrade is refused across restarts.
+- v6: signed prekeys move to their own table, ``signed_prekeys``, kept by id with when each
+  was made, published (the relay acknowledged it) and retired (replaced by the next), so
+  the client can rotate them and delete a retired one after its grace period; the
+  ``prekeys`` table keeps the one-time prekeys.
 """
 
 from __future__ import annotations
@@ -233,7 +237,34 @@ _V5 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
+_V6 = Migration(
+    6,
+    "signed prekeys by id with their publication and retirement",
+    (
+        """CREATE TABLE signed_prekeys (
+            key_id INTEGER PRIMARY KEY CHECK (key_id BETWEEN 0 AND 4294967295),
+            private_key BLOB NOT NULL CHECK (length(private_key) = 32),
+            signature BLOB NOT NULL CHECK (length(signature) = 64),
+            created_at REAL NOT NULL,
+            published_at REAL,
+            retired_at REAL,
+            CHECK (retired_at IS NULL OR published_at IS NOT NULL))""",
+        # Of the keys not retired, at most one is published (the current one) and at most
+        # one is not (made, its upload not yet acknowledged).
+        """CREATE UNIQUE INDEX signed_prekeys_live ON signed_prekeys ((published_at IS NULL))
+            WHERE retired_at IS NULL""",
+        # Before v6 the one signed prekey was made at enrolment, which the relay had
+        # acknowledged; it is the current one (the newest, should there be several).
+        """INSERT INTO signed_prekeys (key_id, private_key, signature, created_at, published_at, retired_at)
+            SELECT key_id, private_key, signature, created_at, created_at,
+                CASE WHEN key_id = (SELECT max(key_id) FROM prekeys WHERE kind = 'signed')
+                    THEN NULL ELSE created_at END
+            FROM prekeys WHERE kind = 'signed'""",
+        "DELETE FROM prekeys WHERE kind = 'signed'",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

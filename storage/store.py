@@ -55,6 +55,7 @@ from storage.profilelock import ProfileLock
 from storage.seen import SeenEnvelopeRepository
 from storage.sessions import SessionRepository
 from storage.settings import SettingsRepository
+from storage.signedprekeys import SignedPreKeyRepository
 from storage.unsealed import UnsealedRepository
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class Store:
         )
         self.identity = IdentityRepository(db, clock=clock)
         self.prekeys = PreKeyRepository(db, clock=clock)
+        self.signed_prekeys = SignedPreKeyRepository(db, clock=clock)
         self.sessions = SessionRepository(db, clock=clock)
         self.contacts = ContactRepository(db, clock=clock)
         self.conversations = ConversationRepository(db, self.attachments, clock=clock)
@@ -279,6 +281,17 @@ class Store:
     def delete_messages(self, ids: Iterable[int]) -> list[int]:
         """Delete messages the user chose, as thoroughly as the sweeper does; returns the ids deleted."""
         deleted = self.messages.delete(ids)
+        if deleted:
+            self.scrub()
+        return deleted
+
+    def delete_retired_signed_prekeys(self, *, before: float) -> list[int]:
+        """Delete the signed prekeys retired before ``before`` for good; returns their ids.
+
+        The private keys' cells are zeroed (``secure_delete``) and the checkpoint removes
+        the WAL's older copies of those pages, so the keys are gone from the disk too.
+        """
+        deleted = self.signed_prekeys.delete_retired(before=before)
         if deleted:
             self.scrub()
         return deleted

@@ -65,6 +65,16 @@ class TooManySkippedMessagesError(DecryptionError):
     """The message claims more missing predecessors than we keep keys for."""
 
 
+class SignedPreKeyGoneError(DecryptionError):
+    """A first message names a signed prekey this device no longer has, or never had.
+
+    Signed prekeys rotate weekly and a retired one is deleted 31 days later
+    (docs/PROTOCOL.md, "Signed prekey rotation"): a first message sealed to it that
+    arrives after that can no longer be opened. It is dropped like any message that does
+    not decrypt; its sender's later messages open once that sender starts a new session.
+    """
+
+
 class InvalidSignatureError(CryptoError):
     """A signature (signed prekey, device certificate) does not verify."""
 

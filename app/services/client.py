@@ -13,7 +13,7 @@ them in dependency order, and this file is the one place to read who calls whom
 - ``Receiving``: opens, stores and acks what the transport brings.
 - ``Conversations``: conversations, reading, timers, receipts, search, deleting.
 - ``Verification``: safety numbers and accepting changed keys.
-- ``PreKeys``: keeps the relay stocked with one-time prekeys.
+- ``PreKeys``: keeps the relay stocked with one-time prekeys; rotates the signed prekey.
 - ``Account``: enrolment, the connection, certificate renewal.
 - ``ExpirySchedule``: disappearing messages swept on time.
 - ``Provisioning``: the organisation's signed configs and the effective policy; the
@@ -183,7 +183,9 @@ class Client:
                 rules=rules,
             ),
             verification=Verification(store, credentials=credentials, sessions=sessions, sending=sending),
-            prekeys=PreKeys(store, relay=relay, random=random),
+            prekeys=PreKeys(
+                store, credentials=credentials, relay=relay, tasks=tasks, clock=clock, random=random
+            ),
             account=Account(
                 store,
                 credentials=credentials,
@@ -224,6 +226,7 @@ class Client:
 
     async def on_online(self, authenticated: Authenticated) -> None:
         self.account.authenticated(authenticated)
+        self.prekeys.online()
         await self.sending.seal_pending()
         self.delivery.kick()
 

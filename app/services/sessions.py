@@ -18,6 +18,7 @@ from app.base.errors import (
     DecryptionError,
     RelayRefusedError,
     RemoteProtocolError,
+    SignedPreKeyGoneError,
 )
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import NO_ONE_TIME_PREKEY, DHKeyPair, IdentityKeyPair, OneTimePreKey, PreKeyBundle
@@ -82,7 +83,7 @@ def open_message(
     try:
         signed = prekeys.signed_prekey(store, initial.signed_prekey_id)
     except NotFoundError as e:
-        raise DecryptionError("the message names a signed prekey this device does not have") from e
+        raise SignedPreKeyGoneError("the message names a signed prekey this device does not have") from e
     one_time = None
     if initial.one_time_prekey_id != NO_ONE_TIME_PREKEY:
         try:

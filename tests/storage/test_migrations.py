@@ -13,7 +13,7 @@ from storage import schema
 from storage.database import Database
 from storage.keyheader import write_header
 from storage.keys import Passphrase, provision
-from storage.records import ConversationKind, MessageStatus, NewMessage, Trust
+from storage.records import ConversationKind, MessageStatus, NewMessage, PreKeyKind, Trust
 from storage.store import ATTACHMENTS_NAME, DATABASE_NAME, KEY_HEADER_NAME, Store
 from tests.storage.harness import FakeClock
 
@@ -75,6 +75,12 @@ def _populate(db: Database, version: int) -> None:
                     (*row, int(i % 2 == 0)),
                 )
         db.execute("INSERT INTO seen_envelopes (envelope_id, seen_at) VALUES (?, 1)", (b"env-1",))
+        if version < 6:
+            db.execute(
+                """INSERT INTO prekeys (kind, key_id, private_key, signature, created_at)
+                    VALUES ('signed', 1, ?, ?, 7), ('one_time', 5, ?, NULL, 7)""",
+                (b"\x0a" * 32, b"\x0b" * 64, b"\x0c" * 32),
+            )
         db.execute("INSERT INTO settings (key, value) VALUES ('theme', 'dark')")
 
 
@@ -128,6 +134,12 @@ def test_migrate_populated_store_from_every_earlier_version(
         assert store.outbox.pending_for(message.id) == 1
         store.unsealed.add(message.id)
         assert store.unsealed.list() == [message.id]
+        signed = store.signed_prekeys.current()
+        assert signed is not None, "enrolment's signed prekey is the current one"
+        assert (signed.key_id, signed.private_key, signed.signature) == (1, b"\x0a" * 32, b"\x0b" * 64)
+        assert (signed.created_at, signed.published_at, signed.retired_at) == (7, 7, None)
+        assert [k.key_id for k in store.prekeys.list(PreKeyKind.ONE_TIME)] == [5]
+        assert store.signed_prekeys.next_id() == 2
         assert store.organisation.root_key() is None
         store.organisation.accept("user", root_key=b"\x07" * 32, version=2, config=b"c", signature=b"s")
         assert store.organisation.config("user").version == 2  # type: ignore[union-attr]

@@ -30,21 +30,10 @@ def test_identity_is_saved_once(store: Store) -> None:
 def test_one_time_prekey_is_used_once(store: Store) -> None:
     """Test that taking a one-time prekey returns it and deletes it."""
     store.prekeys.add_one_time([(1, b"\x01" * 32), (2, b"\x02" * 32)])
-    store.prekeys.add_signed(7, b"\x03" * 32, b"s" * 64)
     assert store.prekeys.take_one_time(1).private_key == b"\x01" * 32
     with pytest.raises(NotFoundError):
         store.prekeys.take_one_time(1)
     assert [p.key_id for p in store.prekeys.list(PreKeyKind.ONE_TIME)] == [2]
-    assert store.prekeys.get(PreKeyKind.SIGNED, 7).signature == b"s" * 64
-
-
-def test_old_signed_prekeys_are_pruned_but_the_current_one_kept(store: Store, clock: FakeClock) -> None:
-    """Test that pruning signed prekeys by age keeps the current one."""
-    store.prekeys.add_signed(1, b"\x01" * 32, b"a" * 64)
-    store.prekeys.add_signed(2, b"\x02" * 32, b"b" * 64)
-    clock.advance(100)
-    assert store.prekeys.delete_signed_before(clock(), keep=2) == 1
-    assert [p.key_id for p in store.prekeys.list(PreKeyKind.SIGNED)] == [2]
 
 
 def test_session_state_is_opaque_bytes_per_device(store: Store) -> None:
