@@ -79,9 +79,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    enrol = commands.add_parser("enrol", help="register this profile with a relay, using a code from IT")
-    enrol.add_argument("--server", required=True, help="https://HOST:PORT")
-    enrol.add_argument("--pin", required=True, help="the relay's key pin, sha256/...")
+    enrol = commands.add_parser(
+        "enrol",
+        help="register this profile with a relay, using a code from IT",
+        description="Enrol at the relay the organisation's config names (installed in the system "
+        "location or imported with enclave-cli policy --import): the code alone. With no config, "
+        "give the relay's --server and --pin; given beside a config, they must agree with it.",
+    )
+    enrol.add_argument("--server", default=None, help="https://HOST:PORT (default: the config's relay)")
+    enrol.add_argument("--pin", default=None, help="the relay's key pin, sha256/... (default: the config's)")
     enrol.add_argument("--code", required=True, help="the one-time enrolment code")
 
     contacts = commands.add_parser("contacts", help="list contacts, or search the directory and add matches")

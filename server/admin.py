@@ -5,6 +5,7 @@ hash-chained admin log.
     enclave-admin --data DIR account create ID --name NAME [--department DEPT]
     enclave-admin --data DIR account disable|enable|revoke ID
     enclave-admin --data DIR code issue ID [--valid-hours 72]
+    enclave-admin --data DIR enrol ID --config CONFIG   (the code and what the user needs)
     enclave-admin --data DIR device list [--account ID]
     enclave-admin --data DIR device revoke DEVICE_ID
     enclave-admin --data DIR stats
@@ -239,6 +240,16 @@ async def _code(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
     return code
 
 
+async def _enrol(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
+    """A code as ``code issue`` makes it, with what its user needs from the signed config
+    (server/orgadmin.py); the config is checked first, so a bad one issues no code."""
+    config = orgadmin.checked_config(args.config, args.expect_root)
+    account = await _existing_account(store, args.account_id)
+    code = await _code(store, args, actor)  # refuses an account that is missing or not active
+    account_id = account.account_id if account is not None else args.account_id
+    return "\n".join(orgadmin.enrolment_lines(config, args.config, account_id, code))
+
+
 async def _device(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
     if args.action == "list":
         account = None if args.account is None else await _existing_account(store, args.account)
@@ -309,6 +320,7 @@ def _head_prefix(typed: str) -> str:
 COMMANDS: dict[str, Callable[[RelayStore, argparse.Namespace, str], Awaitable[str]]] = {
     "account": _account,
     "code": _code,
+    "enrol": _enrol,
     "device": _device,
     "stats": _stats,
     "log": _log,

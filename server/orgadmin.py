@@ -1,17 +1,22 @@
-"""``enclave-admin org`` and ``config``: the organisation's root and enrolment-authority keys,
-and signing and checking the organisation config.
+"""``enclave-admin org``, ``config`` and ``enrol``: the organisation's root and enrolment-authority
+keys, signing and checking the organisation config, and a user's enrolment code with what the
+config says about the relay.
 
     enclave-admin org init --out DIR [--passphrase-file F] [--authority-passphrase-file F]
     enclave-admin config sign CONFIG --root-key DIR/root/root.key [--passphrase-file F]
     enclave-admin config verify CONFIG [--expect-root HEX]
+    enclave-admin --data DIR enrol ACCOUNT --config CONFIG [--expect-root HEX] [--valid-hours 72]
 
-These commands never touch a relay's data folder, and they are not the relay's: the root
+The org and config commands never touch a relay's data folder, and they are not the relay's: the root
 key belongs on an admin's machine, offline if possible, and the authority key apart from
 the relay's data (a relay that held either could mint what clients trust, which is the
 flaw issue 12 closes). They live beside ``server/admin.py`` only so that admins have one
 tool, and they need no ``--data``. They use ``app.provisioning`` (the config parser, the
 signature and key-file formats), which pyproject's import contract allows for this module
-alone. Exit status: 0 done, 1 refused (a malformed config, a wrong passphrase), 2 usage.
+alone. ``enrol`` is the one that needs ``--data``: it issues the code in the relay's
+database (``server/admin.py`` runs it) and prints, for the user, what the signed config
+says about the relay, checked first as ``config verify`` checks it.
+Exit status: 0 done, 1 refused (a malformed config, a wrong passphrase), 2 usage.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import nacl.utils
 
 from app.base.errors import EnclaveError
 from app.provisioning.accept import Candidate, Origin, check_candidate, fingerprint
-from app.provisioning.config import untrusted_config
+from app.provisioning.config import OrgConfig, untrusted_config
 from app.provisioning.errors import ConfigFileError
 from app.provisioning.keyfile import Role, new_key_file, open_key_file, untrusted_public_key
 from app.provisioning.locations import read_candidate
@@ -70,6 +75,17 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     for parser in (init, sign, verify):
         parser.set_defaults(offline=run)
+    # enrol works on the relay's data too (it issues the code there), so it runs through
+    # enclave-admin's own commands (server/admin.py), using the two functions below.
+    enrol = commands.add_parser(
+        "enrol", help="issue an enrolment code and print what its user needs, from the signed config"
+    )
+    enrol.add_argument("account_id")
+    enrol.add_argument(
+        "--config", type=Path, required=True, help="the signed config the user's machine has (.sig beside it)"
+    )
+    enrol.add_argument("--expect-root", default=None, metavar="HEX", help="as for config verify")
+    enrol.add_argument("--valid-hours", type=int, default=72, help="1 to 720")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,15 +182,16 @@ def _sign(args: argparse.Namespace) -> list[str]:
     return [f"signed {path} (version {config.version}): {target}"]
 
 
-def _verify(args: argparse.Namespace) -> list[str]:
-    path: Path = args.config
+def checked_config(path: Path, expect_root: str | None) -> OrgConfig:
+    """The config at ``path`` once its signature, schema and expiry are checked as a new client
+    checks them, and (with ``expect_root``, 64 hex digits) that it is signed by that root."""
     candidate: Candidate | None = read_candidate(path, Origin.SYSTEM)
     if candidate is None:
         raise ConfigFileError(f"there is no config at {path}")
     expected = None
-    if args.expect_root is not None:
+    if expect_root is not None:
         try:
-            expected = bytes.fromhex(args.expect_root)
+            expected = bytes.fromhex(expect_root)
         except ValueError:
             expected = b""
         if len(expected) != 32:
@@ -185,7 +202,12 @@ def _verify(args: argparse.Namespace) -> list[str]:
             f"{path} is signed by the root key {fingerprint(accepted.config.root_key)}…, "
             f"not by {fingerprint(expected)}… (--expect-root): another organisation's config"
         )
-    config = accepted.config
+    return accepted.config
+
+
+def _verify(args: argparse.Namespace) -> list[str]:
+    path: Path = args.config
+    config = checked_config(path, args.expect_root)
     return [
         f"{path}: valid, signed by its organisation's root",
         f"organisation: {config.organisation}",
@@ -198,4 +220,22 @@ def _verify(args: argparse.Namespace) -> list[str]:
         f"enrolment authority: {config.authority_key.hex()}",
         f"mandatory: {', '.join(config.mandatory) or 'none'}",
         f"recommended: {', '.join(config.recommended) or 'none'}",
+    ]
+
+
+def enrolment_lines(config: OrgConfig, config_path: Path, account_id: str, code: str) -> list[str]:
+    """What the user of a new code needs, one ``key: value`` line each: the code, where the relay
+    is and its pins (from the signed config, so the user types no address or pin), how the
+    config reaches their machine, and the one command to run."""
+    return [
+        f"account: {account_id}",
+        f"code: {code}",
+        f"organisation: {config.organisation}",
+        f"relay: {' '.join(config.relay_urls)}",
+        f"pins: {' '.join(config.relay_pins)}",
+        f"config: {config_path} (version {config.version}) and {config_path.name}{SIGNATURE_SUFFIX}",
+        "install: both files in the system location (/etc/enclave/, %ProgramData%\\Enclave\\, "
+        "/Library/Application Support/Enclave/), or import them: "
+        f"enclave-cli policy --import {config_path.name}",
+        f"run: enclave-cli enrol --code {code}",
     ]
