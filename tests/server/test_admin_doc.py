@@ -1,11 +1,16 @@
-"""docs/ADMIN.md stays true: its settings table lists every relay setting with its default."""
+"""docs/ADMIN.md stays true: its settings table lists every relay setting with its default, and its
+walk-through from ``org init`` to an enrolled user runs as written."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 
 from server.config import ServerConfig
+from tests.support.relay import RelayProcess
 
 ADMIN_DOC = (Path(__file__).resolve().parents[2] / "docs" / "ADMIN.md").read_text(encoding="utf-8")
 
@@ -18,3 +23,37 @@ def test_every_setting_is_documented_with_its_default() -> None:
         default = setting.default
         shown = (f"`{default}`" if default else "") if isinstance(default, str) else str(default)
         assert f"| `{setting.name}` | {shown}" in ADMIN_DOC, setting.name
+
+
+WALK_THROUGH_MARK = "<!-- walk-through: tests/server/test_admin_doc.py runs this block with bash -->\n```sh\n"
+
+
+def test_the_walk_through_from_org_init_to_an_enrolled_user_runs_as_written(tmp_path: Path) -> None:
+    """Test that ADMIN.md's walk-through, run by bash as written against a real relay, ends with the
+    user enrolled by the code alone."""
+    start = ADMIN_DOC.index(WALK_THROUGH_MARK) + len(WALK_THROUGH_MARK)
+    script = ADMIN_DOC[start : ADMIN_DOC.index("```\n", start)]
+    relay = RelayProcess(tmp_path / "relay").start()
+    work = tmp_path / "admin"
+    work.mkdir()
+    try:
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=work,
+            env={
+                **os.environ,
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                "RELAY_URL": relay.https,
+                "RELAY_PIN": relay.pin,
+                "DATA": str(relay.data_dir),
+                "ENCLAVE_ADMIN_ACTOR": "walk-through",
+            },
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        relay.stop()
+    assert done.returncode == 0, done.stderr
+    assert "account: a.ivanova" in done.stdout.splitlines()
