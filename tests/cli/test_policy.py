@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.cli.conftest import Pair
 from tests.support.cli import CliUser, passphrase_file, rows
 from tests.support.organisation import Organisation
-from tests.support.relay import REPO
+from tests.support.relay import REPO, RelayProcess
 from tests.support.systemconfig import with_system_folder
 
 
@@ -82,15 +82,20 @@ def test_policy_shows_each_value_and_its_source(tmp_path: Path) -> None:
     assert shown["idle_lock_minutes"] == ["10", "system recommended"]
 
 
-def test_a_refused_send_and_timer_name_the_rule_in_one_line(pair: Pair, tmp_path: Path) -> None:
+def test_a_refused_send_and_timer_name_the_rule_in_one_line(
+    pair: Pair, relay: RelayProcess, tmp_path: Path
+) -> None:
     """Test that where the system config's policy forbids it, send-file of a type not permitted and a
     timer below the minimum each exit 1 with one line naming the rule and what it allows, sending
-    nothing, while a permitted text still leaves."""
+    nothing, while a permitted text still leaves. The config names the relay the pair enrolled
+    with: a profile follows the relay its organisation's config names."""
     org = Organisation()
     system = org.write(
         tmp_path / "etc" / "enclave" / "enclave.toml",
         org.config(
             version=1,
+            relay_urls=(relay.https,),
+            relay_pins=(relay.pin,),
             mandatory="timer_default_seconds = 3600\ntimer_minimum_seconds = 3600\n"
             'timer_maximum_seconds = 86400\nattachment_types = ["image/*"]',
         ),
