@@ -226,7 +226,8 @@ class Enclave:
     # Trust.
 
     def safety_numbers(self, account_id: str) -> Future[list[SafetyNumberView]]:
-        return self._run(lambda c: c.verification.safety_numbers(account_id))
+        """One per device of the colleague; their keys are fetched first if none is known yet."""
+        return self._run(lambda c: c.verification.fetched_safety_numbers(account_id))
 
     def mark_verified(self, account_id: str, device_id: int) -> Future[None]:
         return self._run(lambda c: c.verification.mark_verified(account_id, device_id))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+
+from app.base.errors import OfflineError
 from app.crypto.safety import SafetyNumber
 from app.services.credentials import Credentials
 from app.services.errors import NoDeviceError
@@ -40,6 +43,17 @@ class Verification:
                 )
             )
         return views
+
+    async def fetched_safety_numbers(self, account_id: str) -> list[SafetyNumberView]:
+        """``safety_numbers``, first fetching the colleague's keys from the directory when this
+        device can reach none of their devices yet: so a key can be compared before the first
+        message, which a policy requiring verified keys would otherwise never let leave.
+        Offline, it shows what is known; a colleague with no device is ``NoDeviceError``.
+        """
+        if not self.safety_numbers(account_id):
+            with contextlib.suppress(OfflineError):
+                await self._sessions.ensure(account_id, None)
+        return self.safety_numbers(account_id)
 
     def mark_verified(self, account_id: str, device_id: int) -> None:
         """The user compared the safety number of this device's current key."""

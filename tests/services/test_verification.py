@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from app.crypto.safety import SafetyNumber
 from app.services.errors import NoDeviceError
 from app.services.events import KeyChanged, MessageArrived, MessageHeld
 from app.sync.transport import TransportState
 from storage.records import Trust
 from tests.support.devices import Bench, Device, introduce, open_session
+from tests.support.transport import InMemoryDirectory
 
 TIMER = 60
 
@@ -98,3 +100,29 @@ def test_accepting_a_changed_key_lets_the_held_messages_leave_for_it(
 
     bench.deliver(alice, laptop)
     assert "waits for you" in [e.message.body for e in laptop.emitted(MessageArrived)]
+
+
+def test_a_colleagues_keys_can_be_compared_before_the_first_message(bench: Bench) -> None:
+    """Test that safety numbers for a colleague this device has never written to are fetched from
+    the directory, match the ones the colleague computes, and can be marked verified; offline,
+    nothing is known and nothing fails."""
+    directory = InMemoryDirectory()
+    alice = bench.device("alice", directory=directory)
+    bob = bench.device("bob")
+    bob.publish(directory)
+    assert alice.verification.safety_numbers("bob") == []
+    [hers] = bench.run(alice.verification.fetched_safety_numbers("bob"))
+    his = SafetyNumber.compute(
+        local_identity=bob.identity.public,
+        local_id="bob",
+        remote_identity=alice.identity.public,
+        remote_id="alice",
+    )
+    assert hers.digits == his.digits and hers.trust is Trust.UNVERIFIED
+    alice.verification.mark_verified("bob", 1)
+    assert [n.trust for n in alice.verification.safety_numbers("bob")] == [Trust.VERIFIED]
+
+    directory.online = False
+    carol = bench.device("carol")
+    carol.publish(directory)
+    assert bench.run(alice.verification.fetched_safety_numbers("carol")) == []
