@@ -349,6 +349,13 @@ class Connection:
 
     async def on_send(self, body: bytes) -> Response:
         request = Send.parse(body)
+        # Revoking or disabling works on the database (enclave-admin), not on live
+        # connections: a device connected at that moment would otherwise go on sending
+        # until it reconnects. So every SEND looks at its sender again (one indexed read).
+        sender = await self.relay.store.get_device(self.device_id)
+        refusal = await self._refusal(sender) if sender is not None else Response(Status.REVOKED, REVOKED)
+        if refusal is not None:
+            return self._refuse(refusal.status, refusal.reason)
         now = self.relay.now()
         if request.envelope.expires_at <= now:
             return Response(Status.BAD_REQUEST, "the envelope has already expired")

@@ -388,6 +388,34 @@ def test_revoked_device_is_refused_with_a_reason_and_its_mailbox_deleted(start_r
     run(scenario())
 
 
+def test_a_device_revoked_or_disabled_while_connected_can_send_no_more(start_relay: RelayFactory) -> None:
+    """Test that a device still connected when it is revoked, or its account disabled, gets its next
+    SEND refused (the reason given, the connection closed, nothing queued) instead of sending on
+    until it reconnects."""
+    relay = start_relay()
+
+    async def scenario() -> None:
+        alice, bob = await _pair(relay)
+        carol = await TestDevice(relay).join(new_account(relay.data_dir, "u.carol"))
+        assert (await alice.send(bob.device_id, b"before"))[0].status == Status.OK
+        assert admin(relay.data_dir, "device", "revoke", str(alice.device_id)).returncode == 0
+        response, _ = await alice.send(bob.device_id, b"after the revocation")
+        assert response.status == Status.REVOKED and "revoked" in response.reason
+        await asyncio.wait_for(alice._reader, 10)  # type: ignore[arg-type]
+        assert alice.closing is not None and alice.closing.status == Status.REVOKED
+
+        assert admin(relay.data_dir, "account", "disable", "u.carol").returncode == 0
+        response, _ = await carol.send(bob.device_id, b"from a disabled account")
+        assert response.status == Status.ACCOUNT_DISABLED
+        assert (await bob.next_push()).sealed == b"before"
+        with pytest.raises(asyncio.TimeoutError):
+            await bob.next_push(timeout=1)
+        for device in (alice, bob, carol):
+            await device.disconnect()
+
+    run(scenario())
+
+
 def test_acknowledged_envelopes_survive_sigkill(start_relay: RelayFactory, tmp_path: Path) -> None:
     """Test that every envelope the relay answered OK to is delivered after a SIGKILL mid-stream."""
     relay = start_relay()
