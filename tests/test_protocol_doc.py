@@ -8,6 +8,7 @@ import pytest
 
 from app.base import limits
 from app.crypto import primitives
+from app.services import prekeys
 from tests.support import vectors
 
 DOC = vectors.DOC.read_text(encoding="utf-8")
@@ -42,3 +43,9 @@ def test_every_limit_is_in_the_limits_table_with_its_value() -> None:
 def test_test_vectors_are_what_the_code_produces() -> None:
     """Test that the vectors in section 16 equal a fresh run of tests/support/vectors.py."""
     assert vectors.in_doc(DOC) == vectors.make()
+
+
+def test_the_signed_prekey_schedule_is_the_codes() -> None:
+    """Test that section 3's rotation period and grace are the engine's values, in seconds."""
+    assert f"`ROTATION_SECONDS` = {prekeys.ROTATION_SECONDS}" in DOC
+    assert f"`GRACE_SECONDS` = {prekeys.GRACE_SECONDS}" in DOC
