@@ -4,7 +4,7 @@ Why aiohttp rather than ``websockets``: the relay needs plain HTTPS (attachment 
 with a streamed, size-capped body; download; a health check) and WebSockets on the same
 TLS port, and aiohttp serves both from one application with one TLS context.
 ``websockets`` is only a WebSocket server. The access log is off: it would write an
-address next to every request. aiohttp's own error lines are tamed by server/logs.py
+address next to every request. aiohttp's own error lines are tamed by app/base/requestlog.py
 (no address, no traceback for a client's fault, rate-limited).
 """
 
@@ -17,7 +17,7 @@ import re
 from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.typedefs import Handler
 
-from server.logs import tame_aiohttp_loggers
+from app.base.requestlog import tame_aiohttp_loggers
 from server.relay import Relay
 from server.tokens import check_upload_token
 

@@ -22,14 +22,14 @@ from aiohttp import web
 from nacl.utils import random
 
 from app.base.leases import live_leases
+from app.base.listener import Listener, ListenError
+from app.base.requestlog import summarise_suppressed
 from app.base.tools import ToolParser
 from server.backends import make_store
 from server.config import ConfigError, ServerConfig, load_config
 from server.datalock import DataFolderLock, check_data_folder
 from server.http import make_app
 from server.keys import load_or_create_keys
-from server.listener import Listener
-from server.logs import summarise_suppressed
 from server.memory import give_back_memory_forever
 from server.relay import Relay
 from server.store.base import StoreError
@@ -83,7 +83,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         relay = Relay(config=config, store=store, keys=keys, random=random)
         await store.subscribe(relay.wake)
         await store.drop_expired(relay.now())
-        # keepalive_timeout is aiohttp's timer for "no whole request head yet" (server/guard.py).
+        # keepalive_timeout is aiohttp's timer for "no whole request head yet" (app/base/guard.py).
         runner = web.AppRunner(
             make_app(relay),
             access_log=None,
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
-    except ConfigError as e:
+    except (ConfigError, ListenError) as e:
         print(f"enclave-server: {e}", file=sys.stderr)
         return 2
     except (StoreError, OSError) as e:

@@ -1,7 +1,7 @@
 """Give memory the relay has freed back to the system, so that a flood's peak does not stay.
 
 Every connection costs the relay about 300 KiB while it is open, most of it the 256 KiB
-read buffer asyncio's TLS layer gives it (server/guard.py). When connections close,
+read buffer asyncio's TLS layer gives it (app/base/guard.py). When connections close,
 Python frees all of that, but glibc's allocator keeps the freed memory in its heap
 for reuse rather than return it: a buffer of 256 KiB is above glibc's first mmap
 threshold, yet freeing one raises that threshold, so later buffers come from the heap,

@@ -28,6 +28,7 @@ from typing import ClassVar
 from aiohttp import WSMessage, WSMsgType, web
 
 from app.base.errors import CryptoError, EnclaveError, LocalProtocolError, RemoteProtocolError
+from app.base.ratelimit import RateLimiter
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import NO_ONE_TIME_PREKEY, PreKeyBundle
 from app.crypto.primitives import SIGN_CONTEXT_RELAY_AUTH, RandomSource, ed25519_verify
@@ -62,7 +63,6 @@ from app.protocol.frames import (
 )
 from server.config import ServerConfig
 from server.keys import RelayKeys
-from server.ratelimit import RateLimiter
 from server.store.base import (
     AccountInactiveError,
     AccountState,

@@ -1,12 +1,13 @@
-"""The relay's listening sockets: bound first, serving only once the relay is ready.
+"""A server's listening sockets: bound first, serving only once the server is ready.
 
-A relay that cannot have its port must fail before it writes anything: before it makes
-keys, prints a pin an admin might copy into a provisioning config, or locks its data
-folder. So ``Listener.bind`` binds every address of the host (asyncio's
+Shared by the relay and the enrolment authority (``authority/``), which may import
+nothing of ``server/``. A server that cannot have its port must fail before it writes
+anything: before it makes keys, prints a pin an admin might copy into a provisioning
+config, or locks its data folder. So ``Listener.bind`` binds every address of the host (asyncio's
 ``create_server`` with ``start_serving=False``: bound, not yet accepting) and makes a
 TLS context that has no certificate yet; ``serve`` loads the certificate into that
-context and starts accepting, through server/guard.py (per-address cap, then TLS), with
-the request handler the relay made meanwhile. A port that is
+context and starts accepting, through app/base/guard.py (per-address cap, then TLS), with
+the request handler the server made meanwhile. A port that is
 taken or not allowed is ``ListenError``, one line naming host and port.
 """
 
@@ -18,12 +19,12 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
-from server.config import ConfigError
-from server.guard import ConnectionGate
+from app.base.errors import EnclaveError
+from app.base.guard import ConnectionGate
 
 
-class ListenError(ConfigError):
-    """The relay cannot listen on its host and port; the message names them and the cause."""
+class ListenError(EnclaveError):
+    """The server cannot listen on its host and port; the message names them and the cause."""
 
 
 def server_tls_context() -> ssl.SSLContext:
@@ -87,7 +88,7 @@ class Listener:
     ) -> None:
         """Load the relay's certificate and start accepting connections for ``protocol_factory``.
 
-        The socket is plain TCP: server/guard.py counts each connection against its
+        The socket is plain TCP: app/base/guard.py counts each connection against its
         address, then starts TLS with this context and hands it to ``protocol_factory``.
         """
         self._context.load_cert_chain(certificate, key)

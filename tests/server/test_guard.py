@@ -1,4 +1,4 @@
-"""server/guard.py on its own: its count of open connections per address, and its TLS handshakes."""
+"""app/base/guard.py on its own: its count of open connections per address, and its TLS handshakes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from server.guard import AddressCounts, ConnectionGate
+from app.base.guard import AddressCounts, ConnectionGate
+from app.base.listener import server_tls_context
 from server.keys import load_or_create_keys
-from server.listener import server_tls_context
 from tests.support.flood import until_closed
 from tests.support.relay import REPLY_SECONDS
 

@@ -3,7 +3,7 @@
 Each test speaks raw HTTP over TLS, so it can send what a well-behaved client library
 would refuse to, then stops the relay and reads its log: a client's fault is answered
 400 (never 500), the log holds no traceback and no client address, and a flood of bad
-requests adds only a bounded number of lines (server/logs.py).
+requests adds only a bounded number of lines (app/base/requestlog.py).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from app.base.requestlog import MAX_LINES
 from app.protocol.frames import Frame, FrameType
-from server.logs import MAX_LINES
 from tests.server.fuzzing import raw_https
 from tests.support.relay import REPLY_SECONDS, RelayProcess, TestDevice, new_account
 

@@ -1,4 +1,4 @@
-"""The filter on aiohttp's loggers (server/logs.py), driven in-process with a clock of the test's own."""
+"""The filter on aiohttp's loggers (app/base/requestlog.py), driven in-process with a clock of the test's."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from server.logs import (
+from app.base.requestlog import (
     MAX_LINES,
     WINDOW_SECONDS,
     ClientErrorFilter,
