@@ -1,5 +1,5 @@
 """docs/ADMIN.md stays true: its settings table lists every relay setting with its default, and its
-walk-through from ``org init`` to an enrolled user runs as written."""
+walk-through from ``org init`` to two enrolled users runs as written."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ def test_every_setting_is_documented_with_its_default() -> None:
 WALK_THROUGH_MARK = "<!-- walk-through: tests/server/test_admin_doc.py runs this block with bash -->\n```sh\n"
 
 
-def test_the_walk_through_from_org_init_to_an_enrolled_user_runs_as_written(tmp_path: Path) -> None:
-    """Test that ADMIN.md's walk-through, run by bash as written against a real relay, ends with the
-    user enrolled by the code alone."""
+def test_the_walk_through_from_org_init_to_two_enrolled_users_runs_as_written(tmp_path: Path) -> None:
+    """Test that ADMIN.md's walk-through, run by bash as written against a real relay, ends with two
+    users enrolled by the code alone, one reading what the other wrote."""
     start = ADMIN_DOC.index(WALK_THROUGH_MARK) + len(WALK_THROUGH_MARK)
     script = ADMIN_DOC[start : ADMIN_DOC.index("```\n", start)]
     relay = RelayProcess(tmp_path / "relay").start()
@@ -56,4 +56,6 @@ def test_the_walk_through_from_org_init_to_an_enrolled_user_runs_as_written(tmp_
     finally:
         relay.stop()
     assert done.returncode == 0, done.stderr
-    assert "account: a.ivanova" in done.stdout.splitlines()
+    lines = done.stdout.splitlines()
+    assert "account: a.ivanova" in lines and "account: b.petrov" in lines
+    assert any("a.ivanova" in line and "Добрый день, Борис" in line for line in lines), done.stdout
