@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from app.base.errors import PinMismatchError
+from app.base.tlsfiles import TLS_CERT_FILE, TLS_KEY_FILE, public_key_pin, self_signed, write_secret
 from app.services.errors import RelayConflictError, RelayUnknownError
 from app.services.events import ConnectionChanged, Event
 from app.services.facade import Enclave
 from app.sync.link import RelayAddress
-from server.keys import TLS_CERT_FILE, TLS_KEY_FILE, _self_signed, public_key_pin, write_secret
 from tests.support.clients import FAST_BACKOFF, WAIT_SECONDS, Client, passphrase
 from tests.support.organisation import Organisation
 from tests.support.relay import RelayProcess, new_account
@@ -48,7 +48,7 @@ def _relay_address(client: Client) -> RelayAddress | None:
 
 def _new_key(relay: RelayProcess) -> tuple[bytes, bytes, str]:
     """A new TLS key and certificate for ``relay`` (not installed yet) and its pin."""
-    key_pem, cert_pem = _self_signed("127.0.0.1")
+    key_pem, cert_pem = self_signed("127.0.0.1")
     return key_pem, cert_pem, public_key_pin(cert_pem)
 
 

@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives import serialization
 from nacl.utils import random
 
 from app.base.errors import OfflineError, PinMismatchError, RelayRefusedError
+from app.base.tlsfiles import public_key_pin, self_signed
 from app.crypto.keys import IdentityKeyPair, SignedPreKey
 from app.protocol.frames import Enrol, SignedPreKeyUpload
 from app.sync.link import RelayAddress, download_blob, enrol, spki_pin, upload_blob, websocket_url
-from server.keys import _self_signed, public_key_pin
 from tests.support.relay import RelayProcess
 
 OTHER_PIN = "sha256/" + "A" * 43 + "="
@@ -35,10 +35,10 @@ def relay(tmp_path: Path) -> Iterator[RelayProcess]:
 
 def test_the_client_pin_of_a_certificate_is_the_one_the_relay_prints() -> None:
     """Test that spki_pin over the DER form equals the relay's pin over the PEM form, and differs per key."""
-    pem = _self_signed("127.0.0.1")[1]
+    pem = self_signed("127.0.0.1")[1]
     der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
     assert spki_pin(der) == public_key_pin(pem)
-    other = x509.load_pem_x509_certificate(_self_signed("127.0.0.1")[1]).public_bytes(
+    other = x509.load_pem_x509_certificate(self_signed("127.0.0.1")[1]).public_bytes(
         serialization.Encoding.DER
     )
     assert spki_pin(other) != spki_pin(der)
