@@ -12,6 +12,7 @@ hash-chained admin log.
     enclave-admin --data DIR log show | log verify [--expect-head HEX]
     enclave-admin --version | --help
     enclave-admin org init | config sign | config verify   (no --data: server/orgadmin.py)
+    enclave-admin authority code|revoke ... --authority-data DIR   (authority/admin.py)
 
 Exit status: 0 done; 1 refused (unknown account, broken log...) or failed (the database);
 2 bad usage (argparse's, a too-short ``--expect-head``) or a bad config (``server.toml``).
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import getpass
 import json
 import os
@@ -36,7 +36,9 @@ from app.base.accountid import AccountIdError, canonical_account_id, skeleton
 from app.base.errors import EnclaveError
 from app.base.limits import MAX_ACCOUNT_ID_BYTES
 from app.base.tools import EXIT_DONE, EXIT_REFUSED, EXIT_USAGE, ToolParser
+from app.protocol.enrolment import new_enrolment_code
 from app.protocol.frames import MAX_DEPARTMENT_BYTES, MAX_DISPLAY_NAME_BYTES, control_character
+from authority import admin as authority_admin
 from server import orgadmin
 from server.adminlog import verify
 from server.backends import make_store
@@ -46,8 +48,6 @@ from server.store.base import Account, AccountState, DuplicateError, RelayStore
 
 ACTOR_VARIABLE = "ENCLAVE_ADMIN_ACTOR"
 MAX_ACTOR_BYTES = 128
-CODE_BYTES = 15
-"""120 bits: 24 base32 characters, typed in groups of four."""
 
 
 class Refused(EnclaveError):
@@ -99,11 +99,6 @@ def check_text_arguments(args: argparse.Namespace) -> None:
             raise Refused(f"the {field} is {size} bytes in UTF-8; it must be {least} to {most}")
 
 
-def new_enrolment_code() -> str:
-    raw = base64.b32encode(random(CODE_BYTES)).decode("ascii")
-    return "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = ToolParser(prog="enclave-admin", description="Administer an Enclave relay.").add_version()
     parser.add_argument("--data", type=Path, default=None, help="the relay's data folder (not org, config)")
@@ -148,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"the head recorded earlier: all of it or its first {HEAD_PREFIX_HEX} or more hex digits",
     )
     orgadmin.add_commands(commands)
+    authority_admin.add_commands(commands)
     return parser
 
 
@@ -233,7 +229,7 @@ async def _code(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
         raise Refused(f"no active account {args.account_id!r}")
     if not 1 <= args.valid_hours <= 24 * 30:
         raise Refused("--valid-hours must be between 1 and 720")
-    code = new_enrolment_code()
+    code = new_enrolment_code(random)
     expires_at = int(time.time()) + args.valid_hours * 3600
     await store.add_enrolment_code(enrolment_code_hash(code), account.account_id, expires_at)
     await _logged(store, actor, "code.issue", {"account": account.account_id, "expires_at": expires_at})

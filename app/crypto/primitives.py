@@ -1,9 +1,9 @@
 """Thin, keyword-only wrappers over the libsodium and ``cryptography`` primitives we use.
 
-Nothing here is a primitive written by hand: X25519, Ed25519 and XChaCha20-Poly1305
-are libsodium's (through PyNaCl), HKDF-SHA256 is ``cryptography``'s, HMAC-SHA256 is the
-standard library's (OpenSSL). The wrappers check lengths, turn library exceptions into
-Enclave's ``CryptoError`` types and name every HKDF purpose by an ``INFO_*`` constant
+Nothing here is a primitive written by hand: X25519, Ed25519, XChaCha20-Poly1305 and
+keyed BLAKE2b are libsodium's (through PyNaCl), HKDF-SHA256 is ``cryptography``'s,
+HMAC-SHA256 is the standard library's (OpenSSL). The wrappers check lengths, turn library
+exceptions into Enclave's ``CryptoError`` types and name every HKDF purpose by an ``INFO_*`` constant
 that docs/PROTOCOL.md quotes word for word.
 
 The AEAD, which runs twice per message, calls libsodium through PyNaCl's own cffi
@@ -19,7 +19,9 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 
+import nacl.encoding
 import nacl.exceptions
+import nacl.hash
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nacl import bindings
@@ -43,6 +45,8 @@ SIGN_CONTEXT_SIGNED_PREKEY = b"enclave:v1:signed-prekey"
 SIGN_CONTEXT_DEVICE_CERTIFICATE = b"enclave:v1:device-certificate"
 SIGN_CONTEXT_RELAY_AUTH = b"enclave:v1:relay-auth"
 SIGN_CONTEXT_ORG_CONFIG = b"enclave:v1:org-config"
+SIGN_CONTEXT_CERTIFY_REQUEST = b"enclave:v1:certify-request"
+SIGN_CONTEXT_RENEW_REQUEST = b"enclave:v1:renew-request"
 
 # The Double Ratchet's recommended chain KDF inputs (Signal's specification, 5.2).
 CHAIN_MESSAGE_KEY_INPUT = b"\x01"
@@ -117,6 +121,18 @@ def hkdf(*, ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
 
 def hmac_sha256(*, key: bytes, data: bytes) -> bytes:
     return hmac.digest(key, data, "sha256")
+
+
+def hmac_sha256_verify(*, key: bytes, data: bytes, tag: bytes) -> bool:
+    """Whether ``tag`` is HMAC-SHA256(key, data), compared in constant time."""
+    return hmac.compare_digest(hmac_sha256(key=key, data=data), tag)
+
+
+def blake2b_256(*, key: bytes, data: bytes) -> bytes:
+    """Keyed BLAKE2b with a 32-byte digest (RFC 7693; libsodium ``crypto_generichash``)."""
+    if not 1 <= len(key) <= nacl.hash.BLAKE2B_KEYBYTES_MAX:
+        raise LocalProtocolError("a BLAKE2b key must be 1 to 64 bytes")
+    return nacl.hash.blake2b(data, digest_size=KEY_BYTES, key=key, encoder=nacl.encoding.RawEncoder)
 
 
 def aead_encrypt(*, key: bytes, nonce: bytes, associated_data: bytes, plaintext: bytes) -> bytes:
