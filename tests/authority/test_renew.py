@@ -1,0 +1,123 @@
+"""POST /v1/renew against a real authority, and certificates made with a relay's keys."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from nacl.utils import random
+
+from app.base.errors import CertificateError
+from app.crypto.certificate import DeviceCertificate
+from app.crypto.keys import IdentityKeyPair
+from app.protocol.authority import CertifyRequest, RenewRequest
+from tests.support.authority import AuthorityProcess, Organisation, issue_code, run_admin
+from tests.support.relay import RelayProcess
+
+OK, FORBIDDEN = 200, 403
+DAY = 86400
+
+
+def _enrolled(authority: AuthorityProcess, account: str, device_id: int = 1) -> tuple[IdentityKeyPair, bytes]:
+    identity = IdentityKeyPair.generate(random)
+    code = issue_code(authority.data_dir, account)
+    request = CertifyRequest.make(code=code, account_id=account, device_id=device_id, identity=identity)
+    status, certificate = authority.client().post("/v1/certify", request.encode())
+    assert status == OK, certificate
+    return identity, certificate
+
+
+def _renew(
+    authority: AuthorityProcess, certificate: bytes, identity: IdentityKeyPair, at: float
+) -> tuple[int, bytes]:
+    request = RenewRequest.make(certificate=certificate, timestamp=int(at), identity=identity)
+    return authority.client().post("/v1/renew", request.encode())
+
+
+def test_a_certified_device_renews(authority: AuthorityProcess, organisation: Organisation) -> None:
+    """Test that a device renews its certificate: a fresh one of the authority key for the same
+    account, device and identity key."""
+    identity, old = _enrolled(authority, "r.renews")
+    status, body = _renew(authority, old, identity, time.time())
+    assert status == OK, body
+    fresh = DeviceCertificate.parse(body)
+    fresh.verify(trust_root=organisation.authority_public, now=int(time.time()))
+    before = DeviceCertificate.parse(old)
+    assert (fresh.account_id, fresh.device_id, fresh.identity_key) == (
+        before.account_id,
+        before.device_id,
+        before.identity_key,
+    )
+    assert fresh.expires_at >= before.expires_at
+
+
+def test_a_revoked_device_renews_no_more(authority: AuthorityProcess) -> None:
+    """Test that after enclave-admin authority revoke the device's renewal is refused."""
+    identity, certificate = _enrolled(authority, "r.revoked", 4)
+    revoked = run_admin("authority", "revoke", "r.revoked", "4", "--authority-data", str(authority.data_dir))
+    assert revoked.returncode == 0, revoked.stderr
+    before = authority.rows()
+    status, body = _renew(authority, certificate, identity, time.time())
+    assert (status, body) == (FORBIDDEN, b"this device is revoked or not recorded; it may not renew")
+    assert authority.rows() == before
+
+
+@pytest.mark.parametrize("skew", [-301, 301])
+def test_a_stale_or_future_timestamp_is_refused(authority: AuthorityProcess, skew: int) -> None:
+    """Test that a renew request more than 300 s from the authority's clock is refused."""
+    identity, certificate = _enrolled(authority, f"r.skew{abs(skew)}{'a' if skew < 0 else 'b'}")
+    status, body = _renew(authority, certificate, identity, time.time() + skew)
+    assert status == FORBIDDEN
+    assert b"300 s" in body
+
+
+def test_a_request_signed_by_another_key_is_refused(authority: AuthorityProcess) -> None:
+    """Test that renewing someone's certificate without its identity key is refused."""
+    _, certificate = _enrolled(authority, "r.stolen")
+    status, _ = _renew(authority, certificate, IdentityKeyPair.generate(random), time.time())
+    assert status == FORBIDDEN
+
+
+def test_renewal_within_and_past_the_grace(authority: AuthorityProcess, organisation: Organisation) -> None:
+    """Test that a certificate of the authority expired a day ago renews, and one expired longer
+    ago than the 30-day grace does not."""
+    identity, certificate = _enrolled(authority, "r.grace", 2)
+    key, now = organisation.authority_key(), int(time.time())
+    for expired_days_ago, expected in ((1, OK), (31, FORBIDDEN)):
+        old = DeviceCertificate.issue(
+            key,
+            account_id="r.grace",
+            device_id=2,
+            identity_key=identity.public,
+            expires_at=now - expired_days_ago * DAY,
+        ).encode()
+        assert _renew(authority, old, identity, now)[0] == expected
+    assert DeviceCertificate.parse(certificate).identity_key == identity.public
+
+
+def test_a_relays_keys_certify_nothing(
+    authority: AuthorityProcess, organisation: Organisation, tmp_path: Path
+) -> None:
+    """Test that a certificate made with the key in a real relay's data folder (signing.key) does
+    not verify against the authority key, and the authority refuses to renew it."""
+    relay = RelayProcess(tmp_path / "relay").start()
+    try:
+        seed = (tmp_path / "relay" / "signing.key").read_bytes()
+    finally:
+        relay.stop()
+    relay_key = IdentityKeyPair.from_seed(seed)
+    identity, _ = _enrolled(authority, "r.relay", 5)
+    forged = DeviceCertificate.issue(
+        relay_key,
+        account_id="r.relay",
+        device_id=5,
+        identity_key=identity.public,
+        expires_at=int(time.time()) + DAY,
+    )
+    with pytest.raises(CertificateError):
+        forged.verify(trust_root=organisation.authority_public, now=int(time.time()))
+    assert relay_key.public != organisation.authority_public
+    before = authority.rows()
+    assert _renew(authority, forged.encode(), identity, time.time())[0] == FORBIDDEN
+    assert authority.rows() == before
