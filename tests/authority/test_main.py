@@ -94,3 +94,22 @@ def test_attempts_are_limited_per_address_and_nothing_is_logged_per_request(
     assert "127.0.0.1" not in after
     assert "Traceback" not in after
     assert len(after.strip().splitlines()) <= 1
+
+
+def test_admin_md_states_the_programs_defaults() -> None:
+    """Test that docs/ADMIN.md §10 gives each setting of enclave-authority with its real default,
+    and the revocation bound as the certificate lifetime."""
+    from authority.main import _parser
+
+    doc = (REPO / "docs" / "ADMIN.md").read_text(encoding="utf-8")
+    defaults = vars(_parser().parse_args(["--data", "d", "--passphrase-file", "p"]))
+    for name in (
+        "certificate_days",
+        "renew_grace_days",
+        "attempts_per_minute",
+        "connections_per_address",
+        "tls_handshake_seconds",
+        "request_head_seconds",
+    ):
+        assert f"`--{name.replace('_', '-')}` ({defaults[name]})" in doc, name
+    assert f"**{defaults['certificate_days']} days** by default" in doc
