@@ -1,6 +1,7 @@
 """Connections before aiohttp sees them: a cap per network address and a TLS deadline.
 
-The relay listens on plain TCP and starts TLS here (``loop.start_tls``) rather than in
+Shared by the two public services, the relay and the enrolment authority. Each listens
+on plain TCP and starts TLS here (``loop.start_tls``) rather than in
 the listener, because a connection's address is known, and its cost already paid, from
 the moment it is accepted: asyncio's TLS layer gives each connection a 256 KiB read
 buffer before the handshake begins. A cap counted after the handshake would let one
@@ -26,7 +27,7 @@ capped at ``attachment_max_bytes`` and needs an upload token); a WebSocket's rea
 (one message of at most ``MAX_FRAME_BYTES``, reading paused past 128 KiB queued) and
 its writer (``send_bytes`` waits for the transport to drain past 64 KiB, so the
 delivery loop in server/relay.py holds one frame at a time, never a queue). Measured,
-an open connection costs the relay about 300 KiB; all of it is freed when it closes, a
+an open connection costs the service about 300 KiB; all of it is freed when it closes, a
 handshake that failed or timed out included (see ``GatedConnection.handshake``), and
 server/memory.py hands it back to the system (bench/flood.py measures both).
 """
@@ -72,7 +73,7 @@ class AddressCounts:
 
 
 class ConnectionGate:
-    """The protocol factory of the relay's plain-TCP listener; see the module docstring."""
+    """The protocol factory of a service's plain-TCP listener; see the module docstring."""
 
     def __init__(
         self,
@@ -138,7 +139,7 @@ class GatedConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not isinstance(transport, asyncio.Transport):
-            raise TypeError("the relay listens on TCP")
+            raise TypeError("the service listens on TCP")
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) else ""
         if not self._gate.counts.acquire(address):

@@ -1,4 +1,4 @@
-"""What the relay logs about requests that aiohttp handles, and how often.
+"""What the relay and the enrolment authority log about requests that aiohttp handles, and how often.
 
 aiohttp logs a bad request (a header that does not parse, a body that does not decode,
 a client hanging up) on ``aiohttp.server`` with a full traceback and "from <address>".
@@ -11,7 +11,7 @@ write into a connection the client reset) and:
   line with no traceback and no address: INFO for bad input, DEBUG for a hang-up;
 - keeps the traceback of anything else (a bug of ours), but drops the address;
 - lets at most ``MAX_LINES`` such lines through per ``WINDOW_SECONDS``; past that it
-  writes one line saying it is suppressing, and when the window ends (or the relay
+  writes one line saying it is suppressing, and when the window ends (or the service
   stops: ``summarise_suppressed``) one summary line with how many it suppressed. A
   client can therefore add at most ``MAX_LINES + 2`` lines a minute, however fast it
   sends.
@@ -34,7 +34,7 @@ WINDOW_SECONDS = 60.0
 HANG_UPS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 CLIENT_FAULTS = (HttpProcessingError, web.RequestPayloadError, ssl.SSLError, *HANG_UPS)
 
-log = logging.getLogger("enclave.server.requests")
+log = logging.getLogger("enclave.requests")
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:
@@ -113,7 +113,7 @@ class ClientErrorFilter(logging.Filter):
 def summarise_suppressed() -> None:
     """Write the summary line of the filter on aiohttp's loggers now, if it is suppressing.
 
-    Called when the relay stops: the summary is otherwise written when the minute ends,
+    Called when the service stops: the summary is otherwise written when the minute ends,
     which a process shutting down does not wait for, and the count would be lost.
     """
     for f in logging.getLogger(AIOHTTP_LOGGERS[0]).filters:

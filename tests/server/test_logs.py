@@ -31,9 +31,7 @@ def _line() -> logging.LogRecord:
 
 def _summaries(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "enclave.server.requests" and SUMMARY in r.getMessage()
+        r.getMessage() for r in caplog.records if r.name == "enclave.requests" and SUMMARY in r.getMessage()
     ]
 
 
