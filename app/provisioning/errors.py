@@ -52,6 +52,12 @@ class ForeignConfigError(ProvisioningError):
     """The config is signed by another organisation's root key than the one this profile trusts."""
 
 
+class OtherRelayConfigError(ForeignConfigError):
+    """A first config imported into a profile already enrolled at a relay names none of that
+    relay's keys: it is not this device's organisation's config (the user was handed another
+    organisation's file), and accepting it would move the device to another relay."""
+
+
 class MandatoryPolicyError(PolicyError):
     """The user tried to change a policy key that the organisation made mandatory."""
 

@@ -27,12 +27,13 @@ from pathlib import Path
 from app.base.errors import ProvisioningError
 from app.provisioning.accept import Candidate, InForce, Origin, check_candidate
 from app.provisioning.config import OrgConfig, untrusted_config
-from app.provisioning.errors import ConfigFileError, InvalidPolicyValueError
+from app.provisioning.errors import ConfigFileError, InvalidPolicyValueError, OtherRelayConfigError
 from app.provisioning.locations import read_candidate, system_config_path
 from app.provisioning.policy import EffectivePolicy, PolicyEntry, effective_policy
 from app.provisioning.rules import BY_NAME, PolicyValue, ValueProblem, untrusted_value
 from app.services.clock import Clock
 from app.services.rules import PolicyRules
+from app.services.settings import load_relay
 from app.sync.link import RelayAddress
 from storage.store import Store
 
@@ -91,12 +92,15 @@ class Provisioning:
     def _accept(self, candidate: Candidate) -> OrgConfig:
         organisation = self._store.organisation
         kept = organisation.config(candidate.origin.value)
+        trusted_root = organisation.root_key()
         accepted = check_candidate(
             candidate,
-            trusted_root=organisation.root_key(),
+            trusted_root=trusted_root,
             in_force=InForce(kept.version, kept.config) if kept else None,
             now=self._clock(),
         )
+        if trusted_root is None and candidate.origin is Origin.USER:
+            self._refuse_another_relay(accepted.config, candidate.source)
         if accepted.changed:
             organisation.accept(
                 candidate.origin.value,
@@ -107,6 +111,18 @@ class Provisioning:
             )
             self._rules = None
         return accepted.config
+
+    def _refuse_another_relay(self, config: OrgConfig, source: str) -> None:
+        """The first config a user imports fixes the organisation's root for good, and moves an
+        enrolled profile to the relay it names; so for a profile enrolled before any config, it
+        must name the relay the profile knows (one of its pins). A system config, which the
+        machine's admins install, is not held to this: it is how an organisation moves relays."""
+        enrolled = load_relay(self._store)
+        if enrolled is not None and not set(enrolled.address.pins) & set(config.relay_pins):
+            raise OtherRelayConfigError(
+                f"{source} names other relays than the one this device is enrolled with "
+                "(none of its pins is that relay's key): it is not your organisation's config"
+            )
 
     def _in_force(self, origin: Origin) -> OrgConfig | None:
         kept = self._store.organisation.config(origin.value)

@@ -16,16 +16,21 @@ from app.provisioning.errors import (
     ForeignConfigError,
     MalformedConfigError,
     MandatoryPolicyError,
+    OtherRelayConfigError,
     UnsignedConfigError,
 )
 from app.provisioning.policy import Source
 from app.services.policy import Provisioning
+from app.services.settings import RelaySettings, save_relay
+from app.sync.link import RelayAddress
 from storage.keyheader import MINIMUM_COST
 from storage.keys import Passphrase
 from storage.store import Store
 from tests.support.organisation import Organisation
 
 NOW = 1_750_000_000.0
+PIN_A = "sha256/" + "A" * 43 + "="
+PIN_B = "sha256/" + "B" * 43 + "="
 
 
 def _store_state(store: Store) -> str:
@@ -114,3 +119,28 @@ def test_user_settings_yield_to_mandatory_and_beat_recommended(tmp_path: Path, s
         provisioning.set_user("notification_previews", True)
     assert _store_state(store) == before
     assert provisioning.clear_user("idle_lock_minutes").source is Source.IMPORTED_RECOMMENDED
+
+
+def test_a_first_import_into_an_enrolled_profile_must_name_its_relay(tmp_path: Path, store: Store) -> None:
+    """Test that a profile enrolled before any config refuses a first imported config that names
+    none of its relay's pins (another organisation's file would fix that root for good and move the
+    device to its relay), changing nothing; one naming the pin is accepted, and later configs of
+    that organisation may rotate the pins freely."""
+    enrolled = RelaySettings(RelayAddress(("https://relay.example:8443",), (PIN_A,)), bytes(32))
+    save_relay(store, enrolled)
+    provisioning = Provisioning(store, system_config=tmp_path / "none" / "enclave.toml", clock=lambda: NOW)
+    stranger, org = Organisation(), Organisation()
+    before = _store_state(store)
+    elsewhere = stranger.write(tmp_path / "stranger.toml", stranger.config(version=1, relay_pins=(PIN_B,)))
+    with pytest.raises(OtherRelayConfigError, match="names other relays"):
+        provisioning.import_config(elsewhere)
+    assert _store_state(store) == before
+    assert provisioning.relay() is None
+
+    provisioning.import_config(
+        org.write(tmp_path / "v1.toml", org.config(version=1, relay_pins=(PIN_A, PIN_B)))
+    )
+    rotated = org.write(tmp_path / "v2.toml", org.config(version=2, relay_pins=(PIN_B,)))
+    provisioning.import_config(rotated)
+    relay = provisioning.relay()
+    assert relay is not None and relay.pins == (PIN_B,)
