@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--connections-per-address", type=int, default=256, help="open connections per address"
     )
+    parser.add_argument(
+        "--connections-total", type=int, default=8192, help="open connections from all addresses together"
+    )
     parser.add_argument("--tls-handshake-seconds", type=int, default=10, help="TLS handshake deadline")
     parser.add_argument(
         "--request-head-seconds", type=int, default=30, help="deadline for a request head after the handshake"
@@ -125,6 +128,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             tls.cert_path,
             tls.key_path,
             connections_per_address=args.connections_per_address,
+            connections_total=args.connections_total,
             handshake_seconds=args.tls_handshake_seconds,
         )
         host, port = listener.address
@@ -139,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "certificate_days",
         "attempts_per_minute",
         "connections_per_address",
+        "connections_total",
         "tls_handshake_seconds",
     ):
         if getattr(args, name) < 1:

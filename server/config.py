@@ -53,6 +53,8 @@ class ServerConfig:
     authentication_seconds: int = 10
     """A WebSocket must authenticate (it may enrol first) this soon after its challenge."""
     connections_per_address: int = 256
+    connections_total: int = 8192
+    """Open connections from all addresses together (about 300 KiB each while open)."""
     """Open connections from one network address, counted from TCP accept; past it a new
     one is closed at once. Generous because many workstations may share one NAT address."""
 

@@ -101,6 +101,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
             keys.tls_cert_path,
             keys.tls_key_path,
             connections_per_address=config.connections_per_address,
+            connections_total=config.connections_total,
             handshake_seconds=config.tls_handshake_seconds,
         )
         host, port = listener.address

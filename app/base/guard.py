@@ -46,21 +46,29 @@ REFUSAL_NOTICE_SECONDS = 60.0
 
 
 class AddressCounts:
-    """Open connections per peer address, at most ``cap`` each."""
+    """Open connections per peer address, at most ``cap`` each and ``total`` in all.
 
-    def __init__(self, cap: int) -> None:
+    The total bounds what many addresses together can hold open (a flood from a botnet, or
+    from spoofed addresses that complete TCP), as the per-address cap bounds one address.
+    """
+
+    def __init__(self, cap: int, total: int) -> None:
         self._cap = cap
+        self._total = total
         self._open: dict[str, int] = {}
+        self._sum = 0
 
     def acquire(self, address: str) -> bool:
-        """Count one more connection from ``address``; False, counting nothing, at the cap."""
+        """Count one more connection from ``address``; False, counting nothing, at either cap."""
         count = self._open.get(address, 0)
-        if count >= self._cap:
+        if count >= self._cap or self._sum >= self._total:
             return False
         self._open[address] = count + 1
+        self._sum += 1
         return True
 
     def release(self, address: str) -> None:
+        self._sum -= 1
         count = self._open[address] - 1
         if count:
             self._open[address] = count
@@ -81,13 +89,15 @@ class ConnectionGate:
         tls: ssl.SSLContext,
         *,
         connections_per_address: int,
+        connections_total: int,
         handshake_seconds: float,
     ) -> None:
         self.handler_factory = handler_factory
         self.tls = tls
         self.handshake_seconds = handshake_seconds
-        self.counts = AddressCounts(connections_per_address)
+        self.counts = AddressCounts(connections_per_address, connections_total)
         self._cap = connections_per_address
+        self._total = connections_total
         self._handshakes: set[asyncio.Task[None]] = set()
         self._refused = 0
         self._refusal_noted_at: float | None = None
@@ -106,9 +116,11 @@ class ConnectionGate:
         now = time.monotonic()
         if self._refusal_noted_at is None or now - self._refusal_noted_at >= REFUSAL_NOTICE_SECONDS:
             log.warning(
-                "refused %d connection(s) from addresses that already had %d open (connections_per_address)",
+                "refused %d connection(s) from addresses that already had %d open "
+                "(connections_per_address), or past %d open in all (connections_total)",
                 self._refused,
                 self._cap,
+                self._total,
             )
             self._refused, self._refusal_noted_at = 0, now
 

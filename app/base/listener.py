@@ -84,6 +84,7 @@ class Listener:
         key: Path,
         *,
         connections_per_address: int,
+        connections_total: int,
         handshake_seconds: float,
     ) -> None:
         """Load the relay's certificate and start accepting connections for ``protocol_factory``.
@@ -96,6 +97,7 @@ class Listener:
             protocol_factory,
             self._context,
             connections_per_address=connections_per_address,
+            connections_total=connections_total,
             handshake_seconds=handshake_seconds,
         )
         self._factory.target = self._gate

@@ -108,6 +108,7 @@ def test_admin_md_states_the_programs_defaults() -> None:
         "renew_grace_days",
         "attempts_per_minute",
         "connections_per_address",
+        "connections_total",
         "tls_handshake_seconds",
         "request_head_seconds",
     ):

@@ -222,6 +222,37 @@ def test_connections_past_the_cap_are_refused_and_the_count_is_given_back(tmp_pa
     assert log.count(REFUSAL_LINE) == 1, log
 
 
+def test_connections_from_all_addresses_together_stop_at_the_total(tmp_path: Path) -> None:
+    """Test that past connections_total a connection from a further address is refused too, although
+    that address has none open, and that one closing lets one in again."""
+    relay = _relay(tmp_path / "relay", connections_per_address=CAP, connections_total=CAP + 1)
+
+    async def refused(local: str) -> bool:
+        try:
+            _, writer = await open_tls(relay, local)
+        except (ConnectionError, ssl.SSLError):
+            return True
+        writer.close()
+        return False
+
+    async def scenario() -> None:
+        held = [await open_tls(relay, ATTACKER) for _ in range(CAP)]
+        last = await open_tls(relay, "127.0.0.3")
+        assert await refused("127.0.0.4"), "a further address got in past the total"
+        _, writer = last
+        writer.close()
+        await writer.wait_closed()
+        deadline = asyncio.get_running_loop().time() + REPLY_SECONDS
+        while await refused("127.0.0.4"):
+            assert asyncio.get_running_loop().time() < deadline, "a closed connection was never uncounted"
+        for _, held_writer in held:
+            held_writer.close()
+
+    asyncio.run(scenario())
+    log = _log_after_start(relay)
+    assert "connections_total" in log
+
+
 def test_a_flood_of_unauthenticated_connections_leaves_an_honest_pair_talking(tmp_path: Path) -> None:
     """Test that two devices exchange every message while another address floods the relay.
 

@@ -17,7 +17,7 @@ from tests.support.relay import REPLY_SECONDS
 
 def test_an_address_is_counted_up_to_its_cap_and_forgotten_at_zero() -> None:
     """Test that an address gets at most cap connections, others are apart, and one at zero is dropped."""
-    counts = AddressCounts(2)
+    counts = AddressCounts(2, total=10)
     assert counts.acquire("192.0.2.1") and counts.acquire("192.0.2.1")
     assert not counts.acquire("192.0.2.1")
     assert counts.acquire("2001:db8::1")
@@ -28,6 +28,18 @@ def test_an_address_is_counted_up_to_its_cap_and_forgotten_at_zero() -> None:
         counts.release("192.0.2.1")
     counts.release("2001:db8::1")
     assert len(counts) == 0
+
+
+def test_all_addresses_together_are_counted_up_to_the_total() -> None:
+    """Test that past the total no address gets a connection, even one with none open, and that a
+    release gives one back."""
+    counts = AddressCounts(2, total=3)
+    assert counts.acquire("192.0.2.1") and counts.acquire("192.0.2.2") and counts.acquire("192.0.2.3")
+    assert not counts.acquire("192.0.2.4")
+    assert not counts.acquire("192.0.2.1")
+    counts.release("192.0.2.2")
+    assert counts.acquire("192.0.2.4")
+    assert len(counts) == 3
 
 
 def _tls_layers() -> int:
@@ -43,7 +55,9 @@ def test_a_handshake_that_does_not_finish_frees_its_tls_layer(tmp_path: Path, fi
     keys = load_or_create_keys(tmp_path, "127.0.0.1")
     tls = server_tls_context()
     tls.load_cert_chain(keys.tls_cert_path, keys.tls_key_path)
-    gate = ConnectionGate(asyncio.Protocol, tls, connections_per_address=8, handshake_seconds=1)
+    gate = ConnectionGate(
+        asyncio.Protocol, tls, connections_per_address=8, connections_total=64, handshake_seconds=1
+    )
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
