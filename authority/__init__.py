@@ -17,6 +17,5 @@ yet (issue 12's next step wires them to it).
 - ``store``: the SQLite file of enrolment codes and device records;
 - ``service``: the checks of a certify or renew request, sans-I/O;
 - ``web``: the HTTP face (``POST /v1/certify``, ``POST /v1/renew``);
-- ``datalock``: one authority per data folder;
 - ``main``: the program; ``admin``: ``enclave-admin authority code|revoke``.
 """

@@ -28,18 +28,19 @@ from pathlib import Path
 from aiohttp import web
 
 from app.base.errors import EnclaveError
+from app.base.folderlock import FolderLock, FolderLockError
 from app.base.listener import Listener, ListenError
 from app.base.requestlog import summarise_suppressed
 from app.base.tlsfiles import load_or_create_tls
 from app.base.tools import EXIT_DONE, EXIT_REFUSED, EXIT_USAGE, ToolParser
 from app.crypto.keys import IdentityKeyPair
 from app.provisioning.keyfile import Role, open_key_file
-from authority.datalock import DataFolderError, DataFolderLock
 from authority.service import Authority
 from authority.store import AuthorityStore
 from authority.web import make_app
 
 KEY_FILE = "authority.key"
+LOCK_NAME = "authority.lock"
 MAX_KEY_FILE_BYTES = 4096
 DAY = 86400
 
@@ -74,10 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class PassphraseFileError(EnclaveError):
+    """The passphrase file holds no passphrase on its first line."""
+
+
 def _passphrase(path: Path) -> str:
     lines = path.read_text(encoding="utf-8").splitlines()
     if not lines or not lines[0]:
-        raise DataFolderError(f"the passphrase file {path} has an empty first line")
+        raise PassphraseFileError(f"the passphrase file {path} has an empty first line")
     return lines[0]
 
 
@@ -88,7 +93,11 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         stack.push_async_callback(listener.wait_closed)
         stack.callback(listener.close)
         data: Path = args.data
-        stack.callback(DataFolderLock.acquire(data).release)
+        try:
+            data.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e:
+            raise FolderLockError(f"cannot make the data folder {data}: {e.strerror}") from e
+        stack.callback(FolderLock.acquire(data, name=LOCK_NAME, program="enclave-authority").release)
         key_path: Path = args.key or data / KEY_FILE
         key = open_key_file(
             key_path.read_bytes()[:MAX_KEY_FILE_BYTES],
@@ -161,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
-    except (ListenError, DataFolderError) as e:
+    except (ListenError, FolderLockError, PassphraseFileError) as e:
         print(f"enclave-authority: {e}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as e:

@@ -21,13 +21,14 @@ from pathlib import Path
 from aiohttp import web
 from nacl.utils import random
 
+from app.base.folderlock import FolderLock, FolderLockError
 from app.base.leases import live_leases
 from app.base.listener import Listener, ListenError
 from app.base.requestlog import summarise_suppressed
 from app.base.tools import ToolParser
 from server.backends import make_store
 from server.config import ConfigError, ServerConfig, load_config
-from server.datalock import DataFolderLock, check_data_folder
+from server.datalock import LOCK_NAME, check_data_folder
 from server.http import make_app
 from server.keys import load_or_create_keys
 from server.memory import give_back_memory_forever
@@ -72,7 +73,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         stack.push_async_callback(listener.wait_closed)
         stack.callback(listener.close)
         check_data_folder(config.data_dir)
-        stack.callback(DataFolderLock.acquire(config.data_dir).release)
+        stack.callback(FolderLock.acquire(config.data_dir, name=LOCK_NAME, program="relay").release)
         keys = load_or_create_keys(config.data_dir, config.host)
         if keys.created:
             print(f"New relay keys made in {config.data_dir}.")
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
-    except (ConfigError, ListenError) as e:
+    except (ConfigError, ListenError, FolderLockError) as e:
         print(f"enclave-server: {e}", file=sys.stderr)
         return 2
     except (StoreError, OSError) as e:

@@ -2,7 +2,7 @@
 
 Used for what must be held by one process at a time and must not outlive it, however it
 ends (a crash, SIGKILL, a power cut): a client profile (``storage.profilelock``), a
-relay's data folder (``server.datalock``), a local workspace's claim on its relay. Only
+service's data folder (``app.base.folderlock``), a local workspace's claim on its relay. Only
 the lock counts, never a file's existence or content, so a file left behind blocks
 nothing.
 

@@ -34,7 +34,9 @@ def test_a_second_authority_on_the_folder_stops(authority: AuthorityProcess) -> 
     and the first keeps serving."""
     second = _run("--data", str(authority.data_dir), "--passphrase-file", str(authority.passphrase_file))
     assert second.returncode == 2
-    assert "another enclave-authority is running on the data folder" in second.stderr
+    assert authority.process is not None
+    held_by = f"another enclave-authority (process {authority.process.pid}) is running on the data folder"
+    assert held_by in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
     code = issue_code(authority.data_dir, "m.still")
     request = CertifyRequest.make(
