@@ -185,6 +185,16 @@ def test_a_device_that_enrols_and_authenticates_in_time_stays_connected(deadline
     _log_after_start(deadlines)
 
 
+async def _refused(relay: RelayProcess, local: str) -> bool:
+    """Whether a TLS connection from ``local`` is refused (closed before or during its handshake)."""
+    try:
+        _, writer = await open_tls(relay, local)
+    except (ConnectionError, ssl.SSLError):
+        return True
+    writer.close()
+    return False
+
+
 def test_connections_past_the_cap_are_refused_and_the_count_is_given_back(tmp_path: Path) -> None:
     """Test that the (cap+1)th connection from one address is refused while the first cap work.
 
@@ -192,26 +202,18 @@ def test_connections_past_the_cap_are_refused_and_the_count_is_given_back(tmp_pa
     """
     relay = _relay(tmp_path / "relay", connections_per_address=CAP)
 
-    async def refused(local: str) -> bool:
-        try:
-            _, writer = await open_tls(relay, local)
-        except (ConnectionError, ssl.SSLError):
-            return True
-        writer.close()
-        return False
-
     async def scenario() -> None:
         held = [await open_tls(relay, ATTACKER) for _ in range(CAP)]
-        assert await refused(ATTACKER)
-        assert await refused(ATTACKER)
-        assert not await refused("127.0.0.1"), "the cap is per address"
+        assert await _refused(relay, ATTACKER)
+        assert await _refused(relay, ATTACKER)
+        assert not await _refused(relay, "127.0.0.1"), "the cap is per address"
         for reader, writer in held:
             assert await _health(reader, writer) == b"HTTP/1.1 200 OK"
         for _, writer in held:
             writer.close()
             await writer.wait_closed()
         deadline = asyncio.get_running_loop().time() + REPLY_SECONDS
-        while await refused(ATTACKER):
+        while await _refused(relay, ATTACKER):
             assert asyncio.get_running_loop().time() < deadline, "closed connections were never uncounted"
         again = [await open_tls(relay, ATTACKER) for _ in range(CAP)]
         for _, writer in again:
@@ -227,23 +229,15 @@ def test_connections_from_all_addresses_together_stop_at_the_total(tmp_path: Pat
     that address has none open, and that one closing lets one in again."""
     relay = _relay(tmp_path / "relay", connections_per_address=CAP, connections_total=CAP + 1)
 
-    async def refused(local: str) -> bool:
-        try:
-            _, writer = await open_tls(relay, local)
-        except (ConnectionError, ssl.SSLError):
-            return True
-        writer.close()
-        return False
-
     async def scenario() -> None:
         held = [await open_tls(relay, ATTACKER) for _ in range(CAP)]
         last = await open_tls(relay, "127.0.0.3")
-        assert await refused("127.0.0.4"), "a further address got in past the total"
+        assert await _refused(relay, "127.0.0.4"), "a further address got in past the total"
         _, writer = last
         writer.close()
         await writer.wait_closed()
         deadline = asyncio.get_running_loop().time() + REPLY_SECONDS
-        while await refused("127.0.0.4"):
+        while await _refused(relay, "127.0.0.4"):
             assert asyncio.get_running_loop().time() < deadline, "a closed connection was never uncounted"
         for _, held_writer in held:
             held_writer.close()
