@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import http.client
 import shutil
-import signal
 import sqlite3
 import ssl
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +25,10 @@ from cryptography.hazmat.primitives import serialization
 from app.base.tlsfiles import public_key_pin
 from app.crypto.keys import IdentityKeyPair
 from app.provisioning.keyfile import Role, open_key_file
+from tests.support.services import Banner, start_service, stop_service
 
 REPO = Path(__file__).resolve().parents[2]
-STARTUP_SECONDS = 60
+AUTHORITY_BANNER = Banner("authority", "Authority public-key pin:", "enclave-authority listening on")
 AUTHORITY_PASSPHRASE = "authority passphrase for tests"
 ROOT_PASSPHRASE = "root passphrase for tests"
 
@@ -116,39 +115,13 @@ class AuthorityProcess:
         ]
 
     def start(self) -> AuthorityProcess:
-        self.process = subprocess.Popen(
-            self.command(),
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
+        self.process, self.pin, self.port = start_service(
+            self.command(), AUTHORITY_BANNER, self.output, cwd=REPO
         )
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                raise RuntimeError("the authority exited during start-up:\n" + "".join(self.output))
-            self.output.append(line)
-            if line.startswith("Authority public-key pin:"):
-                self.pin = line.rsplit(" ", 1)[1].strip()
-            if line.startswith("enclave-authority listening on"):
-                self.port = int(line.rsplit(":", 1)[1])
-                return self
-        raise RuntimeError("the authority did not start in time")
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process is not None and self.process.stdout is not None:
-            self.output.extend(self.process.stdout.readlines())
-            self.process.stdout.close()
+        stop_service(self.process, self.output)
         self.process = None
 
     def client(self) -> AuthorityClient:

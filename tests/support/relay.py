@@ -46,10 +46,11 @@ from app.protocol.frames import (
     UploadedPreKey,
     auth_message,
 )
+from tests.support.services import Banner, collect, start_service, stop_service
 
 REPO = Path(__file__).resolve().parents[2]
-STARTUP_SECONDS = 30
 REPLY_SECONDS = 10
+RELAY_BANNER = Banner("relay", "Relay public-key pin", "enclave-server listening on")
 
 
 class RelayProcess:
@@ -76,51 +77,21 @@ class RelayProcess:
             str(self.port),
             *self.extra_args,
         ]
-        self.process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env={**os.environ, **self.env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
+        self.process, self.pin, self.port = start_service(
+            command, RELAY_BANNER, self.output, cwd=REPO, env={**os.environ, **self.env}
         )
-        deadline = time.monotonic() + STARTUP_SECONDS
-        assert self.process.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                raise RuntimeError("the relay exited during start-up:\n" + "".join(self.output))
-            self.output.append(line)
-            if line.startswith("Relay public-key pin"):
-                self.pin = line.rsplit(" ", 1)[1].strip()
-            if line.startswith("enclave-server listening on"):
-                self.port = int(line.rsplit(":", 1)[1])
-                return self
-        raise RuntimeError("the relay did not start in time")
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._collect()
+        stop_service(self.process, self.output)
+        self.process = None
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as in a crash or power cut of the process."""
         if self.process is not None:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait()
-        self._collect()
-
-    def _collect(self) -> None:
-        if self.process is not None and self.process.stdout is not None:
-            with contextlib.suppress(ValueError):
-                self.output.extend(self.process.stdout.readlines())
-            self.process.stdout.close()
+            collect(self.process, self.output)
         self.process = None
 
     @property
