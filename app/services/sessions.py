@@ -233,7 +233,7 @@ class Sessions:
                     )
                     session = initiate_session(identity, bundle, self._random)
                 except (CryptoError, RemoteProtocolError) as e:
-                    log.warning("refused a prekey bundle the relay handed out: %s", e)
+                    log.warning("refused a prekey bundle the relay handed out (%s)", type(e).__name__)
                     continue
                 note = note_device(
                     self._store, account_id, device.device_id, bundle.identity_key, siblings=first_seen
