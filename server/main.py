@@ -22,7 +22,7 @@ from aiohttp import web
 from nacl.utils import random
 
 from app.base.folderlock import FolderLock, FolderLockError
-from app.base.leases import live_leases
+from app.base.leases import stop_when_unleased
 from app.base.listener import Listener, ListenError
 from app.base.requestlog import summarise_suppressed
 from app.base.tools import ToolParser
@@ -34,9 +34,6 @@ from server.keys import load_or_create_keys
 from server.memory import give_back_memory_forever
 from server.relay import Relay
 from server.store.base import StoreError
-
-log = logging.getLogger("enclave.server")
-LEASE_CHECK_SECONDS = 1.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -114,14 +111,6 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         await stop.wait()
 
 
-async def _stop_when_unleased(folder: Path, stop: asyncio.Event) -> None:
-    """``--while-leased``: set ``stop`` once no process holds a lease in ``folder`` (app.base.leases)."""
-    while live_leases(folder) > 0:
-        await asyncio.sleep(LEASE_CHECK_SECONDS)
-    log.info("no process holds a lease on this relay any more; stopping")
-    stop.set()
-
-
 async def _close_connections(relay: Relay) -> None:
     for connection in list(relay.connections.values()):
         await connection.ws.close()
@@ -144,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             loop.add_signal_handler(signum, stop.set)
         watcher = None
         if args.while_leased is not None:
-            watcher = asyncio.create_task(_stop_when_unleased(args.while_leased, stop))
+            watcher = asyncio.create_task(stop_when_unleased(args.while_leased, stop))
         try:
             await serve(config, stop)
         finally:

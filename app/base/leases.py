@@ -6,7 +6,8 @@ SIGKILL, a crash). A workspace therefore holds a lease while it runs: a file
 ``<folder>/<random>.lease`` that it keeps locked with ``app.base.oslock``. The OS drops
 the lock when the process ends, whatever ends it, so the relay (``enclave-server
 --while-leased <folder>``) needs no message from its users: it counts the leases still
-locked and stops when there are none.
+locked and stops when there are none (``stop_when_unleased``). The local enrolment
+authority (``enclave-authority --while-leased``) stops the same way.
 
 A lease is taken by creating the file and then locking it, so for a moment a new file
 is unlocked; a lease younger than ``GRACE_SECONDS`` therefore counts whether locked or
@@ -16,7 +17,9 @@ is random, so nobody will take it again).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import time
@@ -24,9 +27,12 @@ from pathlib import Path
 
 from app.base.oslock import try_lock, unlock
 
+log = logging.getLogger(__name__)
 SUFFIX = ".lease"
 GRACE_SECONDS = 3.0
 """How long a new lease counts before its lock is looked at (it is locked within microseconds)."""
+CHECK_SECONDS = 1.0
+"""How often ``stop_when_unleased`` counts the leases."""
 
 
 class Lease:
@@ -72,6 +78,14 @@ def live_leases(folder: Path, now: float | None = None) -> int:
         if _live(path, now):
             count += 1
     return count
+
+
+async def stop_when_unleased(folder: Path, stop: asyncio.Event) -> None:
+    """``--while-leased``: set ``stop`` once no process holds a lease in ``folder``."""
+    while live_leases(folder) > 0:
+        await asyncio.sleep(CHECK_SECONDS)
+    log.info("no process holds a lease in %s any more; stopping", folder)
+    stop.set()
 
 
 def _live(path: Path, now: float) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.base.leases import GRACE_SECONDS, SUFFIX, Lease, live_leases
+from app.base.leases import CHECK_SECONDS, GRACE_SECONDS, SUFFIX, Lease, live_leases, stop_when_unleased
 from tests.support.relay import REPO
 
 HOLDER_SCRIPT = """
@@ -96,3 +97,23 @@ def test_a_released_lease_is_gone_and_others_remain(tmp_path: Path) -> None:
 def test_a_missing_folder_holds_no_lease(tmp_path: Path) -> None:
     """Test that a folder nobody made yet counts no lease (the relay then stops)."""
     assert live_leases(tmp_path / "absent") == 0
+
+
+def test_the_watcher_sets_stop_once_the_last_lease_is_released(tmp_path: Path) -> None:
+    """Test that stop_when_unleased leaves ``stop`` unset while a lease is held and sets it, and
+    returns, within a check of the last lease's release."""
+    lease = Lease.take(tmp_path / "leases")
+
+    async def watch() -> None:
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(stop_when_unleased(tmp_path / "leases", stop))
+        await asyncio.sleep(2 * CHECK_SECONDS)
+        assert not stop.is_set()
+        lease.release()
+        await asyncio.wait_for(watcher, timeout=2 * CHECK_SECONDS)
+        assert stop.is_set()
+
+    try:
+        asyncio.run(watch())
+    finally:
+        lease.release()
