@@ -6,10 +6,11 @@
 They write the authority's database directly, as the relay's admin commands write the
 relay's (WAL lets them do so while the authority serves), and so run as the authority's
 service user, on its machine. A code is printed once and stored only as two derivations
-of it (app/protocol/enrolment.py). A revoked device renews no more; the certificates it
-holds stay valid until they expire (docs/ADMIN.md states the bound). enclave-admin
-(server/admin.py) registers these commands so that admins have one tool; nothing of the
-relay imports this module (pyproject.toml's import contract).
+of it (app/protocol/enrolment.py); ``issue_code`` does the same for a command that holds
+the store open itself. A revoked device renews no more; the certificates it holds stay
+valid until they expire (docs/ADMIN.md states the bound). enclave-admin (server/admin.py)
+registers these commands so that admins have one tool; nothing of the relay imports this
+module (pyproject.toml's import contract).
 Exit status: 0 done, 1 refused, 2 usage.
 """
 
@@ -66,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
         account_id = canonical_account_id(args.account)
         store = AuthorityStore.open(folder)
         try:
-            print(
-                _code(store, account_id, args) if args.action == "code" else _revoke(store, account_id, args)
-            )
+            if args.action == "code":
+                print(issue_code(store, account_id, args.valid_hours, now=int(time.time())))
+            else:
+                print(_revoke(store, account_id, args))
         finally:
             store.close()
     except (EnclaveError, sqlite3.Error) as e:  # AccountIdError, Refused, the database
@@ -77,15 +79,22 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_DONE
 
 
-def _code(store: AuthorityStore, account_id: str, args: argparse.Namespace) -> str:
-    if not 1 <= args.valid_hours <= MAX_VALID_HOURS:
+def issue_code(store: AuthorityStore, account_id: str, valid_hours: int, *, now: int) -> str:
+    """Store a new one-time code for ``account_id``, valid ``valid_hours`` from ``now``, and return it.
+
+    The code itself is returned once and never stored. Other commands call this with a
+    store they opened (the relay's ``enclave-admin enrol`` issues its code here, into the
+    authority's store); ``Refused`` or ``AccountIdError`` if the hours or the id are not valid.
+    """
+    if not 1 <= valid_hours <= MAX_VALID_HOURS:
         raise Refused(f"--valid-hours must be between 1 and {MAX_VALID_HOURS}")
+    account_id = canonical_account_id(account_id)
     code = enrolment.new_enrolment_code(random)
     store.add_code(
         code_id=enrolment.code_id(code),
         code_key=enrolment.code_key(code),
         account_id=account_id,
-        expires_at=int(time.time()) + args.valid_hours * 3600,
+        expires_at=now + valid_hours * 3600,
     )
     return code
 

@@ -1,14 +1,21 @@
 """``enclave-authority``: run the enrolment authority.
 
-    enclave-authority --data DIR --passphrase-file FILE [--key FILE] [--host 127.0.0.1] [--port 8444]
+    enclave-authority --data DIR --passphrase-file FILE|- [--key FILE] [--host 127.0.0.1] [--port 8444]
+                      [--while-leased FOLDER]
 
 ``DIR`` is the authority's own data folder, owned by its own service user, never the
 relay's (docs/ADMIN.md). The authority key is the sealed key file ``enclave-admin org
 init`` wrote (``authority/authority.key``; by default ``DIR/authority.key``), opened with
-the passphrase on the first line of ``FILE``. The order is the relay's: bind the port
+the passphrase on the first line of ``FILE``, or with ``-`` on the first line of standard
+input: the local workspace keeps the passphrase in the OS keystore and writes it on a
+pipe, so that it is never written to a file. The order is the relay's: bind the port
 first (a taken port leaves the folder untouched and prints no pin), then lock the folder
 (a second authority on it stops there), then the key, the TLS files (made on first
 start; the pin is printed), the database, and serving.
+
+``--while-leased FOLDER`` stops the authority once no process holds a lease in
+``FOLDER``, as the relay's option of that name does (app/base/leases.py): the local
+workspace's authority lives exactly as long as some workspace uses it.
 
 Exit status: 0 stopped; 1 refused (a key file that does not open, the database); 2 usage
 or a port or folder that cannot be had.
@@ -26,9 +33,11 @@ import time
 from pathlib import Path
 
 from aiohttp import web
+from nacl.utils import random
 
 from app.base.errors import EnclaveError
 from app.base.folderlock import FolderLock, FolderLockError
+from app.base.leases import stop_when_unleased
 from app.base.listener import Listener, ListenError
 from app.base.requestlog import summarise_suppressed
 from app.base.tlsfiles import load_or_create_tls
@@ -42,6 +51,9 @@ from authority.web import make_app
 KEY_FILE = "authority.key"
 LOCK_NAME = "authority.lock"
 MAX_KEY_FILE_BYTES = 4096
+MAX_PASSPHRASE_BYTES = 4096
+STDIN = "-"
+"""``--passphrase-file -``: the passphrase is the first line of standard input."""
 DAY = 86400
 
 
@@ -50,10 +62,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_version()
     parser.add_argument("--data", type=Path, required=True, help="the authority's own data folder")
     parser.add_argument(
-        "--passphrase-file", type=Path, required=True, help="the authority key's passphrase (first line)"
+        "--passphrase-file",
+        type=Path,
+        required=True,
+        help=f"the authority key's passphrase (first line); {STDIN}: the first line of standard input",
     )
     parser.add_argument(
         "--key", type=Path, default=None, help=f"the sealed key file; if not given, DATA/{KEY_FILE}"
+    )
+    parser.add_argument(
+        "--while-leased",
+        type=Path,
+        metavar="FOLDER",
+        help="stop once no process holds a lease in FOLDER (the local workspace's; app/base/leases.py)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8444, help="port to listen on (0: any free one)")
@@ -76,13 +97,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 class PassphraseFileError(EnclaveError):
-    """The passphrase file holds no passphrase on its first line."""
+    """The passphrase file (or standard input) holds no passphrase on its first line."""
 
 
 def _passphrase(path: Path) -> str:
-    lines = path.read_text(encoding="utf-8").splitlines()
+    """The first line of ``path``, or of standard input for ``-`` (read up to its end of line only)."""
+    if str(path) == STDIN:
+        source, raw = "standard input", sys.stdin.buffer.readline(MAX_PASSPHRASE_BYTES + 1)
+        if len(raw) > MAX_PASSPHRASE_BYTES and not raw.endswith(b"\n"):
+            raise PassphraseFileError(
+                f"the first line of standard input exceeds {MAX_PASSPHRASE_BYTES} bytes"
+            )
+    else:
+        source, raw = f"the passphrase file {path}", path.read_bytes()
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise PassphraseFileError(f"{source} is not UTF-8 text") from e
     if not lines or not lines[0]:
-        raise PassphraseFileError(f"the passphrase file {path} has an empty first line")
+        raise PassphraseFileError(f"{source} has an empty first line")
     return lines[0]
 
 
@@ -117,6 +150,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             issuer=issuer,
             store=store,
             clock=time.time,
+            random=random,
             lifetime_seconds=args.certificate_days * DAY,
             grace_seconds=args.renew_grace_days * DAY,
         )
@@ -166,7 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await serve(args, stop)
+        watcher = None
+        if args.while_leased is not None:
+            watcher = asyncio.create_task(stop_when_unleased(args.while_leased, stop))
+        try:
+            await serve(args, stop)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
 
     try:
         asyncio.run(run())

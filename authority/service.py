@@ -2,11 +2,14 @@
 
 Bytes in (an untrusted request body), a certificate's bytes out, or a typed refusal whose
 ``status`` the HTTP face answers with. A refusal changes nothing: the only write is the
-one transaction that spends a code and records its device (``AuthorityStore.spend_and_bind``).
+one transaction that spends a code and records its device (``AuthorityStore.spend_and_add``).
 
-An unauthenticated caller learns only that its code was refused, never whether the code
-is unknown, spent, expired or for another account, nor whether the account's device is
-bound, until it has proved it holds a valid code for that account.
+A certify request names only its code and identity key: the account is the code's, and
+the device id is drawn here from the injected random source, uniformly in
+1..``MAX_DEVICE_ID`` (random, not sequential, so that an id does not tell how many
+devices enrolled before it). An unauthenticated caller learns only that its code was
+refused, never whether the code is unknown, spent or expired, nor whether its identity
+key is recorded, until it has proved it holds a valid code.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from collections.abc import Callable
 from app.base.errors import CertificateError, EnclaveError, InvalidSignatureError, RemoteProtocolError
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair
+from app.crypto.primitives import RandomSource
 from app.protocol.authority import CertifyRequest, RenewRequest
-from authority.store import AuthorityStore, Binding
+from authority.store import MAX_DEVICE_ID, AuthorityStore, NotAdded
 
 TIMESTAMP_SKEW_SECONDS = 300
 """How far a renew request's timestamp may be from the authority's clock."""
+CODE_REFUSED = "the enrolment code was refused; ask your admin for a new one"
 
 
 class Refusal(EnclaveError):
@@ -34,13 +39,13 @@ class MalformedRequest(Refusal):
 
 
 class CodeRefused(Refusal):
-    """Unknown, spent, expired, for another account, or a wrong proof: deliberately one answer."""
+    """Unknown, spent, expired, or a wrong proof: deliberately one answer."""
 
     status = 403
 
 
-class BindingConflict(Refusal):
-    """The account's device id is bound to another identity key, or is revoked."""
+class KeyRecorded(Refusal):
+    """The identity key is certified already (one identity key is one device)."""
 
     status = 409
 
@@ -56,12 +61,14 @@ class Authority:
         issuer: IdentityKeyPair,
         store: AuthorityStore,
         clock: Callable[[], float],
+        random: RandomSource,
         lifetime_seconds: int,
         grace_seconds: int,
     ) -> None:
         self._issuer = issuer
         self._store = store
         self._clock = clock
+        self._random = random
         self._lifetime = lifetime_seconds
         self._grace = grace_seconds
 
@@ -75,7 +82,7 @@ class Authority:
         ).encode()
 
     def certify(self, untrusted_body: bytes) -> bytes:
-        """A certificate for the request's device, or a ``Refusal``."""
+        """A certificate for a new device of the code's account, or a ``Refusal``."""
         try:
             request = CertifyRequest.parse(untrusted_body)
         except RemoteProtocolError as e:
@@ -90,28 +97,26 @@ class Authority:
             code is None
             or code.spent_at is not None
             or code.expires_at <= now
-            or code.account_id != request.account_id
             or not request.mac_valid(code.code_key)
         ):
-            raise CodeRefused("the enrolment code was refused; ask your admin for a new one")
-        existing = self._store.device(request.account_id, request.device_id)
-        if existing is not None and (existing.identity_key != request.identity_key or existing.revoked):
-            raise BindingConflict(
-                f"device {request.device_id} of {request.account_id} is bound to another identity key"
-                " or revoked; nothing was changed"
-            )
-        outcome = self._store.spend_and_bind(
-            code_id=request.code_id,
-            account_id=request.account_id,
-            device_id=request.device_id,
-            identity_key=request.identity_key,
-            now=now,
+            raise CodeRefused(CODE_REFUSED)
+        if self._store.key_recorded(request.identity_key):
+            raise KeyRecorded("this identity key is certified already; nothing was changed")
+        outcome = self._store.spend_and_add(
+            code_id=request.code_id, identity_key=request.identity_key, now=now, new_device_id=self._device_id
         )
-        if outcome is Binding.CODE_GONE:
-            raise CodeRefused("the enrolment code was refused; ask your admin for a new one")
-        if outcome is Binding.CONFLICT:
-            raise BindingConflict(f"device {request.device_id} of {request.account_id} is bound already")
-        return self._issue(request.account_id, request.device_id, request.identity_key, now)
+        if outcome is NotAdded.CODE_GONE:
+            raise CodeRefused(CODE_REFUSED)
+        if outcome is NotAdded.KEY_RECORDED:
+            raise KeyRecorded("this identity key was certified meanwhile; nothing was changed")
+        return self._issue(outcome.account_id, outcome.device_id, request.identity_key, now)
+
+    def _device_id(self) -> int:
+        """Uniform in 1..MAX_DEVICE_ID (2^31 - 1): 31 random bits, drawn again for 0."""
+        while True:
+            device_id = int.from_bytes(self._random(4), "big") & MAX_DEVICE_ID
+            if device_id:
+                return device_id
 
     def renew(self, untrusted_body: bytes) -> bytes:
         """A fresh certificate for the device of the request's certificate, or a ``Refusal``."""

@@ -2,11 +2,13 @@
 
 Both are strict binary formats (app/base/codec.py) sent as HTTP POST bodies to the
 authority (``authority/``), never to the relay. A certify request proves two things: that
-the sender holds the enrolment code (an HMAC under ``code_key``, which only the code's
-holder and the authority can compute, app/protocol/enrolment.py) and that it holds the
-identity key it asks to have certified (a signature by that key over the whole request).
-A renew request is the old certificate, a timestamp and a signature by the certified
-identity key. docs/PROTOCOL.md, "Enrolment authority", gives the bytes and the checks.
+the sender holds the enrolment code (an HMAC under ``code_key`` over the identity key,
+which only the code's holder and the authority can compute, app/protocol/enrolment.py)
+and that it holds the identity key it asks to have certified (a signature by that key
+over the whole request). It carries no account and no device id: the code's account is
+the authority's record, and the authority assigns the device id. A renew request is the
+old certificate, a timestamp and a signature by the certified identity key.
+docs/PROTOCOL.md, "Enrolment authority", gives the bytes and the checks.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.base.codec import Reader, Writer
-from app.base.limits import KEY_BYTES, MAX_ACCOUNT_ID_BYTES, SIGNATURE_BYTES
+from app.base.limits import KEY_BYTES, SIGNATURE_BYTES
 from app.crypto.certificate import MAX_CERTIFICATE_BYTES
 from app.crypto.keys import IdentityKeyPair
 from app.crypto.primitives import (
@@ -32,17 +34,15 @@ MAC_CONTEXT_CERTIFY = b"enclave:v1:certify"
 """The first bytes of the HMAC's input (a purpose string, as signatures have contexts)."""
 CODE_ID_BYTES = 32
 MAC_BYTES = 32
-MAX_CERTIFY_BYTES = 1 + CODE_ID_BYTES + 2 + MAX_ACCOUNT_ID_BYTES + 4 + KEY_BYTES + MAC_BYTES + SIGNATURE_BYTES
+MAX_CERTIFY_BYTES = 1 + CODE_ID_BYTES + KEY_BYTES + MAC_BYTES + SIGNATURE_BYTES
 MAX_RENEW_BYTES = 1 + 2 + MAX_CERTIFICATE_BYTES + 8 + SIGNATURE_BYTES
 
 
-def certify_mac_input(account_id: str, device_id: int, identity_key: bytes) -> bytes:
-    """``MAC_CONTEXT_CERTIFY || text16(account_id) || u32 device_id || IK``."""
+def certify_mac_input(identity_key: bytes) -> bytes:
+    """``MAC_CONTEXT_CERTIFY || IK``: the code's holder vouches for this identity key only."""
     return (
         Writer("certify MAC input")
         .raw(MAC_CONTEXT_CERTIFY)
-        .text16(account_id, MAX_ACCOUNT_ID_BYTES, "account id")
-        .u32(device_id)
         .fixed(identity_key, KEY_BYTES, "identity key")
         .getvalue()
     )
@@ -50,66 +50,59 @@ def certify_mac_input(account_id: str, device_id: int, identity_key: bytes) -> b
 
 @dataclass(frozen=True, slots=True)
 class CertifyRequest:
+    """A device asks for its identity key to be certified; it names no account and no device.
+
+    The authority takes the account from the code and draws the device id itself, so a
+    device that knows only its code can certify, and no sender picks its own device id.
+    """
+
     code_id: bytes
-    account_id: str
-    device_id: int
     identity_key: bytes
     mac: bytes
     signature: bytes
 
     @staticmethod
-    def _signed(code_id: bytes, account_id: str, device_id: int, identity_key: bytes, mac: bytes) -> bytes:
+    def _signed(code_id: bytes, identity_key: bytes, mac: bytes) -> bytes:
         return (
             Writer("certify request")
             .u8(REQUEST_VERSION)
             .fixed(code_id, CODE_ID_BYTES, "code id")
-            .text16(account_id, MAX_ACCOUNT_ID_BYTES, "account id")
-            .u32(device_id)
             .fixed(identity_key, KEY_BYTES, "identity key")
             .fixed(mac, MAC_BYTES, "mac")
             .getvalue()
         )
 
     @classmethod
-    def make(cls, *, code: str, account_id: str, device_id: int, identity: IdentityKeyPair) -> CertifyRequest:
+    def make(cls, *, code: str, identity: IdentityKeyPair) -> CertifyRequest:
         """The request a device sends for ``identity`` with the code its admin gave it."""
         code_id = enrolment.code_id(code)
-        mac = hmac_sha256(
-            key=enrolment.code_key(code), data=certify_mac_input(account_id, device_id, identity.public)
-        )
-        signed = cls._signed(code_id, account_id, device_id, identity.public, mac)
+        mac = hmac_sha256(key=enrolment.code_key(code), data=certify_mac_input(identity.public))
+        signed = cls._signed(code_id, identity.public, mac)
         signature = identity.sign(context=SIGN_CONTEXT_CERTIFY_REQUEST, message=signed)
-        return cls(code_id, account_id, device_id, identity.public, mac, signature)
+        return cls(code_id, identity.public, mac, signature)
 
     def encode(self) -> bytes:
-        signed = self._signed(self.code_id, self.account_id, self.device_id, self.identity_key, self.mac)
-        return signed + self.signature
+        return self._signed(self.code_id, self.identity_key, self.mac) + self.signature
 
     @classmethod
     def parse(cls, untrusted: bytes) -> CertifyRequest:
         r = Reader(untrusted, "certify request")
         r.version(supported=REQUEST_VERSIONS, known=REQUEST_VERSIONS)
-        code_id = r.fixed(CODE_ID_BYTES)
-        account_id = r.text16(MAX_ACCOUNT_ID_BYTES, "account id")
-        if not account_id:
-            raise r.fail("empty account id")
         request = cls(
-            code_id, account_id, r.u32(), r.fixed(KEY_BYTES), r.fixed(MAC_BYTES), r.fixed(SIGNATURE_BYTES)
+            r.fixed(CODE_ID_BYTES), r.fixed(KEY_BYTES), r.fixed(MAC_BYTES), r.fixed(SIGNATURE_BYTES)
         )
         r.finish()
         return request
 
     def mac_valid(self, code_key: bytes) -> bool:
-        data = certify_mac_input(self.account_id, self.device_id, self.identity_key)
-        return hmac_sha256_verify(key=code_key, data=data, tag=self.mac)
+        return hmac_sha256_verify(key=code_key, data=certify_mac_input(self.identity_key), tag=self.mac)
 
     def verify_possession(self) -> None:
         """Raise ``InvalidSignatureError`` unless the identity key signed this request."""
-        signed = self._signed(self.code_id, self.account_id, self.device_id, self.identity_key, self.mac)
         ed25519_verify(
             public_key=self.identity_key,
             context=SIGN_CONTEXT_CERTIFY_REQUEST,
-            message=signed,
+            message=self._signed(self.code_id, self.identity_key, self.mac),
             signature=self.signature,
         )
 

@@ -1,14 +1,15 @@
 """Enrolment codes and what each party may derive from one.
 
 An admin gives a user a one-time code (``new_enrolment_code``: 120 random bits, shown as
-24 base32 characters in groups of four). Three values come from it, each a keyed BLAKE2b
-with its own key, so that knowing one tells nothing about the others:
+24 base32 characters in groups of four). Two values come from it, each a keyed BLAKE2b
+with its own key, so that knowing one tells nothing about the other:
 
 - ``code_id``: the enrolment authority's look-up key for the code (it is sent in clear);
-- ``code_key``: the authority's HMAC key, with which the device proves it holds the code;
-- ``relay_proof``: what the relay will hold (issue 12's next step), so that the relay,
-  which sees only ``relay_proof`` and ``code_id``, can never compute ``code_key`` and so
-  cannot certify a device on its own.
+- ``code_key``: the authority's HMAC key, with which the device proves it holds the code.
+
+The relay is given nothing derived from a code: it registers a device from the
+certificate the authority signed for it, so a relay's data folder holds nothing that
+could certify a device.
 
 Case, spaces and dashes do not matter when a code is typed; every derivation reads the
 normalised form. docs/PROTOCOL.md, "Enrolment authority", gives the bytes.
@@ -24,7 +25,6 @@ CODE_BYTES = 15
 """120 bits: 24 base32 characters, typed in groups of four."""
 CODE_ID_KEY = b"enclave:v1:authority-code-id"
 CODE_KEY_KEY = b"enclave:v1:authority-code-key"
-RELAY_PROOF_KEY = b"enclave:v1:relay-code"
 
 
 def new_enrolment_code(random: RandomSource) -> str:
@@ -44,7 +44,3 @@ def code_id(code: str) -> bytes:
 
 def code_key(code: str) -> bytes:
     return blake2b_256(key=CODE_KEY_KEY, data=normalised_code(code))
-
-
-def relay_proof(code: str) -> bytes:
-    return blake2b_256(key=RELAY_PROOF_KEY, data=normalised_code(code))

@@ -7,26 +7,40 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from nacl.utils import random
 
+from app.base.leases import CHECK_SECONDS, Lease
 from app.crypto.keys import IdentityKeyPair
 from app.protocol.authority import CertifyRequest
-from tests.support.authority import REPO, AuthorityProcess, Organisation, issue_code
+from authority.store import STORE_FILE
+from tests.support.authority import REPO, AuthorityProcess, Organisation, issue_code, make_schema_1_store
+from tests.support.services import STOP_SECONDS
 
 TOO_MANY, FORBIDDEN = 429, 403
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "authority.main", *args],
         cwd=REPO,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def _certifies(authority: AuthorityProcess, account: str) -> bool:
+    """Whether ``authority`` answers a certify request with a fresh code of ``account`` with 200."""
+    request = CertifyRequest.make(
+        code=issue_code(authority.data_dir, account), identity=IdentityKeyPair.generate(random)
+    )
+    return authority.client().post("/v1/certify", request.encode())[0] == 200
 
 
 def test_a_second_authority_on_the_folder_stops(authority: AuthorityProcess) -> None:
@@ -38,11 +52,7 @@ def test_a_second_authority_on_the_folder_stops(authority: AuthorityProcess) -> 
     held_by = f"another enclave-authority (process {authority.process.pid}) is running on the data folder"
     assert held_by in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
-    code = issue_code(authority.data_dir, "m.still")
-    request = CertifyRequest.make(
-        code=code, account_id="m.still", device_id=1, identity=IdentityKeyPair.generate(random)
-    )
-    assert authority.client().post("/v1/certify", request.encode())[0] == 200
+    assert _certifies(authority, "m.still")
 
 
 def test_a_taken_port_writes_nothing(organisation: Organisation, tmp_path: Path) -> None:
@@ -71,6 +81,78 @@ def test_a_wrong_passphrase_opens_nothing(organisation: Organisation, tmp_path: 
     assert "the passphrase does not open" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (data / "tls.key").exists()
+
+
+def test_the_passphrase_on_standard_input_opens_the_key(organisation: Organisation, tmp_path: Path) -> None:
+    """Test that with --passphrase-file - the authority reads its passphrase from a real pipe on
+    its standard input, opens its key and serves."""
+    data = organisation.data_folder(tmp_path / "data")
+    process = AuthorityProcess(data, organisation.passphrase_file, passphrase_on_stdin=True)
+    command = process.command()
+    assert command[command.index("--passphrase-file") + 1] == "-"
+    process.start()
+    try:
+        assert f"Authority key: {organisation.authority_public.hex()}\n" in process.output
+        assert _certifies(process, "m.stdin")
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize("stdin", ["not the passphrase\n", "", "\n"])
+def test_a_wrong_or_missing_passphrase_on_standard_input_serves_nothing(
+    organisation: Organisation, tmp_path: Path, stdin: str
+) -> None:
+    """Test that a wrong passphrase on standard input is exit 1, and none (closed at once, or an
+    empty line) exit 2, each with one line, no pin printed, no TLS key or database made."""
+    data = organisation.data_folder(tmp_path / "data")
+    result = _run("--data", str(data), "--passphrase-file", "-", "--port", "0", stdin=stdin)
+    if stdin.strip():
+        assert result.returncode == 1
+        assert "the passphrase does not open" in result.stderr
+    else:
+        assert result.returncode == 2
+        assert "enclave-authority: standard input has an empty first line" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "pin" not in result.stdout
+    assert "listening" not in result.stdout
+    assert not (data / "tls.key").exists()
+    assert not (data / "authority.sqlite3").exists()
+
+
+def test_while_leased_stops_once_the_last_lease_is_released(
+    organisation: Organisation, tmp_path: Path
+) -> None:
+    """Test that with --while-leased the authority serves while a lease is held, keeps serving
+    when one of two is released, and stops by itself (exit 0) once the last one is."""
+    leases = tmp_path / "leases"
+    first, last = Lease.take(leases), Lease.take(leases)
+    data = organisation.data_folder(tmp_path / "data")
+    process = AuthorityProcess(data, organisation.passphrase_file, "--while-leased", str(leases)).start()
+    try:
+        first.release()
+        time.sleep(2 * CHECK_SECONDS)  # the watcher counts once a second: give it two rounds
+        assert _certifies(process, "m.leased")
+        last.release()
+        assert process.process is not None
+        assert process.process.wait(timeout=STOP_SECONDS) == 0
+    finally:
+        last.release()
+        process.stop()
+    assert any("no process holds a lease" in line for line in process.output)
+
+
+def test_a_store_of_schema_1_is_refused(organisation: Organisation, tmp_path: Path) -> None:
+    """Test that an authority whose database is of schema 1 (devices keyed by the ids devices chose)
+    exits 1 saying it predates assigned device ids and must be moved aside, and leaves it as it was."""
+    data = organisation.data_folder(tmp_path / "data")
+    old = make_schema_1_store(data)
+    result = _run("--data", str(data), "--passphrase-file", str(organisation.passphrase_file), "--port", "0")
+    assert result.returncode == 1
+    assert "is of schema 1, which predates device ids assigned by the authority" in result.stderr
+    assert "move the file aside" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "listening" not in result.stdout
+    assert old == (data / STORE_FILE).read_bytes()
 
 
 def test_attempts_are_limited_per_address_and_nothing_is_logged_per_request(

@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from nacl.utils import random
 
 from app.base.errors import RemoteProtocolError, UnsupportedVersionError
-from app.base.limits import MAX_ACCOUNT_ID_BYTES
 from app.crypto.keys import IdentityKeyPair
+from app.crypto.primitives import SIGN_CONTEXT_CERTIFY_REQUEST
 from app.protocol import authority, enrolment
 from tests.support import vectors
 
 CODE = "ABCD-EFGH-IJKL-MNOP-QRST-UVWX"
 CODE_ID = "b041fee2ba1ab47416905ab2bf7131c36b17498fd098f4f10af356668164d7a5"
 CODE_KEY = "6de80edfe8ed06fd85f0af0508b531a66bfb15d93cb3ecf290263b957eed55bc"
-RELAY_PROOF = "c6bf20b7c65b6d697812bb75893063e824792f43b2049eb5ff62fcfb2035c695"
 DOC = vectors.DOC.read_text(encoding="utf-8")
 
 
 def test_the_derivations_match_their_fixed_vectors() -> None:
-    """Test that code_id, code_key and relay_proof of a fixed code are the published values."""
+    """Test that code_id and code_key of a fixed code are the published values."""
     assert enrolment.code_id(CODE).hex() == CODE_ID
     assert enrolment.code_key(CODE).hex() == CODE_KEY
-    assert enrolment.relay_proof(CODE).hex() == RELAY_PROOF
 
 
 def test_the_vectors_are_keyed_blake2b_as_documented() -> None:
@@ -33,15 +33,13 @@ def test_the_vectors_are_keyed_blake2b_as_documented() -> None:
     for key, expected in (
         (b"enclave:v1:authority-code-id", CODE_ID),
         (b"enclave:v1:authority-code-key", CODE_KEY),
-        (b"enclave:v1:relay-code", RELAY_PROOF),
     ):
         assert hashlib.blake2b(b"ABCDEFGHIJKLMNOPQRSTUVWX", key=key, digest_size=32).hexdigest() == expected
         assert f"`{key.decode()}` ({len(key)} bytes)" in DOC
         assert expected in DOC
-    assert (enrolment.CODE_ID_KEY, enrolment.CODE_KEY_KEY, enrolment.RELAY_PROOF_KEY) == (
+    assert (enrolment.CODE_ID_KEY, enrolment.CODE_KEY_KEY) == (
         b"enclave:v1:authority-code-id",
         b"enclave:v1:authority-code-key",
-        b"enclave:v1:relay-code",
     )
     assert f'`"{authority.MAC_CONTEXT_CERTIFY.decode()}"`' in DOC
     assert f"at most {authority.MAX_CERTIFY_BYTES} bytes, `MAX_CERTIFY_BYTES`" in DOC
@@ -69,15 +67,31 @@ def test_a_new_code_has_the_shown_format() -> None:
 
 
 def test_a_certify_request_round_trips_and_verifies() -> None:
-    """Test that a certify request parses back to itself, its MAC verifies under code_key only,
-    and its signature under its identity key."""
+    """Test that a certify request parses back to itself, its MAC verifies under its code's
+    code_key only, and its signature under its identity key."""
     identity = IdentityKeyPair.generate(random)
-    request = authority.CertifyRequest.make(code=CODE, account_id="a.ivanova", device_id=3, identity=identity)
+    request = authority.CertifyRequest.make(code=CODE, identity=identity)
     parsed = authority.CertifyRequest.parse(request.encode())
     assert parsed == request
     assert parsed.mac_valid(enrolment.code_key(CODE))
-    assert not parsed.mac_valid(enrolment.relay_proof(CODE))
+    assert not parsed.mac_valid(enrolment.code_key(enrolment.new_enrolment_code(random)))
     parsed.verify_possession()
+
+
+def test_a_certify_request_has_the_documented_bytes() -> None:
+    """Test that the body is version 1, code_id, IK, HMAC-SHA256(code_key, "enclave:v1:certify" ||
+    IK) and an Ed25519 signature by IK over the context and all preceding bytes, 161 bytes in all,
+    checked with Python's hmac and an independent Ed25519 verifier."""
+    identity = IdentityKeyPair.generate(random)
+    body = authority.CertifyRequest.make(code=CODE, identity=identity).encode()
+    assert len(body) == authority.MAX_CERTIFY_BYTES == 161
+    assert body[0] == 1
+    assert body[1:33].hex() == CODE_ID
+    assert body[33:65] == identity.public
+    expected_mac = hmac.new(bytes.fromhex(CODE_KEY), b"enclave:v1:certify" + identity.public, "sha256")
+    assert body[65:97] == expected_mac.digest()
+    signed = SIGN_CONTEXT_CERTIFY_REQUEST + body[:97]
+    Ed25519PublicKey.from_public_bytes(identity.public).verify(body[97:], signed)
 
 
 def test_a_renew_request_round_trips() -> None:
@@ -91,14 +105,9 @@ def test_a_renew_request_round_trips() -> None:
 
 @pytest.mark.parametrize("cut", [0, 1, 33, 100])
 def test_truncated_or_padded_requests_are_refused(cut: int) -> None:
-    """Test that a truncated or over-long certify request is a RemoteProtocolError."""
-    body = authority.CertifyRequest.make(
-        code=CODE,
-        account_id="a" * MAX_ACCOUNT_ID_BYTES,
-        device_id=1,
-        identity=IdentityKeyPair.generate(random),
-    ).encode()
-    assert len(body) == authority.MAX_CERTIFY_BYTES
+    """Test that a truncated or over-long certify request is a RemoteProtocolError, and a renew
+    request of version 2 an UnsupportedVersionError."""
+    body = authority.CertifyRequest.make(code=CODE, identity=IdentityKeyPair.generate(random)).encode()
     with pytest.raises(RemoteProtocolError):
         authority.CertifyRequest.parse(body[:cut])
     with pytest.raises(RemoteProtocolError):

@@ -4,8 +4,10 @@ init``, and a minimal HTTPS client that checks the authority's pin.
 ``Organisation.init`` runs org init once (two Argon2id seals at the production cost) into a
 folder; ``AuthorityProcess`` runs ``python -m authority.main`` on 127.0.0.1 over a data
 folder holding a copy of the sealed authority key, and reads its pin and port from its
-output. ``AuthorityClient.post`` opens a fresh TLS connection, refuses it unless the
-server's public key has the printed pin, and returns the status and body.
+output. With ``passphrase_on_stdin`` it is given ``--passphrase-file -`` and a real pipe as
+its standard input, with the passphrase on it, as the local workspace starts it.
+``AuthorityClient.post`` opens a fresh TLS connection, refuses it unless the server's
+public key has the printed pin, and returns the status and body.
 """
 
 from __future__ import annotations
@@ -90,25 +92,51 @@ class Organisation:
         return path
 
 
+PIPE_LAUNCHER = """
+import os, sys
+from pathlib import Path
+read, write = os.pipe()
+os.write(write, Path(sys.argv[1]).read_bytes().splitlines()[0] + b"\\n")
+os.close(write)
+os.dup2(read, 0)
+os.close(read)
+os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+"""
+"""Plays the local workspace: puts the passphrase on a pipe that becomes standard input, then
+becomes the authority itself (exec), so its process id, output and signals are the authority's."""
+
+
 class AuthorityProcess:
-    def __init__(self, data_dir: Path, passphrase_file: Path, *extra: str, port: int = 0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        passphrase_file: Path,
+        *extra: str,
+        port: int = 0,
+        passphrase_on_stdin: bool = False,
+    ) -> None:
         self.data_dir = data_dir
         self.passphrase_file = passphrase_file
         self.extra = extra
         self.port = port
+        self.passphrase_on_stdin = passphrase_on_stdin
         self.pin = ""
         self.output: list[str] = []
         self.process: subprocess.Popen[str] | None = None
 
     def command(self) -> list[str]:
+        if self.passphrase_on_stdin:
+            start, passphrase = [sys.executable, "-c", PIPE_LAUNCHER, str(self.passphrase_file)], "-"
+        else:
+            start, passphrase = [sys.executable], str(self.passphrase_file)
         return [
-            sys.executable,
+            *start,
             "-m",
             "authority.main",
             "--data",
             str(self.data_dir),
             "--passphrase-file",
-            str(self.passphrase_file),
+            passphrase,
             "--port",
             str(self.port),
             *self.extra,
@@ -131,7 +159,7 @@ class AuthorityProcess:
         """Every code and device row, to show that a refused request changed nothing."""
         with sqlite3.connect(self.data_dir / "authority.sqlite3") as db:
             codes = db.execute("SELECT * FROM codes ORDER BY code_id").fetchall()
-            devices = db.execute("SELECT * FROM devices ORDER BY account_id, device_id").fetchall()
+            devices = db.execute("SELECT * FROM devices ORDER BY device_id").fetchall()
         return codes, devices
 
 
@@ -160,6 +188,33 @@ class AuthorityClient:
             return response.status, response.read()
         finally:
             connection.close()
+
+
+SCHEMA_1 = """
+CREATE TABLE codes (
+    code_id BLOB PRIMARY KEY, code_key BLOB NOT NULL, account_id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL, spent_at INTEGER
+);
+CREATE TABLE devices (
+    account_id TEXT NOT NULL, device_id INTEGER NOT NULL, identity_key BLOB NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0, certified_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, device_id)
+);
+INSERT INTO devices VALUES ('a.first', 1, zeroblob(32), 0, 1700000000);
+PRAGMA user_version = 1;
+"""
+"""The first build's store: devices keyed by (account, the device id the device chose)."""
+
+
+def make_schema_1_store(data_dir: Path) -> bytes:
+    """An ``authority.sqlite3`` in ``data_dir`` as the first build left it, with one device; its bytes."""
+    path = data_dir / "authority.sqlite3"
+    db = sqlite3.connect(path)
+    try:
+        db.executescript(SCHEMA_1)
+    finally:
+        db.close()
+    return path.read_bytes()
 
 
 def issue_code(data_dir: Path, account: str, *extra: str) -> str:
