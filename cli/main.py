@@ -81,10 +81,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     enrol = commands.add_parser(
         "enrol",
-        help="register this profile with a relay, using a code from IT",
-        description="Enrol at the relay the organisation's config names (installed in the system "
-        "location or imported with enclave-cli policy --import): the code alone. With no config, "
-        "give the relay's --server and --pin; given beside a config, they must agree with it.",
+        help="register this profile with your organisation, using a code from IT",
+        description="Enrol with the code alone: the enrolment authority certifies this device and "
+        "the relay registers it, both where the organisation's config says (installed in the "
+        "system location, or imported first with enclave-cli policy --import). A --server or "
+        "--pin given must agree with the config.",
     )
     enrol.add_argument("--server", default=None, help="https://HOST:PORT (default: the config's relay)")
     enrol.add_argument("--pin", default=None, help="the relay's key pin, sha256/... (default: the config's)")

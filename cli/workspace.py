@@ -2,17 +2,22 @@
 
     ./run.sh [--name NAME] [--profile DIR] [--port PORT] [--passphrase-file PATH]
 
-It starts an embedded relay on 127.0.0.1 (or uses the one another terminal started),
-enrols the profile there if it is not enrolled yet, and opens an interactive session
-(``cli.chat``). A second terminal with another ``--profile`` joins the same relay as
-another colleague, so two terminals can chat within a minute of cloning:
+It runs the trust model of a real deployment on this machine: on its first start it makes
+a local organisation (a root, an enrolment authority key and a config the root signs,
+``cli.localorg``), then starts the enrolment authority and a relay on 127.0.0.1 (or uses
+the ones another terminal started, ``cli.localservices``), imports the organisation's
+config into the profile, enrols the profile with a code if it is not enrolled yet, and
+opens an interactive session (``cli.chat``). A second terminal with another ``--profile``
+joins as another colleague, so two terminals can chat within a minute of cloning:
 
     ./run.sh                        # you, named after your login, in <data>/profiles/default
     ./run.sh --profile /tmp/bob     # "bob" (the folder's name) in a second terminal
 
-The data folder (``cli.profile.data_home``) holds ``local-relay/`` (the relay's SQLite
-database, keys and log) and ``profiles/``. The profile is protected by the OS keystore
-where one exists, else by a passphrase typed at start (or read from --passphrase-file).
+The data folder (``cli.profile.data_home``) holds ``local-organisation/`` (the keys and
+the signed config), ``local-authority/`` and ``local-relay/`` (each service's data, keys
+and log) and ``profiles/``. The profile is protected by the OS keystore where one exists,
+else by a passphrase typed at start (or read from --passphrase-file); the organisation's
+keys likewise (``localorg.Secrets``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from pathlib import Path
 
 from app.base.tools import ToolParser
 from cli.chat import Chat
-from cli.localrelay import LocalRelay, local_relay
+from cli.localorg import Secrets, local_organisation
+from cli.localservices import LocalServices, local_services
 from cli.output import clean, note
 from cli.profile import data_home, default_profile, key_source, profile_exists
 from cli.session import Session, opened, run_guarded
@@ -42,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="profile folder (default: <data folder>/profiles/default)"
     )
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="the local relay's port")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="the local relay's port (the authority's is the next)"
+    )
     parser.add_argument(
         "--passphrase-file", type=Path, metavar="PATH", help="read the passphrase from this file's first line"
     )
@@ -57,18 +65,23 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     profile: Path = args.profile or default_profile()
     key = key_source(profile, args.passphrase_file, prompt=True)
-    relay_dir = data_home() / RELAY_FOLDER
-    with local_relay(relay_dir, args.port) as relay:
-        if relay.started:
+    home = data_home()
+    relay_dir = home / RELAY_FOLDER
+    secrets = Secrets(home, args.passphrase_file)
+    organisation = local_organisation(home, secrets)
+    with local_services(relay_dir, args.port, organisation, secrets) as services:
+        if services.started:
             print(
-                f"Started the local relay on {relay.url} (data in {relay_dir}); "
-                "it stops when the last session using it ends."
+                f"Started the local relay on {services.url} and its enrolment authority on "
+                f"{services.authority.url} (data in {home}); they stop when the last session using "
+                "them ends."
             )
         else:
-            print(f"Joined the local relay on {relay.url} that another session started.")
+            print(f"Joined the local relay on {services.url} that another session started.")
         with opened(profile, key, create=not profile_exists(profile), holder="run.sh") as session:
+            session.call(session.enclave.import_config(organisation.config))
             if session.enclave.account is None:
-                _enrol(session, relay, args.name or _default_name(profile))
+                _enrol(session, services, args.name or _default_name(profile))
             account = session.enrolled()
             print(
                 f"Signed in as {clean(account.account_id)}, device {account.device_id} (profile {profile})."
@@ -76,14 +89,14 @@ def _run(args: argparse.Namespace) -> int:
             return Chat(session).run()
 
 
-def _enrol(session: Session, relay: LocalRelay, name: str) -> None:
-    """Do what an IT admin and a new colleague would: an account, a code, the enrolment."""
+def _enrol(session: Session, services: LocalServices, name: str) -> None:
+    """Do what an IT admin and a new colleague would: an account, a code, the enrolment with it."""
     account_id = account_id_for(name)
-    if not relay.create_account(account_id, name):
+    if not services.create_account(account_id, name):
         note(
             f"The account {account_id} exists on the local relay already: this profile becomes a new device."
         )
-    session.call(session.enclave.enrol(relay.url, relay.pin, relay.issue_code(account_id)))
+    session.call(session.enclave.enrol(None, None, services.issue_code(account_id)))
 
 
 def _default_name(profile: Path) -> str:

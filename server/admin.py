@@ -4,8 +4,7 @@ hash-chained admin log.
 
     enclave-admin --data DIR account create ID --name NAME [--department DEPT]
     enclave-admin --data DIR account disable|enable|revoke ID
-    enclave-admin --data DIR code issue ID [--valid-hours 72]
-    enclave-admin --data DIR enrol ID --config CONFIG   (the code and what the user needs)
+    enclave-admin --data DIR enrol ID --config CONFIG --authority-data DIR2   (a code and what the user needs)
     enclave-admin --data DIR device list [--account ID]
     enclave-admin --data DIR device revoke DEVICE_ID
     enclave-admin --data DIR stats
@@ -30,20 +29,16 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
-from nacl.utils import random
-
 from app.base.accountid import AccountIdError, canonical_account_id, skeleton
 from app.base.errors import EnclaveError
 from app.base.limits import MAX_ACCOUNT_ID_BYTES
 from app.base.tools import EXIT_DONE, EXIT_REFUSED, EXIT_USAGE, ToolParser
-from app.protocol.enrolment import new_enrolment_code
 from app.protocol.frames import MAX_DEPARTMENT_BYTES, MAX_DISPLAY_NAME_BYTES, control_character
 from authority import admin as authority_admin
 from server import orgadmin
 from server.adminlog import verify
 from server.backends import make_store
 from server.config import load_config
-from server.relay import enrolment_code_hash
 from server.store.base import Account, AccountState, DuplicateError, RelayStore
 
 ACTOR_VARIABLE = "ENCLAVE_ADMIN_ACTOR"
@@ -119,11 +114,6 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--department", default="", help="shown beside the name")
     for action in ("disable", "enable", "revoke"):
         account.add_parser(action, help=f"{action} the account").add_argument("account_id")
-
-    code = commands.add_parser("code", help="enrolment codes").add_subparsers(dest="action", required=True)
-    issue = code.add_parser("issue", help="print a one-time enrolment code for the account")
-    issue.add_argument("account_id")
-    issue.add_argument("--valid-hours", type=int, default=72, help="1 to 720")
 
     device = commands.add_parser("device", help="list and revoke devices").add_subparsers(
         dest="action", required=True
@@ -223,27 +213,30 @@ async def _account(store: RelayStore, args: argparse.Namespace, actor: str) -> s
     return f"account {account_id} {state[args.action].value}"
 
 
-async def _code(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
+async def _enrol(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
+    """A code issued in the enrolment authority's store for an active account of this relay, with
+    what its user needs from the signed config (server/orgadmin.py).
+
+    The config, the account and the authority's key are checked first, so a bad one issues no
+    code: the config must name the authority key this relay trusts (``authority_key``) and the
+    one sealed in the authority's folder, else the device would be certified by a key the relay
+    or its colleagues refuse.
+    """
+    config = orgadmin.checked_config(args.config, args.expect_root)
     account = await _existing_account(store, args.account_id)
     if account is None or account.state != AccountState.ACTIVE:
         raise Refused(f"no active account {args.account_id!r}")
-    if not 1 <= args.valid_hours <= 24 * 30:
-        raise Refused("--valid-hours must be between 1 and 720")
-    code = new_enrolment_code(random)
-    expires_at = int(time.time()) + args.valid_hours * 3600
-    await store.add_enrolment_code(enrolment_code_hash(code), account.account_id, expires_at)
+    relay_trusts = load_config(args.data).authority_key
+    if relay_trusts and config.authority_key.hex() != relay_trusts:
+        raise Refused(
+            f"{args.config} names the authority key {config.authority_key.hex()[:16]}…, but this relay"
+            f" trusts {relay_trusts[:16]}… (its authority_key); no code was issued"
+        )
+    code, expires_at = orgadmin.issue_authority_code(
+        args.authority_data, account.account_id, config.authority_key, args.valid_hours
+    )
     await _logged(store, actor, "code.issue", {"account": account.account_id, "expires_at": expires_at})
-    return code
-
-
-async def _enrol(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
-    """A code as ``code issue`` makes it, with what its user needs from the signed config
-    (server/orgadmin.py); the config is checked first, so a bad one issues no code."""
-    config = orgadmin.checked_config(args.config, args.expect_root)
-    account = await _existing_account(store, args.account_id)
-    code = await _code(store, args, actor)  # refuses an account that is missing or not active
-    account_id = account.account_id if account is not None else args.account_id
-    return "\n".join(orgadmin.enrolment_lines(config, args.config, account_id, code))
+    return "\n".join(orgadmin.enrolment_lines(config, args.config, account.account_id, code))
 
 
 async def _device(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
@@ -315,7 +308,6 @@ def _head_prefix(typed: str) -> str:
 
 COMMANDS: dict[str, Callable[[RelayStore, argparse.Namespace, str], Awaitable[str]]] = {
     "account": _account,
-    "code": _code,
     "enrol": _enrol,
     "device": _device,
     "stats": _stats,

@@ -7,6 +7,7 @@ names the key, and the relay does not start.
 
 from __future__ import annotations
 
+import re
 import socket
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -16,6 +17,7 @@ from typing import Any
 from app.base.errors import EnclaveError
 
 CONFIG_FILENAME = "server.toml"
+AUTHORITY_KEY = re.compile("[0-9a-f]{64}")
 DAY = 24 * 3600
 
 
@@ -33,6 +35,10 @@ class ServerConfig:
     postgres_dsn: str = ""
     postgres_schema: str = "enclave"
     """The schema holding the relay's tables; several relays may share one database."""
+    authority_key: str = ""
+    """The enrolment authority's public key in 64 hex digits, the organisation config's
+    ``[enrolment] authority_key``: the relay registers a device only with a certificate it
+    signed. Required; the relay holds no key of its own that certifies anything."""
     retention_seconds: int = 30 * DAY
     """An undelivered envelope is dropped after this, or its own expiry if sooner."""
     mailbox_max_envelopes: int = 10_000
@@ -67,6 +73,8 @@ class ServerConfig:
             raise ConfigError(f"postgres_schema {self.postgres_schema!r} must be a plain identifier")
         if not self.host or self.host != self.host.strip() or any(ch.isspace() for ch in self.host):
             raise ConfigError(f"host {self.host!r} is not an address or name (spaces are not stripped)")
+        if self.authority_key and not AUTHORITY_KEY.fullmatch(self.authority_key):
+            raise ConfigError("authority_key must be an Ed25519 public key in 64 lower-case hex digits")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is out of range")
         for f in fields(self):
@@ -77,6 +85,10 @@ class ServerConfig:
     @property
     def database_path(self) -> Path:
         return self.data_dir / "relay.sqlite3"
+
+    @property
+    def authority_public_key(self) -> bytes:
+        return bytes.fromhex(self.authority_key)
 
 
 def load_config(data_dir: Path, overrides: dict[str, Any] | None = None) -> ServerConfig:
@@ -108,3 +120,13 @@ def load_config(data_dir: Path, overrides: dict[str, Any] | None = None) -> Serv
     except (socket.gaierror, UnicodeError) as e:
         raise ConfigError(f"host {config.host!r} does not resolve to an address: {e}") from e
     return config
+
+
+def require_authority_key(config: ServerConfig) -> None:
+    """A relay does not start without the enrolment authority's key: it could register no device
+    (the admin tool, which never registers one, works without it)."""
+    if not config.authority_key:
+        raise ConfigError(
+            f"set authority_key in {config.data_dir / CONFIG_FILENAME} (or --authority-key): the "
+            "[enrolment] authority_key of the organisation's config, as enclave-admin org init printed it"
+        )

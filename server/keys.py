@@ -4,8 +4,10 @@
   shared with the enrolment authority). Clients trust it by the SHA-256 pin of its public
   key, which the provisioning config carries, not by a certificate authority. The pin is
   printed on first start.
-- ``signing.key``: the Ed25519 seed that signs device certificates (the trust root
-  clients learn at enrolment) and, through a derived key, attachment upload tokens.
+- ``upload.key``: 32 random bytes from which the key of attachment upload tokens is derived.
+  It is the relay's only secret besides its TLS key, and nothing a client checks is signed
+  with it: device certificates come from the enrolment authority (docs/ADMIN.md §10). A
+  ``signing.key`` left by a relay from before that is read by nothing; delete it.
 
 Several relay processes sharing one PostgreSQL database must share these files too.
 """
@@ -19,10 +21,9 @@ from pathlib import Path
 from nacl.utils import random
 
 from app.base.tlsfiles import load_or_create_tls, write_secret
-from app.crypto.keys import IdentityKeyPair
 from server.config import ConfigError
 
-SIGNING_KEY_FILE = "signing.key"
+UPLOAD_KEY_FILE = "upload.key"
 UPLOAD_TOKEN_KEY_LABEL = b"enclave:v1:upload-token-key"
 
 
@@ -31,7 +32,6 @@ class RelayKeys:
     tls_key_path: Path
     tls_cert_path: Path
     pin: str
-    signing: IdentityKeyPair = field(repr=False)
     upload_token_key: bytes = field(repr=False)
     created: bool
     """Whether this start made the keys (the pin is then printed for the admin)."""
@@ -40,14 +40,13 @@ class RelayKeys:
 def load_or_create_keys(data_dir: Path, host: str) -> RelayKeys:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     tls = load_or_create_tls(data_dir, host, "Enclave relay")
-    signing_path = data_dir / SIGNING_KEY_FILE
+    token_path = data_dir / UPLOAD_KEY_FILE
     created = tls.created
-    if not signing_path.exists():
-        write_secret(signing_path, random(32))
+    if not token_path.exists():
+        write_secret(token_path, random(32))
         created = True
-    seed = signing_path.read_bytes()
+    seed = token_path.read_bytes()
     if len(seed) != 32:
-        raise ConfigError(f"{signing_path} is damaged (not a 32-byte key); restore it from a backup")
-    signing = IdentityKeyPair.from_seed(seed)
+        raise ConfigError(f"{token_path} is damaged (not 32 bytes); restore it from a backup")
     upload_token_key = hmac.digest(seed, UPLOAD_TOKEN_KEY_LABEL, "sha256")
-    return RelayKeys(tls.key_path, tls.cert_path, tls.pin, signing, upload_token_key, created)
+    return RelayKeys(tls.key_path, tls.cert_path, tls.pin, upload_token_key, created)

@@ -27,7 +27,7 @@ from app.base.listener import Listener, ListenError
 from app.base.requestlog import summarise_suppressed
 from app.base.tools import ToolParser
 from server.backends import make_store
-from server.config import ConfigError, ServerConfig, load_config
+from server.config import ConfigError, ServerConfig, load_config, require_authority_key
 from server.datalock import LOCK_NAME, check_data_folder
 from server.http import make_app
 from server.keys import load_or_create_keys
@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in vars(args).items() if k not in ("data", "while_leased")}
     try:
         config = load_config(args.data, overrides)
+        require_authority_key(config)
     except ConfigError as e:
         print(f"enclave-server: {e}", file=sys.stderr)
         return 2

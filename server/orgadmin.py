@@ -3,6 +3,7 @@ keys, signing and checking the organisation config, and a user's enrolment code 
 config says about the relay.
 
     enclave-admin org init --out DIR [--passphrase-file F] [--authority-passphrase-file F]
+    (a passphrase file ``-`` is a line of standard input: the root's first, then the authority's)
     enclave-admin config sign CONFIG --root-key DIR/root/root.key [--passphrase-file F]
     enclave-admin config verify CONFIG [--expect-root HEX]
     enclave-admin --data DIR enrol ACCOUNT --config CONFIG [--expect-root HEX] [--valid-hours 72]
@@ -37,8 +38,14 @@ from app.provisioning.errors import ConfigFileError
 from app.provisioning.keyfile import Role, new_key_file, open_key_file, untrusted_public_key
 from app.provisioning.locations import read_candidate
 from app.provisioning.signature import SIGNATURE_SUFFIX, sign_config
+from authority import admin as authority_admin
+from authority.admin import MAX_VALID_HOURS
+from authority.main import KEY_FILE as AUTHORITY_KEY_FILE
+from authority.store import STORE_FILE as AUTHORITY_STORE_FILE
+from authority.store import AuthorityStore
 
 KEY_FOLDERS = {Role.ROOT: "root", Role.AUTHORITY: "authority"}
+STDIN = Path("-")
 MAX_KEY_FILE_BYTES = 4096
 
 
@@ -84,6 +91,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     enrol.add_argument(
         "--config", type=Path, required=True, help="the signed config the user's machine has (.sig beside it)"
     )
+    enrol.add_argument(
+        "--authority-data",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="the enrolment authority's data folder, where the code is issued",
+    )
     enrol.add_argument("--expect-root", default=None, metavar="HEX", help="as for config verify")
     enrol.add_argument("--valid-hours", type=int, default=72, help="1 to 720")
 
@@ -99,6 +113,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _passphrase(path: Path | None, what: str, *, confirm: bool) -> str:
+    """The passphrase: the first line of ``path``; with ``-``, the next line of standard input (a
+    program that keeps it in a keystore hands it over on a pipe, never in a file); with none,
+    typed at the terminal."""
+    if path == STDIN:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise OrgRefused(f"no {what} passphrase on standard input")
+        return line
     if path is not None:
         lines = path.read_text(encoding="utf-8").splitlines()
         if not lines or not lines[0]:
@@ -221,6 +243,37 @@ def _verify(args: argparse.Namespace) -> list[str]:
         f"mandatory: {', '.join(config.mandatory) or 'none'}",
         f"recommended: {', '.join(config.recommended) or 'none'}",
     ]
+
+
+def issue_authority_code(
+    folder: Path, account_id: str, authority_key: bytes, valid_hours: int
+) -> tuple[str, int]:
+    """A new code for ``account_id`` in the authority's store in ``folder``, and when it expires.
+
+    Refused, issuing nothing, if the folder holds no authority database, or a sealed key that
+    is not ``authority_key`` (the config's): that authority's certificates would be refused.
+    """
+    if not (folder / AUTHORITY_STORE_FILE).exists():
+        raise OrgRefused(f"no authority database in {folder}; start enclave-authority there first")
+    sealed = folder / AUTHORITY_KEY_FILE
+    if sealed.exists():
+        held = untrusted_public_key(
+            sealed.read_bytes()[:MAX_KEY_FILE_BYTES], role=Role.AUTHORITY, source=str(sealed)
+        )
+        if held != authority_key:
+            raise OrgRefused(
+                f"{sealed} holds the authority key {fingerprint(held)}…, not the config's "
+                f"{fingerprint(authority_key)}…; no code was issued"
+            )
+    if not 1 <= valid_hours <= MAX_VALID_HOURS:
+        raise OrgRefused(f"--valid-hours must be between 1 and {MAX_VALID_HOURS}")
+    now = int(time.time())
+    store = AuthorityStore.open(folder)
+    try:
+        code = authority_admin.issue_code(store, account_id, valid_hours, now=now)
+    finally:
+        store.close()
+    return code, now + valid_hours * 3600
 
 
 def enrolment_lines(config: OrgConfig, config_path: Path, account_id: str, code: str) -> list[str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,13 +26,14 @@ from typing import ClassVar
 
 from aiohttp import WSMessage, WSMsgType, web
 
-from app.base.errors import CryptoError, EnclaveError, LocalProtocolError, RemoteProtocolError
+from app.base.errors import CertificateError, CryptoError, EnclaveError, RemoteProtocolError
 from app.base.ratelimit import RateLimiter
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import NO_ONE_TIME_PREKEY, PreKeyBundle
 from app.crypto.primitives import SIGN_CONTEXT_RELAY_AUTH, RandomSource, ed25519_verify
 from app.protocol.frames import (
     CHALLENGE_BYTES,
+    MAX_DEVICES_PER_ACCOUNT,
     MAX_DIRECTORY_RESULTS,
     MAX_FRAME_BYTES,
     Ack,
@@ -48,7 +48,6 @@ from app.protocol.frames import (
     DirectoryLookup,
     DirectoryResults,
     Enrol,
-    Enrolled,
     FetchBundles,
     Frame,
     FrameType,
@@ -66,7 +65,7 @@ from server.keys import RelayKeys
 from server.store.base import (
     AccountInactiveError,
     AccountState,
-    CodeRefusedError,
+    AccountUnknownError,
     Device,
     DeviceGoneError,
     DuplicateError,
@@ -77,6 +76,7 @@ from server.store.base import (
     RelayStore,
     SignedPreKey,
     StoreError,
+    TooManyDevicesError,
 )
 from server.tokens import issue_upload_token
 
@@ -84,24 +84,23 @@ log = logging.getLogger(__name__)
 
 PUSH_BATCH = 100
 MIN_DIRECTORY_QUERY = 2
-CODE_REFUSED = "The enrolment code is wrong, already used or expired. Ask your administrator for a new one."
 REVOKED = "This device was revoked by your organisation's administrator."
 ACCOUNT_DISABLED = "Your account is disabled. Contact your organisation's administrator."
-ENROL_REFUSALS: dict[type[StoreError], Response] = {
-    CodeRefusedError: Response(Status.CODE_REFUSED, CODE_REFUSED),
+NOT_CERTIFIED = "the certificate is not this device's, signed by the organisation's enrolment authority"
+REGISTER_REFUSALS: dict[type[StoreError], Response] = {
+    AccountUnknownError: Response(
+        Status.NOT_FOUND,
+        "This relay has no account for your certificate. Ask your administrator to create it.",
+    ),
     AccountInactiveError: Response(Status.ACCOUNT_DISABLED, ACCOUNT_DISABLED),
-    DuplicateError: Response(Status.BAD_REQUEST, "this identity key is already enrolled"),
+    DeviceGoneError: Response(Status.REVOKED, REVOKED),
+    DuplicateError: Response(Status.BAD_REQUEST, "this device id or identity key is another device's"),
+    TooManyDevicesError: Response(
+        Status.BAD_REQUEST,
+        f"Your account has {MAX_DEVICES_PER_ACCOUNT} devices already, the most it may have. Ask your"
+        " administrator to revoke one you no longer use.",
+    ),
 }
-CANNOT_CERTIFY = (
-    "The relay cannot enrol a device for this account (its id cannot be certified); the code is"
-    " still valid. Tell your administrator."
-)
-
-
-def enrolment_code_hash(code: str) -> bytes:
-    """Codes are stored hashed; case, spaces and dashes do not matter when typed."""
-    normalised = "".join(code.split()).replace("-", "").upper()
-    return hashlib.sha256(normalised.encode("utf-8")).digest()
 
 
 @dataclass
@@ -121,6 +120,16 @@ class Relay:
 
     def now(self) -> int:
         return int(self.clock())
+
+    def checked_certificate(self, untrusted: bytes) -> DeviceCertificate:
+        """``untrusted`` once it parses, is signed by the enrolment authority and unexpired;
+        ``CryptoError`` (a ``CertificateError``) otherwise."""
+        try:
+            certificate = DeviceCertificate.parse(untrusted)
+        except RemoteProtocolError as e:
+            raise CertificateError(f"the certificate does not parse: {e}") from e
+        certificate.verify(trust_root=self.config.authority_public_key, now=self.now())
+        return certificate
 
     async def wake(self, device_id: int) -> None:
         connection = self.connections.get(device_id)
@@ -256,38 +265,52 @@ class Connection:
     # Before authentication.
 
     async def on_enrol(self, body: bytes) -> Response:
+        """Register a device from its certificate: the relay checks, it never certifies.
+
+        The certificate must be the enrolment authority's (``authority_key``) and unexpired;
+        the challenge must be signed with the identity key it names, and the signed prekey
+        too. The challenge is spent: the device authenticates on its next connection.
+        """
         if not self.relay.enrolment_limiter.allow(self.peer):
             return Response(Status.RATE_LIMITED, "too many enrolment attempts; wait a minute")
         request = Enrol.parse(body)
+        nonce, self.nonce = self.nonce, None
+        if nonce is None:
+            return Response(Status.UNAUTHENTICATED, "the challenge was used already; connect again")
+        try:
+            certificate = self.relay.checked_certificate(request.certificate)
+            ed25519_verify(
+                public_key=certificate.identity_key,
+                context=SIGN_CONTEXT_RELAY_AUTH,
+                message=auth_message(nonce, certificate.device_id),
+                signature=request.signature,
+            )
+        except CryptoError:
+            return Response(Status.UNAUTHENTICATED, NOT_CERTIFIED)
         spk = request.signed_prekey
         try:
-            PreKeyBundle(request.identity_key, spk.key_id, spk.public, spk.signature).verify()
+            PreKeyBundle(certificate.identity_key, spk.key_id, spk.public, spk.signature).verify()
         except CryptoError as e:
             return Response(Status.BAD_REQUEST, f"the device keys are invalid: {e}")
         new = NewDevice(
-            request.identity_key,
+            certificate.device_id,
+            certificate.account_id,
+            certificate.identity_key,
+            request.certificate,
             SignedPreKey(spk.key_id, spk.public, spk.signature),
             tuple(OneTimePreKey(k.key_id, k.public) for k in request.one_time_prekeys),
         )
         try:
-            enrolled = await self.relay.store.enrol(
-                enrolment_code_hash(request.code), self.relay.now(), new, self._enrolled
-            )
-        except (CodeRefusedError, AccountInactiveError, DuplicateError) as e:
-            return ENROL_REFUSALS[type(e)]
-        except LocalProtocolError:
-            # An account the relay cannot certify (an id stored before the account id rule,
-            # too long or empty for a certificate): the enrolment was rolled back whole.
-            log.exception("an account's enrolment could not be certified; nothing was stored")
-            return Response(Status.INTERNAL_ERROR, CANNOT_CERTIFY)
-        return Response(Status.OK, body=enrolled)
-
-    def _enrolled(self, device: Device) -> bytes:
-        """The ENROL answer for a device just added: built inside the enrolment's transaction."""
-        certificate = self._certificate(device)
-        return Enrolled(
-            device.account_id, device.device_id, certificate, self.relay.keys.signing.public
-        ).encode()
+            await self.relay.store.register(new)
+        except (
+            AccountUnknownError,
+            AccountInactiveError,
+            DeviceGoneError,
+            DuplicateError,
+            TooManyDevicesError,
+        ) as e:
+            return REGISTER_REFUSALS[type(e)]
+        return Response(Status.OK)
 
     async def on_authenticate(self, body: bytes) -> Response:
         request = Authenticate.parse(body)
@@ -307,6 +330,8 @@ class Connection:
         refusal = await self._refusal(device)
         if refusal is not None:
             return self._refuse(refusal.status, refusal.reason)
+        if not await self._keep_certificate(device, request.certificate):
+            return self._refuse(Status.UNAUTHENTICATED, NOT_CERTIFIED)
         self.device = device
         previous = self.relay.register(device.device_id, self)
         if previous is not None:
@@ -314,7 +339,7 @@ class Connection:
         expires = self.relay.now() + self.relay.config.certificate_lifetime_seconds
         token = issue_upload_token(self.relay.keys.upload_token_key, device.device_id, expires)
         self.delivery = asyncio.create_task(self._deliver())
-        return Response(Status.OK, body=Authenticated(self._certificate(device), token).encode())
+        return Response(Status.OK, body=Authenticated(token).encode())
 
     def _refuse(self, status: Status, reason: str) -> Response:
         self.closing = Closing(status, reason)
@@ -330,14 +355,28 @@ class Connection:
             return Response(Status.ACCOUNT_DISABLED, ACCOUNT_DISABLED)
         return None
 
-    def _certificate(self, device: Device) -> bytes:
-        return DeviceCertificate.issue(
-            self.relay.keys.signing,
-            account_id=device.account_id,
-            device_id=device.device_id,
-            identity_key=device.identity_key,
-            expires_at=self.relay.now() + self.relay.config.certificate_lifetime_seconds,
-        ).encode()
+    async def _keep_certificate(self, device: Device, untrusted: bytes) -> bool:
+        """Whether ``untrusted`` is the authority's certificate for ``device``; kept (and served
+        in bundles from now on) if it is unexpired and expires later than the one kept.
+
+        An expired one still authenticates: the device may receive while it cannot renew,
+        and its colleagues refuse what it sends by their own check of the certificate.
+        """
+        try:
+            certificate = DeviceCertificate.parse(untrusted)
+            certificate.verify(trust_root=self.relay.config.authority_public_key, now=0)
+        except (RemoteProtocolError, CryptoError):
+            return False
+        if (certificate.account_id, certificate.device_id, certificate.identity_key) != (
+            device.account_id,
+            device.device_id,
+            device.identity_key,
+        ):
+            return False
+        kept = DeviceCertificate.parse(device.certificate).expires_at
+        if kept < certificate.expires_at and self.relay.now() < certificate.expires_at:
+            await self.relay.store.set_certificate(device.device_id, untrusted)
+        return True
 
     # After authentication.
 
@@ -399,7 +438,7 @@ class Connection:
                 one_time.key_id if one_time else NO_ONE_TIME_PREKEY,
                 one_time.public if one_time else None,
             )
-            bundles.append(DeviceBundle(device.device_id, bundle.to_bytes(), self._certificate(device)))
+            bundles.append(DeviceBundle(device.device_id, bundle.to_bytes(), device.certificate))
             await self._notify_if_low(device.device_id)
         return Response(Status.OK, body=Bundles(tuple(bundles)).encode())
 

@@ -10,6 +10,9 @@ compared before SQLCipher opens anything. Header present and the check fails: th
 passphrase or keystore key is wrong. Header missing, damaged, or the check passes but
 the database still cannot be read: the folder is not (or no longer) an Enclave store.
 The key is never written to disk and never logged.
+
+``kept_secret`` keeps other random secrets in the same keystore by name (the local
+workspace's organisation keys are sealed with two), so that no passphrase needs a file.
 """
 
 from __future__ import annotations
@@ -92,6 +95,24 @@ def keystore_available(backend: KeyringBackend | None = None) -> bool:
     if isinstance(chosen, fail.Keyring):
         return False
     return not (isinstance(chosen, chainer.ChainerBackend) and not chosen.backends)
+
+
+KEPT_USER_PREFIX = "secret:"
+SECRET_BYTES = 32
+
+
+def kept_secret(name: str, random: RandomSource, backend: KeyringBackend | None = None) -> str:
+    """The random secret kept in the OS keystore as ``name`` (service "Enclave", user name
+    ``secret:<name>``): the one kept, else a new one of 256 bits, kept now, as 64 hex digits.
+    ``KeystoreUnavailableError`` or ``KeystoreLockedError`` when the keystore cannot be used."""
+    chosen = Keystore(backend).resolve()
+    user = KEPT_USER_PREFIX + name
+    kept = _keystore_call(lambda: chosen.get_password(KEYSTORE_SERVICE, user))
+    if kept:
+        return kept
+    made = random(SECRET_BYTES).hex()
+    _keystore_call(lambda: chosen.set_password(KEYSTORE_SERVICE, user, made))
+    return made
 
 
 def key_check(raw_key: bytes, profile_id: bytes) -> bytes:

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+
+from tests.support.deployment import stop_deployment
+
+
+@pytest.fixture(scope="session", autouse=True)
+def organisation_of_the_run() -> Iterator[None]:
+    """Stop the run's enrolment authority (tests/support/deployment.py), if a test started it."""
+    yield
+    stop_deployment()
 
 
 def under_ci() -> bool:

@@ -136,3 +136,13 @@ class RelayRefusedError(TransportError):
         super().__init__(f"{status_name}: {reason}" if reason else status_name)
         self.status_name = status_name
         self.reason = reason
+
+
+class AuthorityRefusedError(TransportError):
+    """The enrolment authority refused a certify or renew request; ``status`` is its HTTP status
+    (403: a code refused, or a device that may not renew; 409: a key certified already)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"the enrolment authority refused (HTTP {status}): {reason}")
+        self.status = status
+        self.reason = reason

@@ -32,7 +32,6 @@ MAX_DIRECTORY_RESULTS = 20
 MAX_QUERY_BYTES = 128
 MAX_DISPLAY_NAME_BYTES = 128
 MAX_DEPARTMENT_BYTES = 128
-MAX_ENROLMENT_CODE_BYTES = 64
 MAX_DEVICES_PER_ACCOUNT = 16
 MAX_CERTIFICATE_FRAME_BYTES = 512
 MAX_BUNDLE_BYTES = 256
@@ -169,21 +168,26 @@ def auth_message(nonce: bytes, device_id: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Authenticate:
+    """The challenge signed with the identity key, and the device's current certificate from
+    the enrolment authority (the relay keeps the latest valid one and serves it in bundles)."""
+
     device_id: int
     signature: bytes
+    certificate: bytes
 
     def encode(self) -> bytes:
         return (
             Writer("authenticate")
             .u32(self.device_id)
             .fixed(self.signature, SIGNATURE_BYTES, "sig")
+            .var16(self.certificate, MAX_CERTIFICATE_FRAME_BYTES, "certificate")
             .getvalue()
         )
 
     @classmethod
     def parse(cls, untrusted: bytes) -> Authenticate:
         r = Reader(untrusted, "authenticate")
-        value = cls(r.u32(), r.fixed(SIGNATURE_BYTES))
+        value = cls(r.u32(), r.fixed(SIGNATURE_BYTES), r.var16(MAX_CERTIFICATE_FRAME_BYTES, "certificate"))
         r.finish()
         return value
 
@@ -235,72 +239,44 @@ def _read_prekeys(r: Reader) -> tuple[SignedPreKeyUpload | None, tuple[UploadedP
 
 @dataclass(frozen=True, slots=True)
 class Enrol:
-    """A new device spends an enrolment code and registers its keys."""
+    """A new device registers with its certificate from the enrolment authority and its keys.
 
-    code: str
-    identity_key: bytes
+    ``signature`` is the challenge signed as for ``Authenticate``, with the certificate's
+    identity key and device id: the relay registers a key only from the device holding it.
+    """
+
+    certificate: bytes
+    signature: bytes
     signed_prekey: SignedPreKeyUpload
     one_time_prekeys: tuple[UploadedPreKey, ...]
 
     def encode(self) -> bytes:
-        w = _write_text(Writer("enrol"), self.code, MAX_ENROLMENT_CODE_BYTES, "code")
-        w.fixed(self.identity_key, KEY_BYTES, "identity key")
+        w = Writer("enrol").var16(self.certificate, MAX_CERTIFICATE_FRAME_BYTES, "certificate")
+        w.fixed(self.signature, SIGNATURE_BYTES, "sig")
         _write_prekeys(w, self.signed_prekey, self.one_time_prekeys)
         return w.getvalue()
 
     @classmethod
     def parse(cls, untrusted: bytes) -> Enrol:
         r = Reader(untrusted, "enrol")
-        code, identity_key = _read_text(r, MAX_ENROLMENT_CODE_BYTES, "code"), r.fixed(KEY_BYTES)
+        certificate, signature = r.var16(MAX_CERTIFICATE_FRAME_BYTES, "certificate"), r.fixed(SIGNATURE_BYTES)
         signed, one_time = _read_prekeys(r)
         r.finish()
         if signed is None:
             raise r.fail("enrolment needs a signed prekey")
-        return cls(code, identity_key, signed, one_time)
-
-
-@dataclass(frozen=True, slots=True)
-class Enrolled:
-    account_id: str
-    device_id: int
-    certificate: bytes
-    certificate_issuer: bytes
-    """The relay's certificate-signing public key: the trust root of device certificates."""
-
-    def encode(self) -> bytes:
-        return (
-            _write_text(Writer("enrolled"), self.account_id, MAX_ACCOUNT_ID_BYTES, "account id")
-            .u32(self.device_id)
-            .var16(self.certificate, MAX_CERTIFICATE_FRAME_BYTES, "certificate")
-            .fixed(self.certificate_issuer, KEY_BYTES, "issuer key")
-            .getvalue()
-        )
-
-    @classmethod
-    def parse(cls, untrusted: bytes) -> Enrolled:
-        r = Reader(untrusted, "enrolled")
-        value = cls(
-            _read_text(r, MAX_ACCOUNT_ID_BYTES, "account id"),
-            r.u32(),
-            r.var16(MAX_CERTIFICATE_FRAME_BYTES, "certificate"),
-            r.fixed(KEY_BYTES),
-        )
-        r.finish()
-        return value
+        return cls(certificate, signature, signed, one_time)
 
 
 @dataclass(frozen=True, slots=True)
 class Authenticated:
-    """The relay's answer to a good signature: a device certificate to seal with, and a
-    token that authorises attachment uploads over HTTPS until the certificate expires."""
+    """The relay's answer to a good signature: a token that authorises attachment uploads over
+    HTTPS for as long as the relay's certificate lifetime setting."""
 
-    certificate: bytes
     upload_token: bytes
 
     def encode(self) -> bytes:
         return (
             Writer("authenticated")
-            .var16(self.certificate, MAX_CERTIFICATE_FRAME_BYTES, "certificate")
             .var16(self.upload_token, MAX_UPLOAD_TOKEN_BYTES, "upload token")
             .getvalue()
         )
@@ -308,10 +284,7 @@ class Authenticated:
     @classmethod
     def parse(cls, untrusted: bytes) -> Authenticated:
         r = Reader(untrusted, "authenticated")
-        value = cls(
-            r.var16(MAX_CERTIFICATE_FRAME_BYTES, "certificate"),
-            r.var16(MAX_UPLOAD_TOKEN_BYTES, "upload token"),
-        )
+        value = cls(r.var16(MAX_UPLOAD_TOKEN_BYTES, "upload token"))
         r.finish()
         return value
 

@@ -59,6 +59,8 @@ class OrgConfig:
     relay_urls: tuple[str, ...]
     relay_pins: tuple[str, ...]
     authority_key: bytes
+    authority_urls: tuple[str, ...]
+    authority_pins: tuple[str, ...]
     mandatory: Mapping[str, PolicyValue]
     recommended: Mapping[str, PolicyValue]
 
@@ -165,7 +167,14 @@ def untrusted_config(untrusted: bytes, *, source: str) -> OrgConfig:
     relay = r.table(top, ("relay",), ("urls", "pins"), ("urls", "pins"))
     urls = r.texts(relay, ("relay", "urls"), URL_PATTERN, "https://HOST or https://HOST:PORT", MAX_RELAYS)
     pins = r.texts(relay, ("relay", "pins"), PIN_PATTERN, "a key pin, sha256/<base64>", MAX_PINS)
-    enrolment = r.table(top, ("enrolment",), ("authority_key",), ("authority_key",))
+    enrolment_keys = ("authority_key", "urls", "pins")
+    enrolment = r.table(top, ("enrolment",), enrolment_keys, enrolment_keys)
+    authority_urls = r.texts(
+        enrolment, ("enrolment", "urls"), URL_PATTERN, "https://HOST or https://HOST:PORT", MAX_RELAYS
+    )
+    authority_pins = r.texts(
+        enrolment, ("enrolment", "pins"), PIN_PATTERN, "a key pin, sha256/<base64>", MAX_PINS
+    )
     authority = r.text(
         enrolment, ("enrolment", "authority_key"), KEY_PATTERN, "an Ed25519 public key in 64 hex digits"
     )
@@ -182,6 +191,8 @@ def untrusted_config(untrusted: bytes, *, source: str) -> OrgConfig:
         relay_urls=urls,
         relay_pins=pins,
         authority_key=bytes.fromhex(authority),
+        authority_urls=authority_urls,
+        authority_pins=authority_pins,
         mandatory=mandatory,
         recommended=recommended,
     )

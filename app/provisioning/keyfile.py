@@ -84,9 +84,15 @@ def new_key_file(
     role: Role, passphrase: str, *, random: RandomSource, cost: Cost = MODERATE
 ) -> tuple[bytes, SigningKey]:
     """A fresh key of ``role`` and its file's bytes, sealed with ``passphrase``."""
+    return seal_key(role, passphrase, random(KEY_BYTES), random=random, cost=cost)
+
+
+def seal_key(
+    role: Role, passphrase: str, seed: bytes, *, random: RandomSource, cost: Cost = MODERATE
+) -> tuple[bytes, SigningKey]:
+    """The key file's bytes for the Ed25519 key of ``seed``, sealed with ``passphrase``, and the key."""
     if not passphrase:
         raise ValueError("a key file's passphrase must not be empty")
-    seed = random(KEY_BYTES)
     public, secret = ed25519_keypair_from_seed(seed=seed)
     salt, nonce = random(SALT_BYTES), random(XCHACHA_NONCE_BYTES)
     header = _HEADER.pack(

@@ -146,9 +146,17 @@ def json_schema() -> dict[str, Any]:
                 "authority_key": {
                     **hex_key,
                     "description": "The enrolment authority's Ed25519 public key (it signs certificates).",
-                }
+                },
+                "urls": _strings(
+                    URL_PATTERN, MAX_RELAYS, "The enrolment authority's addresses, https://HOST:PORT."
+                ),
+                "pins": _strings(
+                    PIN_PATTERN,
+                    MAX_PINS,
+                    "The TLS public-key pins the enrolment authority may present (sha256/...).",
+                ),
             },
-            "The key the organisation delegates enrolment to.",
+            "The key the organisation delegates enrolment to, and where that authority is.",
         ),
         "policy": {
             "description": "Mandatory values users cannot change; recommended ones are defaults they may.",

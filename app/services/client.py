@@ -108,8 +108,8 @@ class Client:
         tasks = Tasks(asyncio.get_running_loop())
         emitter = Emitter(listener)
         relay = RelayLink(backoff=backoff)
-        credentials = Credentials(store, clock)
         provisioning = Provisioning(store, system_config=system_config, clock=clock)
+        credentials = Credentials(store, clock, authority=provisioning.authority)
         rules = provisioning.rules
         contacts = Contacts(store, relay=relay, tasks=tasks, rules=rules)
         sessions = Sessions(

@@ -1,30 +1,46 @@
-"""Who this device is: its account, identity key, certificate and relay, as the store keeps them.
+"""Who this device is: its account, identity key, certificate and relay, as the store keeps them,
+and whom it trusts to certify devices.
 
-Loaded from the store when the profile opens, set once by enrolment, and the
-certificate renewed on every connection. The parts that seal or authenticate read
-them here; nothing else keeps a copy.
+Loaded from the store when the profile opens, set once by enrolment, and the certificate
+replaced by each renewal at the enrolment authority. The parts that seal, open or
+authenticate read them here; nothing else keeps a copy. The trust root of every
+certificate, this device's and its colleagues', is the enrolment authority key of the
+organisation config in force (``trust_root``), never a key the relay hands out.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from app.base.errors import CertificateError, OfflineError, RemoteProtocolError
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair
 from app.protocol.frames import Authenticated
 from app.services.clock import Clock
-from app.services.errors import NotEnrolledError
-from app.services.settings import CERTIFICATE, RelaySettings, load_relay, save_relay, save_relay_address
+from app.services.errors import AuthorityUnknownError, NotEnrolledError
+from app.services.settings import (
+    CERTIFICATE,
+    PENDING_ENROLMENT,
+    RelaySettings,
+    load_relay,
+    save_relay,
+    save_relay_address,
+)
+from app.sync.authority import AuthorityAddress
 from app.sync.link import RelayAddress
 from storage.records import Identity
 from storage.store import Store
 
 
 class Credentials:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, *, authority: Callable[[], AuthorityAddress | None]
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._authority = authority
+        """The enrolment authority the organisation config in force names (``Provisioning.authority``)."""
         record = store.identity.load()
         self.account: Identity | None = record
         self.identity: IdentityKeyPair | None = IdentityKeyPair.from_seed(record.seed) if record else None
@@ -41,6 +57,20 @@ class Credentials:
             raise NotEnrolledError("enrol this device first")
         return self.account, self.identity
 
+    def authority(self) -> AuthorityAddress:
+        """The enrolment authority of the config in force; ``AuthorityUnknownError`` with none."""
+        authority = self._authority()
+        if authority is None:
+            raise AuthorityUnknownError(
+                "no organisation config is in force, so this device knows no enrolment authority: "
+                "install or import your organisation's config"
+            )
+        return authority
+
+    def trust_root(self) -> bytes:
+        """The key every device certificate must be signed by: the config's authority key."""
+        return self.authority().key
+
     def certificate_valid(self) -> bool:
         return self.certificate is not None and self.certificate.expires_at > self._clock()
 
@@ -50,19 +80,31 @@ class Credentials:
             raise OfflineError("this device has no certificate from the relay yet")
         return self.identity, self.certificate
 
+    def pending_enrolment(self) -> tuple[IdentityKeyPair, bytes] | None:
+        """The identity and certificate of an enrolment the relay has not registered yet."""
+        saved = self._store.settings.get(PENDING_ENROLMENT)
+        if saved is None:
+            return None
+        seed, certificate = saved.split(" ")
+        return IdentityKeyPair.from_seed(bytes.fromhex(seed)), bytes.fromhex(certificate)
+
+    def save_pending(self, identity: IdentityKeyPair, certificate: bytes) -> None:
+        with self._store.transaction():
+            self._store.settings.set(PENDING_ENROLMENT, f"{identity.seed.hex()} {certificate.hex()}")
+
+    def drop_pending(self) -> None:
+        with self._store.transaction():
+            self._store.settings.delete(PENDING_ENROLMENT)
+
     def save_enrolment(
-        self,
-        identity: IdentityKeyPair,
-        account_id: str,
-        device_id: int,
-        relay: RelaySettings,
-        certificate: bytes,
+        self, identity: IdentityKeyPair, certificate: DeviceCertificate, relay: RelaySettings
     ) -> Identity:
         """Keep what enrolment gave this device; it counts here once the transaction commits."""
         with self._store.transaction():
-            account = self._store.identity.save(account_id, device_id, identity.seed)
+            account = self._store.identity.save(certificate.account_id, certificate.device_id, identity.seed)
             save_relay(self._store, relay)
-            self._store.settings.set(CERTIFICATE, certificate.hex())
+            self._store.settings.set(CERTIFICATE, certificate.encode().hex())
+            self._store.settings.delete(PENDING_ENROLMENT)
             self._store.after_commit(lambda: self._adopt(account, identity, relay, certificate))
         return account
 
@@ -75,42 +117,58 @@ class Credentials:
         self.relay = dataclasses.replace(self.relay, address=address)
 
     def _adopt(
-        self, account: Identity, identity: IdentityKeyPair, relay: RelaySettings, certificate: bytes
+        self,
+        account: Identity,
+        identity: IdentityKeyPair,
+        relay: RelaySettings,
+        certificate: DeviceCertificate,
     ) -> None:
         self.account, self.identity, self.relay = account, identity, relay
-        self.certificate = DeviceCertificate.parse(certificate)
+        self.certificate = certificate
 
-    def renewed(self, authenticated: Authenticated) -> DeviceCertificate:
-        """The relay authenticated this device: keep its fresh certificate and upload token.
-
-        The certificate is checked as at enrolment (``own_certificate``); one that fails is
-        ``CertificateError`` and the current certificate stays (the upload token is kept:
-        it only lets this device upload to this relay).
-        """
-        account, identity = self.require()
-        if self.relay is None:
-            raise NotEnrolledError("enrol this device first")
+    def online(self, authenticated: Authenticated) -> None:
+        """The relay authenticated this device: keep the upload token for this connection."""
         self.upload_token = authenticated.upload_token
+
+    def current_certificate(self) -> bytes:
+        """The certificate this device presents when it authenticates."""
+        if self.certificate is None:
+            raise NotEnrolledError("enrol this device first")
+        return self.certificate.encode()
+
+    def renewed(self, untrusted: bytes) -> DeviceCertificate:
+        """The enrolment authority renewed this device's certificate: keep it once it is checked
+        as at enrolment (``own_certificate``); one that fails is ``CertificateError`` and the
+        current certificate stays."""
+        account, identity = self.require()
         certificate = own_certificate(
-            authenticated.certificate,
-            trust_root=self.relay.trust_root,
-            account_id=account.account_id,
-            device_id=account.device_id,
+            untrusted,
+            trust_root=self.trust_root(),
             identity_key=identity.public,
             now=int(self._clock()),
+            account_id=account.account_id,
+            device_id=account.device_id,
         )
-        self._store.settings.set(CERTIFICATE, authenticated.certificate.hex())
+        with self._store.transaction():
+            self._store.settings.set(CERTIFICATE, untrusted.hex())
         self.certificate = certificate
         return certificate
 
 
 def own_certificate(
-    untrusted: bytes, *, trust_root: bytes, account_id: str, device_id: int, identity_key: bytes, now: int
+    untrusted: bytes,
+    *,
+    trust_root: bytes,
+    identity_key: bytes,
+    now: int,
+    account_id: str | None = None,
+    device_id: int | None = None,
 ) -> DeviceCertificate:
     """This device's certificate, once it is seen to be signed by ``trust_root``, unexpired, and to
-    name this device's account, device id and identity key; ``CertificateError`` otherwise.
+    name this device's identity key (and its account and device id, where they are known: at
+    enrolment the authority assigns them); ``CertificateError`` otherwise.
 
-    Checked at enrolment and on every authentication: a relay that handed this device a
+    Checked at enrolment and on every renewal: a server that handed this device a
     certificate for another key or account would make every colleague refuse its messages,
     or make them speak for someone else.
     """
@@ -119,7 +177,11 @@ def own_certificate(
     except RemoteProtocolError as e:
         raise CertificateError(f"this device's certificate does not parse: {e}") from e
     certificate.verify(trust_root=trust_root, now=now)
-    named = (certificate.account_id, certificate.device_id, certificate.identity_key)
-    if named != (account_id, device_id, identity_key):
-        raise CertificateError("the relay's certificate does not name this device's account, id and key")
+    if certificate.identity_key != identity_key:
+        raise CertificateError("the certificate does not name this device's identity key")
+    if (account_id, device_id) != (None, None) and (certificate.account_id, certificate.device_id) != (
+        account_id,
+        device_id,
+    ):
+        raise CertificateError("the certificate does not name this device's account and device id")
     return certificate

@@ -76,9 +76,9 @@ class ProfileProtectionError(PolicyRefusedError):
     """A new profile must be protected by a passphrase (not the keystore), or a longer one."""
 
 
-class RelayUnknownError(EnclaveError):
-    """Enrolment needs the relay's address and key pin, and no organisation config names them:
-    install or import the organisation's config, or give both (``--server``, ``--pin``)."""
+class AuthorityUnknownError(EnclaveError):
+    """No organisation config is in force, so this device knows no enrolment authority: it can
+    neither enrol nor check a certificate. Install or import the organisation's config."""
 
 
 class RelayConflictError(PolicyError):

@@ -43,6 +43,7 @@ from app.services.clock import Clock, millis
 from app.services.contacts import Contacts
 from app.services.credentials import Credentials
 from app.services.delivery import Delivery
+from app.services.errors import AuthorityUnknownError
 from app.services.events import (
     ConversationStarted,
     Emitter,
@@ -117,9 +118,12 @@ class Receiving:
 
     async def receive(self, envelope: Envelope, source: Transport) -> None:
         """Open, store and then ack one envelope; anything before the commit leaves no trace."""
-        relay = self._credentials.relay
-        if self._credentials.identity is None or relay is None:
+        if self._credentials.identity is None or self._credentials.relay is None:
             return
+        try:
+            trust_root = self._credentials.trust_root()
+        except AuthorityUnknownError:
+            return  # no config in force: nothing can be checked, so the envelope waits at the relay
         if self._store.seen.contains(envelope.envelope_id):
             await source.ack(envelope.envelope_id)
             return
@@ -127,7 +131,7 @@ class Receiving:
             unsealed = unseal(
                 recipient=self._credentials.identity,
                 untrusted=envelope.sealed,
-                trust_root=relay.trust_root,
+                trust_root=trust_root,
                 now=int(self._clock()) - CERTIFICATE_GRACE_SECONDS,
             )
             opened = self._sessions.open(unsealed.sender, unsealed.message)

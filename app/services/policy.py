@@ -34,6 +34,7 @@ from app.provisioning.rules import BY_NAME, PolicyValue, ValueProblem, untrusted
 from app.services.clock import Clock
 from app.services.rules import PolicyRules
 from app.services.settings import load_relay
+from app.sync.authority import AuthorityAddress
 from app.sync.link import RelayAddress
 from storage.store import Store
 
@@ -136,6 +137,15 @@ class Provisioning:
             config = self._in_force(origin)
             if config is not None:
                 return RelayAddress(config.relay_urls, config.relay_pins)
+        return None
+
+    def authority(self) -> AuthorityAddress | None:
+        """The enrolment authority of the config in force (the system's, else the imported one's):
+        where devices are certified and the key every certificate must be signed by."""
+        for origin in (Origin.SYSTEM, Origin.USER):
+            config = self._in_force(origin)
+            if config is not None:
+                return AuthorityAddress(config.authority_urls, config.authority_pins, config.authority_key)
         return None
 
     def _user_settings(self) -> dict[str, PolicyValue]:

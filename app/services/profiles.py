@@ -11,8 +11,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import nacl.utils
+
 from app.services.policy import system_location, system_rules
 from app.services.rules import PolicyRules
+from storage import keys
 from storage.keyheader import Protection
 from storage.keys import KeySource, Keystore, Passphrase, keystore_available
 from storage.store import profile_present, protection_of
@@ -21,11 +24,18 @@ __all__ = [
     "KeySource",
     "Keystore",
     "Passphrase",
+    "kept_secret",
     "keystore_available",
     "needs_passphrase",
     "new_profile_rules",
     "profile_exists",
 ]
+
+
+def kept_secret(name: str) -> str:
+    """A random secret the OS keystore keeps as ``name``, made on first use (``storage.keys``); a
+    ``StorageError`` when the keystore cannot be used."""
+    return keys.kept_secret(name, nacl.utils.random)
 
 
 def profile_exists(profile: Path) -> bool:

@@ -1,14 +1,13 @@
 """What a face may know about a relay before it enrols, and where enrolment goes.
 
 A face may show the key pin a relay must present (``relay_pin``). Where to enrol is the
-organisation's signed config's relay when one is in force (``enrolment_address``); only a
-machine with no config takes the address and pin the user gives (the local workspace, a
-smoke test of a relay before its config is signed).
+organisation's signed config's relay (``enrolment_address``): with no config in force there
+is no enrolment authority to trust either, so no address a user types is enough.
 """
 
 from __future__ import annotations
 
-from app.services.errors import RelayConflictError, RelayUnknownError
+from app.services.errors import RelayConflictError
 from app.sync.link import RelayAddress, spki_pin
 
 __all__ = ["enrolment_address", "relay_pin"]
@@ -19,23 +18,13 @@ def relay_pin(certificate_der: bytes) -> str:
     return spki_pin(certificate_der)
 
 
-def enrolment_address(
-    organisation: RelayAddress | None, relay_url: str | None, pin: str | None
-) -> RelayAddress:
-    """The relay to enrol with: the organisation config's (``organisation``), else the one given.
+def enrolment_address(organisation: RelayAddress, relay_url: str | None, pin: str | None) -> RelayAddress:
+    """The relay to enrol with: the organisation config's (``organisation``).
 
-    With a config in force a given URL or pin must be among the config's, and then the
-    config's whole address is used (every URL and pin, so a later rotation needs nothing
-    from the user); one that is not is ``RelayConflictError``. With no config both must be
-    given: ``RelayUnknownError``.
+    A given URL or pin must be among the config's, and then the config's whole address is
+    used (every URL and pin, so a later rotation needs nothing from the user); one that is
+    not is ``RelayConflictError``.
     """
-    if organisation is None:
-        if relay_url is None or pin is None:
-            raise RelayUnknownError(
-                "no organisation config names the relay: import the organisation's config, "
-                "or give the relay's address and key pin"
-            )
-        return RelayAddress((relay_url.rstrip("/"),), (pin,))
     given = []
     if relay_url is not None and relay_url.rstrip("/") not in organisation.urls:
         given.append(relay_url)

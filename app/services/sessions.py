@@ -209,7 +209,7 @@ class Sessions:
         _, identity = self._credentials.require()
         if self._credentials.relay is None:
             raise NotEnrolledError("enrol this device first")
-        trust_root = self._credentials.relay.trust_root
+        trust_root = self._credentials.trust_root()
         response = await self._relay.request(FrameType.FETCH_BUNDLES, FetchBundles(account_id).encode())
         if response.status == Status.NOT_FOUND:
             raise NoDeviceError(f"{account_id} has no active device")

@@ -49,7 +49,6 @@ from app.protocol.frames import (
     Ack,
     Authenticated,
     Enrol,
-    Enrolled,
     FrameType,
     Notice,
     Response,
@@ -117,7 +116,7 @@ def websocket_url(url: str) -> str:
     return url.replace("https://", "wss://", 1).rstrip("/") + "/v1/ws"
 
 
-def _unverified_tls() -> ssl.SSLContext:
+def unverified_tls() -> ssl.SSLContext:
     """TLS whose certificate check is the SPKI pin (see the module docstring), not a CA."""
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -126,7 +125,7 @@ def _unverified_tls() -> ssl.SSLContext:
     return context
 
 
-def _why(error: BaseException) -> str:
+def why(error: BaseException) -> str:
     """A failure to connect in a few words a user can act on (no object reprs)."""
     if isinstance(error, aiohttp.ClientConnectorError):
         return error.os_error.strerror or type(error.os_error).__name__
@@ -142,6 +141,7 @@ class _Started:
     address: RelayAddress
     device_id: int
     signer: Signer
+    certificate: Callable[[], bytes]
     listener: LinkListener
 
 
@@ -194,7 +194,7 @@ class _Socket:
                 mismatch = e
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
                 failure = e
-                log.info("a relay address cannot be reached (%s); trying the next", _why(e))
+                log.info("a relay address cannot be reached (%s); trying the next", why(e))
         raise mismatch or failure or OfflineError("the relay has no address to try")
 
     @classmethod
@@ -203,7 +203,7 @@ class _Socket:
         try:
             ws = await http.ws_connect(
                 websocket_url(url),
-                ssl=_unverified_tls(),
+                ssl=unverified_tls(),
                 max_msg_size=MAX_FRAME_BYTES,
                 heartbeat=HEARTBEAT_SECONDS,
             )
@@ -233,25 +233,27 @@ class _Socket:
         await self.http.close()
 
 
-async def enrol(address: RelayAddress, request: Enrol) -> Enrolled:
-    """Register this device with a one-time enrolment code over a fresh, pinned connection."""
+async def enrol(address: RelayAddress, request: Callable[[Connection], Enrol]) -> None:
+    """Register this device with the relay over a fresh, pinned connection: ``request`` makes the
+    ENROL (its certificate and the challenge signed, ``Connection.challenge_signature``) once
+    the challenge is in. A refusal is ``RelayRefusedError``."""
     try:
         socket = await _Socket.open(address)
     except (aiohttp.ClientError, OSError, TimeoutError) as e:
         where = " or ".join(address.urls)
-        raise OfflineError(f"the relay at {where} cannot be reached ({_why(e)})") from e
+        raise OfflineError(f"the relay at {where} cannot be reached ({why(e)})") from e
     try:
         events = await socket.receive(CONNECT_SECONDS)
         if not any(isinstance(event, Challenged) for event in events):
             raise RemoteProtocolError("the relay did not open with a challenge")
-        request_id, frame = socket.machine.request(FrameType.ENROL, request.encode())
+        request_id, frame = socket.machine.request(FrameType.ENROL, request(socket.machine).encode())
         await socket.ws.send_bytes(frame)
         while True:
             for event in await socket.receive(REQUEST_SECONDS):
                 if isinstance(event, Answered) and event.request_id == request_id:
                     if event.response.status != Status.OK:
                         raise RelayRefusedError(event.response.status.name, event.response.reason)
-                    return Enrolled.parse(event.response.body)
+                    return
                 if isinstance(event, Refused | Closed):
                     raise RelayRefusedError(event.status.name, event.reason)
             if socket.machine.state in (State.CLOSED, State.FAILED):
@@ -295,8 +297,9 @@ async def download_blob(relay_url: str, certificate_der: bytes, attachment_id: s
 async def pinned_https(certificate_der: bytes) -> AsyncIterator[aiohttp.ClientSession]:
     """An HTTPS session that talks only to a server presenting exactly ``certificate_der``.
 
-    The WebSocket's pin check accepted that certificate; any other one (an interceptor
-    answering for the relay's address) is a ``PinMismatchError`` before a byte is sent.
+    A pin check accepted that certificate (the WebSocket's, or the enrolment authority's
+    probe, app/sync/authority.py); any other one (an interceptor answering for the address)
+    is a ``PinMismatchError`` before a byte is sent.
     """
     fingerprint = aiohttp.Fingerprint(hashlib.sha256(certificate_der).digest())
     try:
@@ -306,9 +309,9 @@ async def pinned_https(certificate_der: bytes) -> AsyncIterator[aiohttp.ClientSe
         ) as http:
             yield http
     except aiohttp.ServerFingerprintMismatch as e:
-        raise PinMismatchError("the relay's TLS certificate changed since it was checked") from e
+        raise PinMismatchError("the server's TLS certificate changed since it was checked") from e
     except (aiohttp.ClientError, OSError, TimeoutError) as e:
-        raise OfflineError(f"the relay cannot be reached: {e}") from e
+        raise OfflineError(f"the server cannot be reached: {e}") from e
 
 
 class RelayLink:
@@ -349,9 +352,19 @@ class RelayLink:
         """The relay this link was started for (None before ``start``)."""
         return self._started.address if self._started else None
 
-    def start(self, address: RelayAddress, *, device_id: int, signer: Signer, listener: LinkListener) -> None:
+    def start(
+        self,
+        address: RelayAddress,
+        *,
+        device_id: int,
+        signer: Signer,
+        certificate: Callable[[], bytes],
+        listener: LinkListener,
+    ) -> None:
+        """Connect to ``address`` and keep the link up; each authentication presents the
+        device's certificate as ``certificate()`` gives it then (renewals reach the relay)."""
         if self._task is None:
-            self._started = _Started(address, device_id, signer, listener)
+            self._started = _Started(address, device_id, signer, certificate, listener)
             self._task = asyncio.get_running_loop().create_task(self._run(), name="relay-link")
 
     async def readdress(self, address: RelayAddress) -> None:
@@ -474,7 +487,7 @@ class RelayLink:
                 self._set_state(TransportState.REFUSED, e.reason or e.status_name)
                 return
             except (aiohttp.ClientError, OSError, TimeoutError, TransportError) as e:
-                reason = f"the relay cannot be reached ({_why(e)})"
+                reason = f"the relay cannot be reached ({why(e)})"
             except RemoteProtocolError as e:
                 reason = f"the relay broke the protocol: {e}"
             delay = self._backoff.delay(attempt, self._unit_random())
@@ -512,7 +525,8 @@ class RelayLink:
     ) -> bool:
         """Act on one event; True when it put the link online."""
         if isinstance(event, Challenged):
-            await socket.ws.send_bytes(socket.machine.authenticate(started.device_id, started.signer))
+            frame = socket.machine.authenticate(started.device_id, started.signer, started.certificate())
+            await socket.ws.send_bytes(frame)
         elif isinstance(event, Online):
             self._socket = socket
             self._set_state(TransportState.ONLINE, "")

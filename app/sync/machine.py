@@ -140,15 +140,21 @@ class Connection:
         request_id = self._request_id()
         return request_id, Frame(frame_type, request_id, body).encode()
 
-    def authenticate(self, device_id: int, signer: Signer) -> bytes:
-        """The AUTHENTICATE frame answering the challenge."""
+    def challenge_signature(self, device_id: int, signer: Signer) -> bytes:
+        """The challenge signed for ``device_id``, as AUTHENTICATE and ENROL carry it."""
         if self.state != State.CHALLENGED:
-            raise LocalProtocolError(f"cannot authenticate while {self.state.name}")
-        signature = signer(SIGN_CONTEXT_RELAY_AUTH, auth_message(self._nonce, device_id))
+            raise LocalProtocolError(f"cannot answer the challenge while {self.state.name}")
+        return signer(SIGN_CONTEXT_RELAY_AUTH, auth_message(self._nonce, device_id))
+
+    def authenticate(self, device_id: int, signer: Signer, certificate: bytes) -> bytes:
+        """The AUTHENTICATE frame answering the challenge, with the device's current certificate."""
+        signature = self.challenge_signature(device_id, signer)
         self._auth_request = self._request_id()
         self.state = State.AUTHENTICATING
         return Frame(
-            FrameType.AUTHENTICATE, self._auth_request, Authenticate(device_id, signature).encode()
+            FrameType.AUTHENTICATE,
+            self._auth_request,
+            Authenticate(device_id, signature, certificate).encode(),
         ).encode()
 
     def receive(self, untrusted: bytes) -> list[Event]:

@@ -6,7 +6,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
 
 from app.base.errors import EnclaveError
 
@@ -27,12 +26,17 @@ class DuplicateError(StoreError):
     """An account, device key or envelope id that must be unique already exists."""
 
 
-class CodeRefusedError(StoreError):
-    """The enrolment code is unknown, spent or expired."""
+class AccountUnknownError(StoreError):
+    """A device's certificate names an account this relay does not have."""
 
 
 class AccountInactiveError(StoreError):
-    """The enrolment code's account is disabled or revoked: it enrols no device."""
+    """The account is disabled or revoked: it registers no device."""
+
+
+class TooManyDevicesError(StoreError):
+    """The account has ``MAX_DEVICES_PER_ACCOUNT`` unrevoked devices: as many as one bundle answer
+    carries, so it registers no more until one is revoked."""
 
 
 class AccountState(StrEnum):
@@ -58,6 +62,9 @@ class Device:
     signed_prekey: bytes
     signed_prekey_signature: bytes
     revoked: bool
+    certificate: bytes
+    """The latest valid certificate the device presented (signed by the enrolment authority,
+    never by the relay); served with its bundles."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +114,38 @@ def directory_search_key(account_id: str, display_name: str, department: str) ->
 
 @dataclass(frozen=True, slots=True)
 class NewDevice:
-    """What an enrolling device registers: its identity key and its first prekeys."""
+    """What an enrolling device registers: what its certificate names, the certificate, and its
+    first prekeys."""
 
+    device_id: int
+    account_id: str
     identity_key: bytes
+    certificate: bytes
     signed_prekey: SignedPreKey
     one_time_prekeys: tuple[OneTimePreKey, ...]
 
 
-T = TypeVar("T")
+def schema_refusal(found: int, supported: int) -> str:
+    """Why a relay database of another schema is not opened; schema 1 predates the enrolment
+    authority (its devices hold relay-signed certificates, which no client accepts now)."""
+    if found == 1:
+        return (
+            "the relay database is of schema 1, from before device certificates came from the "
+            "enrolment authority; its devices cannot be carried over: move the database aside, "
+            "create the accounts again and have every device enrol again (docs/ADMIN.md)"
+        )
+    return f"relay database schema {found} is not the supported {supported}"
+
+
+def registered_again(existing: Device, new: NewDevice) -> bool:
+    """``register``'s answer when ``new.device_id`` is taken: False (nothing to do) if it is this
+    very device; else refused as ``register`` says."""
+    if existing.revoked:
+        raise DeviceGoneError(f"device {existing.device_id} was revoked")
+    if (existing.account_id, existing.identity_key) != (new.account_id, new.identity_key):
+        raise DuplicateError(f"device {existing.device_id} is another device's")
+    return False
+
 
 WakeUp = Callable[[int], Awaitable[None] | None]
 """Called with a device id when an envelope for it was stored (on any relay process)."""
@@ -147,23 +178,24 @@ class RelayStore(ABC):
     async def search_directory(self, query: str, limit: int) -> list[Account]:
         """Active accounts whose ``directory_search_key`` contains ``query.casefold()``."""
 
-    # Enrolment codes (stored hashed).
-    @abstractmethod
-    async def add_enrolment_code(self, code_hash: bytes, account_id: str, expires_at: int) -> None: ...
+    # Devices and prekeys.
 
     @abstractmethod
-    async def enrol(self, code_hash: bytes, now: int, new: NewDevice, answer: Callable[[Device], T]) -> T:
-        """Spend the code and add the device, in one transaction that ends with ``answer(device)``.
+    async def register(self, new: NewDevice) -> bool:
+        """Add the device, its certificate and first prekeys in one transaction: True.
 
-        ``answer`` is the relay's certificate and reply: if it raises, or the code is
-        unknown, spent or expired (``CodeRefusedError``), or its account is not active
-        (``AccountInactiveError``), or the identity key is enrolled already
-        (``DuplicateError``), the transaction is rolled back, so no failure leaves a spent
-        code beside a device its owner never heard of. Concurrent spends of one code
-        enrol one device.
+        False, changing nothing, if this very device (id, account and identity key) is
+        registered already: an enrolment whose answer was lost, sent again. Refused, changing
+        nothing: an account the relay does not have (``AccountUnknownError``) or that is not
+        active (``AccountInactiveError``), a revoked device id (``DeviceGoneError``), an id or
+        identity key that is another device's (``DuplicateError``), an account with
+        ``MAX_DEVICES_PER_ACCOUNT`` unrevoked devices already (``TooManyDevicesError``).
         """
 
-    # Devices and prekeys.
+    @abstractmethod
+    async def set_certificate(self, device_id: int, certificate: bytes) -> None:
+        """Keep ``certificate`` as the device's (the relay has checked it is the device's and
+        newer than the one kept)."""
 
     @abstractmethod
     async def get_device(self, device_id: int) -> Device | None: ...

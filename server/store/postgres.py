@@ -31,18 +31,18 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TypeVar
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 
+from app.protocol.frames import MAX_DEVICES_PER_ACCOUNT
 from server.adminlog import GENESIS_HASH, chain_hash
 from server.store.base import (
     Account,
     AccountInactiveError,
     AccountState,
+    AccountUnknownError,
     AdminLogEntry,
-    CodeRefusedError,
     Device,
     DeviceGoneError,
     DuplicateError,
@@ -54,15 +54,17 @@ from server.store.base import (
     RelayStore,
     SignedPreKey,
     StoreError,
+    TooManyDevicesError,
     WakeUp,
     directory_search_key,
+    registered_again,
+    schema_refusal,
 )
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 10
 COMMAND_TIMEOUT_SECONDS = 30.0
@@ -82,20 +84,15 @@ CREATE TABLE accounts (
     state TEXT NOT NULL,
     search_key TEXT NOT NULL
 );
-CREATE TABLE enrolment_codes (
-    code_hash BYTEA PRIMARY KEY,
-    account_id TEXT NOT NULL REFERENCES accounts(account_id),
-    expires_at BIGINT NOT NULL,
-    spent BOOLEAN NOT NULL DEFAULT FALSE
-);
 CREATE TABLE devices (
-    device_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    device_id BIGINT PRIMARY KEY,
     account_id TEXT NOT NULL REFERENCES accounts(account_id),
     identity_key BYTEA NOT NULL UNIQUE,
     signed_prekey_id BIGINT NOT NULL,
     signed_prekey BYTEA NOT NULL,
     signed_prekey_signature BYTEA NOT NULL,
-    revoked BOOLEAN NOT NULL DEFAULT FALSE
+    revoked BOOLEAN NOT NULL DEFAULT FALSE,
+    certificate BYTEA NOT NULL
 );
 CREATE INDEX devices_account ON devices(account_id);
 CREATE TABLE one_time_prekeys (
@@ -133,7 +130,7 @@ CREATE TABLE admin_log (
 
 _SELECT_DEVICES = (
     "SELECT device_id, account_id, identity_key, signed_prekey_id, signed_prekey, signed_prekey_signature,"
-    " revoked FROM devices"
+    " revoked, certificate FROM devices"
 )
 _ACTIVE_DEVICES_OF_ACCOUNT = (
     _SELECT_DEVICES + " d WHERE account_id = $1 AND NOT revoked"  # noqa: S608 - constant text only
@@ -179,6 +176,7 @@ def _device(row: asyncpg.Record) -> Device:
         bytes(row["signed_prekey"]),
         bytes(row["signed_prekey_signature"]),
         row["revoked"],
+        bytes(row["certificate"]),
     )
 
 
@@ -253,7 +251,7 @@ class PostgresStore(RelayStore):
                 return
             version = await db.fetchval("SELECT MAX(version) FROM schema_version")
         if version != SCHEMA_VERSION:
-            raise StoreError(f"relay database schema {version} is not the supported {SCHEMA_VERSION}")
+            raise StoreError(schema_refusal(version, SCHEMA_VERSION))
 
     async def close(self) -> None:
         if self._keep_listening_task is not None:
@@ -322,43 +320,54 @@ class PostgresStore(RelayStore):
             )
         return [_account(row) for row in rows]
 
-    async def add_enrolment_code(self, code_hash: bytes, account_id: str, expires_at: int) -> None:
+    async def register(self, new: NewDevice) -> bool:
         async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO enrolment_codes (code_hash, account_id, expires_at) VALUES ($1, $2, $3)",
-                code_hash,
-                account_id,
-                expires_at,
+            # FOR UPDATE: a revocation of the account (which updates its row) waits for this
+            # registration, or this one sees the account revoked; and registrations on one
+            # account take turns, so two cannot both count one device short of the limit.
+            state = await db.fetchval(
+                "SELECT state FROM accounts WHERE account_id = $1 FOR UPDATE", new.account_id
             )
-
-    async def enrol(self, code_hash: bytes, now: int, new: NewDevice, answer: Callable[[Device], T]) -> T:
-        async with self._transaction() as db:
-            account_id: str | None = await db.fetchval(
-                "UPDATE enrolment_codes SET spent = TRUE"
-                " WHERE code_hash = $1 AND NOT spent AND expires_at > $2 RETURNING account_id",
-                code_hash,
-                now,
-            )
-            if account_id is None:
-                raise CodeRefusedError("the enrolment code is unknown, spent or expired")
-            state = await db.fetchval("SELECT state FROM accounts WHERE account_id = $1", account_id)
+            if state is None:
+                raise AccountUnknownError(f"this relay has no account {new.account_id!r}")
             if state != AccountState.ACTIVE.value:
-                raise AccountInactiveError(f"the account {account_id!r} is not active")
+                raise AccountInactiveError(f"the account {new.account_id!r} is not active")
+            row = await db.fetchrow(_SELECT_DEVICES + " WHERE device_id = $1", new.device_id)
+            if row is not None:
+                return registered_again(_device(row), new)
+            held = await db.fetchval(
+                "SELECT COUNT(*) FROM devices WHERE account_id = $1 AND NOT revoked", new.account_id
+            )
+            if held >= MAX_DEVICES_PER_ACCOUNT:
+                raise TooManyDevicesError(f"the account {new.account_id!r} has {held} devices")
+            # ON CONFLICT DO NOTHING, then a look at who holds the id: the device id may be
+            # another account's, registered meanwhile, which this account's lock does not stop.
             spk = new.signed_prekey
-            device_id: int = await db.fetchval(
-                "INSERT INTO devices (account_id, identity_key, signed_prekey_id, signed_prekey,"
-                " signed_prekey_signature) VALUES ($1, $2, $3, $4, $5) RETURNING device_id",
-                account_id,
+            inserted = await db.fetchval(
+                "INSERT INTO devices (device_id, account_id, identity_key, signed_prekey_id, signed_prekey,"
+                " signed_prekey_signature, certificate) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                " ON CONFLICT DO NOTHING RETURNING device_id",
+                new.device_id,
+                new.account_id,
                 new.identity_key,
                 spk.key_id,
                 spk.public,
                 spk.signature,
+                new.certificate,
             )
-            await _insert_prekeys(db, device_id, list(new.one_time_prekeys))
-            device = Device(
-                device_id, account_id, new.identity_key, spk.key_id, spk.public, spk.signature, revoked=False
+            if inserted is None:
+                row = await db.fetchrow(_SELECT_DEVICES + " WHERE device_id = $1", new.device_id)
+                if row is None:
+                    raise DuplicateError("this identity key is another device's")
+                return registered_again(_device(row), new)
+            await _insert_prekeys(db, new.device_id, list(new.one_time_prekeys))
+            return True
+
+    async def set_certificate(self, device_id: int, certificate: bytes) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE devices SET certificate = $1 WHERE device_id = $2", certificate, device_id
             )
-            return answer(device)
 
     async def get_device(self, device_id: int) -> Device | None:
         async with self._transaction() as db:

@@ -16,13 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from app.protocol.frames import MAX_DEVICES_PER_ACCOUNT
 from server.adminlog import GENESIS_HASH, chain_hash
 from server.store.base import (
     Account,
     AccountInactiveError,
     AccountState,
+    AccountUnknownError,
     AdminLogEntry,
-    CodeRefusedError,
     Device,
     DeviceGoneError,
     DuplicateError,
@@ -34,13 +35,16 @@ from server.store.base import (
     RelayStore,
     SignedPreKey,
     StoreError,
+    TooManyDevicesError,
     WakeUp,
     directory_search_key,
+    registered_again,
+    schema_refusal,
 )
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE accounts (
     account_id TEXT PRIMARY KEY,
@@ -49,20 +53,15 @@ CREATE TABLE accounts (
     state TEXT NOT NULL,
     search_key TEXT NOT NULL
 );
-CREATE TABLE enrolment_codes (
-    code_hash BLOB PRIMARY KEY,
-    account_id TEXT NOT NULL REFERENCES accounts(account_id),
-    expires_at INTEGER NOT NULL,
-    spent INTEGER NOT NULL DEFAULT 0
-);
 CREATE TABLE devices (
-    device_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id INTEGER PRIMARY KEY,
     account_id TEXT NOT NULL REFERENCES accounts(account_id),
     identity_key BLOB NOT NULL UNIQUE,
     signed_prekey_id INTEGER NOT NULL,
     signed_prekey BLOB NOT NULL,
     signed_prekey_signature BLOB NOT NULL,
-    revoked INTEGER NOT NULL DEFAULT 0
+    revoked INTEGER NOT NULL DEFAULT 0,
+    certificate BLOB NOT NULL
 );
 CREATE INDEX devices_account ON devices(account_id);
 CREATE TABLE one_time_prekeys (
@@ -100,7 +99,7 @@ CREATE TABLE admin_log (
 
 _SELECT_DEVICES = (
     "SELECT device_id, account_id, identity_key, signed_prekey_id, signed_prekey, signed_prekey_signature,"
-    " revoked FROM devices"
+    " revoked, certificate FROM devices"
 )
 _DEVICE_BY_ID = _SELECT_DEVICES + " WHERE device_id = ?"
 _ALL_DEVICES = _SELECT_DEVICES + " ORDER BY device_id"
@@ -112,7 +111,9 @@ _ACTIVE_DEVICES_OF_ACCOUNT = (
 
 
 def _device(row: tuple) -> Device:
-    return Device(row[0], row[1], bytes(row[2]), row[3], bytes(row[4]), bytes(row[5]), bool(row[6]))
+    return Device(
+        row[0], row[1], bytes(row[2]), row[3], bytes(row[4]), bytes(row[5]), bool(row[6]), bytes(row[7])
+    )
 
 
 def _account(row: tuple) -> Account:
@@ -157,7 +158,7 @@ class SQLiteStore(RelayStore):
                 db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
             elif version != SCHEMA_VERSION:
                 db.close()
-                raise StoreError(f"relay database schema {version} is not the supported {SCHEMA_VERSION}")
+                raise StoreError(schema_refusal(version, SCHEMA_VERSION))
             db.isolation_level = "DEFERRED"
             self._db = db
 
@@ -224,44 +225,51 @@ class SQLiteStore(RelayStore):
         )
         return [_account(row) for row in rows]
 
-    async def add_enrolment_code(self, code_hash: bytes, account_id: str, expires_at: int) -> None:
-        await self._run(
-            lambda db: db.execute(
-                "INSERT INTO enrolment_codes (code_hash, account_id, expires_at) VALUES (?, ?, ?)",
-                (code_hash, account_id, expires_at),
-            )
-        )
-
-    async def enrol(self, code_hash: bytes, now: int, new: NewDevice, answer: Callable[[Device], T]) -> T:
-        def work(db: sqlite3.Connection) -> T:
-            spent = db.execute(
-                "UPDATE enrolment_codes SET spent = 1 WHERE code_hash = ? AND spent = 0 AND expires_at > ?"
-                " RETURNING account_id",
-                (code_hash, now),
-            ).fetchall()
-            if not spent:
-                raise CodeRefusedError("the enrolment code is unknown, spent or expired")
-            account_id = spent[0][0]
-            state = db.execute("SELECT state FROM accounts WHERE account_id = ?", (account_id,)).fetchone()
-            if state is None or state[0] != AccountState.ACTIVE.value:
-                raise AccountInactiveError(f"the account {account_id!r} is not active")
+    async def register(self, new: NewDevice) -> bool:
+        def work(db: sqlite3.Connection) -> bool:
+            state = db.execute(
+                "SELECT state FROM accounts WHERE account_id = ?", (new.account_id,)
+            ).fetchone()
+            if state is None:
+                raise AccountUnknownError(f"this relay has no account {new.account_id!r}")
+            if state[0] != AccountState.ACTIVE.value:
+                raise AccountInactiveError(f"the account {new.account_id!r} is not active")
+            row = db.execute(_DEVICE_BY_ID, (new.device_id,)).fetchone()
+            if row is not None:
+                return registered_again(_device(row), new)
+            (held,) = db.execute(
+                "SELECT COUNT(*) FROM devices WHERE account_id = ? AND revoked = 0", (new.account_id,)
+            ).fetchone()
+            if held >= MAX_DEVICES_PER_ACCOUNT:
+                raise TooManyDevicesError(f"the account {new.account_id!r} has {held} devices")
             spk = new.signed_prekey
-            cursor = db.execute(
-                "INSERT INTO devices (account_id, identity_key, signed_prekey_id, signed_prekey,"
-                " signed_prekey_signature) VALUES (?, ?, ?, ?, ?)",
-                (account_id, new.identity_key, spk.key_id, spk.public, spk.signature),
+            db.execute(
+                "INSERT INTO devices (device_id, account_id, identity_key, signed_prekey_id, signed_prekey,"
+                " signed_prekey_signature, certificate) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    new.device_id,
+                    new.account_id,
+                    new.identity_key,
+                    spk.key_id,
+                    spk.public,
+                    spk.signature,
+                    new.certificate,
+                ),
             )
-            device_id = int(cursor.lastrowid or 0)
             db.executemany(
                 "INSERT OR IGNORE INTO one_time_prekeys VALUES (?, ?, ?)",
-                [(device_id, key.key_id, key.public) for key in new.one_time_prekeys],
+                [(new.device_id, key.key_id, key.public) for key in new.one_time_prekeys],
             )
-            device = Device(
-                device_id, account_id, new.identity_key, spk.key_id, spk.public, spk.signature, revoked=False
-            )
-            return answer(device)
+            return True
 
         return await self._run(work)
+
+    async def set_certificate(self, device_id: int, certificate: bytes) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE devices SET certificate = ? WHERE device_id = ?", (certificate, device_id)
+            )
+        )
 
     async def get_device(self, device_id: int) -> Device | None:
         row = await self._run(lambda db: db.execute(_DEVICE_BY_ID, (device_id,)).fetchone())

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.support.cli import CliUser, passphrase_file
-from tests.support.relay import RelayProcess, new_account
+from tests.support.cli import CliUser, enrol_user, passphrase_file
+from tests.support.relay import RelayProcess
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,7 @@ def pair(relay: RelayProcess, tmp_path_factory: pytest.TempPathFactory) -> Pair:
     secret = passphrase_file(root)
     users, enrolments = {}, {}
     for account_id, name in (("alice", "Alice Archer"), ("bob", "Bob Baker")):
-        code = new_account(relay.data_dir, account_id, name)
         users[account_id] = user = CliUser(account_id, root / account_id, secret)
-        enrolments[account_id] = done = user.run(
-            "enrol", "--server", relay.https, "--pin", relay.pin, "--code", code
-        )
+        enrolments[account_id] = done = enrol_user(relay, user, name)
         assert done.returncode == 0, done.stderr
     return Pair(users["alice"], users["bob"], enrolments)

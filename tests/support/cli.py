@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.relay import REPO, RelayProcess
+from tests.support.deployment import deployment
+from tests.support.relay import REPO, RelayProcess, new_account
 
 PASSPHRASE = "correct horse battery staple"
 RUN_SECONDS = 90
@@ -55,9 +56,37 @@ class CliUser:
         )
 
 
-def enrol(relay: RelayProcess, user: CliUser, code: str) -> int:
-    """Enrol ``user``'s profile (created if missing) with an enrolment code; the device id it got."""
-    done = user.run("enrol", "--server", relay.https, "--pin", relay.pin, "--code", code)
+def import_organisation(relay: RelayProcess, user: CliUser) -> subprocess.CompletedProcess[str]:
+    """``enclave-cli policy --import`` of the run's organisation config for ``relay``
+    (tests/support/deployment.py), which makes ``user``'s profile if it is missing."""
+    path = deployment().install(user.profile.with_name(user.profile.name + ".config") / "enclave.toml", relay)
+    done = user.run("policy", "--import", str(path))
+    if done.returncode != 0:
+        raise AssertionError(f"policy --import failed: {done.stderr}")
+    return done
+
+
+def enrol_user(
+    relay: RelayProcess, user: CliUser, name: str, *, account_id: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """What IT and a new colleague do: the account at the relay, the organisation's config on the
+    profile, a code from the run's authority, and ``enclave-cli enrol --code`` (its result)."""
+    account = account_id or user.account_id
+    new_account(relay.data_dir, account, name)
+    return enrol_device(relay, user, account)
+
+
+def enrol_device(
+    relay: RelayProcess, user: CliUser, account_id: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Enrol ``user``'s profile as a device of an existing account: config, code, ``enrol``."""
+    import_organisation(relay, user)
+    return user.run("enrol", "--code", deployment().code(account_id or user.account_id))
+
+
+def enrol(relay: RelayProcess, user: CliUser, account_id: str | None = None) -> int:
+    """Enrol ``user``'s profile (created if missing) as a device of the existing account; its id."""
+    done = enrol_device(relay, user, account_id)
     if done.returncode != 0:
         raise AssertionError(f"enrol failed: {done.stderr}")
     return int(pairs(done.stdout)["device"])

@@ -19,6 +19,7 @@ from app.sync.machine import Backoff
 from storage.keyheader import MINIMUM_COST
 from storage.keys import Passphrase
 from storage.records import Conversation
+from tests.support.deployment import deployment
 from tests.support.relay import RelayProcess, new_account
 
 PASSPHRASE = "correct horse battery staple"
@@ -77,12 +78,21 @@ def open_client(
 
 
 def enrolled_client(relay: RelayProcess, root: Path, account_id: str, name: str) -> Client:
-    """A new profile under ``root`` enrolled as ``account_id`` (created with the admin CLI) and online."""
-    code = new_account(relay.data_dir, account_id, name)
+    """A new profile under ``root`` enrolled as ``account_id`` and online, as a colleague is: the
+    account made at the relay with the admin CLI, the organisation's config for this relay
+    imported, and the code from the run's enrolment authority (tests/support/deployment.py)."""
+    new_account(relay.data_dir, account_id, name)
     client = open_client(root / account_id, create=True)
-    client.enclave.enrol(relay.https, relay.pin, code).result(WAIT_SECONDS)
+    import_organisation(client, relay, root / f"{account_id}.config" / "enclave.toml")
+    client.enclave.enrol(None, None, deployment().code(account_id)).result(WAIT_SECONDS)
     assert client.enclave.wait_online(WAIT_SECONDS).result(WAIT_SECONDS + 5)
     return client
+
+
+def import_organisation(client: Client, relay: RelayProcess, path: Path, **changes: object) -> Path:
+    """The run's organisation config for ``relay`` written at ``path`` and imported by ``client``."""
+    client.enclave.import_config(deployment().install(path, relay, **changes)).result(WAIT_SECONDS)
+    return path
 
 
 def first_message(sender: Client, recipient: Client, text: str) -> tuple[Conversation, MessageArrived]:

@@ -20,6 +20,15 @@ EXAMPLE_AUTHORITY = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af
 FAR_FUTURE = "2099-01-01T00:00:00Z"
 
 
+def _listed(section: str, urls: tuple[str, ...] | None, pins: tuple[str, ...] | None) -> str:
+    """``section`` of the example with its ``urls`` and ``pins`` replaced where given."""
+    if urls is not None:
+        section = re.sub(r"(?m)^urls = \[.*\]$", f"urls = {json.dumps(list(urls))}", section)
+    if pins is not None:
+        section = re.sub(r"(?ms)^pins = \[.*?\]$", f"pins = {json.dumps(list(pins))}", section)
+    return section
+
+
 def _keypair() -> tuple[bytes, bytes]:
     return ed25519_keypair_from_seed(seed=nacl.utils.random(32))
 
@@ -42,20 +51,23 @@ class Organisation:
         recommended: str | None = None,
         relay_urls: tuple[str, ...] | None = None,
         relay_pins: tuple[str, ...] | None = None,
+        authority_urls: tuple[str, ...] | None = None,
+        authority_pins: tuple[str, ...] | None = None,
     ) -> bytes:
         """The example config with this organisation's keys, ``version`` and ``expires``; the
-        policy tables replaced by the given TOML bodies, and the relay's addresses and pins by
-        the given ones, where given."""
+        policy tables replaced by the given TOML bodies, and the relay's and the enrolment
+        authority's addresses and pins by the given ones, where given."""
         text = EXAMPLE.read_text(encoding="utf-8")
         text = text.replace(EXAMPLE_ROOT, self.root[0].hex()).replace(
             EXAMPLE_AUTHORITY, self.authority[0].hex()
         )
         text = re.sub(r"(?m)^version = 1 ", f"version = {version} ", text)
         text = re.sub(r"(?m)^expires = \S+", f"expires = {expires}", text)
-        if relay_urls is not None:
-            text = re.sub(r"(?m)^urls = \[.*\]$", f"urls = {json.dumps(list(relay_urls))}", text)
-        if relay_pins is not None:
-            text = re.sub(r"(?ms)^pins = \[.*?\]$", f"pins = {json.dumps(list(relay_pins))}", text)
+        relay, rest = text.split("\n[enrolment]\n", 1)
+        enrolment, policy = rest.split("\n[policy.mandatory]\n", 1)
+        relay = _listed(relay, relay_urls, relay_pins)
+        enrolment = _listed(enrolment, authority_urls, authority_pins)
+        text = f"{relay}\n[enrolment]\n{enrolment}\n[policy.mandatory]\n{policy}"
         if mandatory is not None or recommended is not None:
             text = text[: text.index("\n[policy.mandatory]\n") + 1]
             text += f"[policy.mandatory]\n{mandatory or ''}\n[policy.recommended]\n{recommended or ''}\n"

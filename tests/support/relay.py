@@ -5,6 +5,12 @@ reads the port and pin from its output; a restart binds the same port again, as 
 restarted production relay would keep its address. ``TestDevice`` speaks the frames of
 app/protocol/frames.py over a real TLS WebSocket; it is the smallest client the server
 tests need, not the product's sync engine.
+
+The relay trusts ``TEST_AUTHORITY``'s public key (``--authority-key``), and a
+``TestDevice`` has its certificate signed with it here, in the test process: the relay
+sees the same bytes a real enrolment authority (tests/support/authority.py) would sign,
+and the server tests need no authority process. Tests of the authority itself run the
+real service.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pathlib import Path
 import aiohttp
 from nacl.utils import random
 
+from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair, OneTimePreKey, SignedPreKey
 from app.crypto.primitives import SIGN_CONTEXT_RELAY_AUTH
 from app.protocol.envelope import Envelope
@@ -35,7 +42,6 @@ from app.protocol.frames import (
     Challenge,
     Closing,
     Enrol,
-    Enrolled,
     Frame,
     FrameType,
     Notice,
@@ -50,14 +56,26 @@ from tests.support.services import Banner, collect, start_service, stop_service
 
 REPO = Path(__file__).resolve().parents[2]
 REPLY_SECONDS = 10
+TEST_AUTHORITY = IdentityKeyPair.generate(random)
+"""The enrolment authority key the test relays trust (one per test process)."""
+CERTIFICATE_SECONDS = 7 * 24 * 3600
+MAX_DEVICE_ID = 2**31 - 1
 RELAY_BANNER = Banner("relay", "Relay public-key pin", "enclave-server listening on")
 
 
 class RelayProcess:
     """``enclave-server`` on 127.0.0.1:<free port> over ``data_dir``; restartable and killable."""
 
-    def __init__(self, data_dir: Path, *extra_args: str, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *extra_args: str,
+        env: Mapping[str, str] | None = None,
+        authority_key: bytes | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.authority_key = TEST_AUTHORITY.public if authority_key is None else authority_key
+        """The enrolment authority's public key this relay trusts (``--authority-key``)."""
         self.extra_args = extra_args
         self.env = dict(env or {})
         """Added to this process's environment for the relay's (glibc's ``MALLOC_*`` tunables, say)."""
@@ -75,6 +93,8 @@ class RelayProcess:
             str(self.data_dir),
             "--port",
             str(self.port),
+            "--authority-key",
+            self.authority_key.hex(),
             *self.extra_args,
         ]
         self.process, self.pin, self.port = start_service(
@@ -119,14 +139,30 @@ def admin(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def new_account(data_dir: Path, account_id: str, name: str = "Test User") -> str:
-    """Create an account with the admin CLI and return a fresh enrolment code for it."""
+    """Create an account with the admin CLI; its id as stored."""
     created = admin(data_dir, "account", "create", account_id, "--name", name, "--department", "Tests")
     if created.returncode != 0:
         raise RuntimeError(created.stderr)
-    issued = admin(data_dir, "code", "issue", account_id)
-    if issued.returncode != 0:
-        raise RuntimeError(issued.stderr)
-    return issued.stdout.strip()
+    return created.stdout.split()[1]
+
+
+def certificate_for(
+    account_id: str,
+    device_id: int,
+    identity_key: bytes,
+    *,
+    issuer: IdentityKeyPair = TEST_AUTHORITY,
+    expires_at: int | None = None,
+) -> bytes:
+    """A device certificate as the enrolment authority signs it (by default with the key the
+    test relays trust, valid for a week)."""
+    return DeviceCertificate.issue(
+        issuer,
+        account_id=account_id,
+        device_id=device_id,
+        identity_key=identity_key,
+        expires_at=int(time.time()) + CERTIFICATE_SECONDS if expires_at is None else expires_at,
+    ).encode()
 
 
 @dataclass
@@ -191,41 +227,55 @@ class TestDevice:
         await self.ws.send_bytes(Frame(frame_type, self._next_request, body).encode())
         return await asyncio.wait_for(future, REPLY_SECONDS)
 
-    async def enrol(self, code: str, prekeys: int = 5) -> Response:
+    def certify(self, account_id: str, *, issuer: IdentityKeyPair = TEST_AUTHORITY) -> bytes:
+        """Take a certificate for ``account_id`` and a fresh random device id, as the enrolment
+        authority would give this device; kept as this device's and returned."""
+        self.account_id = account_id
+        self.device_id = 1 + int.from_bytes(random(4), "big") % MAX_DEVICE_ID
+        self.certificate = certificate_for(account_id, self.device_id, self.identity.public, issuer=issuer)
+        return self.certificate
+
+    def enrolment(self, prekeys: int = 5, *, certificate: bytes | None = None) -> bytes:
+        """An ENROL body with this device's certificate (or ``certificate``), its challenge
+        signature, a signed prekey and ``prekeys`` one-time prekeys."""
         spk = SignedPreKey.generate(self.identity, 1, random)
         one_time = [OneTimePreKey.generate(i, random) for i in range(prekeys)]
-        request = Enrol(
-            code=code,
-            identity_key=self.identity.public,
+        return Enrol(
+            certificate=self.certificate if certificate is None else certificate,
+            signature=self.challenge_signature(),
             signed_prekey=SignedPreKeyUpload(spk.key_id, spk.keypair.public, spk.signature),
             one_time_prekeys=tuple(UploadedPreKey(k.key_id, k.keypair.public) for k in one_time),
-        )
-        response = await self.request(FrameType.ENROL, request.encode())
-        if response.status == Status.OK:
-            enrolled = Enrolled.parse(response.body)
-            self.device_id, self.account_id = enrolled.device_id, enrolled.account_id
-        return response
+        ).encode()
 
-    def authentication(self) -> bytes:
-        signature = self.identity.sign(
+    async def enrol(self, prekeys: int = 5) -> Response:
+        """Register this device (certified first with ``certify``) on the current connection,
+        which spends its challenge: ``authenticate`` needs a new connection (``reconnect``)."""
+        return await self.request(FrameType.ENROL, self.enrolment(prekeys))
+
+    def challenge_signature(self) -> bytes:
+        return self.identity.sign(
             context=SIGN_CONTEXT_RELAY_AUTH, message=auth_message(self.nonce, self.device_id)
         )
-        return Authenticate(self.device_id, signature).encode()
+
+    def authentication(self) -> bytes:
+        return Authenticate(self.device_id, self.challenge_signature(), self.certificate).encode()
 
     async def authenticate(self) -> Response:
         response = await self.request(FrameType.AUTHENTICATE, self.authentication())
         if response.status == Status.OK:
-            authenticated = Authenticated.parse(response.body)
-            self.certificate, self.upload_token = authenticated.certificate, authenticated.upload_token
+            self.upload_token = Authenticated.parse(response.body).upload_token
         return response
 
-    async def join(self, code: str) -> TestDevice:
-        """Connect, enrol with ``code`` and authenticate; raise unless all succeed."""
+    async def join(self, account_id: str) -> TestDevice:
+        """Certify for ``account_id``, connect, enrol, connect again and authenticate; raise
+        unless all succeed."""
+        self.certify(account_id)
         await self.connect()
-        for step in (self.enrol(code), self.authenticate()):
-            response = await step
-            if response.status != Status.OK:
-                raise RuntimeError(f"{response.status.name}: {response.reason}")
+        response = await self.enrol()
+        if response.status == Status.OK:
+            response = await self.reconnect()
+        if response.status != Status.OK:
+            raise RuntimeError(f"{response.status.name}: {response.reason}")
         return self
 
     async def reconnect(self) -> Response:
