@@ -6,6 +6,7 @@ from pathlib import Path
 
 import keyring.backends.fail
 import pytest
+from nacl.utils import random
 
 from storage.errors import (
     KeystoreEntryCorruptError,
@@ -17,7 +18,14 @@ from storage.errors import (
     WrongPassphraseError,
 )
 from storage.keyheader import MINIMUM_COST, Protection
-from storage.keys import KEYSTORE_SERVICE, KEYSTORE_VALUE_PREFIX, Keystore, Passphrase, keystore_available
+from storage.keys import (
+    KEYSTORE_SERVICE,
+    KEYSTORE_VALUE_PREFIX,
+    Keystore,
+    Passphrase,
+    kept_secret,
+    keystore_available,
+)
 from storage.records import ConversationKind, MessageStatus, NewMessage
 from storage.store import KEY_HEADER_NAME, Store, protection_of
 from tests.conftest import require
@@ -189,3 +197,23 @@ def test_protection_mismatch(
 def test_the_default_cost_is_moderate() -> None:
     """Test that a passphrase created without a cost gets Argon2id's moderate cost, not the test minimum."""
     assert Passphrase("x").cost.memlimit >= 256 * 1024 * 1024
+
+
+def test_a_kept_secret_is_made_once_kept_in_the_keystore_and_given_back(
+    secret_service: SecretService,
+) -> None:
+    """Test that kept_secret makes a 256-bit secret on first use, stores it in the Secret Service,
+    gives the same one back later, and keeps a different one under another name."""
+    backend = secret_service.backend()
+    first = kept_secret("local-organisation /tmp/home root", random, backend)
+    assert len(bytes.fromhex(first)) == 32
+    assert kept_secret("local-organisation /tmp/home root", random, backend) == first
+    other = kept_secret("local-organisation /tmp/home authority", random, backend)
+    assert other != first
+    assert first.encode() in secret_service.secrets() and other.encode() in secret_service.secrets()
+
+
+def test_a_kept_secret_without_a_keystore_is_a_keystore_error() -> None:
+    """Test that kept_secret with no keystore backend is KeystoreUnavailableError, not a secret."""
+    with pytest.raises(KeystoreUnavailableError):
+        kept_secret("anything", random, keyring.backends.fail.Keyring())
