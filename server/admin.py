@@ -5,6 +5,7 @@ hash-chained admin log.
     enclave-admin --data DIR account create ID --name NAME [--department DEPT]
     enclave-admin --data DIR account disable|enable|revoke ID
     enclave-admin --data DIR enrol ID --config CONFIG --authority-data DIR2   (a code and what the user needs)
+    enclave-admin --data DIR publish CONFIG [--expect-root HEX]   (devices fetch it from the relay)
     enclave-admin --data DIR device list [--account ID]
     enclave-admin --data DIR device revoke DEVICE_ID
     enclave-admin --data DIR stats
@@ -38,7 +39,7 @@ from authority import admin as authority_admin
 from server import orgadmin
 from server.adminlog import verify
 from server.backends import make_store
-from server.config import load_config
+from server.config import PUBLISHED_CONFIG, load_config, trusted_authority_key
 from server.store.base import Account, AccountState, DuplicateError, RelayStore
 
 ACTOR_VARIABLE = "ENCLAVE_ADMIN_ACTOR"
@@ -123,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     device.add_parser("revoke", help="revoke one device").add_argument("device_id", type=int)
 
+    publish = commands.add_parser(
+        "publish",
+        help="put a signed organisation config on the relay, for devices to fetch when they connect",
+    )
+    publish.add_argument("config", type=Path, help="the signed config (.sig beside it)")
+    publish.add_argument("--expect-root", default=None, metavar="HEX", help="as for config verify")
     commands.add_parser("stats", help="counts only")
     log = commands.add_parser("log", help="the admin log").add_subparsers(dest="action", required=True)
     log.add_parser("show", help="every entry")
@@ -226,7 +233,7 @@ async def _enrol(store: RelayStore, args: argparse.Namespace, actor: str) -> str
     account = await _existing_account(store, args.account_id)
     if account is None or account.state != AccountState.ACTIVE:
         raise Refused(f"no active account {args.account_id!r}")
-    relay_trusts = load_config(args.data).authority_key
+    relay_trusts = trusted_authority_key(args.data)
     if relay_trusts and config.authority_key.hex() != relay_trusts:
         raise Refused(
             f"{args.config} names the authority key {config.authority_key.hex()[:16]}…, but this relay"
@@ -237,6 +244,21 @@ async def _enrol(store: RelayStore, args: argparse.Namespace, actor: str) -> str
     )
     await _logged(store, actor, "code.issue", {"account": account.account_id, "expires_at": expires_at})
     return "\n".join(orgadmin.enrolment_lines(config, args.config, account.account_id, code))
+
+
+async def _publish(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
+    """Put the signed config where the relay serves it to devices (``GET /v1/config``), once it is
+    checked as a client checks it and names the authority key this relay trusts."""
+    config = orgadmin.checked_config(args.config, args.expect_root)
+    relay_trusts = trusted_authority_key(args.data)
+    if relay_trusts and config.authority_key.hex() != relay_trusts:
+        raise Refused(
+            f"{args.config} names the authority key {config.authority_key.hex()[:16]}…, but this relay"
+            f" trusts {relay_trusts[:16]}… (its authority_key); nothing was published"
+        )
+    orgadmin.copy_signed(args.config, args.data / PUBLISHED_CONFIG)
+    await _logged(store, actor, "config.publish", {"version": config.version})
+    return f"published {args.config} (version {config.version}): devices take it when they next connect"
 
 
 async def _device(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
@@ -309,6 +331,7 @@ def _head_prefix(typed: str) -> str:
 COMMANDS: dict[str, Callable[[RelayStore, argparse.Namespace, str], Awaitable[str]]] = {
     "account": _account,
     "enrol": _enrol,
+    "publish": _publish,
     "device": _device,
     "stats": _stats,
     "log": _log,

@@ -17,6 +17,12 @@ from typing import Any
 from app.base.errors import EnclaveError
 
 CONFIG_FILENAME = "server.toml"
+AUTHORITY_RECORD = "authority.pub"
+"""The ``authority_key`` the relay last started with, for ``enclave-admin`` to check configs and
+codes against when it was given as a flag (written at every start; the relay never reads it)."""
+PUBLISHED_CONFIG = "organisation.toml"
+"""Where ``enclave-admin publish`` puts the organisation's signed config for devices to fetch
+(with its ``.sig`` beside it); the relay serves it as it is and cannot change it unseen."""
 AUTHORITY_KEY = re.compile("[0-9a-f]{64}")
 DAY = 24 * 3600
 
@@ -130,3 +136,24 @@ def require_authority_key(config: ServerConfig) -> None:
             f"set authority_key in {config.data_dir / CONFIG_FILENAME} (or --authority-key): the "
             "[enrolment] authority_key of the organisation's config, as enclave-admin org init printed it"
         )
+
+
+def record_authority_key(config: ServerConfig) -> None:
+    """Write the authority key this start uses where ``trusted_authority_key`` finds it."""
+    record = config.data_dir / AUTHORITY_RECORD
+    if not record.exists() or record.read_text(encoding="ascii").strip() != config.authority_key:
+        temporary = record.with_name(record.name + ".tmp")
+        temporary.write_text(config.authority_key + "\n", encoding="ascii")
+        temporary.replace(record)
+
+
+def trusted_authority_key(data_dir: Path) -> str:
+    """The authority key the relay of ``data_dir`` trusts: its setting in ``server.toml``, else the
+    one it last started with; "" if neither is known (a relay that never started)."""
+    configured = load_config(data_dir).authority_key
+    if configured:
+        return configured
+    try:
+        return (data_dir / AUTHORITY_RECORD).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""

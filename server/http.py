@@ -18,6 +18,7 @@ from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.typedefs import Handler
 
 from app.base.requestlog import tame_aiohttp_loggers
+from server.config import PUBLISHED_CONFIG
 from server.relay import Relay
 from server.tokens import check_upload_token
 
@@ -30,6 +31,7 @@ MAX_EXPIRY_DIGITS = 12
 """A Unix time in seconds has 10 digits until the year 2286; 12 leave room and bound ``int()``."""
 EXPIRY_DIGITS = re.compile(rf"[0-9]{{1,{MAX_EXPIRY_DIGITS}}}")
 RELAY_KEY: web.AppKey[Relay] = web.AppKey("relay", Relay)
+SIGNATURE_SUFFIX = ".sig"
 
 
 class BadExpiry(ValueError):
@@ -85,8 +87,8 @@ async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:
     return b"".join(chunks)
 
 
-async def upload_attachment(request: web.Request) -> web.Response:
-    relay = request.app[RELAY_KEY]
+def _authorised(request: web.Request, relay: Relay) -> bool:
+    """Whether the request carries a valid upload token (a device authenticated lately)."""
     header = request.headers.get("Authorization", "")
     try:
         token = (
@@ -96,7 +98,27 @@ async def upload_attachment(request: web.Request) -> web.Response:
         )
     except ValueError:  # binascii.Error for bad hex, ValueError for text that is not ASCII
         token = b""
-    if check_upload_token(relay.keys.upload_token_key, token, relay.now()) is None:
+    return check_upload_token(relay.keys.upload_token_key, token, relay.now()) is not None
+
+
+async def published_config(request: web.Request) -> web.Response:
+    """The organisation config published on this relay (``enclave-admin publish``), or its
+    signature: for devices only (an upload token), since it names the organisation's
+    services and policy. The relay cannot change it unseen: devices check the root's signature."""
+    relay = request.app[RELAY_KEY]
+    if not _authorised(request, relay):
+        return _error(401, "a valid upload token is required")
+    name = PUBLISHED_CONFIG + (SIGNATURE_SUFFIX if request.path.endswith(SIGNATURE_SUFFIX) else "")
+    try:
+        data = (relay.config.data_dir / name).read_bytes()
+    except FileNotFoundError:
+        return _error(404, "no organisation config is published on this relay")
+    return web.Response(body=data, content_type="application/octet-stream")
+
+
+async def upload_attachment(request: web.Request) -> web.Response:
+    relay = request.app[RELAY_KEY]
+    if not _authorised(request, relay):
         return _error(401, "a valid upload token is required")
     try:
         wanted = _requested_expiry(request, relay.now())
@@ -174,6 +196,8 @@ ROUTES = (
     ("GET", "/v1/ws", websocket),
     ("POST", "/v1/attachments", upload_attachment),
     ("GET", "/v1/attachments/{attachment_id}", download_attachment),
+    ("GET", "/v1/config", published_config),
+    ("GET", "/v1/config" + SIGNATURE_SUFFIX, published_config),
 )
 
 

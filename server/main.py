@@ -27,7 +27,13 @@ from app.base.listener import Listener, ListenError
 from app.base.requestlog import summarise_suppressed
 from app.base.tools import ToolParser
 from server.backends import make_store
-from server.config import ConfigError, ServerConfig, load_config, require_authority_key
+from server.config import (
+    ConfigError,
+    ServerConfig,
+    load_config,
+    record_authority_key,
+    require_authority_key,
+)
 from server.datalock import LOCK_NAME, check_data_folder
 from server.http import make_app
 from server.keys import load_or_create_keys
@@ -72,6 +78,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         check_data_folder(config.data_dir)
         stack.callback(FolderLock.acquire(config.data_dir, name=LOCK_NAME, program="relay").release)
         keys = load_or_create_keys(config.data_dir, config.host)
+        record_authority_key(config)
         if keys.created:
             print(f"New relay keys made in {config.data_dir}.")
         print(f"Relay public-key pin for the provisioning config: {keys.pin}", flush=True)

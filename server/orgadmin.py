@@ -204,6 +204,21 @@ def _sign(args: argparse.Namespace) -> list[str]:
     return [f"signed {path} (version {config.version}): {target}"]
 
 
+def copy_signed(config: Path, target: Path) -> None:
+    """Copy ``config`` and its signature to ``target`` and ``target.sig`` (0644), each replacing the
+    old at once; the signature last, so a reader between the two sees a mismatch it refuses
+    and fetches again, never a config with a signature it does not verify under."""
+    for source, destination in (
+        (config, target),
+        (config.with_name(config.name + SIGNATURE_SUFFIX), target.with_name(target.name + SIGNATURE_SUFFIX)),
+    ):
+        temporary = destination.with_name(destination.name + ".tmp")
+        temporary.unlink(missing_ok=True)
+        _write_private(temporary, source.read_bytes())
+        temporary.chmod(0o644)
+        temporary.replace(destination)
+
+
 def checked_config(path: Path, expect_root: str | None) -> OrgConfig:
     """The config at ``path`` once its signature, schema and expiry are checked as a new client
     checks them, and (with ``expect_root``, 64 hex digits) that it is signed by that root."""

@@ -27,8 +27,10 @@ and saving it, so two coroutines never advance the same session from the same st
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
+from app.base.errors import ProvisioningError, TransportError
 from app.crypto.primitives import RandomSource
 from app.protocol.envelope import Envelope
 from app.protocol.frames import Authenticated, Notice, NoticeKind
@@ -38,7 +40,7 @@ from app.services.contacts import Contacts
 from app.services.conversations import Conversations
 from app.services.credentials import Credentials
 from app.services.delivery import Delivery
-from app.services.events import ConnectionChanged, Emitter, Listener
+from app.services.events import ConnectionChanged, Emitter, Listener, Problem
 from app.services.expiry import ExpirySchedule
 from app.services.incoming import Receiving
 from app.services.outgoing import Sending
@@ -52,6 +54,8 @@ from app.sync.machine import Backoff
 from app.sync.transport import Transport, TransportState
 from storage.records import Identity
 from storage.store import Store
+
+log = logging.getLogger(__name__)
 
 
 class Client:
@@ -229,6 +233,28 @@ class Client:
         self.prekeys.online()
         await self.sending.seal_pending()
         self.delivery.kick()
+        await self._config_from_relay()
+
+    async def _config_from_relay(self) -> None:
+        """Take a newer organisation config the relay publishes, checked as an import is (the relay
+        cannot change it unseen: the root signed it); its relay applies at once. A refused one
+        changes nothing and is reported; the relay being unable to answer is not."""
+        try:
+            published = await self.relay.published_config(self.credentials.upload_token)
+        except TransportError as e:
+            log.info("the relay's published config could not be fetched (%s)", type(e).__name__)
+            return
+        if published is None:
+            return
+        try:
+            changed = self.provisioning.offered_by_relay(*published)
+        except ProvisioningError as e:
+            log.warning("refused the organisation config the relay published (%s)", type(e).__name__)
+            self._emitter.emit(Problem(f"The relay offered an organisation config that was refused: {e}"))
+            return
+        if changed:
+            log.info("accepted a newer organisation config from the relay")
+            await self.account.relay_moved()
 
     async def on_envelope(self, envelope: Envelope, source: Transport) -> None:
         await self.receiving.receive(envelope, source)

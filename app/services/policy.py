@@ -27,7 +27,12 @@ from pathlib import Path
 from app.base.errors import ProvisioningError
 from app.provisioning.accept import Candidate, InForce, Origin, check_candidate
 from app.provisioning.config import OrgConfig, untrusted_config
-from app.provisioning.errors import ConfigFileError, InvalidPolicyValueError, OtherRelayConfigError
+from app.provisioning.errors import (
+    ConfigFileError,
+    DowngradedConfigError,
+    InvalidPolicyValueError,
+    OtherRelayConfigError,
+)
 from app.provisioning.locations import read_candidate, system_config_path
 from app.provisioning.policy import EffectivePolicy, PolicyEntry, effective_policy
 from app.provisioning.rules import BY_NAME, PolicyValue, ValueProblem, untrusted_value
@@ -89,6 +94,19 @@ class Provisioning:
         if candidate is None:
             raise ConfigFileError(f"there is no config at {path}")
         return self._accept(candidate)
+
+    def offered_by_relay(self, config: bytes, signature: bytes) -> bool:
+        """Take the config the relay publishes as the user's, checked as an import is; True if it
+        changed what is in force. One that is older than (or the same as) the user's in force
+        is not a refusal: the relay is behind, or the user imported the newer one first."""
+        candidate = Candidate(Origin.USER, "the relay's published config", config, signature)
+        kept = self._store.organisation.config(Origin.USER.value)
+        try:
+            self._accept(candidate)
+        except DowngradedConfigError:
+            return False
+        changed = self._store.organisation.config(Origin.USER.value)
+        return kept is None or changed is None or kept.config != changed.config
 
     def _accept(self, candidate: Candidate) -> OrgConfig:
         organisation = self._store.organisation

@@ -293,6 +293,30 @@ async def download_blob(relay_url: str, certificate_der: bytes, attachment_id: s
         return await response.read()
 
 
+MAX_PUBLISHED_BYTES = 262144 + 1024
+"""Read no more of a published config or its signature (a config is at most 262144 bytes)."""
+
+
+async def download_published_config(
+    relay_url: str, certificate_der: bytes, upload_token: bytes
+) -> tuple[bytes, bytes] | None:
+    """The organisation config published on the relay and its signature's bytes, over HTTPS pinned
+    to ``certificate_der``; None if the relay publishes none. Unchecked: the caller checks them."""
+    headers = {"Authorization": UPLOAD_SCHEME + upload_token.hex()}
+    parts = []
+    async with pinned_https(certificate_der) as http:
+        for path in ("/v1/config", "/v1/config.sig"):
+            async with http.get(relay_url.rstrip("/") + path, headers=headers) as response:
+                if response.status == HTTPStatus.NOT_FOUND:
+                    return None
+                if response.status != HTTPStatus.OK:
+                    raise RelayRefusedError(
+                        f"HTTP {response.status}", "the organisation config was not given"
+                    )
+                parts.append(await response.content.read(MAX_PUBLISHED_BYTES))
+    return parts[0], parts[1]
+
+
 @contextlib.asynccontextmanager
 async def pinned_https(certificate_der: bytes) -> AsyncIterator[aiohttp.ClientSession]:
     """An HTTPS session that talks only to a server presenting exactly ``certificate_der``.
@@ -457,6 +481,13 @@ class RelayLink:
             raise OfflineError("not connected to the relay yet")
         url, certificate_der = self._pinned
         return await download_blob(url, certificate_der, attachment_id)
+
+    async def published_config(self, upload_token: bytes) -> tuple[bytes, bytes] | None:
+        """The organisation config the relay publishes and its signature (unchecked), or None."""
+        if self._pinned is None:
+            raise OfflineError("not connected to the relay yet")
+        url, certificate_der = self._pinned
+        return await download_published_config(url, certificate_der, upload_token)
 
     def _set_state(self, state: TransportState, reason: str) -> None:
         if state == TransportState.ONLINE:
