@@ -25,7 +25,7 @@ TOOLS = {
 }
 """Each tool's name and how its entry point is run (run.sh execs main.py once .venv exists)."""
 DEFAULT_SHOWN = {
-    "enclave-admin": (["code", "issue", "--help"], "1 to 720 (default: 72)"),
+    "enclave-admin": (["enrol", "--help"], "1 to 720 (default: 72)"),
     "enclave-server": (["--help"], "(built in: 8443"),
     "enclave-cli": (["send", "--help"], "(default: 15.0)"),
     "run.sh": (["--help"], "(default: 8743)"),

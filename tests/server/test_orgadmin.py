@@ -1,13 +1,28 @@
-"""enclave-admin org init, config sign and config verify, run as the admin runs them."""
+"""enclave-admin org init, config sign and config verify, run as the admin runs them; and enrol,
+against a real relay and the data folder of the run's real enrolment authority."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+from nacl.utils import random
+
+from app.base.tools import EXIT_REFUSED
+from app.crypto.keys import IdentityKeyPair
 from app.provisioning.accept import Candidate, Origin, check_candidate
+from app.provisioning.keyfile import Role, seal_key
+from authority.store import AuthorityStore
+from server.config import CONFIG_FILENAME
+from tests.support.authority import AUTHORITY_PASSPHRASE, AuthorityProcess
+from tests.support.cli import CliUser, pairs, passphrase_file
+from tests.support.deployment import KEY_FILE, deployment
 from tests.support.organisation import EXAMPLE, EXAMPLE_AUTHORITY, EXAMPLE_ROOT
+from tests.support.relay import TEST_AUTHORITY, RelayProcess, admin, new_account
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -122,7 +137,140 @@ def test_sign_refuses_a_malformed_config_and_a_config_of_another_root(tmp_path: 
     assert other.returncode == 1 and "nothing was signed" in other.stderr
     config.write_text(EXAMPLE.read_text().replace("idle_lock_minutes = 15", "idle_lock_minutes = -1"))
     bad = _admin("config", "sign", str(config), "--root-key", str(keys / "root" / "root.key"))
-    assert bad.returncode == 1 and "at policy.recommended.idle_lock_minutes (line 69)" in bad.stderr
+    lines = EXAMPLE.read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if text.startswith("idle_lock_minutes = 15 "))
+    assert bad.returncode == 1 and f"at policy.recommended.idle_lock_minutes (line {line})" in bad.stderr
     assert not (tmp_path / "enclave.toml.sig").exists()
     relay_usage = _admin("stats")
     assert relay_usage.returncode == 2 and "--data" in relay_usage.stderr
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
+    """A real relay whose server.toml names the authority key it trusts, as ADMIN.md sets one up:
+    the key enrol compares a config's with."""
+    data = tmp_path_factory.mktemp("relay")
+    (data / CONFIG_FILENAME).write_text(f'authority_key = "{TEST_AUTHORITY.public.hex()}"\n')
+    process = RelayProcess(data).start()
+    yield process
+    process.stop()
+
+
+def _enrol(
+    relay: RelayProcess, account_id: str, config: Path, authority_data: Path
+) -> subprocess.CompletedProcess[str]:
+    return admin(
+        relay.data_dir, "enrol", account_id, "--config", str(config), "--authority-data", str(authority_data)
+    )
+
+
+def _codes(authority: AuthorityProcess) -> list[tuple[object, ...]]:
+    """The rows of the ``codes`` table in ``authority``'s data folder."""
+    return authority.rows()[0]
+
+
+def _refused_issuing_no_code(
+    relay: RelayProcess, account_id: str, config: Path, authority_data: Path, says: str
+) -> None:
+    """enrol exits 1 with one line containing ``says`` and prints nothing; the run's authority holds
+    the codes it held before, and the relay's admin log records no code for the account."""
+    before = _codes(deployment().authority())
+    done = _enrol(relay, account_id, config, authority_data)
+    assert (done.returncode, done.stdout) == (EXIT_REFUSED, ""), done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("enclave-admin: ") and says in line, line
+    assert _codes(deployment().authority()) == before
+    assert f'"account": "{account_id}", "expires_at"' not in admin(relay.data_dir, "log", "show").stdout
+
+
+def test_enrol_issues_a_code_at_the_authority_that_enrols_a_profile_by_itself(
+    relay: RelayProcess, tmp_path: Path
+) -> None:
+    """Test that enrol issues one unspent code in the authority's store for the account and prints it
+    with what the user needs from the config; and that a profile with the config imported enrols
+    with enclave-cli enrol --code CODE alone, spending the code, as a device the relay lists."""
+    authority = deployment().authority()
+    account_id = new_account(relay.data_dir, "mia.moss", "Mia Moss")
+    config = deployment().install(tmp_path / "enclave.toml", relay)
+    before = _codes(authority)
+    done = _enrol(relay, account_id, config, authority.data_dir)
+    assert done.returncode == 0, done.stderr
+    sheet = pairs(done.stdout)
+    assert (sheet["account"], sheet["organisation"]) == (account_id, "Ministry of Examples")
+    assert (sheet["relay"], sheet["pins"]) == (relay.https, relay.pin)
+    assert sheet["run"] == f"enclave-cli enrol --code {sheet['code']}"
+    [issued] = [row for row in _codes(authority) if row not in before]
+    code_id, _, owner, _, spent_at = issued
+    assert (owner, spent_at) == (account_id, None)
+
+    user = CliUser(account_id, tmp_path / "mia", passphrase_file(tmp_path))
+    imported = user.run("policy", "--import", str(config))
+    assert imported.returncode == 0, imported.stderr
+    enrolled = user.run("enrol", "--code", sheet["code"])
+    assert enrolled.returncode == 0, enrolled.stderr
+    device = pairs(enrolled.stdout)
+    assert device["account"] == account_id
+    listed = admin(relay.data_dir, "device", "list", "--account", account_id)
+    assert [row.split("\t")[:3] for row in listed.stdout.splitlines()[1:]] == [
+        [device["device"], account_id, "active"]
+    ]
+    [spent] = [row for row in _codes(authority) if row[0] == code_id]
+    assert spent[4] is not None
+
+
+def test_enrol_refuses_a_config_that_does_not_verify(relay: RelayProcess, tmp_path: Path) -> None:
+    """Test that enrol with a config whose signature does not verify exits 1 saying why, and issues
+    no code."""
+    account_id = new_account(relay.data_dir, "lee", "Lee Lane")
+    config = deployment().install(tmp_path / "enclave.toml", relay)
+    config.write_bytes(config.read_bytes().replace(b"Ministry of Examples", b"Ministry of Elsewhere"))
+    _refused_issuing_no_code(relay, account_id, config, deployment().authority().data_dir, "does not verify")
+
+
+def test_enrol_refuses_a_config_naming_another_authority_key_than_the_relays(
+    relay: RelayProcess, tmp_path: Path
+) -> None:
+    """Test that enrol refuses, issuing no code, a config the organisation's root signed that names
+    another authority key than the one the relay trusts: the relay would refuse its certificates."""
+    account_id = new_account(relay.data_dir, "noa", "Noa North")
+    other = IdentityKeyPair.generate(random).public.hex()
+    text = deployment().config(relay).replace(TEST_AUTHORITY.public.hex().encode(), other.encode())
+    config = deployment().signer.write(tmp_path / "enclave.toml", text)
+    says = f"names the authority key {other[:16]}…, but this relay trusts {TEST_AUTHORITY.public.hex()[:16]}…"
+    _refused_issuing_no_code(relay, account_id, config, deployment().authority().data_dir, says)
+
+
+def test_enrol_refuses_an_authority_folder_sealing_another_key(relay: RelayProcess, tmp_path: Path) -> None:
+    """Test that enrol refuses, issuing no code there nor at the run's authority, an authority folder
+    whose authority.key seals another key than the config's authority key."""
+    account_id = new_account(relay.data_dir, "oli", "Oli Oak")
+    config = deployment().install(tmp_path / "enclave.toml", relay)
+    folder = tmp_path / "other-authority"
+    folder.mkdir(mode=0o700)
+    sealed, _ = seal_key(Role.AUTHORITY, AUTHORITY_PASSPHRASE, random(32), random=random)
+    (folder / KEY_FILE).write_bytes(sealed)
+    AuthorityStore.open(folder).close()
+    _refused_issuing_no_code(relay, account_id, config, folder, "holds the authority key")
+    assert _codes(AuthorityProcess(folder, tmp_path / "unused.pass")) == []
+
+
+def test_enrol_refuses_a_folder_with_no_authority_database(relay: RelayProcess, tmp_path: Path) -> None:
+    """Test that enrol refuses, issuing no code and making no database, a folder that holds the
+    authority's sealed key but no authority database (the authority never started there)."""
+    account_id = new_account(relay.data_dir, "pat", "Pat Pine")
+    config = deployment().install(tmp_path / "enclave.toml", relay)
+    folder = tmp_path / "never-started"
+    folder.mkdir(mode=0o700)
+    shutil.copy2(deployment().authority().data_dir / KEY_FILE, folder / KEY_FILE)
+    _refused_issuing_no_code(relay, account_id, config, folder, "no authority database")
+    assert sorted(path.name for path in folder.iterdir()) == [KEY_FILE]
+
+
+def test_enrol_refuses_a_disabled_account(relay: RelayProcess, tmp_path: Path) -> None:
+    """Test that enrol refuses, issuing no code, an account that is disabled at the relay."""
+    account_id = new_account(relay.data_dir, "quinn", "Quinn Quill")
+    config = deployment().install(tmp_path / "enclave.toml", relay)
+    disabled = admin(relay.data_dir, "account", "disable", account_id)
+    assert disabled.returncode == 0, disabled.stderr
+    says = f"no active account {account_id!r}"
+    _refused_issuing_no_code(relay, account_id, config, deployment().authority().data_dir, says)
