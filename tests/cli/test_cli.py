@@ -5,8 +5,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from authority.service import CODE_REFUSED
 from tests.cli.conftest import Pair
-from tests.support.cli import RUN_SECONDS, CliUser, Interactive, pairs, passphrase_file, rows
+from tests.support.cli import (
+    RUN_SECONDS,
+    CliUser,
+    Interactive,
+    enrol,
+    import_organisation,
+    pairs,
+    passphrase_file,
+    rows,
+)
+from tests.support.deployment import deployment
 from tests.support.relay import RelayProcess, new_account
 
 LISTEN = ("listen", "--count", "1", "--wait", "60")
@@ -154,12 +165,14 @@ def test_a_wrong_passphrase_exits_1_with_one_line(pair: Pair, tmp_path: Path) ->
     assert done.stderr.startswith("enclave-cli: Wrong passphrase") and done.stderr.count("\n") == 1
 
 
-def test_a_refused_code_exits_1_with_the_relays_reason(relay: RelayProcess, tmp_path: Path) -> None:
-    """Test that enrol with a code the relay refuses fails with status 1 and the relay's reason."""
+def test_a_refused_code_exits_1_with_the_authoritys_reason(relay: RelayProcess, tmp_path: Path) -> None:
+    """Test that enrol with a code the enrolment authority refuses fails with status 1 and, in one
+    line, the authority's reason."""
     carol = CliUser("carol", tmp_path / "carol", passphrase_file(tmp_path))
-    done = carol.run("enrol", "--server", relay.https, "--pin", relay.pin, "--code", "AAAA-BBBB-CCCC-DDDD")
+    import_organisation(relay, carol)
+    done = carol.run("enrol", "--code", "AAAA-BBBB-CCCC-DDDD")
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stderr.count("\n") == 1 and "enrolment code is wrong" in done.stderr
+    assert done.stderr.count("\n") == 1 and CODE_REFUSED in done.stderr, done.stderr
 
 
 def test_bad_usage_exits_2(tmp_path: Path) -> None:
@@ -172,13 +185,11 @@ def test_bad_usage_exits_2(tmp_path: Path) -> None:
 def test_a_profile_whose_key_header_is_gone_is_not_enrolled_over(relay: RelayProcess, tmp_path: Path) -> None:
     """Test that enrol and history refuse a profile missing its key header and keep its database."""
     user = CliUser("carol", tmp_path / "carol", passphrase_file(tmp_path))
-    code = new_account(relay.data_dir, "carol", "Carol Clark")
-    enrolled = user.run("enrol", "--server", relay.https, "--pin", relay.pin, "--code", code)
-    assert enrolled.returncode == 0, enrolled.stderr
+    enrol(relay, user, new_account(relay.data_dir, "carol", "Carol Clark"))
     (user.profile / "keyheader").unlink()
     database = (user.profile / "store.db").read_bytes()
-    again = new_account(relay.data_dir, "carol2", "Carol Clark")
-    for args in (("enrol", "--server", relay.https, "--pin", relay.pin, "--code", again), ("history", "bob")):
+    again = deployment().code(new_account(relay.data_dir, "carol2", "Carol Clark"))
+    for args in (("enrol", "--code", again), ("history", "bob")):
         done = user.run(*args)
         assert done.returncode == 1, done.stderr
         assert "key header" in done.stderr and "is missing" in done.stderr

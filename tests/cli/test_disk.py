@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import CliUser, passphrase_file, rows
+from tests.support.cli import CliUser, enrol, passphrase_file, rows
 from tests.support.disks import fill, remount, tmpfs
 from tests.support.relay import RelayProcess, new_account
 
@@ -27,9 +27,7 @@ def on_small_disk(relay: RelayProcess, tmp_path: Path) -> Iterator[tuple[CliUser
         carol = CliUser(f"carol.{tag}", disk / "carol", secret)
         dave = CliUser(f"dave.{tag}", tmp_path / "dave", secret)
         for user in (carol, dave):
-            code = new_account(relay.data_dir, user.account_id)
-            done = user.run("enrol", "--server", relay.https, "--pin", relay.pin, "--code", code)
-            assert done.returncode == 0, done.stderr
+            enrol(relay, user, new_account(relay.data_dir, user.account_id))
         yield carol, dave, disk
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tests.cli.conftest import Pair
 from tests.support.cli import CliUser, passphrase_file, rows
+from tests.support.deployment import deployment
 from tests.support.organisation import Organisation
 from tests.support.relay import REPO, RelayProcess
 from tests.support.systemconfig import with_system_folder
@@ -87,18 +88,15 @@ def test_a_refused_send_and_timer_name_the_rule_in_one_line(
 ) -> None:
     """Test that where the system config's policy forbids it, send-file of a type not permitted and a
     timer below the minimum each exit 1 with one line naming the rule and what it allows, sending
-    nothing, while a permitted text still leaves. The config names the relay the pair enrolled
-    with: a profile follows the relay its organisation's config names."""
-    org = Organisation()
-    system = org.write(
+    nothing, while a permitted text still leaves. The config is the pair's organisation's, a newer
+    version of the one they imported, naming the relay they enrolled with: a profile follows the
+    relay its organisation's config names."""
+    system = deployment().install(
         tmp_path / "etc" / "enclave" / "enclave.toml",
-        org.config(
-            version=1,
-            relay_urls=(relay.https,),
-            relay_pins=(relay.pin,),
-            mandatory="timer_default_seconds = 3600\ntimer_minimum_seconds = 3600\n"
-            'timer_maximum_seconds = 86400\nattachment_types = ["image/*"]',
-        ),
+        relay,
+        version=2,
+        mandatory="timer_default_seconds = 3600\ntimer_minimum_seconds = 3600\n"
+        'timer_maximum_seconds = 86400\nattachment_types = ["image/*"]',
     )
     report = tmp_path / "report.pdf"
     report.write_bytes(b"%PDF-1.7")
