@@ -38,10 +38,11 @@ from app.services.errors import (
     IdentityChangedError,
     NoDeviceError,
     NotEnrolledError,
+    PolicyRefusedError,
     SecretChatError,
     VerificationRequiredError,
 )
-from app.services.events import Emitter, MessageHeld, MessageStatusChanged
+from app.services.events import Emitter, MessageHeld, MessageStatusChanged, Problem
 from app.services.rules import RulesSource
 from app.services.sessions import Sessions
 from app.sync.link import RelayLink
@@ -223,13 +224,19 @@ class Sending:
                     waiting.add(conversation.id)
                 except (NoDeviceError, RelayRefusedError) as e:
                     log.info("a message cannot be sent (%s)", type(e).__name__)
-                    with self._store.transaction():
-                        self._store.unsealed.remove(message.id)
-                        self._store.messages.set_status(message.id, MessageStatus.FAILED)
-                    self._emitter.emit(
-                        MessageStatusChanged(message.id, conversation.id, MessageStatus.FAILED)
-                    )
+                    self._fail(message, conversation)
+                except PolicyRefusedError as e:
+                    # The policy changed while the message waited (a newer config arrived).
+                    log.info("a waiting message is refused by the policy now in force")
+                    self._fail(message, conversation)
+                    self._emitter.emit(Problem(f"A message waiting to be sent was not sent: {e}"))
         self._delivery.kick()
+
+    def _fail(self, message: Message, conversation: Conversation) -> None:
+        with self._store.transaction():
+            self._store.unsealed.remove(message.id)
+            self._store.messages.set_status(message.id, MessageStatus.FAILED)
+        self._emitter.emit(MessageStatusChanged(message.id, conversation.id, MessageStatus.FAILED))
 
     def _report_held(self, message: Message, account_id: str) -> None:
         if message.id not in self._held:
@@ -287,6 +294,8 @@ class Sending:
         return not message.expire_after or self._delivery.online
 
     async def _seal_one(self, message: Message, conversation: Conversation) -> None:
+        """Seal a waiting message, checked again against the policy in force now: it was checked
+        when written, but a newer config may have arrived since (``PolicyRefusedError``)."""
         peer = conversation.peer_account_id
         if peer is None:
             raise NoDeviceError("group conversations arrive with a later version")
@@ -295,10 +304,13 @@ class Sending:
         devices = await self._sessions.ensure(peer, conversation.peer_device)
         if self._sessions.blocked(peer, conversation.peer_device):
             raise IdentityChangedError(peer)
+        self._check_policy(conversation)
+        files = self._store.attachments.of_message(message.id)
+        for file in files:
+            self._rules().check_file(size=file.size, mime_type=file.mime_type)
         header = self._header(
             conversation, message.message_id, int(message.sent_at * 1000), message.expire_after
         )
-        files = self._store.attachments.of_message(message.id)
         content: Content
         if files:
             content = await self._upload(header, files[0], message)
