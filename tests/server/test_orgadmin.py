@@ -17,7 +17,6 @@ from app.crypto.keys import IdentityKeyPair
 from app.provisioning.accept import Candidate, Origin, check_candidate
 from app.provisioning.keyfile import Role, seal_key
 from authority.store import AuthorityStore
-from server.config import CONFIG_FILENAME
 from tests.support.authority import AUTHORITY_PASSPHRASE, AuthorityProcess
 from tests.support.cli import CliUser, pairs, passphrase_file
 from tests.support.deployment import KEY_FILE, deployment
@@ -147,11 +146,9 @@ def test_sign_refuses_a_malformed_config_and_a_config_of_another_root(tmp_path: 
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
-    """A real relay whose server.toml names the authority key it trusts, as ADMIN.md sets one up:
-    the key enrol compares a config's with."""
-    data = tmp_path_factory.mktemp("relay")
-    (data / CONFIG_FILENAME).write_text(f'authority_key = "{TEST_AUTHORITY.public.hex()}"\n')
-    process = RelayProcess(data).start()
+    """A real relay trusting the run's authority key, given as ``--authority-key``: the key enrol
+    compares a config's with (the relay records it in its folder)."""
+    process = RelayProcess(tmp_path_factory.mktemp("relay")).start()
     yield process
     process.stop()
 
@@ -231,7 +228,8 @@ def test_enrol_refuses_a_config_naming_another_authority_key_than_the_relays(
     relay: RelayProcess, tmp_path: Path
 ) -> None:
     """Test that enrol refuses, issuing no code, a config the organisation's root signed that names
-    another authority key than the one the relay trusts: the relay would refuse its certificates."""
+    another authority key than the one the relay was started with: the relay would refuse its
+    certificates."""
     account_id = new_account(relay.data_dir, "noa", "Noa North")
     other = IdentityKeyPair.generate(random).public.hex()
     text = deployment().config(relay).replace(TEST_AUTHORITY.public.hex().encode(), other.encode())
