@@ -20,6 +20,7 @@ VERSION = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["
 TOOLS = {
     "enclave-admin": ["-m", "server.admin"],
     "enclave-server": ["-m", "server.main"],
+    "enclave-authority": ["-m", "authority.main"],
     "enclave-cli": ["-m", "cli.main"],
     "run.sh": ["main.py"],
 }
@@ -27,6 +28,7 @@ TOOLS = {
 DEFAULT_SHOWN = {
     "enclave-admin": (["enrol", "--help"], "1 to 720 (default: 72)"),
     "enclave-server": (["--help"], "(built in: 8443"),
+    "enclave-authority": (["--help"], "(default: 8444)"),
     "enclave-cli": (["send", "--help"], "(default: 15.0)"),
     "run.sh": (["--help"], "(default: 8743)"),
 }
