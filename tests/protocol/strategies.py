@@ -1,10 +1,12 @@
-"""Hypothesis strategies for every content and control message."""
+"""Hypothesis strategies for every content and control message, and the relay frames that
+register and authenticate a device."""
 
 from __future__ import annotations
 
 from hypothesis import strategies as st
 
 from app.base.limits import MAX_RECEIPT_MESSAGE_IDS, MAX_TIMER_SECONDS
+from app.crypto.keys import NO_ONE_TIME_PREKEY
 from app.protocol.content import (
     FileMessage,
     KeyUpdate,
@@ -14,6 +16,16 @@ from app.protocol.content import (
     ReceiptType,
     TextMessage,
     TimerChange,
+)
+from app.protocol.frames import (
+    MAX_CERTIFICATE_FRAME_BYTES,
+    MAX_PREKEYS_PER_UPLOAD,
+    MAX_UPLOAD_TOKEN_BYTES,
+    Authenticate,
+    Authenticated,
+    Enrol,
+    SignedPreKeyUpload,
+    UploadedPreKey,
 )
 
 ids = st.binary(min_size=16, max_size=16)
@@ -53,3 +65,23 @@ timer_changes = st.builds(
 ) | st.builds(TimerChange, timer_seconds=timers.filter(bool), changed_at=millis, secret_id=ids)
 key_updates = st.builds(KeyUpdate, action=st.sampled_from(KeyUpdateAction))
 contents = st.one_of(text_messages, file_messages, receipts, timer_changes, key_updates)
+
+u32s = st.integers(min_value=0, max_value=2**32 - 1)
+keys = st.binary(min_size=32, max_size=32)
+signatures = st.binary(min_size=64, max_size=64)
+certificates = st.binary(max_size=MAX_CERTIFICATE_FRAME_BYTES)
+"""A certificate as the frames carry it: opaque bytes up to the limit (the relay parses them)."""
+signed_prekeys = st.builds(SignedPreKeyUpload, key_id=u32s, public=keys, signature=signatures)
+one_time_prekeys = st.lists(
+    st.builds(UploadedPreKey, key_id=u32s.filter(lambda key_id: key_id != NO_ONE_TIME_PREKEY), public=keys),
+    max_size=min(MAX_PREKEYS_PER_UPLOAD, 20),
+).map(tuple)
+enrolments = st.builds(
+    Enrol,
+    certificate=certificates,
+    signature=signatures,
+    signed_prekey=signed_prekeys,
+    one_time_prekeys=one_time_prekeys,
+)
+authentications = st.builds(Authenticate, device_id=u32s, signature=signatures, certificate=certificates)
+authenticated = st.builds(Authenticated, upload_token=st.binary(max_size=MAX_UPLOAD_TOKEN_BYTES))

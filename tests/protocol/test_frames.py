@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
 
+from app.base.codec import Writer
 from app.base.errors import LocalProtocolError, RemoteProtocolError, UnsupportedVersionError
 from app.crypto.keys import NO_ONE_TIME_PREKEY
 from app.protocol.envelope import Envelope
 from app.protocol.frames import (
     MAX_ACKS_PER_FRAME,
+    MAX_CERTIFICATE_FRAME_BYTES,
     MAX_FRAME_BYTES,
     Ack,
+    Authenticate,
+    Authenticated,
     DirectoryLookup,
+    Enrol,
     Frame,
     FrameType,
     Response,
     Send,
+    SignedPreKeyUpload,
     Status,
     UploadedPreKey,
     UploadPreKeys,
 )
+from tests.protocol.strategies import authenticated, authentications, enrolments
+
+SIGNED = SignedPreKeyUpload(1, b"\x01" * 32, b"\x02" * 64)
+CERTIFICATE = b"\x03" * 150
 
 
 def test_frames_and_bodies_round_trip() -> None:
@@ -71,3 +82,67 @@ def test_the_none_prekey_id_can_be_neither_uploaded_nor_parsed() -> None:
         .key_id
         == highest
     )
+
+
+@given(enrolments)
+def test_an_enrolment_round_trips(enrol: Enrol) -> None:
+    """Test that ENROL (certificate, challenge signature, signed and one-time prekeys) parses back
+    to what was encoded."""
+    assert Enrol.parse(enrol.encode()) == enrol
+
+
+@given(authentications)
+def test_an_authentication_round_trips(authenticate: Authenticate) -> None:
+    """Test that AUTHENTICATE (device id, challenge signature, current certificate) parses back to
+    what was encoded."""
+    assert Authenticate.parse(authenticate.encode()) == authenticate
+
+
+@given(authenticated)
+def test_the_authenticated_answer_round_trips(answer: Authenticated) -> None:
+    """Test that the answer to AUTHENTICATE, an upload token alone, parses back to what was encoded."""
+    assert Authenticated.parse(answer.encode()) == answer
+
+
+def test_a_certificate_over_the_limit_is_refused_in_enrol_and_authenticate_both_ways() -> None:
+    """Test that a certificate of MAX_CERTIFICATE_FRAME_BYTES + 1 bytes can be neither built into
+    nor parsed from ENROL or AUTHENTICATE, and one of the limit exactly can."""
+    at_limit, over = b"\x05" * MAX_CERTIFICATE_FRAME_BYTES, b"\x05" * (MAX_CERTIFICATE_FRAME_BYTES + 1)
+    assert Enrol.parse(Enrol(at_limit, b"\x04" * 64, SIGNED, ()).encode()).certificate == at_limit
+    assert Authenticate.parse(Authenticate(1, b"\x04" * 64, at_limit).encode()).certificate == at_limit
+    with pytest.raises(LocalProtocolError, match="certificate"):
+        Enrol(over, b"\x04" * 64, SIGNED, ()).encode()
+    with pytest.raises(LocalProtocolError, match="certificate"):
+        Authenticate(1, b"\x04" * 64, over).encode()
+    crafted_enrol = Writer("test").u16(len(over)).raw(over).raw(b"\x04" * 64).getvalue()
+    with pytest.raises(RemoteProtocolError, match="exceeds the limit"):
+        Enrol.parse(crafted_enrol + UploadPreKeys(SIGNED, ()).encode())
+    crafted_authenticate = Writer("test").u32(1).raw(b"\x04" * 64).u16(len(over)).raw(over).getvalue()
+    with pytest.raises(RemoteProtocolError, match="exceeds the limit"):
+        Authenticate.parse(crafted_authenticate)
+
+
+def test_an_enrolment_needs_a_signed_prekey_and_a_whole_signature() -> None:
+    """Test that ENROL without a signed prekey does not parse, and one whose challenge signature is
+    not 64 bytes can be neither built nor parsed."""
+    without = Writer("test").u16(len(CERTIFICATE)).raw(CERTIFICATE).raw(b"\x04" * 64).getvalue()
+    with pytest.raises(RemoteProtocolError, match="needs a signed prekey"):
+        Enrol.parse(without + UploadPreKeys(None, ()).encode())
+    with pytest.raises(LocalProtocolError, match="sig"):
+        Enrol(CERTIFICATE, b"\x04" * 63, SIGNED, ()).encode()
+    short = Writer("test").u16(len(CERTIFICATE)).raw(CERTIFICATE).raw(b"\x04" * 63).getvalue()
+    with pytest.raises(RemoteProtocolError):
+        Enrol.parse(short + UploadPreKeys(SIGNED, ()).encode())
+
+
+def test_an_authenticate_without_a_certificate_field_or_an_old_answer_is_refused() -> None:
+    """Test that AUTHENTICATE in the layout from before certificates came from the authority
+    (device id and signature only) does not parse, nor does an Authenticated answer that still
+    carries a relay-signed certificate before the token."""
+    old_authenticate = Writer("test").u32(1).raw(b"\x04" * 64).getvalue()
+    with pytest.raises(RemoteProtocolError, match="truncated"):
+        Authenticate.parse(old_authenticate)
+    token = b"\x07" * 44
+    old_answer = Writer("test").u16(len(CERTIFICATE)).raw(CERTIFICATE).u16(len(token)).raw(token).getvalue()
+    with pytest.raises(RemoteProtocolError):
+        Authenticated.parse(old_answer)

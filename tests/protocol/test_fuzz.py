@@ -27,6 +27,7 @@ from app.protocol.content import MessageHeader, TextMessage, encode_content, par
 from app.protocol.envelope import Envelope
 from app.protocol.frames import (
     Ack,
+    Authenticate,
     Authenticated,
     Bundles,
     Challenge,
@@ -35,7 +36,6 @@ from app.protocol.frames import (
     DirectoryEntry,
     DirectoryResults,
     Enrol,
-    Enrolled,
     Frame,
     FrameType,
     Notice,
@@ -76,8 +76,11 @@ def _samples() -> dict[str, tuple[Callable[[bytes], object], bytes]]:
         "send": (Send.parse, Send(3, envelope).encode()),
         "enrol": (
             Enrol.parse,
-            Enrol("CODE-1234", b"\x04" * 32, prekeys.signed_prekey, prekeys.one_time_prekeys).encode(),  # type: ignore[arg-type]
+            Enrol(
+                certificate.encode(), b"\x04" * 64, prekeys.signed_prekey, prekeys.one_time_prekeys
+            ).encode(),  # type: ignore[arg-type]
         ),
+        "authenticate": (Authenticate.parse, Authenticate(1, b"\x08" * 64, certificate.encode()).encode()),
         "upload prekeys": (UploadPreKeys.parse, prekeys.encode()),
         "ack": (Ack.parse, Ack((b"\x05" * 16, b"\x06" * 16)).encode()),
         "response": (Response.parse, Response(Status.MAILBOX_FULL, "полный", b"body").encode()),
@@ -91,8 +94,7 @@ def _samples() -> dict[str, tuple[Callable[[bytes], object], bytes]]:
         ),
         "closing": (Closing.parse, Closing(Status.REVOKED, "revoked").encode()),
         "notice": (Notice.parse, Notice(NoticeKind.PREKEYS_LOW, 3).encode()),
-        "authenticated": (Authenticated.parse, Authenticated(certificate.encode(), b"\x07" * 44).encode()),
-        "enrolled": (Enrolled.parse, Enrolled("a", 1, certificate.encode(), b"\x08" * 32).encode()),
+        "authenticated": (Authenticated.parse, Authenticated(b"\x07" * 44).encode()),
         "challenge": (Challenge.parse, Challenge(b"\x09" * 32, NOW).encode()),
     }
     return frame_bodies | {
