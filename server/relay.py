@@ -59,6 +59,7 @@ from app.protocol.frames import (
     Status,
     UploadPreKeys,
     auth_message,
+    control_character,
 )
 from server.config import ServerConfig
 from server.keys import RelayKeys
@@ -301,6 +302,9 @@ class Connection:
             tuple(OneTimePreKey(k.key_id, k.public) for k in request.one_time_prekeys),
         )
         try:
+            if control_character(certificate.account_id) is not None:
+                # No account holds one (enclave-admin refuses them), and PostgreSQL takes no NUL.
+                raise AccountUnknownError("the certificate's account id holds a control character")
             await self.relay.store.register(new)
         except (
             AccountUnknownError,

@@ -1,5 +1,6 @@
-"""Fixtures of the relay store's tests: every store test runs on a real SQLite file and on
-a real PostgreSQL schema of its own, dropped afterwards (tests/server/stores.py)."""
+"""Fixtures of the server's tests: every store test runs on a real SQLite file and on a real
+PostgreSQL schema of its own, dropped afterwards (tests/server/stores.py); the end-to-end
+tests start real relays on each backend (tests/server/relays.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from server.store.base import RelayStore
 from tests.conftest import require
+from tests.server.relays import RelayFactory, relays
 from tests.server.stores import (
     POSTGRES_DSN,
     PostgresBackend,
@@ -56,3 +58,24 @@ def postgres(postgres_unavailable: str | None) -> Iterator[PostgresBackend]:
 def store(backend: StoreBackend) -> RelayStore:
     """A new store on this test's database, not yet open: hand it to ``run_with``."""
     return backend.new_store()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def start_relay(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_unavailable: str | None
+) -> Iterator[RelayFactory]:
+    """Start relays on this backend: ``start_relay(**settings)``; all are stopped afterwards.
+
+    A ``data_dir`` already configured is reused (a second process on the same database).
+    PostgreSQL skips, or fails under CI=true, when it is not running.
+    """
+    if request.param == "postgres":
+        require(postgres_unavailable is None, postgres_unavailable or "")
+    yield from relays(tmp_path, request.param)
+
+
+@pytest.fixture
+def start_postgres_relay(tmp_path: Path, postgres_unavailable: str | None) -> Iterator[RelayFactory]:
+    """``start_relay`` on PostgreSQL only: for several relay processes sharing one database."""
+    require(postgres_unavailable is None, postgres_unavailable or "")
+    yield from relays(tmp_path, "postgres")

@@ -18,7 +18,9 @@ import contextlib
 import json
 import os
 import ssl
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 from tests.server.stores import POSTGRES_DSN
 from tests.support.relay import REPLY_SECONDS, RelayProcess
@@ -30,6 +32,8 @@ LOOSE_LIMITS = {
     "directory_lookups_per_minute": UNLIMITED,
 }
 READ_BYTES = 65536
+
+T = TypeVar("T")
 
 
 class FuzzedRelay:
@@ -62,8 +66,8 @@ class FuzzedRelay:
     def lines(self) -> list[str]:
         return self.relay.output
 
-    def run(self, coroutine: object) -> None:
-        self.loop.run_until_complete(coroutine)  # type: ignore[arg-type]
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coroutine)
 
     def read_log(self) -> None:
         """Take every line the relay has written so far off its pipe."""

@@ -24,6 +24,21 @@ from server.store.sqlite import SQLiteStore
 
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 CONNECT_TIMEOUT_SECONDS = 5
+SCHEMA_1 = [
+    "CREATE TABLE accounts (account_id TEXT PRIMARY KEY, display_name TEXT NOT NULL,"
+    " department TEXT NOT NULL, state TEXT NOT NULL, search_key TEXT NOT NULL)",
+    "CREATE TABLE enrolment_codes (code_hash BYTEA PRIMARY KEY,"
+    " account_id TEXT NOT NULL REFERENCES accounts(account_id), expires_at BIGINT NOT NULL,"
+    " spent BOOLEAN NOT NULL DEFAULT FALSE)",
+    "CREATE TABLE devices (device_id BIGINT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES"
+    " accounts(account_id), identity_key BYTEA NOT NULL UNIQUE, signed_prekey_id BIGINT NOT NULL,"
+    " signed_prekey BYTEA NOT NULL, signed_prekey_signature BYTEA NOT NULL,"
+    " revoked BOOLEAN NOT NULL DEFAULT FALSE)",
+]
+"""Tables of a relay database of schema 1, from before issue 12: the codes the relay issued,
+and devices whose certificates it signed (no certificate column). In SQL both backends take;
+the SQLite backend's version is ``PRAGMA user_version``, the PostgreSQL one's a
+``schema_version`` row."""
 
 T = TypeVar("T")
 
@@ -45,6 +60,32 @@ class StoreBackend(ABC):
     async def columns(self, table: str) -> list[str]:
         """The names of ``table``'s columns, in their order."""
 
+    @abstractmethod
+    async def _create_schema_1(self) -> None:
+        """Create ``SCHEMA_1``'s tables, marked as schema 1, in this test's empty database."""
+
+    async def write_schema_1(self) -> None:
+        """Make this test's database one that a relay of schema 1 left: an account and its device."""
+        await self._create_schema_1()
+        await self.sql("INSERT INTO accounts VALUES ('old.user', 'Old User', 'Tests', 'active', 'old.user')")
+        await self.sql(
+            "INSERT INTO devices VALUES (1, 'old.user', $1, 1, $2, $3, FALSE)",
+            bytes(32),
+            bytes(32),
+            bytes(64),
+        )
+
+    @abstractmethod
+    async def tables(self) -> list[str]:
+        """The names of the relay's tables in this database, sorted."""
+
+    async def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of every table, each table's rows in one order: equal snapshots taken
+        before and after an operation show that it changed nothing in the database."""
+        return {
+            table: sorted(await self.sql(f"SELECT * FROM {table}"), key=repr) for table in await self.tables()
+        }
+
 
 class SQLiteBackend(StoreBackend):
     name = "sqlite"
@@ -65,6 +106,23 @@ class SQLiteBackend(StoreBackend):
 
     async def columns(self, table: str) -> list[str]:
         return [row[1] for row in await self.sql("SELECT * FROM pragma_table_info($1)", table)]
+
+    async def _create_schema_1(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path)
+        try:
+            with db:
+                for statement in SCHEMA_1:
+                    db.execute(statement)
+            db.execute("PRAGMA user_version = 1")
+        finally:
+            db.close()
+
+    async def tables(self) -> list[str]:
+        rows = await self.sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+        return [row[0] for row in rows]
 
 
 class PostgresBackend(StoreBackend):
@@ -92,6 +150,26 @@ class PostgresBackend(StoreBackend):
             " WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
             self.schema,
             table,
+        )
+        return [row[0] for row in rows]
+
+    async def _create_schema_1(self) -> None:
+        connection = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_SECONDS)
+        try:
+            async with connection.transaction():
+                await connection.execute(f"CREATE SCHEMA {quote_identifier(self.schema)}")
+                await connection.execute(f"SET LOCAL search_path TO {quote_identifier(self.schema)}")
+                await connection.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+                await connection.execute("INSERT INTO schema_version VALUES (1)")
+                for statement in SCHEMA_1:
+                    await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    async def tables(self) -> list[str]:
+        rows = await self.sql(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name",
+            self.schema,
         )
         return [row[0] for row in rows]
 

@@ -91,12 +91,12 @@ def test_text_a_frame_could_not_carry_is_refused(folder: Folder, field: str, tex
 
 
 @pytest.mark.parametrize(
-    "args", [["code", "issue"], ["account", "disable"], ["device", "list", "--account"]], ids=" ".join
+    "args", [["account", "disable"], ["account", "revoke"], ["device", "list", "--account"]], ids=" ".join
 )
 def test_an_account_id_no_account_can_have_is_refused_before_any_look_up(
     folder: Folder, args: list[str]
 ) -> None:
-    """Test that code issue, account disable and device list refuse an id with a newline in one
+    """Test that account disable and revoke and device list refuse an id with a newline in one
     line, exit 1, before looking it up (a NUL made PostgreSQL fail: exit 2)."""
     status, err = folder.admin(*args, "al\nice")
     assert status == 1
@@ -150,22 +150,25 @@ def test_ids_are_stored_folded_in_every_script(folder: Folder) -> None:
     and found in lower case."""
     for typed in ("Анна.Петрова", "علی.رضایی", "김민준", "J.Smith"):
         assert folder.admin("account", "create", typed, "--name", "Someone")[0] == 0
-    assert folder.admin("code", "issue", "j.smith")[0] == 0
-    assert folder.admin("code", "issue", "Анна.ПЕТРОВА")[0] == 0
+    assert folder.admin("account", "disable", "j.smith") == (0, "")
+    assert folder.admin("device", "list", "--account", "Анна.ПЕТРОВА") == (0, "")
     created = [json.loads(fields[4])["account"] for fields in _log(folder) if fields[3] == "account.create"]
     assert created == ["анна.петрова", "علی.رضایی", "김민준", "j.smith"]
+    disabled = [json.loads(fields[4])["account"] for fields in _log(folder) if fields[3] == "account.disable"]
+    assert disabled == ["j.smith"]
 
 
 def test_an_id_stored_before_the_rule_keeps_working(folder: Folder) -> None:
     """Test that an account whose id breaks today's rule (capitals, a space) is still found as it
-    was stored: a code is issued for it and it can be disabled."""
+    was stored: its devices are listed and it can be disabled."""
 
     async def insert(_: object) -> None:
         await folder.backend.sql("INSERT INTO accounts VALUES ('Old Style', 'Old', '', 'active', 'old')")
 
     run_with(folder.backend.new_store(), insert)
-    assert folder.admin("code", "issue", "Old Style")[0] == 0
+    assert folder.admin("device", "list", "--account", "Old Style") == (0, "")
     assert folder.admin("account", "disable", "Old Style") == (0, "")
+    assert [fields[4] for fields in _log(folder)] == ['{"account": "Old Style"}']
 
 
 def test_revoking_a_revoked_device_is_refused_and_not_logged(folder: Folder) -> None:
@@ -175,11 +178,13 @@ def test_revoking_a_revoked_device_is_refused_and_not_logged(folder: Folder) -> 
 
     async def device(_: object) -> int:
         rows = await folder.backend.sql(
-            "INSERT INTO devices (account_id, identity_key, signed_prekey_id, signed_prekey,"
-            " signed_prekey_signature) VALUES ('a.ivanova', $1, 1, $2, $3) RETURNING device_id",
+            "INSERT INTO devices (device_id, account_id, identity_key, signed_prekey_id, signed_prekey,"
+            " signed_prekey_signature, certificate) VALUES (77, 'a.ivanova', $1, 1, $2, $3, $4)"
+            " RETURNING device_id",
             b"k" * 32,
             b"p" * 32,
             b"s" * 64,
+            b"c" * 120,
         )
         return int(rows[0][0])
 
@@ -226,3 +231,18 @@ def test_the_log_names_the_admin_not_the_service_user(
     assert main([*data, "--actor", "c.admin", "account", "create", "three", "--name", "Three"]) == 0
     folder.capsys.readouterr()
     assert [fields[2] for fields in _log(folder)] == ["a.admin", "b.admin", "c.admin"]
+
+
+def test_code_issue_is_gone_a_usage_error_that_stores_nothing(folder: Folder) -> None:
+    """Test that `enclave-admin code issue ACCOUNT`, which made the relay's own codes before the
+    enrolment authority, is now a usage error (exit 2) naming the commands there are, and that
+    it stores and logs nothing."""
+    assert folder.admin(*ACCOUNT) == (0, "")
+    before = run_with(folder.backend.new_store(), lambda _: folder.backend.snapshot())
+    with pytest.raises(SystemExit) as exited:
+        folder.admin("code", "issue", "a.ivanova")
+    assert exited.value.code == 2
+    err = folder.capsys.readouterr().err
+    assert "invalid choice: 'code'" in err and "'enrol'" in err
+    assert run_with(folder.backend.new_store(), lambda _: folder.backend.snapshot()) == before
+    assert [fields[3] for fields in _log(folder)] == ["account.create"]

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import sqlite3
 import ssl
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -22,90 +19,16 @@ from app.protocol.frames import (
     Bundles,
     DirectoryLookup,
     DirectoryResults,
-    Enrolled,
     FetchBundles,
     Frame,
     FrameType,
     NoticeKind,
     Status,
 )
-from server.keys import SIGNING_KEY_FILE
-from server.relay import enrolment_code_hash
-from tests.conftest import require
-from tests.server.stores import POSTGRES_DSN, database_of, drop_schema
-from tests.support.relay import RelayProcess, TestDevice, admin, new_account
-
-POLL_SECONDS = 0.05
-"""How often a test looks again at a condition it waits for (always with a deadline)."""
-
-RelayFactory = Callable[..., RelayProcess]
-
-
-def _configure(data_dir: Path, backend: str, settings: dict[str, object]) -> str | None:
-    """Write the relay's server.toml; return the PostgreSQL schema to drop afterwards."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    schema = None
-    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
-    if backend == "postgres":
-        schema = "t_" + uuid.uuid4().hex[:12]
-        lines += ['backend = "postgres"', f'postgres_dsn = "{POSTGRES_DSN}"', f'postgres_schema = "{schema}"']
-    (data_dir / "server.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return schema
-
-
-def _relays(tmp_path: Path, backend: str) -> Iterator[RelayFactory]:
-    started: list[RelayProcess] = []
-    schemas: list[str] = []
-
-    def start(data_dir: Path | None = None, **settings: object) -> RelayProcess:
-        folder = data_dir or tmp_path / f"relay{len(started)}"
-        if not (folder / "server.toml").exists():
-            schema = _configure(folder, backend, settings)
-            if schema:
-                schemas.append(schema)
-        relay = RelayProcess(folder).start()
-        started.append(relay)
-        return relay
-
-    yield start
-    for relay in started:
-        relay.stop()
-    for schema in schemas:
-        asyncio.run(drop_schema(schema))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def start_relay(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_unavailable: str | None
-) -> Iterator[RelayFactory]:
-    """Start relays on this backend: ``start_relay(**settings)``; all are stopped afterwards.
-
-    A ``data_dir`` already configured is reused (a second process on the same database).
-    PostgreSQL skips, or fails under CI=true, when it is not running.
-    """
-    if request.param == "postgres":
-        require(postgres_unavailable is None, postgres_unavailable or "")
-    yield from _relays(tmp_path, request.param)
-
-
-@pytest.fixture
-def start_postgres_relay(tmp_path: Path, postgres_unavailable: str | None) -> Iterator[RelayFactory]:
-    """``start_relay`` on PostgreSQL only: for several relay processes sharing one database."""
-    require(postgres_unavailable is None, postgres_unavailable or "")
-    yield from _relays(tmp_path, "postgres")
-
-
-async def _eventually(condition: Callable[[], Awaitable[bool]], what: str, within: float = 10) -> None:
-    """Look at ``condition`` until it holds; fail, saying ``what`` did not happen, after ``within`` s."""
-    deadline = time.monotonic() + within
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {within} s")
-        await asyncio.sleep(POLL_SECONDS)
-
-
-def run(coroutine: Awaitable[None]) -> None:
-    asyncio.run(asyncio.wait_for(coroutine, 120))  # type: ignore[arg-type]
+from server.keys import UPLOAD_KEY_FILE
+from tests.server.relays import RelayFactory, eventually, run
+from tests.server.stores import database_of
+from tests.support.relay import TEST_AUTHORITY, RelayProcess, TestDevice, admin, new_account
 
 
 async def _pair(relay: RelayProcess, prefix: str = "u") -> tuple[TestDevice, TestDevice]:
@@ -138,11 +61,11 @@ def test_enrol_authenticate_send_push_ack_and_redeliver(start_relay: RelayFactor
         bundle = PreKeyBundle.from_bytes(device.bundle)
         bundle.verify()
         assert device.device_id == bob.device_id and bundle.identity_key == bob.identity.public
+        assert device.certificate == bob.certificate
         bobs = DeviceCertificate.parse(device.certificate)
         assert (bobs.account_id, bobs.device_id) == ("u.bob", bob.device_id)
         assert bobs.identity_key == bob.identity.public
-        issuer = IdentityKeyPair.from_seed((relay.data_dir / SIGNING_KEY_FILE).read_bytes())
-        bobs.verify(trust_root=issuer.public, now=int(time.time()))
+        bobs.verify(trust_root=TEST_AUTHORITY.public, now=int(time.time()))
         assert bundle.one_time_prekey is not None
 
         sent = []
@@ -274,74 +197,29 @@ def test_wrong_signature_and_replayed_challenge_are_refused(start_relay: RelayFa
     run(scenario())
 
 
-def test_spent_expired_and_unknown_codes_are_refused(start_relay: RelayFactory) -> None:
-    """Test that an enrolment code works once, and expired or made-up codes are refused."""
-    relay = start_relay()
-
-    async def scenario() -> None:
-        code = new_account(relay.data_dir, "c.user")
-        first = TestDevice(relay)
-        await first.connect()
-        assert (await first.enrol(code)).status == Status.OK
-        second = TestDevice(relay)
-        await second.connect()
-        assert (await second.enrol(code)).status == Status.CODE_REFUSED
-        assert (await second.enrol("AAAA-BBBB-CCCC-DDDD-EEEE-FFFF")).status == Status.CODE_REFUSED
-        await first.disconnect()
-        await second.disconnect()
-
-    run(scenario())
-    expired = admin(relay.data_dir, "code", "issue", "c.user", "--valid-hours", "0")
-    assert expired.returncode == 1 and "--valid-hours" in expired.stderr
-
-
-def test_an_enrolment_the_relay_cannot_answer_spends_nothing(start_relay: RelayFactory) -> None:
-    """Test that enrolling on an account stored before the id rule with an empty id (no certificate
-    can name it) is refused with INTERNAL_ERROR, adds no device and leaves the code unspent; a
-    disabled account's code is refused the same way and works once the account is enabled."""
-    relay = start_relay()
-    database = database_of(relay.data_dir)
-    code = "EMPT-YACC-OUNT-CODE-AAAA-BBBB"
-
-    async def scenario() -> None:
-        await database.sql("INSERT INTO accounts VALUES ('', 'Nobody', '', 'active', '')")
-        await database.sql(
-            "INSERT INTO enrolment_codes (code_hash, account_id, expires_at) VALUES ($1, '', $2)",
-            enrolment_code_hash(code),
-            int(time.time()) + 3600,
-        )
-        device = TestDevice(relay)
-        await device.connect()
-        response = await device.enrol(code)
-        assert response.status == Status.INTERNAL_ERROR and "still valid" in response.reason
-        assert await database.sql("SELECT COUNT(*) FROM devices") == [(0,)]
-        assert [bool(spent) for (spent,) in await database.sql("SELECT spent FROM enrolment_codes")] == [
-            False
-        ]
-        await device.disconnect()
-
-        disabled = new_account(relay.data_dir, "d.user")
-        assert admin(relay.data_dir, "account", "disable", "d.user").returncode == 0
-        await device.connect()
-        assert (await device.enrol(disabled)).status == Status.ACCOUNT_DISABLED
-        assert admin(relay.data_dir, "account", "enable", "d.user").returncode == 0
-        assert (await device.enrol(disabled)).status == Status.OK
-        assert (await device.authenticate()).status == Status.OK
-        await device.disconnect()
-
-    run(scenario())
-
-
 def test_enrolment_attempts_are_rate_limited(start_relay: RelayFactory) -> None:
-    """Test that guessing codes is slowed to the configured attempts per minute."""
+    """Test that enrolment attempts from one address, each on a connection of its own, are slowed
+    to the configured attempts per minute, certified or not, and the refused ones register nothing."""
     relay = start_relay(enrolment_attempts_per_minute=3)
+    account = new_account(relay.data_dir, "r.limited")
+    stranger = IdentityKeyPair.generate(random)
+
+    async def attempt(device: TestDevice) -> Status:
+        await device.connect()
+        try:
+            return (await device.enrol()).status
+        finally:
+            await device.disconnect()
 
     async def scenario() -> None:
-        guesser = TestDevice(relay)
-        await guesser.connect()
-        statuses = [(await guesser.enrol(f"GUESS-{i}")).status for i in range(5)]
-        assert statuses == [Status.CODE_REFUSED] * 3 + [Status.RATE_LIMITED] * 2
-        await guesser.disconnect()
+        guessers = [TestDevice(relay) for _ in range(4)]
+        for guesser in guessers:
+            guesser.certify(account, issuer=stranger)
+        certified = TestDevice(relay)
+        certified.certify(account)
+        statuses = [await attempt(device) for device in [*guessers, certified]]
+        assert statuses == [Status.UNAUTHENTICATED] * 3 + [Status.RATE_LIMITED] * 2
+        assert await database_of(relay.data_dir).sql("SELECT COUNT(*) FROM devices") == [(0,)]
 
     run(scenario())
 
@@ -527,7 +405,7 @@ def test_an_attachment_can_be_given_a_shorter_life(start_relay: RelayFactory) ->
             async def swept() -> bool:
                 return await database.sql(stored, attachment_id) == []
 
-            await _eventually(swept, "sweeping the expired attachment", within=until - time.time() + 10)
+            await eventually(swept, "sweeping the expired attachment", within=until - time.time() + 10)
             assert time.time() >= until
             async with http.get(f"{url}/{attachment_id}", ssl=context) as r:
                 assert r.status == 404
@@ -618,23 +496,6 @@ def test_a_client_that_stops_mid_frame_does_not_stall_others(start_relay: RelayF
     run(scenario())
 
 
-def test_enrolment_returns_the_trust_root_that_signed_the_certificate(start_relay: RelayFactory) -> None:
-    """Test that the issuer key given at enrolment verifies the device certificate."""
-    relay = start_relay()
-
-    async def scenario() -> None:
-        device = TestDevice(relay)
-        await device.connect()
-        response = await device.enrol(new_account(relay.data_dir, "t.root"))
-        enrolled = Enrolled.parse(response.body)
-        DeviceCertificate.parse(enrolled.certificate).verify(
-            trust_root=enrolled.certificate_issuer, now=int(time.time())
-        )
-        await device.disconnect()
-
-    run(scenario())
-
-
 def test_frame_round_trip_sanity() -> None:
     """Test that a frame parses back to itself (the fuzz tests cover refusals)."""
     frame = Frame(FrameType.SEND, 7, b"body")
@@ -655,7 +516,7 @@ def test_a_damaged_database_stops_the_relay_with_a_clear_message(tmp_path: Path)
 def _copy_of(data_dir: Path, into: Path) -> Path:
     """A second relay's data folder as docs/ADMIN.md §6 says: the same config and key files."""
     into.mkdir()
-    for name in ("server.toml", "tls.key", "tls.crt", "signing.key"):
+    for name in ("server.toml", "tls.key", "tls.crt", UPLOAD_KEY_FILE):
         shutil.copy2(data_dir / name, into / name)
     return into
 

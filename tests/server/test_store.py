@@ -1,19 +1,24 @@
-"""The relay's store, on both backends: accounts, codes, devices, prekeys, mailboxes,
+"""The relay's store, on both backends: accounts, device registration, devices, prekeys, mailboxes,
 attachments, the admin log; and, on PostgreSQL, several relay processes on one schema."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import os
+from collections.abc import AsyncIterator
 
 import pytest
 
+from app.protocol.frames import MAX_DEVICES_PER_ACCOUNT
 from server.adminlog import GENESIS_HASH, verify
+from server.store import postgres, sqlite
 from server.store.base import (
     Account,
     AccountInactiveError,
     AccountState,
-    CodeRefusedError,
+    AccountUnknownError,
     Device,
     DeviceGoneError,
     DuplicateError,
@@ -24,6 +29,8 @@ from server.store.base import (
     RelayStore,
     SignedPreKey,
     StoreError,
+    TooManyDevicesError,
+    schema_refusal,
 )
 from server.store.postgres import PostgresStore, wake_channel
 from tests.server.stores import PostgresBackend, SQLiteBackend, StoreBackend, run_with
@@ -42,35 +49,46 @@ def _prekeys(first: int, count: int) -> list[OneTimePreKey]:
     return [OneTimePreKey(key_id, os.urandom(32)) for key_id in range(first, first + count)]
 
 
-def _same(device: Device) -> Device:
-    return device
+DEVICE_IDS = itertools.count(1)
+"""Device ids as the enrolment authority hands them out: each new one higher, never reused."""
 
 
-async def _enrol(
+def _new_device(
+    account_id: str,
+    device_id: int | None = None,
+    identity_key: bytes | None = None,
+    signed: SignedPreKey | None = None,
+    keys: list[OneTimePreKey] | None = None,
+) -> NewDevice:
+    """What a device with a certificate for ``account_id`` registers. The store keeps the
+    certificate's bytes as they are (the relay checked them), so these are random."""
+    return NewDevice(
+        next(DEVICE_IDS) if device_id is None else device_id,
+        account_id,
+        identity_key or os.urandom(32),
+        os.urandom(120),
+        signed or _signed_prekey(),
+        tuple(keys or ()),
+    )
+
+
+async def _register(
     store: RelayStore,
     account_id: str,
     identity_key: bytes | None = None,
     signed: SignedPreKey | None = None,
     keys: list[OneTimePreKey] | None = None,
 ) -> Device:
-    """Enrol a device on ``account_id`` with a code issued for it."""
-    code_hash = os.urandom(32)
-    await store.add_enrolment_code(code_hash, account_id, LATER)
-    new = NewDevice(identity_key or os.urandom(32), signed or _signed_prekey(), tuple(keys or ()))
-    return await store.enrol(code_hash, NOW, new, _same)
-
-
-async def _spend(store: RelayStore, code_hash: bytes, now: int) -> str | None:
-    """The account a code enrols a new device on, or None if the code is refused."""
-    try:
-        device = await store.enrol(code_hash, now, NewDevice(os.urandom(32), _signed_prekey(), ()), _same)
-    except CodeRefusedError:
-        return None
-    return device.account_id
+    """Register a new device on ``account_id``; the device as stored."""
+    new = _new_device(account_id, identity_key=identity_key, signed=signed, keys=keys)
+    assert await store.register(new)
+    device = await store.get_device(new.device_id)
+    assert device is not None
+    return device
 
 
 async def _device(store: RelayStore, account_id: str, prekeys: int = 0) -> Device:
-    return await _enrol(store, account_id, keys=_prekeys(1, prekeys))
+    return await _register(store, account_id, keys=_prekeys(1, prekeys))
 
 
 async def _account_with_device(store: RelayStore, account_id: str, prekeys: int = 0) -> Device:
@@ -196,101 +214,187 @@ def test_directory_search_treats_like_metacharacters_literally(store: RelayStore
     run_with(store, body)
 
 
-# Enrolment codes.
+# Registration: a device with a certificate from the enrolment authority.
 
 
-def test_enrolment_code_is_spent_once(store: RelayStore) -> None:
-    """Test that a valid code gives its account once, and nothing the second time."""
+def test_a_registered_device_reads_back_with_its_certificate_and_prekeys(store: RelayStore) -> None:
+    """Test that register stores the device under the certificate's id with its identity key,
+    certificate, signed prekey and one-time prekeys, and answers True."""
 
     async def body(store: RelayStore) -> None:
         await store.create_account("alice", "Alice", "Finance")
-        code_hash = os.urandom(32)
-        await store.add_enrolment_code(code_hash, "alice", LATER)
-        assert await _spend(store, code_hash, NOW) == "alice"
-        assert await _spend(store, code_hash, NOW) is None
+        new = _new_device("alice", device_id=4242, signed=_signed_prekey(7), keys=_prekeys(1, 3))
+        assert await store.register(new)
+        spk = new.signed_prekey
+        expected = Device(
+            4242, "alice", new.identity_key, 7, spk.public, spk.signature, False, new.certificate
+        )
+        assert await store.get_device(4242) == expected
+        assert await store.get_device(4243) is None
+        assert await store.list_devices("alice") == [expected]
+        assert await store.count_one_time_prekeys(4242) == 3
 
     run_with(store, body)
 
 
-def test_expired_or_unknown_enrolment_code_is_refused(store: RelayStore) -> None:
-    """Test that a code at or past its expiry, or one never issued, is refused."""
+def test_the_same_device_registered_again_changes_nothing(backend: StoreBackend) -> None:
+    """Test that registering a device a second time (an ENROL whose answer was lost, sent again
+    with new prekeys and a new certificate) answers False and leaves every row as it was: no
+    prekey added, the first signed prekey and certificate kept."""
 
     async def body(store: RelayStore) -> None:
         await store.create_account("alice", "Alice", "Finance")
-        code_hash = os.urandom(32)
-        await store.add_enrolment_code(code_hash, "alice", NOW)
-        assert await _spend(store, code_hash, NOW) is None
-        assert await _spend(store, code_hash, NOW - 1) == "alice"
-        assert await _spend(store, os.urandom(32), NOW) is None
+        first = _new_device("alice", keys=_prekeys(1, 3))
+        assert await store.register(first)
+        before = await backend.snapshot()
+        again = _new_device("alice", first.device_id, first.identity_key, _signed_prekey(2), _prekeys(10, 5))
+        assert not await store.register(again)
+        assert not await store.register(first)
+        assert await backend.snapshot() == before
+        assert await store.count_one_time_prekeys(first.device_id) == 3
 
-    run_with(store, body)
+    run_with(backend.new_store(), body)
 
 
-def test_concurrent_spends_of_one_code_succeed_once(store: RelayStore) -> None:
-    """Test that ten simultaneous spends of one code give its account exactly once."""
+def test_each_refused_registration_changes_nothing(backend: StoreBackend) -> None:
+    """Test that register refuses, with its own error and no row changed: an account the relay
+    does not have, a disabled and a revoked account, a revoked device id, a device id that is
+    another device's (another identity key, or the same key on another account), and an
+    identity key that another device id holds."""
 
     async def body(store: RelayStore) -> None:
+        held = await _account_with_device(store, "alice", prekeys=2)
+        gone = await _device(store, "alice")
+        await store.revoke_device(gone.device_id)
+        await store.create_account("bob", "Bob", "Legal")
+        await store.create_account("carol", "Carol", "Legal")
+        await store.set_account_state("carol", AccountState.DISABLED)
+        await store.create_account("dave", "Dave", "Legal")
+        await store.set_account_state("dave", AccountState.REVOKED)
+        refusals = [
+            (_new_device("nobody"), AccountUnknownError),
+            (_new_device("ALICE"), AccountUnknownError),
+            (_new_device("carol"), AccountInactiveError),
+            (_new_device("dave"), AccountInactiveError),
+            (_new_device("alice", gone.device_id, gone.identity_key), DeviceGoneError),
+            (_new_device("alice", held.device_id), DuplicateError),
+            (_new_device("bob", held.device_id, held.identity_key), DuplicateError),
+            (_new_device("bob", identity_key=held.identity_key), DuplicateError),
+            (_new_device("alice", identity_key=held.identity_key, keys=_prekeys(1, 4)), DuplicateError),
+        ]
+        before = await backend.snapshot()
+        assert before["devices"] and before["one_time_prekeys"]
+        for new, refusal in refusals:
+            with pytest.raises(refusal):
+                await store.register(new)
+            assert await backend.snapshot() == before, (new, refusal)
+
+    run_with(backend.new_store(), body)
+
+
+@contextlib.asynccontextmanager
+async def _relay_processes(backend: StoreBackend, store: RelayStore) -> AsyncIterator[list[RelayStore]]:
+    """The stores of the relay processes that may share ``backend``'s database: on PostgreSQL
+    ``store`` and a second store (a second process), on SQLite (one process) ``store`` alone."""
+    if not isinstance(backend, PostgresBackend):
+        yield [store]
+        return
+    other = backend.new_store()
+    await other.open()
+    try:
+        yield [store, other]
+    finally:
+        await other.close()
+
+
+def test_concurrent_registrations_of_one_device_register_it_once(backend: StoreBackend) -> None:
+    """Test that ten simultaneous registrations of one device (on PostgreSQL through two relay
+    processes) store it once with its prekeys once: one answers True, the others False, none
+    is refused as another device's."""
+
+    async def body(store: RelayStore) -> tuple[list[bool], int, int]:
         await store.create_account("alice", "Alice", "Finance")
-        code_hash = os.urandom(32)
-        await store.add_enrolment_code(code_hash, "alice", LATER)
-        results = await asyncio.gather(*(_spend(store, code_hash, NOW) for _ in range(10)))
-        assert (results.count("alice"), results.count(None)) == (1, 9)
+        new = _new_device("alice", keys=_prekeys(1, 5))
+        async with _relay_processes(backend, store) as stores:
+            results = await asyncio.gather(*(stores[i % len(stores)].register(new) for i in range(10)))
+        devices = await store.list_devices("alice")
+        return results, len(devices), await store.count_one_time_prekeys(new.device_id)
 
-    run_with(store, body)
-
-
-class AnswerFailed(Exception):
-    """What a failing ENROL answer raises in these tests."""
-
-
-def _fail(device: Device) -> Device:
-    raise AnswerFailed(device.device_id)
+    results, devices, prekeys = run_with(backend.new_store(), body)
+    assert sorted(results) == [False] * 9 + [True]
+    assert (devices, prekeys) == (1, 5)
 
 
-def test_a_failed_enrolment_spends_no_code_and_adds_no_device(store: RelayStore) -> None:
-    """Test that an enrolment whose answer fails, whose account is disabled or whose identity key is
-    enrolled already leaves the code unspent and no device, and the code then enrols once."""
+def test_concurrent_registrations_of_one_identity_key_register_one_device(backend: StoreBackend) -> None:
+    """Test that ten devices registering one identity key at once under ten ids store one device:
+    the others are refused as duplicates and leave no prekey behind."""
+
+    async def body(store: RelayStore) -> tuple[list[object], int, int]:
+        await store.create_account("alice", "Alice", "Finance")
+        identity_key = os.urandom(32)
+        news = [_new_device("alice", identity_key=identity_key, keys=_prekeys(1, 3)) for _ in range(10)]
+        async with _relay_processes(backend, store) as stores:
+            results = await asyncio.gather(
+                *(stores[i % len(stores)].register(new) for i, new in enumerate(news)), return_exceptions=True
+            )
+        prekeys = await backend.sql("SELECT COUNT(*) FROM one_time_prekeys")
+        return results, len(await store.list_devices("alice")), int(prekeys[0][0])
+
+    results, devices, prekeys = run_with(backend.new_store(), body)
+    assert results.count(True) == 1
+    assert sum(isinstance(result, DuplicateError) for result in results) == 9
+    assert (devices, prekeys) == (1, 3)
+
+
+def test_an_account_registers_at_most_the_devices_a_bundle_answer_carries(backend: StoreBackend) -> None:
+    """Test that of 20 devices registering on one account at once (on PostgreSQL through two relay
+    processes) MAX_DEVICES_PER_ACCOUNT are stored and the others refused with TooManyDevicesError,
+    leaving no prekey; that a stored one registering again is still answered False; and that
+    revoking one makes room for one more."""
+
+    async def body(store: RelayStore) -> tuple[list[object], int]:
+        await store.create_account("alice", "Alice", "Finance")
+        news = [_new_device("alice", keys=_prekeys(1, 2)) for _ in range(20)]
+        async with _relay_processes(backend, store) as stores:
+            results = await asyncio.gather(
+                *(stores[i % len(stores)].register(new) for i, new in enumerate(news)), return_exceptions=True
+            )
+        stored = [new for new, result in zip(news, results, strict=True) if result is True]
+        assert not await store.register(stored[0])
+        with pytest.raises(TooManyDevicesError):
+            await store.register(_new_device("alice"))
+        await store.revoke_device(stored[0].device_id)
+        assert await store.register(_new_device("alice"))
+        prekeys = await backend.sql("SELECT COUNT(*) FROM one_time_prekeys")
+        return results, int(prekeys[0][0])
+
+    results, prekeys = run_with(backend.new_store(), body)
+    assert results.count(True) == MAX_DEVICES_PER_ACCOUNT
+    assert sum(isinstance(r, TooManyDevicesError) for r in results) == 20 - MAX_DEVICES_PER_ACCOUNT
+    assert prekeys == 2 * (MAX_DEVICES_PER_ACCOUNT - 1)
+
+
+def test_set_certificate_replaces_only_that_devices_certificate(store: RelayStore) -> None:
+    """Test that set_certificate keeps the new certificate for the device, read back by get_device,
+    list_devices and take_bundles, and leaves the other devices' as they were."""
 
     async def body(store: RelayStore) -> None:
-        held = await _account_with_device(store, "alice")
-        code_hash = os.urandom(32)
-        await store.add_enrolment_code(code_hash, "alice", LATER)
-        with pytest.raises(AnswerFailed):
-            await store.enrol(code_hash, NOW, NewDevice(os.urandom(32), _signed_prekey(), ()), _fail)
-        with pytest.raises(DuplicateError):
-            await store.enrol(code_hash, NOW, NewDevice(held.identity_key, _signed_prekey(), ()), _same)
-        await store.set_account_state("alice", AccountState.DISABLED)
-        with pytest.raises(AccountInactiveError):
-            await store.enrol(code_hash, NOW, NewDevice(os.urandom(32), _signed_prekey(), ()), _same)
-        assert await store.list_devices("alice") == [held]
-        await store.set_account_state("alice", AccountState.ACTIVE)
-        assert await _spend(store, code_hash, NOW) == "alice"
-        assert await _spend(store, code_hash, NOW) is None
+        device = await _account_with_device(store, "alice", prekeys=1)
+        other = await _device(store, "alice")
+        fresher = os.urandom(120)
+        await store.set_certificate(device.device_id, fresher)
+        stored = await store.get_device(device.device_id)
+        assert stored is not None and stored.certificate == fresher
+        assert [d.certificate for d in await store.list_devices("alice")] == [fresher, other.certificate]
+        assert {d.device_id: d.certificate for d, _ in await store.take_bundles("alice")} == {
+            device.device_id: fresher,
+            other.device_id: other.certificate,
+        }
 
     run_with(store, body)
 
 
 # Devices and prekeys.
-
-
-def test_added_device_reads_back_and_a_repeated_identity_key_is_refused(store: RelayStore) -> None:
-    """Test that a device is stored with its keys, and a second device with its identity key is refused."""
-
-    async def body(store: RelayStore) -> None:
-        await store.create_account("alice", "Alice", "Finance")
-        identity_key, signed = os.urandom(32), _signed_prekey(7)
-        device = await _enrol(store, "alice", identity_key, signed, _prekeys(1, 3))
-        assert device == Device(
-            device.device_id, "alice", identity_key, 7, signed.public, signed.signature, revoked=False
-        )
-        assert await store.get_device(device.device_id) == device
-        assert await store.get_device(device.device_id + 1000) is None
-        assert await store.count_one_time_prekeys(device.device_id) == 3
-        with pytest.raises(DuplicateError):
-            await _enrol(store, "alice", identity_key)
-        assert await store.list_devices("alice") == [device]
-
-    run_with(store, body)
 
 
 def test_devices_are_listed_per_account_and_in_all(store: RelayStore) -> None:
@@ -332,7 +436,7 @@ def test_take_bundles_hands_out_each_one_time_prekey_once(store: RelayStore) -> 
     async def body(store: RelayStore) -> None:
         await store.create_account("alice", "Alice", "Finance")
         keys = _prekeys(1, 3)
-        device = await _enrol(store, "alice", keys=keys)
+        device = await _register(store, "alice", keys=keys)
         taken = [(await store.take_bundles("alice"))[0] for _ in range(4)]
         assert [bundle_device for bundle_device, _ in taken] == [device] * 4
         assert [one_time for _, one_time in taken] == [*keys, None]
@@ -364,7 +468,7 @@ def test_uploaded_prekeys_keep_the_ids_already_held(store: RelayStore) -> None:
     async def body(store: RelayStore) -> None:
         await store.create_account("alice", "Alice", "Finance")
         original = _prekeys(1, 2)
-        device = await _enrol(store, "alice", keys=original)
+        device = await _register(store, "alice", keys=original)
         replacement = OneTimePreKey(2, os.urandom(32))
         assert await store.add_one_time_prekeys(device.device_id, [replacement, *_prekeys(3, 2)]) == 4
         assert await store.count_one_time_prekeys(device.device_id) == 4
@@ -742,6 +846,26 @@ def test_unsupported_schema_version_is_refused(backend: StoreBackend) -> None:
         asyncio.run(open_it())
 
 
+def test_a_schema_1_database_is_refused_saying_its_devices_cannot_be_carried_over(
+    backend: StoreBackend,
+) -> None:
+    """Test that a database a relay of schema 1 left (relay-signed devices, enrolment codes) is
+    refused with schema_refusal's message, and its rows are left as they were."""
+    asyncio.run(backend.write_schema_1())
+    before = asyncio.run(backend.snapshot())
+    assert len(before["devices"]) == 1
+
+    async def open_it() -> None:
+        await backend.new_store().open()
+
+    with pytest.raises(StoreError) as refused:
+        asyncio.run(open_it())
+    supported = sqlite.SCHEMA_VERSION if isinstance(backend, SQLiteBackend) else postgres.SCHEMA_VERSION
+    assert str(refused.value) == schema_refusal(1, supported)
+    assert "cannot be carried over" in str(refused.value)
+    assert asyncio.run(backend.snapshot()) == before
+
+
 # Wake-ups.
 
 
@@ -865,7 +989,7 @@ def test_postgres_concurrent_bundle_fetches_never_share_a_prekey(postgres: Postg
         first, second = await _two_stores(postgres)
         try:
             await first.create_account("alice", "Alice", "Finance")
-            await _enrol(first, "alice", keys=_prekeys(1, 20))
+            await _register(first, "alice", keys=_prekeys(1, 20))
             fetches = [(first if index % 2 else second).take_bundles("alice") for index in range(40)]
             return [bundles[0][1] for bundles in await asyncio.gather(*fetches)]
         finally:
