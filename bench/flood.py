@@ -8,7 +8,8 @@ Run from the repository root as a module (it uses tests/support's relay and floo
 
 Per scenario, a fresh relay (``enclave-server``: TLS, SQLite, its default deadlines,
 ``connections_per_address`` = ``--cap``) runs on 127.0.0.1, and two devices on 127.0.0.1
-enrol and authenticate. They exchange envelopes of 1 KiB one at a time, each way in turn;
+enrol (certified with the test authority key of tests/support/relay.py, which the relay
+trusts) and authenticate. They exchange envelopes of 1 KiB one at a time, each way in turn;
 an envelope's latency runs from its send until both the relay's OK and the push at the
 partner have come (the partner's ack follows, untimed). Three phases:
 
@@ -204,11 +205,11 @@ async def _attacking(
 
 
 async def _phases(
-    relay: RelayProcess, pid: int, codes: tuple[str, str], scenario: str, config: Config
+    relay: RelayProcess, pid: int, accounts: tuple[str, str], scenario: str, config: Config
 ) -> Result:
     loop = asyncio.get_running_loop()
-    alice = await TestDevice(relay).join(codes[0])
-    bob = await TestDevice(relay).join(codes[1])
+    alice = await TestDevice(relay).join(accounts[0])
+    bob = await TestDevice(relay).join(accounts[1])
     ours, theirs = multiprocessing.get_context("spawn").Pipe()
     attacker = multiprocessing.get_context("spawn").Process(
         target=_attack, args=(relay.data_dir, relay.port, SCENARIOS[scenario], config.cap, theirs)
@@ -281,8 +282,8 @@ def _measure(scenario: str, config: Config) -> Result:
             relay.start()
             if relay.process is None:
                 raise RuntimeError("the relay did not start")
-            codes = (new_account(relay.data_dir, "honest.a"), new_account(relay.data_dir, "honest.b"))
-            return asyncio.run(_phases(relay, relay.process.pid, codes, scenario, config))
+            accounts = (new_account(relay.data_dir, "honest.a"), new_account(relay.data_dir, "honest.b"))
+            return asyncio.run(_phases(relay, relay.process.pid, accounts, scenario, config))
         finally:
             relay.stop()
 

@@ -25,10 +25,12 @@ What differs, on purpose or not:
 - The clients are Python (aiohttp WebSockets, paho-mqtt) in this one process, on one
   event loop; the server, the database and the clients share the machine's cores, so at
   large N the clients are part of what is measured, for both transports alike.
-- Accounts and enrolment codes are made with the real admin CLI, ``server.admin.main``,
-  called in this process: a process per call (about a second each) would dominate the
-  run at N = 500. Devices enrol and authenticate over the WebSocket as the app does.
-  None of this set-up is timed.
+- Accounts are made with the real admin CLI, ``server.admin.main``, called in this
+  process: a process per call (about a second each) would dominate the run at N = 500.
+  Device certificates are signed in this process with an authority key made for the run,
+  the one the relay is given (``--authority-key``), as the enrolment authority signs them.
+  Devices enrol (on a connection of its own: ENROL spends the challenge) and then
+  authenticate over the WebSocket as the app does. None of this set-up is timed.
 
 Run as ``.venv/bin/python bench/server.py [--devices 10,50,200] [--messages 20]
 [--backends sqlite,postgres] [--quick]``. Nothing here asserts on speed.
@@ -63,6 +65,7 @@ import paho.mqtt.client as mqtt
 from nacl.utils import random
 from paho.mqtt.reasoncodes import ReasonCode
 
+from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair, SignedPreKey
 from app.crypto.primitives import SIGN_CONTEXT_RELAY_AUTH
 from app.protocol.envelope import Envelope
@@ -73,7 +76,6 @@ from app.protocol.frames import (
     Challenge,
     Closing,
     Enrol,
-    Enrolled,
     Frame,
     FrameType,
     Notice,
@@ -116,6 +118,8 @@ CONNECT_CONCURRENCY = 32
 WARMUP_MESSAGES = 2
 """Sent by every device before the timed run: connections, caches and code paths warm up."""
 ENVELOPE_LIFETIME_SECONDS = 3600
+CERTIFICATE_SECONDS = 3600
+"""Long enough for any run: the relay refuses an expired certificate at ENROL."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,16 +237,20 @@ async def _exchange(devices: Sequence[_Device], messages: int, label: str) -> _E
 class _RelayProcess:
     """``python -m server.main`` on 127.0.0.1, a free port, over ``data_dir``."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, authority: IdentityKeyPair) -> None:
         self.data_dir = data_dir
+        self.authority = authority
+        """The enrolment authority key the relay trusts; the bench signs certificates with it."""
         self.log_path = data_dir / "relay.log"
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
 
     def start(self) -> None:
+        command = [sys.executable, "-m", "server.main", "--data", str(self.data_dir), "--port", "0"]
+        command += ["--authority-key", self.authority.public.hex()]
         with self.log_path.open("w", encoding="utf-8") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "server.main", "--data", str(self.data_dir), "--port", "0"],
+                command,
                 cwd=REPO,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -323,26 +331,45 @@ class _RelayDevice:
         self.acks: set[int] = set()
         self.drained = asyncio.Event()
 
-    async def connect(self, session: aiohttp.ClientSession, url: str, tls: ssl.SSLContext, code: str) -> None:
-        self.ws = await session.ws_connect(url, ssl=tls, max_msg_size=MAX_FRAME_BYTES)
-        first = Frame.parse(await self.ws.receive_bytes())
-        if first.type != FrameType.CHALLENGE:
-            raise RuntimeError(f"the relay opened with {first.type.name}, not CHALLENGE")
-        nonce = Challenge.parse(first.body).nonce
+    async def connect(
+        self, session: aiohttp.ClientSession, relay: _RelayProcess, account_id: str, device_id: int
+    ) -> None:
+        """Take a certificate from the relay's authority key, enrol on one connection, then
+        authenticate on the one this device keeps, and wait until its (empty) queue is drained."""
+        self.device_id = device_id
+        certificate = DeviceCertificate.issue(
+            relay.authority,
+            account_id=account_id,
+            device_id=device_id,
+            identity_key=self.identity.public,
+            expires_at=int(time.time()) + CERTIFICATE_SECONDS,
+        ).encode()
+        tls = relay.ssl_context()
+        async with session.ws_connect(relay.url, ssl=tls, max_msg_size=MAX_FRAME_BYTES) as enrolling:
+            signed = SignedPreKey.generate(self.identity, 1, random)
+            enrol = Enrol(
+                certificate,
+                self._sign(await _challenge(enrolling)),
+                SignedPreKeyUpload(signed.key_id, signed.keypair.public, signed.signature),
+                (),
+            )
+            await enrolling.send_bytes(Frame(FrameType.ENROL, 1, enrol.encode()).encode())
+            answer = Frame.parse(await enrolling.receive_bytes())
+            enrolled = Response.parse(answer.body)
+            if answer.type != FrameType.RESPONSE or enrolled.status != Status.OK:
+                raise RuntimeError(f"the relay refused the enrolment: {enrolled.reason}")
+        self.ws = await session.ws_connect(relay.url, ssl=tls, max_msg_size=MAX_FRAME_BYTES)
+        nonce = await _challenge(self.ws)
         self.reader = asyncio.create_task(self._read())
-        signed = SignedPreKey.generate(self.identity, 1, random)
-        enrol = Enrol(
-            code,
-            self.identity.public,
-            SignedPreKeyUpload(signed.key_id, signed.keypair.public, signed.signature),
-            (),
+        await self.request(
+            FrameType.AUTHENTICATE, Authenticate(self.device_id, self._sign(nonce), certificate).encode()
         )
-        self.device_id = Enrolled.parse(await self.request(FrameType.ENROL, enrol.encode())).device_id
-        signature = self.identity.sign(
+        await self.drained.wait()
+
+    def _sign(self, nonce: bytes) -> bytes:
+        return self.identity.sign(
             context=SIGN_CONTEXT_RELAY_AUTH, message=auth_message(nonce, self.device_id)
         )
-        await self.request(FrameType.AUTHENTICATE, Authenticate(self.device_id, signature).encode())
-        await self.drained.wait()
 
     async def request(self, frame_type: FrameType, body: bytes) -> bytes:
         if self.ws is None:
@@ -414,19 +441,32 @@ class _RelayDevice:
             await self.ws.close()
 
 
-async def _relay_exchange(relay: _RelayProcess, codes: Sequence[str], messages: int) -> _Exchange:
-    devices = [_RelayDevice() for _ in codes]
-    tls = relay.ssl_context()
+async def _challenge(ws: aiohttp.ClientWebSocketResponse) -> bytes:
+    """The nonce of the CHALLENGE a relay connection opens with."""
+    first = Frame.parse(await ws.receive_bytes())
+    if first.type != FrameType.CHALLENGE:
+        raise RuntimeError(f"the relay opened with {first.type.name}, not CHALLENGE")
+    return Challenge.parse(first.body).nonce
+
+
+async def _relay_exchange(relay: _RelayProcess, accounts: Sequence[str], messages: int) -> _Exchange:
+    devices = [_RelayDevice() for _ in accounts]
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
-        async def connect(device: _RelayDevice, code: str) -> None:
+        async def connect(device: _RelayDevice, account_id: str, device_id: int) -> None:
             async with gate:
-                await device.connect(session, relay.url, tls, code)
+                await device.connect(session, relay, account_id, device_id)
 
         try:
             await asyncio.wait_for(
-                asyncio.gather(*(connect(d, c) for d, c in zip(devices, codes, strict=True))), READY_SECONDS
+                asyncio.gather(
+                    *(
+                        connect(device, account_id, index + 1)
+                        for index, (device, account_id) in enumerate(zip(devices, accounts, strict=True))
+                    )
+                ),
+                READY_SECONDS,
             )
             for first, second in zip(devices[::2], devices[1::2], strict=True):
                 first.partner, second.partner = second.device_id, first.device_id
@@ -439,20 +479,20 @@ async def _relay_exchange(relay: _RelayProcess, codes: Sequence[str], messages: 
 
 @contextlib.contextmanager
 def _relay(backend: str, devices: int, postgres_dsn: str) -> Iterator[tuple[_RelayProcess, list[str]]]:
-    """A fresh relay on ``backend`` with ``devices`` accounts and an enrolment code for each."""
+    """A fresh relay on ``backend``, trusting an authority key made for it, with ``devices`` accounts."""
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     with tempfile.TemporaryDirectory(prefix="enclave-bench-") as folder:
         data_dir = Path(folder)
         _write_config(data_dir, backend, postgres_dsn, schema)
-        relay = _RelayProcess(data_dir)
+        relay = _RelayProcess(data_dir, IdentityKeyPair.generate(random))
         try:
             relay.start()
-            codes = []
+            accounts = []
             for index in range(devices):
                 account = f"bench{index}"
                 _admin(data_dir, "account", "create", account, "--name", f"Bench Device {index}")
-                codes.append(_admin(data_dir, "code", "issue", account, "--valid-hours", "1"))
-            yield relay, codes
+                accounts.append(account)
+            yield relay, accounts
         finally:
             relay.stop()
             if backend == POSTGRES:
@@ -468,8 +508,8 @@ async def _drop_schema(dsn: str, schema: str) -> None:
 
 
 def _measure_relay(backend: str, devices: int, messages: int, postgres_dsn: str) -> Result:
-    with _relay(backend, devices, postgres_dsn) as (relay, codes):
-        exchange = asyncio.run(_relay_exchange(relay, codes, messages))
+    with _relay(backend, devices, postgres_dsn) as (relay, accounts):
+        exchange = asyncio.run(_relay_exchange(relay, accounts, messages))
     return exchange.result(backend, devices, messages)
 
 
