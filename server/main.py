@@ -2,7 +2,7 @@
 
     enclave-server --data /var/lib/enclave [--host 0.0.0.0] [--port 8443] [--backend postgres ...]
 
-On the first start it makes its TLS certificate and signing key in the data folder and
+On the first start it makes its TLS certificate and upload-token key in the data folder and
 prints the public-key pin that goes into the provisioning config. Flags override
 ``server.toml`` in the data folder (docs/ADMIN.md lists every setting).
 """
