@@ -17,6 +17,7 @@ from app.services.client import Client
 from app.services.credentials import Credentials
 from app.services.errors import NotEnrolledError
 from app.services.events import ConnectionChanged, Event
+from app.services.policy import Provisioning
 from app.services.settings import RelaySettings
 from app.sync.link import RelayAddress
 from app.sync.machine import Backoff
@@ -24,6 +25,8 @@ from app.sync.transport import TransportState
 from storage.records import ConversationKind
 from storage.store import Store
 from tests.support.clients import passphrase
+from tests.support.organisation import Organisation
+from tests.support.relay import TEST_AUTHORITY, certificate_for
 
 WAIT_SECONDS = 10.0
 CLOSED_PORT = RelayAddress(("https://127.0.0.1:9",), ("sha256/" + "A" * 43 + "=",))
@@ -72,19 +75,26 @@ def _start(runner: asyncio.Runner, client: Client) -> None:
     runner.run(starting())
 
 
-def _enrol(store: Store) -> None:
-    """Save what enrolment would have left, naming a relay where nothing listens."""
-    root, identity = IdentityKeyPair.generate(nacl.utils.random), IdentityKeyPair.generate(nacl.utils.random)
-    certificate = DeviceCertificate.issue(
-        root,
-        account_id="alice",
-        device_id=1,
-        identity_key=identity.public,
-        expires_at=int(time.time()) + 3600,
+def _enrol(store: Store, folder: Path) -> None:
+    """Save what enrolment would have left: the organisation's config imported, naming a relay
+    where nothing listens, and a certificate its enrolment authority signed."""
+    organisation = Organisation(authority=(TEST_AUTHORITY.public, b""))
+    config = organisation.config(
+        relay_urls=CLOSED_PORT.urls,
+        relay_pins=CLOSED_PORT.pins,
+        authority_urls=CLOSED_PORT.urls,
+        authority_pins=CLOSED_PORT.pins,
+        mandatory="",
+        recommended="",
     )
+    provisioning = Provisioning(store, system_config=folder / "no-system-config.toml", clock=time.time)
+    provisioning.import_config(organisation.write(folder / "organisation" / "enclave.toml", config))
+    identity = IdentityKeyPair.generate(nacl.utils.random)
     with store.transaction():
-        Credentials(store, time.time).save_enrolment(
-            identity, "alice", 1, RelaySettings(CLOSED_PORT, root.public), certificate.encode()
+        Credentials(store, time.time, authority=provisioning.authority).save_enrolment(
+            identity,
+            DeviceCertificate.parse(certificate_for("alice", 1, identity.public)),
+            RelaySettings(CLOSED_PORT),
         )
 
 
@@ -116,9 +126,11 @@ def test_start_on_an_unenrolled_profile_does_not_connect(runner: asyncio.Runner,
         runner.run(client.close())
 
 
-def test_start_on_an_enrolled_profile_tries_its_relay(runner: asyncio.Runner, store: Store) -> None:
+def test_start_on_an_enrolled_profile_tries_its_relay(
+    runner: asyncio.Runner, store: Store, tmp_path: Path
+) -> None:
     """Test that an enrolled profile's start connects to its relay, and reports the failed attempt."""
-    _enrol(store)
+    _enrol(store, tmp_path)
     events: list[Event] = []
     client = _build(runner, store, events)
     try:

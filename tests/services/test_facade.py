@@ -61,10 +61,9 @@ def test_each_policy_rule_is_enforced_at_the_facade(tmp_path: Path) -> None:
     bench.run(bob.sending.send_text(bob.direct(alice).id, "read me"))
     bench.deliver(bob, alice)
     bench.deliver(alice, bob)  # the delivery receipt has left: alice's outbox is empty
-    profile, clock = alice.store.profile_dir, bench.clock
+    profile, clock, org = alice.store.profile_dir, bench.clock, bench.organisation
     bench.close()
 
-    org = Organisation()
     system = org.write(
         tmp_path / "etc" / "enclave.toml",
         org.config(mandatory=MANDATORY, recommended="idle_lock_minutes = 15"),
@@ -98,7 +97,7 @@ def test_each_policy_rule_is_enforced_at_the_facade(tmp_path: Path) -> None:
         assert [m.status for m in incoming] == [MessageStatus.READ], "read here all the same"
 
         enclave.import_config(
-            org.write(tmp_path / "mine.toml", org.config(mandatory="secret_chats_only = true"))
+            org.write(tmp_path / "mine.toml", org.config(version=2, mandatory="secret_chats_only = true"))
         ).result(WAIT)
         with pytest.raises(DirectChatNotAllowedError, match="secret_chats_only"):
             enclave.start_conversation("bob").result(WAIT)

@@ -126,7 +126,7 @@ def test_a_first_import_into_an_enrolled_profile_must_name_its_relay(tmp_path: P
     none of its relay's pins (another organisation's file would fix that root for good and move the
     device to its relay), changing nothing; one naming the pin is accepted, and later configs of
     that organisation may rotate the pins freely."""
-    enrolled = RelaySettings(RelayAddress(("https://relay.example:8443",), (PIN_A,)), bytes(32))
+    enrolled = RelaySettings(RelayAddress(("https://relay.example:8443",), (PIN_A,)))
     save_relay(store, enrolled)
     provisioning = Provisioning(store, system_config=tmp_path / "none" / "enclave.toml", clock=lambda: NOW)
     stranger, org = Organisation(), Organisation()

@@ -20,6 +20,7 @@ from storage.keyheader import MINIMUM_COST
 from storage.keys import Passphrase
 from storage.records import Conversation
 from tests.support.deployment import deployment
+from tests.support.ownauthority import OwnAuthority
 from tests.support.relay import RelayProcess, new_account
 
 PASSPHRASE = "correct horse battery staple"
@@ -77,14 +78,32 @@ def open_client(
     return Client(enclave, profile, events)
 
 
-def enrolled_client(relay: RelayProcess, root: Path, account_id: str, name: str) -> Client:
+def enrolled_client(
+    relay: RelayProcess, root: Path, account_id: str, name: str, *, authority: OwnAuthority | None = None
+) -> Client:
     """A new profile under ``root`` enrolled as ``account_id`` and online, as a colleague is: the
     account made at the relay with the admin CLI, the organisation's config for this relay
-    imported, and the code from the run's enrolment authority (tests/support/deployment.py)."""
+    imported, and the code from the run's enrolment authority (tests/support/deployment.py), or
+    from ``authority``, which the config then names."""
     new_account(relay.data_dir, account_id, name)
-    client = open_client(root / account_id, create=True)
-    import_organisation(client, relay, root / f"{account_id}.config" / "enclave.toml")
-    client.enclave.enrol(None, None, deployment().code(account_id)).result(WAIT_SECONDS)
+    return enrolled_device(relay, root / account_id, account_id, authority=authority)
+
+
+def enrolled_device(
+    relay: RelayProcess, profile: Path, account_id: str, *, authority: OwnAuthority | None = None
+) -> Client:
+    """A new profile at ``profile`` enrolled as a device of ``account_id``, an account the relay
+    has already, and online: the organisation's config for this relay imported (written beside
+    the profile), and a new code from the run's enrolment authority (or ``authority``)."""
+    client = open_client(profile, create=True)
+    config = profile.with_name(f"{profile.name}.config") / "enclave.toml"
+    if authority is None:
+        import_organisation(client, relay, config)
+        code = deployment().code(account_id)
+    else:
+        import_organisation(client, relay, config, **authority.changes())
+        code = authority.code(account_id)
+    client.enclave.enrol(None, None, code).result(WAIT_SECONDS)
     assert client.enclave.wait_online(WAIT_SECONDS).result(WAIT_SECONDS + 5)
     return client
 

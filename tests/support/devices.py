@@ -1,13 +1,17 @@
 """Devices with real stores, certificates and sessions, and the engine's parts for each, with no relay.
 
 A ``Bench`` holds what the devices of one test share: an event loop (the parts run on
-it as they run on the worker loop), an organisation trust root that certifies the
-devices, and a clock. ``Bench.device`` makes a device as enrolment would leave it: a
-real SQLCipher profile in the test's folder holding its identity, relay settings,
-certificate and prekeys, and its engine's parts wired as ``Client.build`` wires them,
-with ``Delivery`` over an in-memory transport (``tests.support.transport``). Its
-``Provisioning`` reads no system config (there is none in the test's folder), so a test sets
-the policy as a user (``provisioning.set_user``) or imports a signed config.
+it as they run on the worker loop), an organisation (its root, and its enrolment
+authority's key, which certifies the devices), and a clock. ``Bench.device`` makes a
+device as enrolment would leave it: a real SQLCipher profile in the test's folder holding
+its identity, relay settings, certificate and prekeys, and the organisation's config
+imported, as the user imports it before enrolling; its engine's parts are wired as
+``Client.build`` wires them, so the trust root of every certificate is that config's
+authority key, with ``Delivery`` over an in-memory transport (``tests.support.transport``).
+The config has no policy and its ``Provisioning`` reads no system config (there is none in
+the test's folder), so a test sets the policy as a user (``provisioning.set_user``) or
+imports a newer config (version 2 on) that the bench's organisation signs
+(``Bench.organisation``).
 
 ``introduce`` and ``open_session`` give two devices a pairwise session with the real
 X3DH of ``app.crypto``, stored through the store's repositories, so that what one
@@ -54,6 +58,7 @@ from storage.records import Conversation, ConversationKind
 from storage.store import Store
 from tests.storage.harness import FakeClock
 from tests.support.clients import passphrase
+from tests.support.organisation import Organisation
 from tests.support.transport import InMemoryDirectory, InMemoryTransport
 
 T = TypeVar("T")
@@ -67,6 +72,8 @@ RELAY = RelayAddress(
     ("https://relay.invalid:8443",), ("sha256/" + base64.b64encode(bytes(32)).decode("ascii"),)
 )
 """Where the devices believe their relay is; nothing ever connects to it."""
+AUTHORITY_URL = "https://enrol.invalid:8444"
+"""Where the devices' config says the enrolment authority is; nothing ever connects to it."""
 
 __all__ = [
     "CERTIFICATE_SECONDS",
@@ -165,14 +172,27 @@ class Device:
 
 
 class Bench:
-    """The loop, trust root and clock the devices of one test share; ``close`` it when done."""
+    """The loop, organisation and clock the devices of one test share; ``close`` it when done."""
 
     def __init__(self, root: Path, clock: Clock | None = None, random: RandomSource = nacl.utils.random):
         self.root = root
         self.clock: Clock = clock if clock is not None else FakeClock(NOW)
         self.random = random
         self.trust_root = IdentityKeyPair.generate(random)
-        """The organisation's key that signs device certificates (the relay's, today)."""
+        """The organisation's enrolment authority key: it signs the device certificates."""
+        self.organisation = Organisation(authority=(self.trust_root.public, b""))
+        """The root that signs the config each device imports (naming ``trust_root``)."""
+        self.config = self.organisation.write(
+            root / "organisation" / "enclave.toml",
+            self.organisation.config(
+                relay_urls=RELAY.urls,
+                relay_pins=RELAY.pins,
+                authority_urls=(AUTHORITY_URL,),
+                authority_pins=RELAY.pins,
+                mandatory="",
+                recommended="",
+            ),
+        )
         self._runner = asyncio.Runner()
         self.loop = self._runner.get_loop()
         self.devices: list[Device] = []
@@ -233,17 +253,12 @@ class Bench:
         certificate = self.certify(account_id, device_id, identity.public, certificate_seconds)
         signed = prekeys.new_signed_prekey(identity, self.random)
         one_time = prekeys.new_one_time_prekeys(1, one_time_prekeys, self.random)
-        with store.transaction():
-            Credentials(store, self.clock).save_enrolment(
-                identity,
-                account_id,
-                device_id,
-                RelaySettings(RELAY, self.trust_root.public),
-                certificate.encode(),
-            )
-            prekeys.save(store, signed, one_time)
         enrolment = Enrolment(account_id, device_id, identity, certificate, signed, one_time)
         device = self._wire(enrolment, store, InMemoryTransport(state), directory)
+        device.provisioning.import_config(self.config)
+        with store.transaction():
+            device.credentials.save_enrolment(identity, certificate, RelaySettings(RELAY))
+            prekeys.save(store, signed, one_time)
         self.devices.append(device)
         return device
 
@@ -282,10 +297,10 @@ class Bench:
         tasks = Tasks(self.loop)
         emitter = Emitter(events.append)
         relay = RelayLink()
-        credentials = Credentials(store, self.clock)
         provisioning = Provisioning(
             store, system_config=self.root / "no-system" / "enclave.toml", clock=self.clock
         )
+        credentials = Credentials(store, self.clock, authority=provisioning.authority)
         rules = provisioning.rules
         contacts = Contacts(store, relay=relay, tasks=tasks, rules=rules)
         sessions = Sessions(

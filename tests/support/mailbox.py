@@ -1,4 +1,5 @@
-"""What a relay on SQLite would still hand to a device, read from its own database file (read-only)."""
+"""What a relay on SQLite holds, read from its own database file (read-only): what it would still
+hand to a device, and the devices it registered."""
 
 from __future__ import annotations
 
@@ -16,3 +17,12 @@ def deliverable(relay: RelayProcess, device_id: int) -> int:
         query = "SELECT count(*) FROM mailbox WHERE device_id = ? AND expires_at > ?"
         row = db.execute(query, (device_id, int(time.time()))).fetchone()
     return int(row[0])
+
+
+def registered(relay: RelayProcess, account_id: str) -> list[tuple[int, bytes]]:
+    """The device id and kept certificate of each device the relay registered for ``account_id``."""
+    uri = f"file:{relay.data_dir / 'relay.sqlite3'}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        query = "SELECT device_id, certificate FROM devices WHERE account_id = ? ORDER BY device_id"
+        rows = db.execute(query, (account_id,)).fetchall()
+    return [(int(device_id), bytes(certificate)) for device_id, certificate in rows]

@@ -18,7 +18,8 @@ from app.base.tlsfiles import public_key_pin, self_signed
 from app.crypto.keys import IdentityKeyPair, SignedPreKey
 from app.protocol.frames import Enrol, SignedPreKeyUpload
 from app.sync.link import RelayAddress, download_blob, enrol, spki_pin, upload_blob, websocket_url
-from tests.support.relay import RelayProcess
+from app.sync.machine import Connection
+from tests.support.relay import RelayProcess, certificate_for
 
 OTHER_PIN = "sha256/" + "A" * 43 + "="
 ANOTHER_PIN = "sha256/" + "B" * 43 + "="
@@ -49,35 +50,43 @@ def test_websocket_url_follows_the_https_address() -> None:
     assert websocket_url("https://relay.ministry.local:8443/") == "wss://relay.ministry.local:8443/v1/ws"
 
 
-def _enrol_with_a_bad_code(address: RelayAddress) -> None:
-    """``enrol`` with a code no relay issued: a relay that is reached refuses the code."""
-    identity = IdentityKeyPair.generate(random)
+def _enrol_uncertified(address: RelayAddress) -> None:
+    """``enrol`` with a certificate no enrolment authority the relay trusts signed: a relay that is
+    reached refuses it (so a refusal shows the ENROL reached the relay)."""
+    identity, stranger = IdentityKeyPair.generate(random), IdentityKeyPair.generate(random)
     signed = SignedPreKey.generate(identity, 1, random)
-    request = Enrol(
-        "not-a-code",
-        identity.public,
-        SignedPreKeyUpload(signed.key_id, signed.keypair.public, signed.signature),
-        (),
-    )
+    certificate = certificate_for("mallory", 7, identity.public, issuer=stranger)
+
+    def request(machine: Connection) -> Enrol:
+        signature = machine.challenge_signature(
+            7, lambda context, message: identity.sign(context=context, message=message)
+        )
+        return Enrol(
+            certificate,
+            signature,
+            SignedPreKeyUpload(signed.key_id, signed.keypair.public, signed.signature),
+            (),
+        )
+
     asyncio.run(enrol(address, request))
 
 
 def test_any_of_the_pins_is_accepted_and_none_matching_is_refused(relay: RelayProcess) -> None:
     """Test that a relay whose key is one of several pins is spoken to, and that one matching none
     of them is dropped before the first frame: the relay never sees the ENROL."""
-    with pytest.raises(RelayRefusedError, match="CODE_REFUSED"):
-        _enrol_with_a_bad_code(RelayAddress((relay.https,), (OTHER_PIN, relay.pin)))
+    with pytest.raises(RelayRefusedError, match="UNAUTHENTICATED"):
+        _enrol_uncertified(RelayAddress((relay.https,), (OTHER_PIN, relay.pin)))
     with pytest.raises(PinMismatchError, match="matches no pinned key"):
-        _enrol_with_a_bad_code(RelayAddress((relay.https,), (OTHER_PIN, ANOTHER_PIN)))
+        _enrol_uncertified(RelayAddress((relay.https,), (OTHER_PIN, ANOTHER_PIN)))
 
 
 def test_the_addresses_are_tried_in_order_until_one_answers(relay: RelayProcess) -> None:
     """Test that an address that is down is passed over for the next, and that when none answers
     the failure names every address."""
-    with pytest.raises(RelayRefusedError, match="CODE_REFUSED"):
-        _enrol_with_a_bad_code(RelayAddress((CLOSED_URL, relay.https), (relay.pin,)))
+    with pytest.raises(RelayRefusedError, match="UNAUTHENTICATED"):
+        _enrol_uncertified(RelayAddress((CLOSED_URL, relay.https), (relay.pin,)))
     with pytest.raises(OfflineError, match=f"{CLOSED_URL} or https://127.0.0.1:10 cannot be reached"):
-        _enrol_with_a_bad_code(RelayAddress((CLOSED_URL, "https://127.0.0.1:10"), (relay.pin,)))
+        _enrol_uncertified(RelayAddress((CLOSED_URL, "https://127.0.0.1:10"), (relay.pin,)))
 
 
 def test_an_address_with_another_key_is_passed_over_for_a_pinned_one(tmp_path: Path) -> None:
@@ -87,10 +96,10 @@ def test_an_address_with_another_key_is_passed_over_for_a_pinned_one(tmp_path: P
     interceptor = RelayProcess(tmp_path / "interceptor").start()
     genuine = RelayProcess(tmp_path / "genuine").start()
     try:
-        with pytest.raises(RelayRefusedError, match="CODE_REFUSED"):
-            _enrol_with_a_bad_code(RelayAddress((interceptor.https, genuine.https), (genuine.pin,)))
+        with pytest.raises(RelayRefusedError, match="UNAUTHENTICATED"):
+            _enrol_uncertified(RelayAddress((interceptor.https, genuine.https), (genuine.pin,)))
         with pytest.raises(PinMismatchError):
-            _enrol_with_a_bad_code(RelayAddress((interceptor.https, CLOSED_URL), (genuine.pin,)))
+            _enrol_uncertified(RelayAddress((interceptor.https, CLOSED_URL), (genuine.pin,)))
     finally:
         interceptor.stop()
         genuine.stop()

@@ -6,8 +6,10 @@ import pytest
 
 from app.base.errors import LocalProtocolError, RemoteProtocolError
 from app.crypto.keys import IdentityKeyPair
+from app.crypto.primitives import SIGN_CONTEXT_RELAY_AUTH, ed25519_verify
 from app.protocol.envelope import Envelope
 from app.protocol.frames import (
+    Authenticate,
     Authenticated,
     Challenge,
     Closing,
@@ -15,11 +17,14 @@ from app.protocol.frames import (
     FrameType,
     Response,
     Status,
+    auth_message,
 )
 from app.sync.machine import Answered, Backoff, Connection, Online, Pushed, Refused, State
 from tests.support.sessions import SeededRandom
 
 IDENTITY = IdentityKeyPair.generate(SeededRandom(b"sync"))
+NONCE = b"\x01" * 32
+CERTIFICATE = b"the device's certificate"
 
 
 def _signer(context: bytes, message: bytes) -> bytes:
@@ -28,22 +33,43 @@ def _signer(context: bytes, message: bytes) -> bytes:
 
 def _challenged() -> Connection:
     connection = Connection()
-    connection.receive(Frame(FrameType.CHALLENGE, 0, Challenge(b"\x01" * 32, 5).encode()).encode())
+    connection.receive(Frame(FrameType.CHALLENGE, 0, Challenge(NONCE, 5).encode()).encode())
     assert connection.state == State.CHALLENGED
     return connection
 
 
 def _authenticating() -> tuple[Connection, int]:
     connection = _challenged()
-    request_id = Frame.parse(connection.authenticate(7, _signer)).request_id
+    request_id = Frame.parse(connection.authenticate(7, _signer, CERTIFICATE)).request_id
     assert connection.state == State.AUTHENTICATING
     return connection, request_id
 
 
+def test_authenticate_signs_the_challenge_and_presents_the_certificate() -> None:
+    """Test that AUTHENTICATE carries the device id, the challenge signed for it with the identity
+    key, and the certificate given; and that the challenge can be answered only while challenged."""
+    connection = _challenged()
+    signature = connection.challenge_signature(7, _signer)
+    ed25519_verify(
+        public_key=IDENTITY.public,
+        context=SIGN_CONTEXT_RELAY_AUTH,
+        message=auth_message(NONCE, 7),
+        signature=signature,
+    )
+    frame = Frame.parse(connection.authenticate(7, _signer, CERTIFICATE))
+    assert frame.type == FrameType.AUTHENTICATE
+    assert Authenticate.parse(frame.body) == Authenticate(7, signature, CERTIFICATE)
+    with pytest.raises(LocalProtocolError, match="AUTHENTICATING"):
+        connection.challenge_signature(7, _signer)
+    with pytest.raises(LocalProtocolError):
+        Connection().challenge_signature(7, _signer)
+
+
 def test_successful_authentication_goes_online_and_passes_pushes_and_answers() -> None:
-    """Test CHALLENGE -> AUTHENTICATING -> ONLINE, then a push and an answered request."""
+    """Test that CHALLENGE -> AUTHENTICATING -> ONLINE keeps the upload token, then a push and an
+    answered request pass."""
     connection, auth_id = _authenticating()
-    ok = Response(Status.OK, body=Authenticated(b"cert", b"token").encode())
+    ok = Response(Status.OK, body=Authenticated(b"token").encode())
     (event,) = connection.receive(Frame(FrameType.RESPONSE, auth_id, ok.encode()).encode())
     assert isinstance(event, Online) and event.authenticated.upload_token == b"token"
     envelope = Envelope(envelope_id=b"\x02" * 16, expires_at=9, sealed=b"s")
