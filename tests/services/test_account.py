@@ -1,6 +1,6 @@
 """Enrolment and the connection at the relay the organisation's config names: the code alone, pins
-rotated without re-enrolment, a config pinning another key refused before anything is sent, and an
-address or pin given against the config refused."""
+rotated without re-enrolment, a config pinning another key refused before the relay is sent
+anything, and an address or pin given against the config refused."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import pytest
 
 from app.base.errors import PinMismatchError
 from app.base.tlsfiles import TLS_CERT_FILE, TLS_KEY_FILE, public_key_pin, self_signed, write_secret
-from app.services.errors import RelayConflictError, RelayUnknownError
+from app.services.errors import AuthorityUnknownError, RelayConflictError
 from app.services.events import ConnectionChanged, Event
 from app.services.facade import Enclave
 from app.sync.link import RelayAddress
 from tests.support.clients import FAST_BACKOFF, WAIT_SECONDS, Client, passphrase
-from tests.support.organisation import Organisation
+from tests.support.deployment import deployment
+from tests.support.mailbox import registered
 from tests.support.relay import RelayProcess, new_account
 
 WRONG_PIN = "sha256/" + "A" * 43 + "="
@@ -35,10 +36,9 @@ def _open(profile: Path, system_config: Path, *, create: bool = False) -> Client
     return Client(enclave, profile, events)
 
 
-def _system(org: Organisation, folder: Path, version: int, relay: RelayProcess, *pins: str) -> Path:
-    """The system config ``version`` naming ``relay``'s address and ``pins``."""
-    config = org.config(version=version, relay_urls=(relay.https,), relay_pins=pins)
-    return org.write(folder / "enclave.toml", config)
+def _system(folder: Path, version: int, relay: RelayProcess, *pins: str) -> Path:
+    """The organisation's system config ``version`` naming ``relay``'s address and ``pins``."""
+    return deployment().install(folder / "enclave.toml", relay, version=version, relay_pins=pins)
 
 
 def _relay_address(client: Client) -> RelayAddress | None:
@@ -71,10 +71,9 @@ def test_enrolled_from_the_config_it_follows_a_rotated_pin_list(relay: RelayProc
     config listing the next key's pin beside the current one keeps it connected through the relay's
     key change, and that one dropping the old pin leaves the profile pinning the new key alone, all
     without re-enrolment."""
-    org = Organisation()
     system = tmp_path / "etc"
-    code = new_account(relay.data_dir, "dana", "Dana")
-    client = _open(tmp_path / "dana", _system(org, system, 1, relay, relay.pin), create=True)
+    code = deployment().code(new_account(relay.data_dir, "dana", "Dana"))
+    client = _open(tmp_path / "dana", _system(system, 1, relay, relay.pin), create=True)
     try:
         assert client.enclave.enrol(None, None, code).result(WAIT_SECONDS).account_id == "dana"
         assert client.enclave.wait_online(WAIT_SECONDS).result(WAIT_SECONDS + 5)
@@ -83,7 +82,7 @@ def test_enrolled_from_the_config_it_follows_a_rotated_pin_list(relay: RelayProc
 
     old_pin = relay.pin
     key_pem, cert_pem, new_pin = _new_key(relay)
-    client = _open(tmp_path / "dana", _system(org, system, 2, relay, old_pin, new_pin))
+    client = _open(tmp_path / "dana", _system(system, 2, relay, old_pin, new_pin))
     try:
         assert client.enclave.wait_online(WAIT_SECONDS).result(WAIT_SECONDS + 5)
         assert _relay_address(client) == RelayAddress((relay.https,), (old_pin, new_pin))
@@ -93,7 +92,7 @@ def test_enrolled_from_the_config_it_follows_a_rotated_pin_list(relay: RelayProc
     finally:
         client.close()
 
-    client = _open(tmp_path / "dana", _system(org, system, 3, relay, new_pin))
+    client = _open(tmp_path / "dana", _system(system, 3, relay, new_pin))
     try:
         assert client.enclave.wait_online(WAIT_SECONDS).result(WAIT_SECONDS + 5)
         assert _relay_address(client) == RelayAddress((relay.https,), (new_pin,))
@@ -107,19 +106,16 @@ def test_an_imported_config_that_drops_the_current_pin_disconnects_at_once(
     """Test that a config imported while the profile is open applies to the running link: dropping
     the pin of the key the relay presents ends the connection (offline, naming the pin), and the
     relay coming back with the newly pinned key brings it online."""
-    org = Organisation()
-    code = new_account(relay.data_dir, "erin", "Erin")
-    first = org.write(
-        tmp_path / "v1.toml", org.config(version=1, relay_urls=(relay.https,), relay_pins=(relay.pin,))
-    )
+    code = deployment().code(new_account(relay.data_dir, "erin", "Erin"))
+    first = deployment().install(tmp_path / "v1" / "enclave.toml", relay)
     client = _open(tmp_path / "erin", tmp_path / "no-system" / "enclave.toml", create=True)
     try:
         client.enclave.import_config(first).result(WAIT_SECONDS)
         client.enclave.enrol(None, None, code).result(WAIT_SECONDS)
         assert client.enclave.wait_online(WAIT_SECONDS).result(WAIT_SECONDS + 5)
         key_pem, cert_pem, new_pin = _new_key(relay)
-        second = org.write(
-            tmp_path / "v2.toml", org.config(version=2, relay_urls=(relay.https,), relay_pins=(new_pin,))
+        second = deployment().install(
+            tmp_path / "v2" / "enclave.toml", relay, version=2, relay_pins=(new_pin,)
         )
         client.enclave.import_config(second).result(WAIT_SECONDS)
         offline = client.wait_for(ConnectionChanged, lambda e: e.state == "offline" and bool(e.reason))
@@ -133,21 +129,24 @@ def test_an_imported_config_that_drops_the_current_pin_disconnects_at_once(
 def test_a_config_pinning_another_key_sends_nothing_and_the_code_stays_usable(
     relay: RelayProcess, tmp_path: Path
 ) -> None:
-    """Test that enrolling at a config's relay whose key matches none of its pins fails before the
-    code is sent, and that once the admin fixes the config the same code enrols the same profile."""
-    org = Organisation()
+    """Test that enrolling at a system config's relay whose key matches none of its pins fails before
+    the relay is sent anything (not the certificate the authority gave), and that once the admin
+    fixes the config the same code enrols the same profile, closed and opened again meanwhile."""
     system = tmp_path / "etc"
-    code = new_account(relay.data_dir, "finn", "Finn")
-    client = _open(tmp_path / "finn", _system(org, system, 1, relay, WRONG_PIN), create=True)
+    code = deployment().code(new_account(relay.data_dir, "finn", "Finn"))
+    client = _open(tmp_path / "finn", _system(system, 1, relay, WRONG_PIN), create=True)
     try:
         with pytest.raises(PinMismatchError, match="matches no pinned key"):
             client.enclave.enrol(None, None, code).result(WAIT_SECONDS)
         assert client.enclave.account is None
+        assert registered(relay, "finn") == []
     finally:
         client.close()
-    client = _open(tmp_path / "finn", _system(org, system, 2, relay, relay.pin))
+    client = _open(tmp_path / "finn", _system(system, 2, relay, relay.pin))
     try:
-        assert client.enclave.enrol(None, None, code).result(WAIT_SECONDS).account_id == "finn"
+        account = client.enclave.enrol(None, None, code).result(WAIT_SECONDS)
+        assert account.account_id == "finn"
+        assert [device_id for device_id, _ in registered(relay, "finn")] == [account.device_id]
     finally:
         client.close()
 
@@ -156,21 +155,21 @@ def test_a_relay_given_against_the_config_is_refused_and_none_at_all_needs_a_con
     relay: RelayProcess, tmp_path: Path
 ) -> None:
     """Test that with a config in force an address or pin it does not list is refused before
-    anything is sent (the code stays usable), one it lists is accepted, and that with no config
-    enrolment needs both."""
-    org = Organisation()
-    code = new_account(relay.data_dir, "gale", "Gale")
-    client = _open(tmp_path / "gale", _system(org, tmp_path / "etc", 1, relay, relay.pin), create=True)
+    anything is sent (not even to the enrolment authority: nothing was certified), one it lists is
+    accepted, and that with no config in force no relay given is enough."""
+    code = deployment().code(new_account(relay.data_dir, "gale", "Gale"))
+    client = _open(tmp_path / "gale", _system(tmp_path / "etc", 1, relay, relay.pin), create=True)
     try:
         for url, pin in (("https://127.0.0.1:9", None), (None, WRONG_PIN), (relay.https, WRONG_PIN)):
             with pytest.raises(RelayConflictError, match="is not among them"):
                 client.enclave.enrol(url, pin, code).result(WAIT_SECONDS)
+        assert client.enclave._run(lambda c: c.credentials.pending_enrolment()).result(WAIT_SECONDS) is None
         assert client.enclave.enrol(relay.https + "/", relay.pin, code).result(WAIT_SECONDS)
     finally:
         client.close()
     bare = _open(tmp_path / "hal", tmp_path / "no-system" / "enclave.toml", create=True)
     try:
-        with pytest.raises(RelayUnknownError, match="no organisation config names the relay"):
-            bare.enclave.enrol(None, relay.pin, "any-code").result(WAIT_SECONDS)
+        with pytest.raises(AuthorityUnknownError, match="no organisation config is in force"):
+            bare.enclave.enrol(relay.https, relay.pin, "any-code").result(WAIT_SECONDS)
     finally:
         bare.close()

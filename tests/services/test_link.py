@@ -1,4 +1,4 @@
-"""The relay link: the pin checked before anything is sent, enrolment refusals, bad envelopes, prekeys."""
+"""The relay link: the pin checked before anything is sent, bad envelopes, prekeys."""
 
 from __future__ import annotations
 
@@ -9,42 +9,57 @@ from pathlib import Path
 
 import pytest
 
-from app.base.errors import PinMismatchError, RelayRefusedError
+from app.base.errors import PinMismatchError
 from app.services.events import ConnectionChanged, MessageArrived
 from app.services.facade import Enclave
-from app.services.settings import RELAY_PINS
 from storage.errors import WrongPassphraseError
 from storage.keyheader import MINIMUM_COST
 from storage.keys import Passphrase
 from storage.records import PreKeyKind
-from tests.support.clients import WAIT_SECONDS, Client, first_message, open_client
+from tests.support.clients import (
+    WAIT_SECONDS,
+    Client,
+    enrolled_client,
+    first_message,
+    import_organisation,
+    open_client,
+)
+from tests.support.deployment import deployment
+from tests.support.mailbox import registered
 from tests.support.relay import RelayProcess, TestDevice, new_account
 
 WRONG_PIN = "sha256/" + "A" * 43 + "="
 OTHER_WRONG_PIN = "sha256/" + "B" * 43 + "="
 
 
-def test_wrong_pin_sends_nothing_and_the_code_stays_usable(relay: RelayProcess, tmp_path: Path) -> None:
-    """Test that enrolling against a relay with another key fails before the code is spent."""
-    code = new_account(relay.data_dir, "carol", "Carol")
+def test_a_relay_with_another_key_than_pinned_is_sent_nothing(relay: RelayProcess, tmp_path: Path) -> None:
+    """Test that enrolling at a relay whose key matches none of the config's pins fails before the
+    relay is sent anything (it registers no device) and leaves the profile unenrolled, and that once
+    a config pins the relay's key the same code enrols the profile."""
+    new_account(relay.data_dir, "carol", "Carol")
+    code = deployment().code("carol")
     client = open_client(tmp_path / "carol", create=True)
     try:
-        with pytest.raises(PinMismatchError):
-            client.enclave.enrol(relay.https, WRONG_PIN, code).result(WAIT_SECONDS)
+        import_organisation(client, relay, tmp_path / "v1" / "enclave.toml", relay_pins=(WRONG_PIN,))
+        with pytest.raises(PinMismatchError, match="matches no pinned key"):
+            client.enclave.enrol(None, None, code).result(WAIT_SECONDS)
         assert client.enclave.account is None
-        with pytest.raises(RelayRefusedError, match="CODE_REFUSED"):
-            client.enclave.enrol(relay.https, relay.pin, "not-the-code").result(WAIT_SECONDS)
-        account = client.enclave.enrol(relay.https, relay.pin, code).result(WAIT_SECONDS)
+        assert registered(relay, "carol") == []
+        import_organisation(client, relay, tmp_path / "v2" / "enclave.toml", version=2)
+        account = client.enclave.enrol(None, None, code).result(WAIT_SECONDS)
         assert account.account_id == "carol"
+        assert [device_id for device_id, _ in registered(relay, "carol")] == [account.device_id]
     finally:
         client.close()
 
 
-def test_a_relay_presenting_another_key_is_never_authenticated_to(pair: tuple[Client, Client]) -> None:
-    """Test that stored pins none of which match keep the device offline with the reason shown."""
+def test_a_relay_presenting_another_key_is_never_authenticated_to(
+    relay: RelayProcess, pair: tuple[Client, Client], tmp_path: Path
+) -> None:
+    """Test that a config in force whose pins none match keeps the device offline with the reason shown."""
     alice, _ = pair
-    wrong_pins = f"{WRONG_PIN} {OTHER_WRONG_PIN}"
-    alice.enclave._run(lambda e: e.store.settings.set(RELAY_PINS, wrong_pins)).result(WAIT_SECONDS)
+    wrong_pins = (WRONG_PIN, OTHER_WRONG_PIN)
+    import_organisation(alice, relay, tmp_path / "wrong" / "enclave.toml", version=2, relay_pins=wrong_pins)
     alice.close()
     reopened = open_client(alice.profile)
     try:
@@ -93,10 +108,8 @@ def test_prekeys_are_refilled_when_the_relay_runs_low(tmp_path: Path) -> None:
     """Test that a PREKEYS_LOW notice makes the client make, keep and upload fresh one-time prekeys."""
     relay = RelayProcess(tmp_path / "relay", "--prekeys-low-threshold", "150").start()
     try:
-        code = new_account(relay.data_dir, "dave", "Dave")
-        client = open_client(tmp_path / "dave", create=True)
+        client = enrolled_client(relay, tmp_path, "dave", "Dave")
         try:
-            client.enclave.enrol(relay.https, relay.pin, code).result(WAIT_SECONDS)
             deadline = time.monotonic() + WAIT_SECONDS
             count = 0
             while time.monotonic() < deadline:

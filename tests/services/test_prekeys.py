@@ -32,8 +32,10 @@ from server.config import ServerConfig
 from storage.errors import NotFoundError
 from storage.records import MessageStatus, PreKeyKind
 from tests.storage.harness import FakeClock
-from tests.support.clients import WAIT_SECONDS, Client, enrolled_client, open_client
+from tests.support.clients import WAIT_SECONDS, Client, enrolled_client, import_organisation, open_client
+from tests.support.deployment import deployment
 from tests.support.devices import POLL_SECONDS, Bench, Device, introduce, open_session
+from tests.support.ownauthority import OwnAuthority
 from tests.support.prekeyrelay import InMemoryPreKeyRelay
 from tests.support.relay import RelayProcess, new_account
 
@@ -302,18 +304,24 @@ def test_through_a_real_relay_a_message_sealed_before_rotation_opens_and_the_old
     tmp_path: Path,
 ) -> None:
     """Test that Alice's first message, sealed to the bundle fetched before Bob rotated, opens; after grace
-    Bob's old signed prekey is gone from his store and the relay hands out only keys he holds."""
-    relay = RelayProcess(tmp_path / "relay", "--certificate-lifetime-seconds", str(LONG_CERTIFICATE_SECONDS))
-    relay.start()
+    Bob's old signed prekey is gone from his store and the relay hands out only keys he holds.
+
+    Bob's clock runs more than five weeks ahead by the end: even with the 30 days' grace every
+    sender's certificate gets, the newcomer's must outlive the run's 7-day certificates, so it
+    comes from an enrolment authority of the test's that certifies for 60 days.
+    """
+    relay = RelayProcess(tmp_path / "relay").start()
+    long_lived = OwnAuthority.start(tmp_path / "authority", "--certificate-days", "60")
     bob_clock = FakeClock(time.time())
     clients: list[Client] = []
     try:
         alice = enrolled_client(relay, tmp_path, "alice", "Alice Archer")
         clients.append(alice)
-        code = new_account(relay.data_dir, "bob", "Bob Baker")
+        new_account(relay.data_dir, "bob", "Bob Baker")
         bob = open_client(tmp_path / "bob", create=True, clock=bob_clock)
         clients.append(bob)
-        bob.enclave.enrol(relay.https, relay.pin, code).result(WAIT_SECONDS)
+        import_organisation(bob, relay, tmp_path / "bob.config" / "enclave.toml")
+        bob.enclave.enrol(None, None, deployment().code("bob")).result(WAIT_SECONDS)
         assert bob.enclave.wait_online(WAIT_SECONDS).result(WAIT_SECONDS + 5)
         assert _signed_ids(bob) == (SIGNED_PREKEY_ID, [SIGNED_PREKEY_ID])
         bob.close()
@@ -344,7 +352,7 @@ def test_through_a_real_relay_a_message_sealed_before_rotation_opens_and_the_old
         _until(lambda: _signed_ids(bob)[0] == SIGNED_PREKEY_ID + 2, "Bob rotated again")
 
         # A newcomer's first message is sealed to what the relay hands out now: it opens.
-        carol = enrolled_client(relay, tmp_path, "carol", "Carol Cole")
+        carol = enrolled_client(relay, tmp_path, "carol", "Carol Cole", authority=long_lived)
         clients.append(carol)
         carol.enclave.add_contact("bob", "Bob Baker").result(WAIT_SECONDS)
         to_bob = carol.enclave.start_conversation("bob").result(WAIT_SECONDS)
@@ -353,4 +361,5 @@ def test_through_a_real_relay_a_message_sealed_before_rotation_opens_and_the_old
     finally:
         for client in clients:
             client.close()
+        long_lived.stop()
         relay.stop()

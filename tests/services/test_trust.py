@@ -17,7 +17,9 @@ from app.services.events import (
 )
 from app.services.types import MessageStatus, Trust
 from app.sync.machine import Backoff
-from tests.support.clients import WAIT_SECONDS, Client, first_message, open_client
+from tests.support.authority import run_admin
+from tests.support.clients import WAIT_SECONDS, Client, enrolled_device, first_message, open_client
+from tests.support.deployment import deployment
 from tests.support.mailbox import deliverable
 from tests.support.relay import RelayProcess, admin
 
@@ -35,16 +37,22 @@ class CountingBackoff(Backoff):
 
 
 def _reinstall(relay: RelayProcess, old: Client, root: Path) -> Client:
-    """The colleague's workstation is replaced: IT revokes the old device and issues a new code."""
+    """The colleague's workstation is replaced: IT revokes the old device at the relay and at the
+    enrolment authority, and the new one enrols with a new code."""
     account = old.enclave.account
     assert account is not None
     assert admin(relay.data_dir, "device", "revoke", str(account.device_id)).returncode == 0
+    revoked = run_admin(
+        "authority",
+        "revoke",
+        account.account_id,
+        str(account.device_id),
+        "--authority-data",
+        str(deployment().authority().data_dir),
+    )
+    assert revoked.returncode == 0, revoked.stderr
     old.close()
-    code = admin(relay.data_dir, "code", "issue", account.account_id).stdout.strip()
-    new = open_client(root / "bob-new-laptop", create=True)
-    new.enclave.enrol(relay.https, relay.pin, code).result(WAIT_SECONDS)
-    assert new.enclave.wait_online(WAIT_SECONDS).result(WAIT_SECONDS + 5)
-    return new
+    return enrolled_device(relay, root / "bob-new-laptop", account.account_id)
 
 
 def test_changed_key_blocks_sending_until_accepted(
