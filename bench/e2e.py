@@ -6,9 +6,11 @@ Run from the repository root as a module (it imports ``bench.server``)::
     .venv/bin/python -m bench.e2e --pairs 2 --messages 3  # seconds
 
 One relay (``enclave-server``, TLS, SQLite by default or ``--backend postgres``) on
-127.0.0.1 and, in this process, ``--pairs`` senders and as many recipients: each a real
+127.0.0.1, an enrolment authority (``enclave-authority``) holding the key the relay
+trusts, and, in this process, ``--pairs`` senders and as many recipients: each a real
 ``Enclave`` (its own worker thread and asyncio loop, SQLCipher profile, WebSocket link)
-enrolled with a code from the real admin CLI. A sender sends texts of
+that imported the organisation's signed config and enrolled with a code from that
+authority alone, as a colleague's workstation does. A sender sends texts of
 ``TEXT_CHARACTERS`` characters to its recipient one at a time, the next as soon as the
 relay has stored the last (the message became *sent*), as a device's outbox does. After
 a warm-up message per sender, which sets up the X3DH sessions and is not measured, come
@@ -21,7 +23,8 @@ p50 and p99 (nearest rank); and, for what a window would see, to the recipient's
 ``MessageArrived`` event, which the engine emits right after that commit (the ack to the
 relay follows it, unawaited). Throughput: messages committed per second, first send to last commit.
 
-The peer, in the same run on the same relay process: bench/server.py's raw exchange
+The peer, in the same run on relays started the same way (a fresh one for each exchange,
+whose devices bench/server.py numbers from 1): bench/server.py's raw exchange
 between bare devices (no crypto, no store; 1 KiB opaque blobs), two per pair (2 for the
 solo phase, ``2 * pairs`` for the loaded one), each sending ``--messages`` envelopes to
 its partner one at a time after the relay's OK and acking each push. That is the
@@ -94,14 +97,20 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from nacl.utils import random
+
+from app.crypto.keys import IdentityKeyPair
 from app.crypto.sealed import seal, unseal
 from app.crypto.session import Session, accept_session, initiate_session
 from app.protocol.envelope import Envelope
+from app.provisioning.keyfile import Role, seal_key
 from app.services.events import Event, Listener, MessageArrived, MessageStatusChanged
 from app.services.facade import Enclave
 from app.services.incoming import Receiving
 from app.services.relay import relay_pin
 from app.sync.machine import Connection, Pushed
+from authority.admin import issue_code
+from authority.store import AuthorityStore
 from bench import server as relay_bench
 from storage.attachments import AttachmentRepository
 from storage.contacts import ContactRepository
@@ -117,6 +126,8 @@ from storage.seen import SeenEnvelopeRepository
 from storage.sessions import SessionRepository
 from storage.settings import SettingsRepository
 from storage.unsealed import UnsealedRepository
+from tests.support.authority import AuthorityProcess
+from tests.support.organisation import Organisation
 
 SQLITE = relay_bench.SQLITE
 POSTGRES = relay_bench.POSTGRES
@@ -129,6 +140,10 @@ FILLER = "The minutes of Tuesday's meeting are attached; please send corrections
 WARM_UP = -1
 """The sequence number of each sender's first, unmeasured message."""
 PASSPHRASE = "bench passphrase"
+AUTHORITY_PASSPHRASE = "bench authority passphrase"
+AUTHORITY_KEY_FILE = "authority.key"
+"""Where ``enclave-authority`` looks for its sealed key in its data folder."""
+CODE_HOURS = 1
 SETUP_THREADS = 8
 STEP_SECONDS = 60.0
 """Each client's open, enrolment and first connection must each finish within this."""
@@ -514,14 +529,14 @@ class _Traffic:
         self._done.set()
 
 
-def _open_client(
-    root: Path, account: str, code: str, relay: relay_bench._RelayProcess, listener: Listener
-) -> Enclave:
+def _open_client(root: Path, account: str, organisation: _Organisation, listener: Listener) -> Enclave:
+    """A new profile for ``account`` with the organisation's config imported, enrolled with its code
+    alone, and online."""
     key = Passphrase(PASSPHRASE, MINIMUM_COST)
     enclave = Enclave.open(root / account, key, create=True, listener=listener)
     try:
-        pin = relay_pin(ssl.PEM_cert_to_DER_cert((relay.data_dir / "tls.crt").read_text(encoding="ascii")))
-        enclave.enrol(f"https://127.0.0.1:{relay.port}", pin, code).result(STEP_SECONDS)
+        enclave.import_config(organisation.config).result(STEP_SECONDS)
+        enclave.enrol(None, None, organisation.codes[account]).result(STEP_SECONDS)
         if not enclave.wait_online(STEP_SECONDS).result(STEP_SECONDS * 2):
             raise RuntimeError(f"{account} did not get online within {STEP_SECONDS:.0f} s")
     except BaseException:
@@ -530,28 +545,22 @@ def _open_client(
     return enclave
 
 
-def _open_pair(root: Path, pair: _Pair, codes: dict[str, str], relay: relay_bench._RelayProcess) -> None:
-    pair.sender = _open_client(
-        root, pair.sender_account, codes[pair.sender_account], relay, pair.on_sender_event
-    )
-    pair.recipient = _open_client(
-        root, pair.recipient_account, codes[pair.recipient_account], relay, pair.on_recipient_event
-    )
+def _open_pair(root: Path, pair: _Pair, organisation: _Organisation) -> None:
+    pair.sender = _open_client(root, pair.sender_account, organisation, pair.on_sender_event)
+    pair.recipient = _open_client(root, pair.recipient_account, organisation, pair.on_recipient_event)
     pair.sender.add_contact(pair.recipient_account, f"Recipient {pair.index}").result(STEP_SECONDS)
     pair.conversation_id = pair.sender.start_conversation(pair.recipient_account).result(STEP_SECONDS).id
 
 
 @contextlib.contextmanager
-def _clients(
-    pairs: Sequence[_Pair], codes: dict[str, str], relay: relay_bench._RelayProcess
-) -> Iterator[None]:
+def _clients(pairs: Sequence[_Pair], organisation: _Organisation) -> Iterator[None]:
     """Every pair's two clients open, enrolled and online; closed (and their profiles gone) after."""
     with (
         tempfile.TemporaryDirectory(prefix="enclave-e2e-") as folder,
         ThreadPoolExecutor(SETUP_THREADS) as pool,
     ):
         try:
-            opening = [pool.submit(_open_pair, Path(folder), pair, codes, relay) for pair in pairs]
+            opening = [pool.submit(_open_pair, Path(folder), pair, organisation) for pair in pairs]
             wait(opening)
             for opened in opening:
                 opened.result()
@@ -561,30 +570,72 @@ def _clients(
             list(pool.map(Enclave.close, clients))
 
 
-# The relay, shared by the raw exchange and the clients.
+# The relay and the organisation the clients enrol in.
 
 
 @contextlib.contextmanager
-def _relay(
-    backend: str, accounts: Sequence[str], postgres_dsn: str
-) -> Iterator[tuple[relay_bench._RelayProcess, dict[str, str]]]:
-    """A fresh relay on ``backend`` with the accounts and an enrolment code for each."""
+def _relay(backend: str, accounts: Sequence[str], postgres_dsn: str) -> Iterator[relay_bench._RelayProcess]:
+    """A fresh relay on ``backend``, trusting an enrolment authority key made for it, with the accounts."""
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     with tempfile.TemporaryDirectory(prefix="enclave-e2e-relay-") as folder:
         data_dir = Path(folder)
         relay_bench._write_config(data_dir, backend, postgres_dsn, schema)
-        relay = relay_bench._RelayProcess(data_dir)
+        relay = relay_bench._RelayProcess(data_dir, IdentityKeyPair.generate(random))
         try:
             relay.start()
-            codes = {}
             for account in accounts:
                 relay_bench._admin(data_dir, "account", "create", account, "--name", account.title())
-                codes[account] = relay_bench._admin(data_dir, "code", "issue", account, "--valid-hours", "1")
-            yield relay, codes
+            yield relay
         finally:
             relay.stop()
             if backend == POSTGRES:
                 asyncio.run(relay_bench._drop_schema(postgres_dsn, schema))
+
+
+@dataclass(frozen=True)
+class _Organisation:
+    """What a client needs to enrol: the organisation's signed config, naming the relay and the
+    enrolment authority, and a one-time code for each account from that authority."""
+
+    config: Path
+    codes: dict[str, str]
+
+
+@contextlib.contextmanager
+def _enrolment(relay: relay_bench._RelayProcess, accounts: Sequence[str]) -> Iterator[_Organisation]:
+    """The organisation as docs/ADMIN.md deploys one, for ``relay``'s clients: ``enclave-authority``
+    over a data folder of its own holding the key the relay trusts, sealed; a config that a root
+    made for the run signs, naming the relay and the authority; and a code per account, issued
+    into the authority's store in this process (a process per code would dominate the set-up)."""
+    with tempfile.TemporaryDirectory(prefix="enclave-e2e-organisation-") as folder:
+        data_dir = Path(folder) / "authority"
+        data_dir.mkdir(mode=0o700)
+        sealed, _ = seal_key(Role.AUTHORITY, AUTHORITY_PASSPHRASE, relay.authority.seed, random=random)
+        (data_dir / AUTHORITY_KEY_FILE).write_bytes(sealed)
+        passphrase = Path(folder) / "authority.pass"
+        passphrase.write_text(AUTHORITY_PASSPHRASE + "\n", encoding="utf-8")
+        # Every client enrols from 127.0.0.1; the per-address limit is for real networks.
+        authority = AuthorityProcess(data_dir, passphrase, "--attempts-per-minute", "1000000").start()
+        try:
+            store = AuthorityStore.open(data_dir)
+            try:
+                now = int(time.time())
+                codes = {account: issue_code(store, account, CODE_HOURS, now=now) for account in accounts}
+            finally:
+                store.close()
+            relay_der = ssl.PEM_cert_to_DER_cert((relay.data_dir / "tls.crt").read_text(encoding="ascii"))
+            organisation = Organisation(authority=(relay.authority.public, b""))
+            config = organisation.config(
+                relay_urls=(f"https://127.0.0.1:{relay.port}",),
+                relay_pins=(relay_pin(relay_der),),
+                authority_urls=(f"https://127.0.0.1:{authority.port}",),
+                authority_pins=(authority.pin,),
+                mandatory="",
+                recommended="",
+            )
+            yield _Organisation(organisation.write(Path(folder) / "enclave.toml", config), codes)
+        finally:
+            authority.stop()
 
 
 def _relay_cpu_seconds(relay: relay_bench._RelayProcess) -> float:
@@ -741,12 +792,12 @@ def _phase(
     )
 
 
-def _raw(
-    relay: relay_bench._RelayProcess, codes: Sequence[str], messages: int, backend: str
-) -> relay_bench.Result:
-    """bench/server.py's exchange between ``len(codes)`` bare devices (with its own warm-up)."""
-    exchange = asyncio.run(relay_bench._relay_exchange(relay, codes, messages))
-    return exchange.result(backend, len(codes), messages)
+def _raw(accounts: Sequence[str], messages: int, backend: str, postgres_dsn: str) -> relay_bench.Result:
+    """bench/server.py's exchange between a bare device of each account (with its own warm-up), on a
+    relay of its own: that exchange numbers its devices from 1, so two cannot share a relay."""
+    with _relay(backend, accounts, postgres_dsn) as relay:
+        exchange = asyncio.run(relay_bench._relay_exchange(relay, accounts, messages))
+    return exchange.result(backend, len(accounts), messages)
 
 
 def run(
@@ -756,32 +807,35 @@ def run(
     postgres_dsn: str = relay_bench.POSTGRES_DSN,
     progress: Callable[[str], None] | None = None,
 ) -> Result:
-    """On one relay: the raw exchanges, then the clients' warm-up, solo phase and loaded phase."""
+    """The raw exchanges (each on a relay of its own), then on one relay the clients' warm-up, solo
+    phase and loaded phase."""
     if not 1 <= pairs <= MAX_PAIRS or messages < 1 or backend not in (SQLITE, POSTGRES):
         raise ValueError(f"pairs are 1 to {MAX_PAIRS}, messages at least 1, backend sqlite or postgres")
     say = progress or (lambda _text: None)
     couples = [_Pair(index) for index in range(pairs)]
     raw_accounts = [f"raw{index}" for index in range(2 + 2 * pairs)]
     client_accounts = [a for p in couples for a in (p.sender_account, p.recipient_account)]
-    say(f"starting a relay on {backend} with {len(raw_accounts) + len(client_accounts)} accounts")
-    with _relay(backend, raw_accounts + client_accounts, postgres_dsn) as (relay, codes):
-        raw_codes = [codes[account] for account in raw_accounts]
-        say(f"raw relay exchange: 2 devices, then {2 * pairs}, {messages} envelopes each")
-        raw_solo = _raw(relay, raw_codes[:2], messages, backend)
-        raw_loaded = _raw(relay, raw_codes[2:], messages, backend)
-        with contextlib.ExitStack() as stack:
-            probe = _Probe()
-            probe.install(stack)
-            say(f"opening and enrolling {2 * pairs} clients")
-            stack.enter_context(_clients(couples, codes, relay))
-            say("warm-up: one message per sender (X3DH sessions)")
-            _Traffic(couples, [WARM_UP]).run("warm-up")
-            say(f"measuring one pair alone, {messages} messages")
-            solo = _phase("one pair", couples[:1], range(messages), probe=probe, relay=relay, raw=raw_solo)
-            say(f"measuring {pairs} pairs at once, {messages} messages each")
-            loaded = _phase(
-                "all pairs", couples, range(messages, 2 * messages), probe=probe, relay=relay, raw=raw_loaded
-            )
+    say(f"raw relay exchange on {backend}: 2 devices, then {2 * pairs}, {messages} envelopes each")
+    raw_solo = _raw(raw_accounts[:2], messages, backend, postgres_dsn)
+    raw_loaded = _raw(raw_accounts[2:], messages, backend, postgres_dsn)
+    say(f"starting a relay on {backend} with {len(client_accounts)} accounts, and an enrolment authority")
+    with (
+        _relay(backend, client_accounts, postgres_dsn) as relay,
+        _enrolment(relay, client_accounts) as organisation,
+        contextlib.ExitStack() as stack,
+    ):
+        probe = _Probe()
+        probe.install(stack)
+        say(f"opening and enrolling {2 * pairs} clients")
+        stack.enter_context(_clients(couples, organisation))
+        say("warm-up: one message per sender (X3DH sessions)")
+        _Traffic(couples, [WARM_UP]).run("warm-up")
+        say(f"measuring one pair alone, {messages} messages")
+        solo = _phase("one pair", couples[:1], range(messages), probe=probe, relay=relay, raw=raw_solo)
+        say(f"measuring {pairs} pairs at once, {messages} messages each")
+        loaded = _phase(
+            "all pairs", couples, range(messages, 2 * messages), probe=probe, relay=relay, raw=raw_loaded
+        )
     return Result(backend=backend, messages_per_pair=messages, solo=solo, loaded=loaded)
 
 
