@@ -138,8 +138,8 @@ def schema_refusal(found: int, supported: int) -> str:
 
 
 def registered_again(existing: Device, new: NewDevice) -> bool:
-    """``register``'s answer when ``new.device_id`` is taken: False (nothing to do) if it is this
-    very device; else refused as ``register`` says."""
+    """``register``'s answer when ``new.device_id`` is taken: False if it is this very device (whose
+    prekeys the caller then replaces with ``new``'s); else refused as ``register`` says."""
     if existing.revoked:
         raise DeviceGoneError(f"device {existing.device_id} was revoked")
     if (existing.account_id, existing.identity_key) != (new.account_id, new.identity_key):
@@ -184,8 +184,10 @@ class RelayStore(ABC):
     async def register(self, new: NewDevice) -> bool:
         """Add the device, its certificate and first prekeys in one transaction: True.
 
-        False, changing nothing, if this very device (id, account and identity key) is
-        registered already: an enrolment whose answer was lost, sent again. Refused, changing
+        False if this very device (id, account and identity key) is registered already: an
+        enrolment whose answer was lost, sent again. Its signed and one-time prekeys are then
+        replaced by these (the device kept the private halves of the last ones it sent, and
+        proved it holds the identity key); its certificate stays. Refused, changing
         nothing: an account the relay does not have (``AccountUnknownError``) or that is not
         active (``AccountInactiveError``), a revoked device id (``DeviceGoneError``), an id or
         identity key that is another device's (``DuplicateError``), an account with

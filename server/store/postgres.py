@@ -334,7 +334,9 @@ class PostgresStore(RelayStore):
                 raise AccountInactiveError(f"the account {new.account_id!r} is not active")
             row = await db.fetchrow(_SELECT_DEVICES + " WHERE device_id = $1", new.device_id)
             if row is not None:
-                return registered_again(_device(row), new)
+                registered = registered_again(_device(row), new)
+                await _replace_prekeys(db, new)
+                return registered
             held = await db.fetchval(
                 "SELECT COUNT(*) FROM devices WHERE account_id = $1 AND NOT revoked", new.account_id
             )
@@ -359,7 +361,9 @@ class PostgresStore(RelayStore):
                 row = await db.fetchrow(_SELECT_DEVICES + " WHERE device_id = $1", new.device_id)
                 if row is None:
                     raise DuplicateError("this identity key is another device's")
-                return registered_again(_device(row), new)
+                registered = registered_again(_device(row), new)
+                await _replace_prekeys(db, new)
+                return registered
             await _insert_prekeys(db, new.device_id, list(new.one_time_prekeys))
             return True
 
@@ -620,6 +624,21 @@ class PostgresStore(RelayStore):
                 result = wake_up(device_id)
                 if result is not None:
                     await result
+
+
+async def _replace_prekeys(db: asyncpg.Connection, new: NewDevice) -> None:
+    """The device's signed and one-time prekeys become ``new``'s (``register`` of the same device)."""
+    spk = new.signed_prekey
+    await db.execute(
+        "UPDATE devices SET signed_prekey_id = $1, signed_prekey = $2, signed_prekey_signature = $3"
+        " WHERE device_id = $4",
+        spk.key_id,
+        spk.public,
+        spk.signature,
+        new.device_id,
+    )
+    await db.execute("DELETE FROM one_time_prekeys WHERE device_id = $1", new.device_id)
+    await _insert_prekeys(db, new.device_id, list(new.one_time_prekeys))
 
 
 async def _insert_prekeys(db: asyncpg.Connection, device_id: int, keys: list[OneTimePreKey]) -> None:

@@ -236,7 +236,9 @@ class SQLiteStore(RelayStore):
                 raise AccountInactiveError(f"the account {new.account_id!r} is not active")
             row = db.execute(_DEVICE_BY_ID, (new.device_id,)).fetchone()
             if row is not None:
-                return registered_again(_device(row), new)
+                registered = registered_again(_device(row), new)
+                _replace_prekeys(db, new)
+                return registered
             (held,) = db.execute(
                 "SELECT COUNT(*) FROM devices WHERE account_id = ? AND revoked = 0", (new.account_id,)
             ).fetchone()
@@ -453,6 +455,21 @@ def _revoke(db: sqlite3.Connection, device_id: int) -> bool:
     db.execute("DELETE FROM one_time_prekeys WHERE device_id = ?", (device_id,))
     db.execute("DELETE FROM mailbox WHERE device_id = ?", (device_id,))
     return bool(changed)
+
+
+def _replace_prekeys(db: sqlite3.Connection, new: NewDevice) -> None:
+    """The device's signed and one-time prekeys become ``new``'s (``register`` of the same device)."""
+    spk = new.signed_prekey
+    db.execute(
+        "UPDATE devices SET signed_prekey_id = ?, signed_prekey = ?, signed_prekey_signature = ?"
+        " WHERE device_id = ?",
+        (spk.key_id, spk.public, spk.signature, new.device_id),
+    )
+    db.execute("DELETE FROM one_time_prekeys WHERE device_id = ?", (new.device_id,))
+    db.executemany(
+        "INSERT OR IGNORE INTO one_time_prekeys VALUES (?, ?, ?)",
+        [(new.device_id, key.key_id, key.public) for key in new.one_time_prekeys],
+    )
 
 
 def _count_prekeys(db: sqlite3.Connection, device_id: int) -> int:

@@ -248,10 +248,10 @@ def test_each_refused_enrolment_leaves_the_relay_store_unchanged(start_relay: Re
     run(scenario())
 
 
-def test_the_same_device_enrolling_again_is_ok_and_changes_nothing(start_relay: RelayFactory) -> None:
+def test_the_same_device_enrolling_again_is_ok_and_takes_its_new_prekeys(start_relay: RelayFactory) -> None:
     """Test that a registered device sending ENROL again (its first answer lost) with new prekeys is
-    answered OK and nothing changes: its prekeys are not doubled nor replaced, its certificate and
-    signed prekey are the first ones, and it still authenticates."""
+    answered OK, its prekeys become the new ones (five, not doubled), its certificate and every
+    other row stay, and it still authenticates."""
     relay = start_relay()
     account = new_account(relay.data_dir, "e.again")
 
@@ -263,7 +263,15 @@ def test_the_same_device_enrolling_again_is_ok_and_changes_nothing(start_relay: 
         for _ in range(2):
             response = await _enrol(device)
             assert (response.status, response.body) == (Status.OK, b"")
-        assert await _snapshot(relay) == before
+            after = await _snapshot(relay)
+            assert len(after["one_time_prekeys"]) == 5
+            assert after["one_time_prekeys"] != before["one_time_prekeys"]
+            assert {k: v for k, v in after.items() if k not in ("devices", "one_time_prekeys")} == {
+                k: v for k, v in before.items() if k not in ("devices", "one_time_prekeys")
+            }
+            [row_before], [row_after] = before["devices"], after["devices"]
+            assert device.certificate in row_after and device.certificate in row_before
+            before = after
         assert (await device.reconnect()).status == Status.OK
         await device.disconnect()
 

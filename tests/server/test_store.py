@@ -237,10 +237,13 @@ def test_a_registered_device_reads_back_with_its_certificate_and_prekeys(store: 
     run_with(store, body)
 
 
-def test_the_same_device_registered_again_changes_nothing(backend: StoreBackend) -> None:
+def test_the_same_device_registered_again_takes_its_new_prekeys_and_nothing_else(
+    backend: StoreBackend,
+) -> None:
     """Test that registering a device a second time (an ENROL whose answer was lost, sent again
-    with new prekeys and a new certificate) answers False and leaves every row as it was: no
-    prekey added, the first signed prekey and certificate kept."""
+    with new prekeys) answers False, replaces its signed and one-time prekeys with the new ones
+    (the device kept only their private halves), and changes nothing else: its certificate, its
+    identity key and every other row stay."""
 
     async def body(store: RelayStore) -> None:
         await store.create_account("alice", "Alice", "Finance")
@@ -249,9 +252,17 @@ def test_the_same_device_registered_again_changes_nothing(backend: StoreBackend)
         before = await backend.snapshot()
         again = _new_device("alice", first.device_id, first.identity_key, _signed_prekey(2), _prekeys(10, 5))
         assert not await store.register(again)
-        assert not await store.register(first)
-        assert await backend.snapshot() == before
-        assert await store.count_one_time_prekeys(first.device_id) == 3
+        device = await store.get_device(first.device_id)
+        assert device is not None
+        assert (device.signed_prekey_id, device.signed_prekey) == (2, again.signed_prekey.public)
+        assert device.certificate == first.certificate
+        assert await store.count_one_time_prekeys(first.device_id) == 5
+        taken = await store.take_bundles("alice")
+        assert [one_time.key_id for _, one_time in taken if one_time] == [10]
+        after = await backend.snapshot()
+        assert {k: v for k, v in after.items() if k not in ("devices", "one_time_prekeys")} == {
+            k: v for k, v in before.items() if k not in ("devices", "one_time_prekeys")
+        }
 
     run_with(backend.new_store(), body)
 
