@@ -43,6 +43,12 @@ RENEW_RETRY_SECONDS = 600.0
 """After a renewal that failed (the authority unreachable or refusing), the next try."""
 
 
+def renewal_delay(*, received: float, expires_at: float, now: float) -> float:
+    """Seconds from ``now`` until a certificate received at ``received`` is renewed: when
+    ``RENEW_AT_FRACTION`` of its life has passed (at once if that is past)."""
+    return max(0.0, received + (expires_at - received) * RENEW_AT_FRACTION - now)
+
+
 class Account:
     def __init__(
         self,
@@ -162,14 +168,15 @@ class Account:
 
     def authenticated(self, authenticated: Authenticated) -> None:
         """The relay accepted this device: keep the upload token, and renew the certificate when
-        three quarters of its life are gone."""
+        three quarters of its life are gone, counted from when this device received it, so that
+        connecting often (or restarting) does not push the renewal towards the expiry."""
         self._credentials.online(authenticated)
         certificate = self._credentials.certificate
         if certificate is not None:
-            lifetime = certificate.expires_at - self._clock()
-            self._renewal.set(
-                max(0.0, lifetime * RENEW_AT_FRACTION), lambda: self._tasks.spawn(self._renew())
-            )
+            now = self._clock()
+            received = self._credentials.certificate_received_at(default=now)
+            delay = renewal_delay(received=received, expires_at=certificate.expires_at, now=now)
+            self._renewal.set(delay, lambda: self._tasks.spawn(self._renew()))
 
     async def _renew(self) -> None:
         """A fresh certificate from the enrolment authority, then a new authentication so the relay

@@ -21,6 +21,7 @@ from app.services.clock import Clock
 from app.services.errors import AuthorityUnknownError, NotEnrolledError
 from app.services.settings import (
     CERTIFICATE,
+    CERTIFICATE_RECEIVED,
     PENDING_ENROLMENT,
     RelaySettings,
     load_relay,
@@ -77,7 +78,7 @@ class Credentials:
     def sealing_keys(self) -> tuple[IdentityKeyPair, DeviceCertificate]:
         """The identity and certificate a sealed envelope is made with."""
         if self.identity is None or self.certificate is None:
-            raise OfflineError("this device has no certificate from the relay yet")
+            raise OfflineError("this device has no certificate from the enrolment authority yet")
         return self.identity, self.certificate
 
     def pending_enrolment(self) -> tuple[IdentityKeyPair, bytes] | None:
@@ -104,6 +105,7 @@ class Credentials:
             account = self._store.identity.save(certificate.account_id, certificate.device_id, identity.seed)
             save_relay(self._store, relay)
             self._store.settings.set(CERTIFICATE, certificate.encode().hex())
+            self._store.settings.set(CERTIFICATE_RECEIVED, str(int(self._clock())))
             self._store.settings.delete(PENDING_ENROLMENT)
             self._store.after_commit(lambda: self._adopt(account, identity, relay, certificate))
         return account
@@ -130,6 +132,11 @@ class Credentials:
         """The relay authenticated this device: keep the upload token for this connection."""
         self.upload_token = authenticated.upload_token
 
+    def certificate_received_at(self, *, default: float) -> float:
+        """When this device received its current certificate; ``default`` if it does not know."""
+        saved = self._store.settings.get(CERTIFICATE_RECEIVED)
+        return float(saved) if saved else default
+
     def current_certificate(self) -> bytes:
         """The certificate this device presents when it authenticates."""
         if self.certificate is None:
@@ -151,6 +158,7 @@ class Credentials:
         )
         with self._store.transaction():
             self._store.settings.set(CERTIFICATE, untrusted.hex())
+            self._store.settings.set(CERTIFICATE_RECEIVED, str(int(self._clock())))
         self.certificate = certificate
         return certificate
 

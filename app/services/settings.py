@@ -14,6 +14,8 @@ holds one). The names are from when a profile kept one of each; such a value rea
 of one, so profiles enrolled before keep working unchanged."""
 CERTIFICATE = "relay.certificate"
 """This device's latest certificate, so messages composed offline after a restart can be sealed."""
+CERTIFICATE_RECEIVED = "relay.certificate_received"
+"""When this device received that certificate (Unix seconds), from which its renewal is timed."""
 PENDING_ENROLMENT = "enrolment.pending"
 """An identity seed and the certificate the enrolment authority gave it, in hex and joined by a
 space, kept from certification until the relay has registered the device: the code is spent
