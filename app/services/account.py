@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from http import HTTPStatus
 
 from app.base.errors import AuthorityRefusedError, CertificateError, EnclaveError
 from app.crypto.certificate import DeviceCertificate
@@ -192,7 +193,16 @@ class Account:
             )
             untrusted = await authority.renew(self._credentials.authority(), request.encode())
             self._credentials.renewed(untrusted)
-        except (AuthorityRefusedError, CertificateError) as e:
+        except AuthorityRefusedError as e:
+            if e.status == HTTPStatus.TOO_MANY_REQUESTS:
+                # Busy (many workstations behind one address), not a refusal: nothing to tell.
+                log.info("the enrolment authority is busy; renewing later")
+            else:
+                log.warning("the certificate was not renewed (%s)", type(e).__name__)
+                self._emitter.emit(Problem(f"This device's certificate was not renewed: {e}"))
+            self._retry_renewal()
+            return
+        except CertificateError as e:
             log.warning("the certificate was not renewed (%s)", type(e).__name__)
             self._emitter.emit(Problem(f"This device's certificate was not renewed: {e}"))
             self._retry_renewal()

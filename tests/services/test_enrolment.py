@@ -494,6 +494,28 @@ def test_a_renewed_certificate_is_served_and_a_revoked_device_is_refused_renewal
         bob.close()
 
 
+def test_a_busy_authority_delays_the_renewal_without_troubling_the_user(
+    relay: RelayProcess, own_authority: OwnAuthority, tmp_path: Path
+) -> None:
+    """Test that a renewal the authority answers with 429 (its per-address limit spent) keeps the
+    current certificate and tells the user nothing: the first Problem the user sees is the later
+    refusal of a revoked device, not the busy answer."""
+    bob = enrolled_client(relay, tmp_path, "bob", "Bob Baker", authority=own_authority)
+    try:
+        assert bob.enclave.account is not None
+        own_authority.restart("--certificate-days", "7", "--attempts-per-minute", "1")
+        _renew(bob)
+        renewed = _certificate(bob)
+        _renew(bob)
+        assert _certificate(bob) == renewed
+        own_authority.restart("--certificate-days", "7")
+        own_authority.revoke("bob", bob.enclave.account.device_id)
+        _renew(bob)
+        assert "revoked" in bob.wait_for(Problem).message
+    finally:
+        bob.close()
+
+
 def test_a_renewal_not_signed_by_the_configs_authority_key_is_refused(
     relay: RelayProcess, tmp_path: Path
 ) -> None:
