@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +17,8 @@ from app.provisioning.keyfile import Role, open_key_file
 from storage.keys import KEPT_USER_PREFIX, KEYSTORE_SERVICE
 from tests.conftest import require
 from tests.storage.harness import SecretService
+from tests.support.authority import run_admin as admin
 from tests.support.cli import Interactive, passphrase_file
-from tests.support.relay import REPO
 
 
 def free_port() -> int:
@@ -53,17 +52,6 @@ def sign_in(home: Path, secret: Path, port: int, env: dict[str, str]) -> None:
 
 def files_under(folder: Path) -> list[Path]:
     return [path for path in folder.rglob("*") if path.is_file()]
-
-
-def admin(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "server.admin", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture
