@@ -47,6 +47,7 @@ SIGN_CONTEXT_RELAY_AUTH = b"enclave:v1:relay-auth"
 SIGN_CONTEXT_ORG_CONFIG = b"enclave:v1:org-config"
 SIGN_CONTEXT_CERTIFY_REQUEST = b"enclave:v1:certify-request"
 SIGN_CONTEXT_RENEW_REQUEST = b"enclave:v1:renew-request"
+SIGN_CONTEXT_ADMIN_ACTION = b"enclave:v1:admin-action"
 
 # The Double Ratchet's recommended chain KDF inputs (Signal's specification, 5.2).
 CHAIN_MESSAGE_KEY_INPUT = b"\x01"
