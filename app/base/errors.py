@@ -79,6 +79,11 @@ class InvalidSignatureError(CryptoError):
     """A signature (signed prekey, device certificate) does not verify."""
 
 
+class InvalidProofError(CryptoError):
+    """An inclusion or consistency proof does not lead to the root it should: the log is not
+    what its signed head says."""
+
+
 class CertificateError(CryptoError):
     """A sender's device certificate is expired, mis-signed or names another key."""
 
