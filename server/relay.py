@@ -300,6 +300,7 @@ class Connection:
             request.certificate,
             SignedPreKey(spk.key_id, spk.public, spk.signature),
             tuple(OneTimePreKey(k.key_id, k.public) for k in request.one_time_prekeys),
+            self.relay.now(),
         )
         try:
             if control_character(certificate.account_id) is not None:

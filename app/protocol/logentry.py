@@ -62,11 +62,14 @@ class DeviceAdded:
     binding: DeviceCertificate
 
     def encode(self) -> bytes:
-        return (
-            _head(EntryKind.DEVICE_ADDED, self.at)
-            .var16(self.certificate, MAX_CERTIFICATE_BYTES, "certificate")
-            .getvalue()
-        )
+        return device_added_entry(self.at, self.certificate)
+
+
+def device_added_entry(at: int, certificate: bytes) -> bytes:
+    """The bytes of a ``DEVICE_ADDED`` entry, for a log that took the certificate as it was given."""
+    return (
+        _head(EntryKind.DEVICE_ADDED, at).var16(certificate, MAX_CERTIFICATE_BYTES, "certificate").getvalue()
+    )
 
 
 @dataclass(frozen=True, slots=True)

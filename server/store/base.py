@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from app.base.errors import EnclaveError
+from app.protocol.logentry import DeviceRevoked, device_added_entry
 
 
 class StoreError(EnclaveError):
@@ -123,6 +124,30 @@ class NewDevice:
     certificate: bytes
     signed_prekey: SignedPreKey
     one_time_prekeys: tuple[OneTimePreKey, ...]
+    registered_at: int
+    """Unix seconds; the key log's entry for the device says when it was added."""
+
+
+def device_added(at: int, certificate: bytes) -> bytes:
+    """The key log entry of a device registered with ``certificate`` (app/protocol/logentry.py)."""
+    return device_added_entry(at, certificate)
+
+
+def device_revoked(at: int, account_id: str, device_id: int) -> bytes:
+    return DeviceRevoked(at, account_id, device_id).encode()
+
+
+def backfill(devices: Iterable[tuple[bytes, str, int, bool]], now: int) -> list[bytes]:
+    """The key log of a database from before it (schema 2): each device's entry, in the order given
+    (``(certificate, account, device, revoked)``), and a revocation after it for
+    each revoked one, all dated ``now``, when the log began; the database keeps no order of
+    registration, so the caller gives them in device id order."""
+    entries, revoked = [], []
+    for certificate, account_id, device_id, is_revoked in devices:
+        entries.append(device_added(now, certificate))
+        if is_revoked:
+            revoked.append(device_revoked(now, account_id, device_id))
+    return entries + revoked
 
 
 def schema_refusal(found: int, supported: int) -> str:
@@ -248,6 +273,15 @@ class RelayStore(ABC):
 
     @abstractmethod
     async def get_attachment(self, attachment_id: str, now: int) -> bytes | None: ...
+
+    # The key log (app/protocol/logentry.py): a device's entry is appended in the transaction that
+    # registers it, a revocation's in the one that revokes it, so the log and the devices agree.
+    @abstractmethod
+    async def log_size(self) -> int: ...
+
+    @abstractmethod
+    async def log_entries(self, start: int, count: int) -> list[bytes]:
+        """The entries of leaves ``start`` to ``start + count - 1`` (fewer past the end)."""
 
     # The admin log.
     @abstractmethod

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
@@ -56,6 +57,9 @@ from server.store.base import (
     StoreError,
     TooManyDevicesError,
     WakeUp,
+    backfill,
+    device_added,
+    device_revoked,
     directory_search_key,
     registered_again,
     schema_refusal,
@@ -64,7 +68,11 @@ from server.store.base import (
 log = logging.getLogger(__name__)
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+SCHEMA_BEFORE_KEY_LOG = 2
+_APPEND = "INSERT INTO key_log (leaf, entry) VALUES ((SELECT COALESCE(MAX(leaf) + 1, 0) FROM key_log), $1)"
+KEY_LOG_TABLE = "CREATE TABLE key_log (leaf BIGINT PRIMARY KEY CHECK (leaf >= 0), entry BYTEA NOT NULL);"
+_BACKFILL = "SELECT certificate, account_id, device_id, revoked FROM devices ORDER BY device_id"
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 10
 COMMAND_TIMEOUT_SECONDS = 30.0
@@ -73,7 +81,8 @@ MAX_CHANNEL_BYTES = 63
 RECONNECT_FIRST_DELAY_SECONDS = 0.1
 RECONNECT_MAX_DELAY_SECONDS = 10.0
 
-SCHEMA = """
+SCHEMA = f"""
+{KEY_LOG_TABLE}
 CREATE TABLE schema_version (
     version INTEGER NOT NULL
 );
@@ -147,7 +156,10 @@ _INSERT_PREKEYS = (
     " ON CONFLICT DO NOTHING"
 )
 _COUNT_PREKEYS = "SELECT COUNT(*) FROM one_time_prekeys WHERE device_id = $1"
-_REVOKE_DEVICES = "UPDATE devices SET revoked = TRUE WHERE device_id = ANY($1::BIGINT[])"
+_REVOKE_DEVICES = (
+    "UPDATE devices SET revoked = TRUE WHERE device_id = ANY($1::BIGINT[]) AND NOT revoked"
+    " RETURNING account_id, device_id"
+)
 _DELETE_PREKEYS = "DELETE FROM one_time_prekeys WHERE device_id = ANY($1::BIGINT[])"
 _DELETE_MAILBOXES = "DELETE FROM mailbox WHERE device_id = ANY($1::BIGINT[])"
 
@@ -250,6 +262,13 @@ class PostgresStore(RelayStore):
                 await db.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)
                 return
             version = await db.fetchval("SELECT MAX(version) FROM schema_version")
+            if version == SCHEMA_BEFORE_KEY_LOG:
+                await db.execute(KEY_LOG_TABLE)
+                rows = await db.fetch(_BACKFILL)
+                for entry in backfill([tuple(row) for row in rows], int(time.time())):
+                    await _append(db, entry)
+                await db.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)
+                return
         if version != SCHEMA_VERSION:
             raise StoreError(schema_refusal(version, SCHEMA_VERSION))
 
@@ -365,6 +384,7 @@ class PostgresStore(RelayStore):
                 await _replace_prekeys(db, new)
                 return registered
             await _insert_prekeys(db, new.device_id, list(new.one_time_prekeys))
+            await _append(db, device_added(new.registered_at, new.certificate))
             return True
 
     async def set_certificate(self, device_id: int, certificate: bytes) -> None:
@@ -505,6 +525,17 @@ class PostgresStore(RelayStore):
                 now,
             )
         return bytes(blob) if blob is not None else None
+
+    async def log_size(self) -> int:
+        async with self._transaction() as db:
+            return int(await db.fetchval("SELECT COUNT(*) FROM key_log"))
+
+    async def log_entries(self, start: int, count: int) -> list[bytes]:
+        async with self._transaction() as db:
+            rows = await db.fetch(
+                "SELECT entry FROM key_log WHERE leaf >= $1 AND leaf < $2 ORDER BY leaf", start, start + count
+            )
+        return [bytes(row["entry"]) for row in rows]
 
     async def append_admin_log(self, at: int, actor: str, action: str, details: str) -> AdminLogEntry:
         async with self._transaction() as db:
@@ -647,8 +678,22 @@ async def _insert_prekeys(db: asyncpg.Connection, device_id: int, keys: list[One
 
 
 async def _revoke(db: asyncpg.Connection, device_ids: list[int]) -> int:
-    """Mark the devices revoked and delete their prekeys and mailboxes; how many devices matched."""
-    changed = _affected(await db.execute(_REVOKE_DEVICES, device_ids))
+    """Mark the devices revoked (each in the key log) and delete their prekeys and mailboxes; how
+    many devices were not revoked before."""
+    revoked = await db.fetch(_REVOKE_DEVICES, device_ids)
     await db.execute(_DELETE_PREKEYS, device_ids)
     await db.execute(_DELETE_MAILBOXES, device_ids)
-    return changed
+    now = int(time.time())
+    for row in sorted(revoked, key=lambda row: row["device_id"]):
+        await _append(db, device_revoked(now, row["account_id"], row["device_id"]))
+    return len(revoked)
+
+
+async def _append(db: asyncpg.Connection, entry: bytes) -> None:
+    """Append ``entry`` as the key log's next leaf, in the caller's transaction; the table lock makes
+    appenders take turns, so leaves have no gap and no two share a number."""
+    await db.execute("LOCK TABLE key_log IN EXCLUSIVE MODE")
+    await db.execute(
+        _APPEND,
+        entry,
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +38,9 @@ from server.store.base import (
     StoreError,
     TooManyDevicesError,
     WakeUp,
+    backfill,
+    device_added,
+    device_revoked,
     directory_search_key,
     registered_again,
     schema_refusal,
@@ -44,8 +48,13 @@ from server.store.base import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
-SCHEMA = """
+SCHEMA_VERSION = 3
+SCHEMA_BEFORE_KEY_LOG = 2
+_APPEND = "INSERT INTO key_log (leaf, entry) VALUES ((SELECT COALESCE(MAX(leaf) + 1, 0) FROM key_log), ?)"
+KEY_LOG_TABLE = "CREATE TABLE key_log (leaf INTEGER PRIMARY KEY CHECK (leaf >= 0), entry BLOB NOT NULL);"
+_BACKFILL = "SELECT certificate, account_id, device_id, revoked FROM devices ORDER BY rowid"
+SCHEMA = f"""
+{KEY_LOG_TABLE}
 CREATE TABLE accounts (
     account_id TEXT PRIMARY KEY,
     display_name TEXT NOT NULL,
@@ -156,6 +165,8 @@ class SQLiteStore(RelayStore):
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+            elif version == SCHEMA_BEFORE_KEY_LOG:
+                _add_key_log(db)
             elif version != SCHEMA_VERSION:
                 db.close()
                 raise StoreError(schema_refusal(version, SCHEMA_VERSION))
@@ -209,7 +220,7 @@ class SQLiteStore(RelayStore):
             if changed and state == AccountState.REVOKED:
                 for (device_id,) in db.execute(
                     "SELECT device_id FROM devices WHERE account_id = ?", (account_id,)
-                ):
+                ).fetchall():
                     _revoke(db, device_id)
             return bool(changed)
 
@@ -262,6 +273,7 @@ class SQLiteStore(RelayStore):
                 "INSERT OR IGNORE INTO one_time_prekeys VALUES (?, ?, ?)",
                 [(new.device_id, key.key_id, key.public) for key in new.one_time_prekeys],
             )
+            _append(db, device_added(new.registered_at, new.certificate))
             return True
 
         return await self._run(work)
@@ -408,6 +420,17 @@ class SQLiteStore(RelayStore):
         )
         return bytes(row[0]) if row else None
 
+    async def log_size(self) -> int:
+        return await self._run(lambda db: db.execute("SELECT COUNT(*) FROM key_log").fetchone()[0])
+
+    async def log_entries(self, start: int, count: int) -> list[bytes]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT entry FROM key_log WHERE leaf >= ? AND leaf < ? ORDER BY leaf", (start, start + count)
+            ).fetchall()
+        )
+        return [row[0] for row in rows]
+
     async def append_admin_log(self, at: int, actor: str, action: str, details: str) -> AdminLogEntry:
         def work(db: sqlite3.Connection) -> AdminLogEntry:
             last = db.execute(
@@ -451,10 +474,39 @@ class SQLiteStore(RelayStore):
 
 
 def _revoke(db: sqlite3.Connection, device_id: int) -> bool:
-    changed = db.execute("UPDATE devices SET revoked = 1 WHERE device_id = ?", (device_id,)).rowcount
+    changed = db.execute(
+        "UPDATE devices SET revoked = 1 WHERE device_id = ? AND revoked = 0", (device_id,)
+    ).rowcount
     db.execute("DELETE FROM one_time_prekeys WHERE device_id = ?", (device_id,))
     db.execute("DELETE FROM mailbox WHERE device_id = ?", (device_id,))
+    if changed:
+        (account_id,) = db.execute(
+            "SELECT account_id FROM devices WHERE device_id = ?", (device_id,)
+        ).fetchone()
+        _append(db, device_revoked(int(time.time()), account_id, device_id))
     return bool(changed)
+
+
+def _append(db: sqlite3.Connection, entry: bytes) -> None:
+    """Append ``entry`` as the key log's next leaf, in the caller's transaction."""
+    db.execute(
+        _APPEND,
+        (entry,),
+    )
+
+
+def _add_key_log(db: sqlite3.Connection) -> None:
+    """Schema 2 to 3: the key log, holding every device registered so far, in one transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(KEY_LOG_TABLE)
+        for entry in backfill(db.execute(_BACKFILL).fetchall(), int(time.time())):
+            _append(db, entry)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def _replace_prekeys(db: sqlite3.Connection, new: NewDevice) -> None:

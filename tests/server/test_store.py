@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.protocol.frames import MAX_DEVICES_PER_ACCOUNT
+from app.protocol.logentry import DeviceRevoked, EntryKind, device_added_entry, parse_entry
 from server.adminlog import GENESIS_HASH, verify
 from server.store import postgres, sqlite
 from server.store.base import (
@@ -69,6 +70,7 @@ def _new_device(
         os.urandom(120),
         signed or _signed_prekey(),
         tuple(keys or ()),
+        1_700_000_000,
     )
 
 
@@ -1067,3 +1069,90 @@ def test_postgres_unreachable_database_is_a_store_error() -> None:
 
     with pytest.raises(StoreError, match="cannot connect"):
         asyncio.run(open_it())
+
+
+# The key log.
+
+
+def _parsed(entries: list[bytes]) -> list[object]:
+    return [parse_entry(e) for e in entries]
+
+
+def test_registering_and_revoking_append_to_the_key_log_once_each(store: RelayStore) -> None:
+    """Test that a new device appends its certificate as it was given, that registering the same device
+    again appends nothing, and that revoking a device, and an account's devices, appends one
+    revocation each, never a second one for a device revoked already."""
+
+    async def body(store: RelayStore) -> tuple[list[bytes], int, bytes, list[int]]:
+        await store.create_account("alice", "Alice", "Finance")
+        await store.create_account("bob", "Bob", "Finance")
+        first = _new_device("alice")
+        assert await store.register(first)
+        assert not await store.register(first)
+        second = await _register(store, "bob")
+        third = await _register(store, "bob")
+        assert await store.revoke_device(second.device_id)
+        assert not await store.revoke_device(second.device_id)
+        await store.set_account_state("bob", AccountState.REVOKED)
+        return (
+            await store.log_entries(0, 100),
+            await store.log_size(),
+            first.certificate,
+            [
+                second.device_id,
+                third.device_id,
+            ],
+        )
+
+    entries, size, certificate, (second, third) = run_with(store, body)
+    assert size == len(entries) == 5
+    assert entries[0] == device_added_entry(1_700_000_000, certificate)
+    revoked = _parsed(entries[3:])
+    assert all(isinstance(r, DeviceRevoked) for r in revoked)
+    assert [(r.account_id, r.device_id) for r in revoked] == [("bob", second), ("bob", third)]  # type: ignore[attr-defined]
+
+
+def test_log_entries_come_by_leaf_range(store: RelayStore) -> None:
+    """Test that a range of leaves gives those entries in order, and fewer past the end."""
+
+    async def body(store: RelayStore) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        await store.create_account("alice", "Alice", "Finance")
+        for _ in range(4):
+            await _register(store, "alice")
+        everything = await store.log_entries(0, 10)
+        return everything, await store.log_entries(1, 2), await store.log_entries(3, 10)
+
+    everything, middle, tail = run_with(store, body)
+    assert len(everything) == 4 and middle == everything[1:3] and tail == everything[3:]
+
+
+def test_a_schema_2_database_gets_a_key_log_of_its_devices(backend: StoreBackend) -> None:
+    """Test that a database from before the key log (schema 2) is opened with a log holding each of its
+    devices, in device id order, then a revocation for each revoked one, and new registrations after."""
+
+    async def fill(store: RelayStore) -> list[int]:
+        await store.create_account("alice", "Alice", "Finance")
+        ids = sorted([(await _register(store, "alice")).device_id for _ in range(3)])
+        await store.revoke_device(ids[1])
+        return ids
+
+    ids = run_with(backend.new_store(), fill)
+    downgrade = (
+        ["DROP TABLE key_log", "PRAGMA user_version = 2"]
+        if isinstance(backend, SQLiteBackend)
+        else ["DROP TABLE key_log", "UPDATE schema_version SET version = 2"]
+    )
+    for statement in downgrade:
+        asyncio.run(backend.sql(statement))
+
+    async def reopened(store: RelayStore) -> list[bytes]:
+        await _register(store, "alice")
+        return await store.log_entries(0, 10)
+
+    entries = run_with(backend.new_store(), reopened)
+    assert [e[1] for e in entries] == [EntryKind.DEVICE_ADDED] * 3 + [
+        EntryKind.DEVICE_REVOKED,
+        EntryKind.DEVICE_ADDED,
+    ]
+    revocation = parse_entry(entries[3])
+    assert isinstance(revocation, DeviceRevoked) and revocation.device_id == ids[1]
