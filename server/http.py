@@ -18,6 +18,7 @@ from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.typedefs import Handler
 
 from app.base.requestlog import tame_aiohttp_loggers
+from app.crypto.merkle import encode_proof
 from server.config import PUBLISHED_CONFIG
 from server.relay import Relay
 from server.tokens import check_upload_token
@@ -116,6 +117,62 @@ async def published_config(request: web.Request) -> web.Response:
     return web.Response(body=data, content_type="application/octet-stream")
 
 
+LOG_NUMBER = re.compile(r"0|[1-9][0-9]{0,18}")
+MAX_LOG_ENTRIES = 1000
+"""Entries in one answer of ``GET /v1/log/entries``: at most about 17 MB, in practice 250 KB."""
+
+
+def _log_numbers(request: web.Request, names: tuple[str, str]) -> tuple[int, int] | web.Response:
+    """Two query parameters as decimal numbers below 2^63, or the 400 that says which is not."""
+    values = []
+    for name in names:
+        untrusted_value = request.query.get(name, "")
+        if LOG_NUMBER.fullmatch(untrusted_value) is None or int(untrusted_value) >= 1 << 63:
+            return _error(400, f"{name} must be a decimal number below 2^63, without leading zeros")
+        values.append(int(untrusted_value))
+    return values[0], values[1]
+
+
+async def log_head(request: web.Request) -> web.Response:
+    """The key log's newest signed head (docs/PROTOCOL.md, "Key log"); for devices only, as is all
+    of the log: it lists the organisation's accounts and devices."""
+    relay = request.app[RELAY_KEY]
+    if not _authorised(request, relay):
+        return _error(401, "a valid upload token is required")
+    return web.Response(body=await relay.key_log.head(), content_type="text/plain", charset="utf-8")
+
+
+async def log_entries(request: web.Request) -> web.Response:
+    """Leaves ``start`` to ``start + count - 1`` of the key log, each as ``var16`` bytes, fewer past
+    its end; ``count`` at most ``MAX_LOG_ENTRIES``."""
+    relay = request.app[RELAY_KEY]
+    if not _authorised(request, relay):
+        return _error(401, "a valid upload token is required")
+    numbers = _log_numbers(request, ("start", "count"))
+    if isinstance(numbers, web.Response):
+        return numbers
+    start, count = numbers
+    if not 1 <= count <= MAX_LOG_ENTRIES:
+        return _error(400, f"count must be 1 to {MAX_LOG_ENTRIES}")
+    entries = await relay.key_log.entries(start, count)
+    body = b"".join(len(e).to_bytes(2, "big") + e for e in entries)
+    return web.Response(body=body, content_type="application/octet-stream")
+
+
+async def log_consistency(request: web.Request) -> web.Response:
+    """RFC 9162's consistency proof from ``old`` to ``new`` leaves, as ``u8 count || hashes``."""
+    relay = request.app[RELAY_KEY]
+    if not _authorised(request, relay):
+        return _error(401, "a valid upload token is required")
+    numbers = _log_numbers(request, ("old", "new"))
+    if isinstance(numbers, web.Response):
+        return numbers
+    proof = await relay.key_log.consistency(*numbers)
+    if proof is None:
+        return _error(400, "old and new must be sizes the log has had, 0 < old <= new")
+    return web.Response(body=encode_proof(proof), content_type="application/octet-stream")
+
+
 async def upload_attachment(request: web.Request) -> web.Response:
     relay = request.app[RELAY_KEY]
     if not _authorised(request, relay):
@@ -198,6 +255,9 @@ ROUTES = (
     ("GET", "/v1/attachments/{attachment_id}", download_attachment),
     ("GET", "/v1/config", published_config),
     ("GET", "/v1/config" + SIGNATURE_SUFFIX, published_config),
+    ("GET", "/v1/log/head", log_head),
+    ("GET", "/v1/log/entries", log_entries),
+    ("GET", "/v1/log/consistency", log_consistency),
 )
 
 

@@ -8,6 +8,11 @@
   It is the relay's only secret besides its TLS key, and nothing a client checks is signed
   with it: device certificates come from the enrolment authority (docs/ADMIN.md §10). A
   ``signing.key`` left by a relay from before that is read by nothing; delete it.
+- ``log.key``: the 32-byte Ed25519 seed of the key that signs the heads of the key log this
+  relay keeps (server/keylog.py); its public half is printed at every start, for the config's
+  ``[transparency] log_key``. It vouches for no binding (each entry carries the authority's
+  certificate): whoever holds it can sign a head of a rewritten or forked log, and readers
+  who compare heads catch that (docs/PROTOCOL.md, "Key log").
 
 Several relay processes sharing one PostgreSQL database must share these files too.
 """
@@ -21,9 +26,11 @@ from pathlib import Path
 from nacl.utils import random
 
 from app.base.tlsfiles import load_or_create_tls, write_secret
+from app.crypto.primitives import ed25519_keypair_from_seed
 from server.config import ConfigError
 
 UPLOAD_KEY_FILE = "upload.key"
+LOG_KEY_FILE = "log.key"
 UPLOAD_TOKEN_KEY_LABEL = b"enclave:v1:upload-token-key"
 
 
@@ -33,6 +40,9 @@ class RelayKeys:
     tls_cert_path: Path
     pin: str
     upload_token_key: bytes = field(repr=False)
+    log_public: bytes
+    log_secret: bytes = field(repr=False)
+    """The log key as libsodium holds it (64 bytes, seed and public key)."""
     created: bool
     """Whether this start made the keys (the pin is then printed for the admin)."""
 
@@ -40,13 +50,16 @@ class RelayKeys:
 def load_or_create_keys(data_dir: Path, host: str) -> RelayKeys:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     tls = load_or_create_tls(data_dir, host, "Enclave relay")
-    token_path = data_dir / UPLOAD_KEY_FILE
     created = tls.created
-    if not token_path.exists():
-        write_secret(token_path, random(32))
-        created = True
-    seed = token_path.read_bytes()
-    if len(seed) != 32:
-        raise ConfigError(f"{token_path} is damaged (not 32 bytes); restore it from a backup")
-    upload_token_key = hmac.digest(seed, UPLOAD_TOKEN_KEY_LABEL, "sha256")
-    return RelayKeys(tls.key_path, tls.cert_path, tls.pin, upload_token_key, created)
+    seeds = {}
+    for name in (UPLOAD_KEY_FILE, LOG_KEY_FILE):
+        path = data_dir / name
+        if not path.exists():
+            write_secret(path, random(32))
+            created = True
+        seeds[name] = path.read_bytes()
+        if len(seeds[name]) != 32:
+            raise ConfigError(f"{path} is damaged (not 32 bytes); restore it from a backup")
+    upload_token_key = hmac.digest(seeds[UPLOAD_KEY_FILE], UPLOAD_TOKEN_KEY_LABEL, "sha256")
+    log_public, log_secret = ed25519_keypair_from_seed(seed=seeds[LOG_KEY_FILE])
+    return RelayKeys(tls.key_path, tls.cert_path, tls.pin, upload_token_key, log_public, log_secret, created)

@@ -81,7 +81,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         record_authority_key(config)
         if keys.created:
             print(f"New relay keys made in {config.data_dir}.")
-        print(f"Relay public-key pin for the provisioning config: {keys.pin}", flush=True)
+        print(f"Relay public-key pin for the provisioning config: {keys.pin}")
+        print(f"Relay log key for the provisioning config: {keys.log_public.hex()}", flush=True)
         store = make_store(config)
         await store.open()
         stack.push_async_callback(store.close)

@@ -62,6 +62,7 @@ from app.protocol.frames import (
     control_character,
 )
 from server.config import ServerConfig
+from server.keylog import KeyLog
 from server.keys import RelayKeys
 from server.store.base import (
     AccountInactiveError,
@@ -118,6 +119,7 @@ class Relay:
         self.bundle_limiter = RateLimiter(self.config.bundle_fetches_per_minute, self.clock)
         self.directory_limiter = RateLimiter(self.config.directory_lookups_per_minute, self.clock)
         self.quota = Quota(self.config.mailbox_max_envelopes, self.config.mailbox_max_bytes)
+        self.key_log = KeyLog(self.store, log_public=self.keys.log_public, log_secret=self.keys.log_secret)
 
     def now(self) -> int:
         return int(self.clock())

@@ -60,6 +60,7 @@ TEST_AUTHORITY = IdentityKeyPair.generate(random)
 """The enrolment authority key the test relays trust (one per test process)."""
 CERTIFICATE_SECONDS = 7 * 24 * 3600
 MAX_DEVICE_ID = 2**31 - 1
+LOG_KEY_LINE = "Relay log key for the provisioning config:"
 RELAY_BANNER = Banner("relay", "Relay public-key pin", "enclave-server listening on")
 
 
@@ -117,6 +118,14 @@ class RelayProcess:
     @property
     def url(self) -> str:
         return f"wss://127.0.0.1:{self.port}/v1/ws"
+
+    @property
+    def log_key(self) -> bytes:
+        """The public key of the key log this relay keeps, as it printed it at its last start."""
+        lines = [line for line in self.output if line.startswith(LOG_KEY_LINE)]
+        if not lines:
+            raise RuntimeError("the relay printed no log key")
+        return bytes.fromhex(lines[-1].rsplit(" ", 1)[1].strip())
 
     @property
     def https(self) -> str:
