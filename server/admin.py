@@ -10,6 +10,7 @@ hash-chained admin log.
     enclave-admin --data DIR device revoke DEVICE_ID
     enclave-admin --data DIR stats
     enclave-admin --data DIR log show | log verify [--expect-head HEX]
+    enclave-admin --data DIR log audit [--head FILE] [--log-key HEX] [--authority-key HEX]
     enclave-admin --version | --help
     enclave-admin org init | config sign | config verify   (no --data: server/orgadmin.py)
     enclave-admin authority code|revoke ... --authority-data DIR   (authority/admin.py)
@@ -34,12 +35,14 @@ from app.base.accountid import AccountIdError, canonical_account_id, skeleton
 from app.base.errors import EnclaveError
 from app.base.limits import MAX_ACCOUNT_ID_BYTES
 from app.base.tools import EXIT_DONE, EXIT_REFUSED, EXIT_USAGE, ToolParser
+from app.crypto.primitives import ed25519_keypair_from_seed
 from app.protocol.frames import MAX_DEPARTMENT_BYTES, MAX_DISPLAY_NAME_BYTES, control_character
 from authority import admin as authority_admin
-from server import orgadmin
+from server import logaudit, orgadmin
 from server.adminlog import verify
 from server.backends import make_store
 from server.config import PUBLISHED_CONFIG, load_config, trusted_authority_key
+from server.keys import LOG_KEY_FILE
 from server.store.base import Account, AccountState, DuplicateError, RelayStore
 
 ACTOR_VARIABLE = "ENCLAVE_ADMIN_ACTOR"
@@ -133,6 +136,12 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("stats", help="counts only")
     log = commands.add_parser("log", help="the admin log").add_subparsers(dest="action", required=True)
     log.add_parser("show", help="every entry")
+    audit = log.add_parser("audit", help="replay the key log (docs/PROTOCOL.md section 19)")
+    audit.add_argument("--head", type=Path, default=None, metavar="FILE", help="a signed head someone kept")
+    audit.add_argument("--log-key", default=None, metavar="HEX", help="if not the data folder's log.key")
+    audit.add_argument(
+        "--authority-key", default=None, metavar="HEX", help="if not the relay's authority_key"
+    )
     log.add_parser("verify", help="check the hash chain").add_argument(
         "--expect-head",
         default=None,
@@ -288,6 +297,8 @@ async def _stats(store: RelayStore, args: argparse.Namespace, actor: str) -> str
 
 
 async def _log(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
+    if args.action == "audit":
+        return await _audit(store, args)
     entries = await store.admin_log()
     if args.action == "show":
         return "\n".join(
@@ -312,6 +323,40 @@ async def _log(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
     if problems:
         raise Refused("the admin log was tampered with:\n" + "\n".join(problems))
     return f"admin log intact: {len(entries)} entries, head {head}"
+
+
+def _hex_key(typed: str | None, fallback: bytes | None, what: str) -> bytes:
+    try:
+        key = fallback if typed is None else bytes.fromhex(typed)
+    except ValueError:
+        key = b""
+    if key is None or len(key) != 32:
+        raise UsageError(f"give {what} as 64 hex digits")
+    return key
+
+
+async def _audit(store: RelayStore, args: argparse.Namespace) -> str:
+    """``log audit``: the key log replayed from its first leaf (server/logaudit.py)."""
+    seed_path = args.data / LOG_KEY_FILE
+    own = ed25519_keypair_from_seed(seed=seed_path.read_bytes())[0] if seed_path.exists() else None
+    log_key = _hex_key(args.log_key, own, "--log-key (this folder has no log.key)")
+    trusted = trusted_authority_key(args.data)
+    authority_key = _hex_key(
+        args.authority_key, bytes.fromhex(trusted) if trusted else None, "--authority-key"
+    )
+    try:
+        kept = None if args.head is None else args.head.read_bytes()
+    except OSError as e:
+        raise Refused(f"cannot read {args.head}: {e.strerror}") from e
+    result = await logaudit.audit(store, log_key=log_key, authority_key=authority_key, kept_head=kept)
+    summary = (
+        f"{result.size} entries ({result.added} devices added, {result.revoked} revoked),"
+        f" root {result.root.hex()}"
+    )
+    if result.problems:
+        raise Refused("the key log does not hold up:\n" + "\n".join(result.problems) + f"\n{summary}")
+    checked = "" if args.head is None else f"; it extends the head in {args.head}"
+    return f"key log intact: {summary}{checked}"
 
 
 def _head_prefix(typed: str) -> str:

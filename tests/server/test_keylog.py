@@ -4,12 +4,18 @@ it registers and every revocation is a leaf, and a reader takes its heads only a
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
+from nacl.utils import random
 
+from app.crypto.certificate import DeviceCertificate
+from app.crypto.keys import IdentityKeyPair
 from app.crypto.merkle import parse_proof
+from app.protocol.logentry import device_added_entry
 from app.protocol.logview import LogView
 from tests.support.relay import TEST_AUTHORITY, RelayProcess, TestDevice, admin, new_account
 
@@ -124,3 +130,69 @@ def test_a_restarted_relay_signs_the_same_log_with_the_same_key(relay: RelayProc
     status, proof = get(relay, f"/v1/log/consistency?old={old.size}&new={new.size}", token)
     view.advance(after, _entries(relay, token, 0, new.size))
     view.check_head(before, parse_proof(proof))
+
+
+def _rows(relay: RelayProcess) -> list[bytes]:
+    with sqlite3.connect(relay.data_dir / "relay.sqlite3") as db:
+        return [row[0] for row in db.execute("SELECT entry FROM key_log ORDER BY leaf")]
+
+
+def _rewrite(relay: RelayProcess, entries: list[bytes]) -> None:
+    """The operator's edit behind the relay's back: the log table replaced by ``entries``."""
+    with sqlite3.connect(relay.data_dir / "relay.sqlite3") as db:
+        db.execute("DELETE FROM key_log")
+        db.executemany("INSERT INTO key_log VALUES (?, ?)", list(enumerate(entries)))
+
+
+def test_log_audit_catches_a_log_rewritten_from_its_start_against_a_kept_head(tmp_path: Path) -> None:
+    """Test that enclave-admin log audit passes on the relay's log and against a head a device kept,
+    and that a log rewritten from its start (a device for Bob slipped in at leaf 1, every later leaf
+    moved), cut short, or given a binding the authority did not sign is refused, naming what broke."""
+    relay = RelayProcess(tmp_path / "relay").start()
+    try:
+        _, token = _token(relay, "audit.alice")
+        _token(relay, "audit.bob")
+        kept = tmp_path / "kept-head"
+        kept.write_bytes(get(relay, "/v1/log/head", token)[1])
+        _token(relay, "audit.carol")
+        honest = admin(relay.data_dir, "log", "audit", "--head", str(kept))
+        assert honest.returncode == 0, honest.stderr
+        assert "key log intact: 3 entries (3 devices added, 0 revoked)" in honest.stdout
+        assert "extends the head" in honest.stdout
+        entries = _rows(relay)
+
+        spy = IdentityKeyPair.generate(random)
+        planted = device_added_entry(
+            1_700_000_000,
+            DeviceCertificate.issue(
+                TEST_AUTHORITY,
+                account_id="audit.bob",
+                device_id=4242,
+                identity_key=spy.public,
+                expires_at=2**40,
+            ).encode(),
+        )
+        _rewrite(relay, [entries[0], planted, *entries[1:]])
+        rewritten = admin(relay.data_dir, "log", "audit", "--head", str(kept))
+        assert rewritten.returncode == 1 and "the log was rewritten" in rewritten.stderr
+        assert admin(relay.data_dir, "log", "audit").returncode == 0  # without a kept head it looks fine
+
+        _rewrite(relay, entries[:1])
+        cut = admin(relay.data_dir, "log", "audit", "--head", str(kept))
+        assert cut.returncode == 1 and "entries were cut" in cut.stderr
+
+        stranger = IdentityKeyPair.generate(random)
+        forged = DeviceCertificate.issue(
+            stranger, account_id="audit.bob", device_id=77, identity_key=stranger.public, expires_at=2**40
+        )
+        _rewrite(relay, [*entries, device_added_entry(1, forged.encode())])
+        unsigned = admin(relay.data_dir, "log", "audit")
+        assert (
+            unsigned.returncode == 1 and "leaf 3: device 77 of audit.bob is not certified" in unsigned.stderr
+        )
+
+        kept.write_bytes(kept.read_bytes().replace(b"\n2\n", b"\n9\n"))
+        forged_head = admin(relay.data_dir, "log", "audit", "--head", str(kept))
+        assert forged_head.returncode == 1 and "not one this log key signed" in forged_head.stderr
+    finally:
+        relay.stop()
