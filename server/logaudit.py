@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from app.base.errors import EnclaveError, InvalidSignatureError, RemoteProtocolError
 from app.crypto.merkle import leaf_hash, root
 from app.protocol.checkpoint import SignedCheckpoint
-from app.protocol.logentry import DeviceAdded, DeviceRevoked, KeyDirectory, parse_entry
+from app.protocol.logentry import DeviceAdded, DeviceRevoked, KeyDirectory
 from app.protocol.logview import log_origin
 from server.store.base import RelayStore
 
@@ -69,14 +69,7 @@ async def audit(
 
 
 def _replay(untrusted_entry: bytes, directory: KeyDirectory, result: Audit) -> None:
-    index = directory.size
-    try:
-        entry = parse_entry(untrusted_entry)
-    except RemoteProtocolError as e:
-        directory.size += 1
-        result.problems.append(f"leaf {index}: not an entry this Enclave reads ({e})")
-        return
-    problem = directory.apply(entry)
+    entry, problem = directory.apply_leaf(untrusted_entry)
     if problem is not None:
         result.problems.append(problem)
     elif isinstance(entry, DeviceAdded):

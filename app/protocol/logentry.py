@@ -203,6 +203,18 @@ class KeyDirectory:
         self._keys: set[bytes] = set()
         self.size = 0
 
+    def apply_leaf(self, untrusted_entry: bytes) -> tuple[LogEntry | None, str | None]:
+        """Parse and apply the next leaf: the entry applied, or None and what is wrong with it. A
+        leaf that does not parse (a kind of a newer version) is counted all the same: the tree
+        holds it."""
+        try:
+            entry = parse_entry(untrusted_entry)
+        except RemoteProtocolError as e:
+            self.size += 1
+            return None, f"leaf {self.size - 1}: not an entry this Enclave reads ({e})"
+        problem = self.apply(entry)
+        return (None, problem) if problem is not None else (entry, None)
+
     def apply(self, entry: LogEntry) -> str | None:
         """Apply the next leaf's entry; what is wrong with it (it then changes nothing), or None."""
         index, self.size = self.size, self.size + 1

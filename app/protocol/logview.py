@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from app.base.errors import CryptoError, InvalidProofError, RemoteProtocolError
 from app.crypto.merkle import Frontier, leaf_hash, verify_consistency
 from app.protocol.checkpoint import Checkpoint, SignedCheckpoint
-from app.protocol.logentry import Binding, DeviceAdded, KeyDirectory, parse_entry
+from app.protocol.logentry import Binding, DeviceAdded, KeyDirectory
 
 ORIGIN_PREFIX = "enclave/key-log/"
 ORIGIN_KEY_HEX = 16
@@ -109,14 +109,7 @@ class LogView:
         return advanced
 
     def _replay(self, untrusted_entry: bytes, advanced: Advanced) -> None:
-        index = self.directory.size
-        try:
-            entry = parse_entry(untrusted_entry)
-        except RemoteProtocolError as e:
-            self.directory.size += 1  # a leaf of the log all the same: the tree counts it
-            advanced.problems.append(f"leaf {index}: not an entry this Enclave reads ({e})")
-            return
-        problem = self.directory.apply(entry)
+        entry, problem = self.directory.apply_leaf(untrusted_entry)
         if problem is not None:
             advanced.problems.append(problem)
         elif isinstance(entry, DeviceAdded) and entry.binding.account_id == self._watched:
