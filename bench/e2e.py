@@ -112,6 +112,7 @@ from app.sync.machine import Connection, Pushed
 from authority.admin import issue_code
 from authority.store import AuthorityStore
 from bench import server as relay_bench
+from server.keys import LOG_PUBLIC_FILE
 from storage.attachments import AttachmentRepository
 from storage.contacts import ContactRepository
 from storage.conversations import ConversationRepository
@@ -628,6 +629,7 @@ def _enrolment(relay: relay_bench._RelayProcess, accounts: Sequence[str]) -> Ite
             config = organisation.config(
                 relay_urls=(f"https://127.0.0.1:{relay.port}",),
                 relay_pins=(relay_pin(relay_der),),
+                log_key=bytes.fromhex((relay.data_dir / LOG_PUBLIC_FILE).read_text(encoding="ascii")),
                 authority_urls=(f"https://127.0.0.1:{authority.port}",),
                 authority_pins=(authority.pin,),
                 mandatory="",

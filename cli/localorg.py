@@ -5,7 +5,8 @@ In the data folder (``cli.profile.data_home``), beside ``local-relay/``:
 
 - ``local-organisation/``: the root and authority keys as ``enclave-admin org init`` makes
   them (``root/``, ``authority/``), and the config the root signs, ``enclave.toml`` and
-  ``enclave.toml.sig``, naming the local relay and the local enrolment authority;
+  ``enclave.toml.sig``, naming the local relay (with its log key) and the local enrolment
+  authority;
 - ``local-authority/``: the enrolment authority's data folder, holding its copy of the
   sealed authority key. The relay's folder holds no key a client accepts.
 
@@ -84,6 +85,14 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class RelayEndpoint(Endpoint):
+    """The local relay: where it answers, its pin, and the key it signs its key log's heads with."""
+
+    log_key: str
+    """64 hex digits, as the relay wrote them to its ``log.pub``."""
+
+
+@dataclass(frozen=True, slots=True)
 class LocalOrganisation:
     folder: Path
     authority_folder: Path
@@ -98,7 +107,7 @@ class LocalOrganisation:
     def root_key(self) -> Path:
         return self.folder / "root" / "root.key"
 
-    def signed_config(self, relay: Endpoint, authority: Endpoint, secrets: Secrets) -> Path:
+    def signed_config(self, relay: RelayEndpoint, authority: Endpoint, secrets: Secrets) -> Path:
         """The config naming ``relay`` and ``authority``, signed by the root: the one signed
         before if it names them as they are, else a new version signed now."""
         with _locked(self.folder):
@@ -147,9 +156,10 @@ def local_organisation(home: Path, secrets: Secrets) -> LocalOrganisation:
 
 
 def config_text(
-    organisation: LocalOrganisation, relay: Endpoint, authority: Endpoint, *, version: int
+    organisation: LocalOrganisation, relay: RelayEndpoint, authority: Endpoint, *, version: int
 ) -> str:
-    """The local organisation's config: its relay and authority, Enclave's default policy."""
+    """The local organisation's config: its relay and its log key, its authority, no admins,
+    Enclave's default policy."""
     root = (organisation.folder / "root" / "root.pub").read_text(encoding="ascii").strip()
     issued = dt.datetime.now(dt.UTC).replace(microsecond=0)
     expires = issued.replace(year=issued.year + CONFIG_YEARS)
@@ -174,6 +184,9 @@ def config_text(
             f"urls = [{json.dumps(authority.url)}]",
             f"pins = [{json.dumps(authority.pin)}]",
             "",
+            "[transparency]",
+            f'log_key = "{relay.log_key}"',
+            "",
         ]
     )
 
@@ -194,12 +207,13 @@ def _names(path: Path) -> object:
 
 
 def _names_of(text: str) -> object:
-    """What a local config says that can change between starts: the relay's and the authority's."""
+    """What a local config says that can change between starts: the relay's (its log key too) and
+    the authority's."""
     try:
         parsed = tomllib.loads(text)
     except tomllib.TOMLDecodeError:
         return None
-    return parsed.get("relay"), parsed.get("enrolment")
+    return parsed.get("relay"), parsed.get("enrolment"), parsed.get("transparency")
 
 
 def _admin(*args: str, secrets: list[str]) -> subprocess.CompletedProcess[str]:

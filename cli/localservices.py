@@ -37,11 +37,13 @@ from pathlib import Path
 from app.base.leases import Lease
 from app.services.relay import relay_pin
 from cli.errors import CliError
-from cli.localorg import Endpoint, LocalOrganisation, Secrets
+from cli.localorg import Endpoint, LocalOrganisation, RelayEndpoint, Secrets
 
 HOST = "127.0.0.1"
 CERTIFICATE_FILE = "tls.crt"
 """Where the relay keeps its certificate in its data folder (``server/keys.py``)."""
+LOG_PUBLIC_FILE = "log.pub"
+"""Where the relay writes its log key's public half, in hex (``server/keys.py``)."""
 LOG_FILE = "relay.log"
 AUTHORITY_LOG_FILE = "authority.log"
 LEASE_FOLDER = "workspaces"
@@ -61,7 +63,7 @@ class LocalServices:
     data_dir: Path
     """The relay's data folder."""
     organisation: LocalOrganisation
-    relay: Endpoint
+    relay: RelayEndpoint
     authority: Endpoint
     started: bool
     """Whether this process started the relay (they stop when the last workspace using them is gone)."""
@@ -124,7 +126,9 @@ def local_services(
             authority = [sys.executable, "-m", "authority.main", "--data", str(authority_dir)]
             authority += ["--host", HOST, "--port", str(authority_port), "--passphrase-file", "-", *leases]
             _start(authority, authority_port, authority_dir / AUTHORITY_LOG_FILE, secrets.of("authority"))
-        relay_end = Endpoint(f"https://{HOST}:{port}", _checked_pin(data_dir, port, "relay"))
+        relay_end = RelayEndpoint(
+            f"https://{HOST}:{port}", _checked_pin(data_dir, port, "relay"), _log_key(data_dir)
+        )
         authority_end = Endpoint(
             f"https://{HOST}:{authority_port}",
             _checked_pin(authority_dir, authority_port, "enrolment authority"),
@@ -203,6 +207,23 @@ def _checked_pin(data_dir: Path, port: int, what: str) -> str:
             "choose another port with --port"
         )
     return pin
+
+
+def _log_key(data_dir: Path) -> str:
+    """The relay's log key from its ``log.pub``, which it writes before it answers on its port."""
+    path = data_dir / LOG_PUBLIC_FILE
+    try:
+        key = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        key = ""
+    except (OSError, UnicodeDecodeError) as e:
+        raise CliError(f"the local relay's log key {path} cannot be read: {e}") from e
+    if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+        raise CliError(
+            f"{path} holds no log key: the local relay writes it when it starts, so this one was started"
+            " by an older Enclave or the file was damaged; close every workspace, then start again"
+        )
+    return key
 
 
 def _served_pin(port: int) -> str | None:

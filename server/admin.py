@@ -42,7 +42,7 @@ from server import logaudit, orgadmin
 from server.adminlog import verify
 from server.backends import make_store
 from server.config import PUBLISHED_CONFIG, load_config, trusted_authority_key
-from server.keys import LOG_KEY_FILE
+from server.keys import LOG_KEY_FILE, LOG_PUBLIC_FILE, log_public_key
 from server.store.base import Account, AccountState, DuplicateError, RelayStore
 
 ACTOR_VARIABLE = "ENCLAVE_ADMIN_ACTOR"
@@ -236,18 +236,13 @@ async def _enrol(store: RelayStore, args: argparse.Namespace, actor: str) -> str
     The config, the account and the authority's key are checked first, so a bad one issues no
     code: the config must name the authority key this relay trusts (``authority_key``) and the
     one sealed in the authority's folder, else the device would be certified by a key the relay
-    or its colleagues refuse.
+    or its colleagues refuse; and this relay's log key, else the device would refuse its log.
     """
     config = orgadmin.checked_config(args.config, args.expect_root)
     account = await _existing_account(store, args.account_id)
     if account is None or account.state != AccountState.ACTIVE:
         raise Refused(f"no active account {args.account_id!r}")
-    relay_trusts = trusted_authority_key(args.data)
-    if relay_trusts and config.authority_key.hex() != relay_trusts:
-        raise Refused(
-            f"{args.config} names the authority key {config.authority_key.hex()[:16]}…, but this relay"
-            f" trusts {relay_trusts[:16]}… (its authority_key); no code was issued"
-        )
+    _check_relay_keys(args, config.authority_key, config.log_key, "no code was issued")
     code, expires_at = orgadmin.issue_authority_code(
         args.authority_data, account.account_id, config.authority_key, args.valid_hours
     )
@@ -257,17 +252,42 @@ async def _enrol(store: RelayStore, args: argparse.Namespace, actor: str) -> str
 
 async def _publish(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
     """Put the signed config where the relay serves it to devices (``GET /v1/config``), once it is
-    checked as a client checks it and names the authority key this relay trusts."""
+    checked as a client checks it and names the authority key this relay trusts and its log key."""
     config = orgadmin.checked_config(args.config, args.expect_root)
-    relay_trusts = trusted_authority_key(args.data)
-    if relay_trusts and config.authority_key.hex() != relay_trusts:
-        raise Refused(
-            f"{args.config} names the authority key {config.authority_key.hex()[:16]}…, but this relay"
-            f" trusts {relay_trusts[:16]}… (its authority_key); nothing was published"
-        )
+    _check_relay_keys(args, config.authority_key, config.log_key, "nothing was published")
     orgadmin.copy_signed(args.config, args.data / PUBLISHED_CONFIG)
     await _logged(store, actor, "config.publish", {"version": config.version})
     return f"published {args.config} (version {config.version}): devices take it when they next connect"
+
+
+def _check_relay_keys(args: argparse.Namespace, authority_key: bytes, log_key: bytes, undone: str) -> None:
+    """Refuse a config (``args.config``, naming ``authority_key`` and ``log_key``) made for another
+    relay: one naming another authority key than this relay trusts, or another log key than the
+    one this relay signs its key log's heads with. A key the relay does not know yet (it never
+    started) is not compared. ``undone`` says what the refusal left undone."""
+    relay_trusts = trusted_authority_key(args.data)
+    if relay_trusts and authority_key.hex() != relay_trusts:
+        raise Refused(
+            f"{args.config} names the authority key {authority_key.hex()[:16]}…, but this relay"
+            f" trusts {relay_trusts[:16]}… (its authority_key); {undone}"
+        )
+    relay_log = _relay_log_key(args.data)
+    if relay_log is not None and log_key != relay_log:
+        raise Refused(
+            f"{args.config} names the log key {log_key.hex()[:16]}…, but this relay signs its key log"
+            f" with {relay_log.hex()[:16]}… ({LOG_PUBLIC_FILE} in its data folder); {undone}"
+        )
+
+
+def _relay_log_key(data_dir: Path) -> bytes | None:
+    """The public key of the key log of the relay of ``data_dir``: its ``log.pub``, else the public
+    half of its ``log.key`` (a relay from before ``log.pub`` writes that at its next start); None
+    if it has neither (it never started)."""
+    written = log_public_key(data_dir)
+    if written is not None:
+        return written
+    seed_path = data_dir / LOG_KEY_FILE
+    return ed25519_keypair_from_seed(seed=seed_path.read_bytes())[0] if seed_path.exists() else None
 
 
 async def _device(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
@@ -337,8 +357,7 @@ def _hex_key(typed: str | None, fallback: bytes | None, what: str) -> bytes:
 
 async def _audit(store: RelayStore, args: argparse.Namespace) -> str:
     """``log audit``: the key log replayed from its first leaf (server/logaudit.py)."""
-    seed_path = args.data / LOG_KEY_FILE
-    own = ed25519_keypair_from_seed(seed=seed_path.read_bytes())[0] if seed_path.exists() else None
+    own = _relay_log_key(args.data)
     log_key = _hex_key(args.log_key, own, "--log-key (this folder has no log.key)")
     trusted = trusted_authority_key(args.data)
     authority_key = _hex_key(

@@ -13,6 +13,9 @@
   ``[transparency] log_key``. It vouches for no binding (each entry carries the authority's
   certificate): whoever holds it can sign a head of a rewritten or forked log, and readers
   who compare heads catch that (docs/PROTOCOL.md, "Key log").
+- ``log.pub``: that public half in 64 hex digits and a newline (mode 0644), written at every
+  start where it is missing or is not ``log.key``'s, so that ``enclave-admin`` and the local
+  workspace check a config's ``log_key`` against it without reading the secret seed.
 
 Several relay processes sharing one PostgreSQL database must share these files too.
 """
@@ -25,12 +28,13 @@ from pathlib import Path
 
 from nacl.utils import random
 
-from app.base.tlsfiles import load_or_create_tls, write_secret
+from app.base.tlsfiles import load_or_create_tls, write_public, write_secret
 from app.crypto.primitives import ed25519_keypair_from_seed
 from server.config import ConfigError
 
 UPLOAD_KEY_FILE = "upload.key"
 LOG_KEY_FILE = "log.key"
+LOG_PUBLIC_FILE = "log.pub"
 UPLOAD_TOKEN_KEY_LABEL = b"enclave:v1:upload-token-key"
 
 
@@ -62,4 +66,16 @@ def load_or_create_keys(data_dir: Path, host: str) -> RelayKeys:
             raise ConfigError(f"{path} is damaged (not 32 bytes); restore it from a backup")
     upload_token_key = hmac.digest(seeds[UPLOAD_KEY_FILE], UPLOAD_TOKEN_KEY_LABEL, "sha256")
     log_public, log_secret = ed25519_keypair_from_seed(seed=seeds[LOG_KEY_FILE])
+    if log_public_key(data_dir) != log_public:
+        write_public(data_dir / LOG_PUBLIC_FILE, log_public.hex().encode("ascii") + b"\n")
     return RelayKeys(tls.key_path, tls.cert_path, tls.pin, upload_token_key, log_public, log_secret, created)
+
+
+def log_public_key(data_dir: Path) -> bytes | None:
+    """The log key written in ``log.pub`` in ``data_dir``; None if there is none or it is not a key
+    (a relay that never started there, or one from before ``log.pub``, which writes it next start)."""
+    try:
+        written = bytes.fromhex((data_dir / LOG_PUBLIC_FILE).read_text(encoding="ascii").strip())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return written if len(written) == 32 else None

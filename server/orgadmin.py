@@ -169,6 +169,7 @@ def _init(args: argparse.Namespace) -> list[str]:
         "for the config:",
         f'  [organisation] root_key = "{root_public.hex()}"',
         f'  [enrolment] authority_key = "{authority_public}"',
+        '  [transparency] log_key: the "Relay log key" line enclave-server prints (its log.pub)',
         f"keep {folders[Role.ROOT]} offline, and {folders[Role.AUTHORITY]} apart from the relay's data",
     ]
     return lines
@@ -255,6 +256,8 @@ def _verify(args: argparse.Namespace) -> list[str]:
         f"relays: {', '.join(config.relay_urls)}",
         f"pins: {', '.join(config.relay_pins)}",
         f"enrolment authority: {config.authority_key.hex()}",
+        f"log key: {config.log_key.hex()}",
+        f"admins: {', '.join(f'{admin.name} ({admin.key.hex()})' for admin in config.admins) or 'none'}",
         f"mandatory: {', '.join(config.mandatory) or 'none'}",
         f"recommended: {', '.join(config.recommended) or 'none'}",
     ]

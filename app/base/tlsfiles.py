@@ -4,7 +4,7 @@ Shared by the relay (``server/keys.py``) and the enrolment authority (``authorit
 which may import nothing of ``server/``. Clients trust either server by the SHA-256 pin
 of its public key, not by a certificate authority, so the certificate is self-signed
 (ECDSA P-256) and lives ten years; the pin is what an admin copies into a config.
-Files are written atomically and durably with mode 0600.
+Files are written atomically and durably, with mode 0600 (0644 for a public key).
 """
 
 from __future__ import annotations
@@ -29,6 +29,15 @@ CERTIFICATE_YEARS = 10
 
 def write_secret(path: Path, data: bytes) -> None:
     """Write atomically and durably with mode 0600: temp file, fsync, rename, fsync folder."""
+    _write_durably(path, data, 0o600)
+
+
+def write_public(path: Path, data: bytes) -> None:
+    """Write as ``write_secret`` does, with mode 0644: a public key that others may read."""
+    _write_durably(path, data, 0o644)
+
+
+def _write_durably(path: Path, data: bytes, mode: int) -> None:
     temp = path.with_name(path.name + ".tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -36,6 +45,7 @@ def write_secret(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    os.chmod(temp, mode)  # whatever the umask, and before the file has its name
     os.replace(temp, path)
     folder = os.open(path.parent, os.O_RDONLY)
     try:

@@ -5,7 +5,8 @@
 Schema (``packaging/provisioning/enclave-config.schema.json``, made by
 ``app.provisioning.schema`` from the same constants) states, plus the rules a schema
 cannot state: the cross-key rules of ``app.provisioning.rules``, a key set both mandatory
-and recommended, ``issued`` before ``expires``, an authority key other than the root.
+and recommended, ``issued`` before ``expires``, an authority key other than the root, a log
+key other than both, and admins with names and keys of their own.
 Nothing here checks the signature or the clock: ``app.provisioning.accept`` does, and
 parses only bytes whose signature has verified.
 """
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from app.protocol.logentry import MAX_ADMIN_NAME_BYTES
 from app.provisioning.errors import MalformedConfigError
 from app.provisioning.lines import KeyPath, key_lines, line_of
 from app.provisioning.rules import BY_NAME, PolicyValue, ValueProblem, cross_key_problems, untrusted_value
@@ -32,6 +34,7 @@ MAX_VERSION = 2**53 - 1
 MAX_NAME_CHARS = 128
 MAX_RELAYS = 8
 MAX_PINS = 8
+MAX_ADMINS = 32
 
 KEY_PATTERN = "^[0-9a-f]{64}$"
 """An Ed25519 public key: 64 lower-case hex digits."""
@@ -40,16 +43,38 @@ URL_PATTERN = "^https://([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?$"
 """A relay: ``https://HOST`` or ``https://HOST:PORT``, no path."""
 PIN_PATTERN = "^sha256/[A-Za-z0-9+/]{43}=$"
 """A TLS public-key pin as ``enclave-server`` prints it."""
+KEY_RULE = "an Ed25519 public key in 64 hex digits"
+NAME_RULE = f"1 to {MAX_NAME_CHARS} characters, none a control character"
 
-TOP_KEYS = ("format", "version", "issued", "expires", "organisation", "relay", "enrolment", "policy")
+TOP_KEYS = (
+    "format",
+    "version",
+    "issued",
+    "expires",
+    "organisation",
+    "relay",
+    "enrolment",
+    "transparency",
+    "policy",
+)
 REQUIRED_TOP_KEYS = TOP_KEYS[:-1]
 POLICY_TABLES = ("mandatory", "recommended")
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigAdmin:
+    """An admin the config names: the name key-log entries carry, and the Ed25519 public key that
+    signs that admin's actions into the log."""
+
+    name: str
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class OrgConfig:
     """One organisation config as signed: who the organisation is, where its relay is, whom it
-    delegates to, and its policy split into mandatory and recommended values."""
+    delegates to (the enrolment authority, the key log's key, the admins), and its policy split
+    into mandatory and recommended values."""
 
     version: int
     issued: dt.datetime
@@ -61,6 +86,10 @@ class OrgConfig:
     authority_key: bytes
     authority_urls: tuple[str, ...]
     authority_pins: tuple[str, ...]
+    log_key: bytes
+    """The key that signs the key log's heads (the relay's ``log.key``); clients take it from here."""
+    admins: tuple[ConfigAdmin, ...]
+    """The admins whose own keys sign admin actions into the key log, in the file's order."""
     mandatory: Mapping[str, PolicyValue]
     recommended: Mapping[str, PolicyValue]
 
@@ -78,7 +107,11 @@ class _Reader:
     def table(
         self, parent: Mapping[str, object], path: KeyPath, allowed: tuple[str, ...], required: tuple[str, ...]
     ) -> Mapping[str, object]:
-        value = parent[path[-1]] if path else parent
+        return self.checked_table(parent[path[-1]] if path else parent, path, allowed, required)
+
+    def checked_table(
+        self, value: object, path: KeyPath, allowed: tuple[str, ...], required: tuple[str, ...]
+    ) -> Mapping[str, object]:
         if not isinstance(value, dict):
             raise self.refuse(path, "must be a table")
         for name in value:
@@ -161,9 +194,9 @@ def untrusted_config(untrusted: bytes, *, source: str) -> OrgConfig:
         org,
         ("organisation", "name"),
         NAME_PATTERN,
-        f"1 to {MAX_NAME_CHARS} characters, none a control character",
+        NAME_RULE,
     )
-    root = r.text(org, ("organisation", "root_key"), KEY_PATTERN, "an Ed25519 public key in 64 hex digits")
+    root = r.text(org, ("organisation", "root_key"), KEY_PATTERN, KEY_RULE)
     relay = r.table(top, ("relay",), ("urls", "pins"), ("urls", "pins"))
     urls = r.texts(relay, ("relay", "urls"), URL_PATTERN, "https://HOST or https://HOST:PORT", MAX_RELAYS)
     pins = r.texts(relay, ("relay", "pins"), PIN_PATTERN, "a key pin, sha256/<base64>", MAX_PINS)
@@ -175,11 +208,10 @@ def untrusted_config(untrusted: bytes, *, source: str) -> OrgConfig:
     authority_pins = r.texts(
         enrolment, ("enrolment", "pins"), PIN_PATTERN, "a key pin, sha256/<base64>", MAX_PINS
     )
-    authority = r.text(
-        enrolment, ("enrolment", "authority_key"), KEY_PATTERN, "an Ed25519 public key in 64 hex digits"
-    )
+    authority = r.text(enrolment, ("enrolment", "authority_key"), KEY_PATTERN, KEY_RULE)
     if authority == root:
         raise r.refuse(("enrolment", "authority_key"), "must not be the root key (the root stays offline)")
+    log_key, admins = _transparency(r, top, root=root, authority=authority)
 
     mandatory, recommended = _policy(r, top)
     return OrgConfig(
@@ -193,9 +225,48 @@ def untrusted_config(untrusted: bytes, *, source: str) -> OrgConfig:
         authority_key=bytes.fromhex(authority),
         authority_urls=authority_urls,
         authority_pins=authority_pins,
+        log_key=log_key,
+        admins=admins,
         mandatory=mandatory,
         recommended=recommended,
     )
+
+
+def _transparency(
+    r: _Reader, top: Mapping[str, object], *, root: str, authority: str
+) -> tuple[bytes, tuple[ConfigAdmin, ...]]:
+    """The ``[transparency]`` table: the log key and the admins, each key apart from every other
+    the config names (one key in two roles would let its holder act in both)."""
+    table = r.table(top, ("transparency",), ("log_key", "admins"), ("log_key",))
+    log_key = r.text(table, ("transparency", "log_key"), KEY_PATTERN, KEY_RULE)
+    for other, what in ((root, "the root key"), (authority, "the enrolment authority's key")):
+        if log_key == other:
+            raise r.refuse(("transparency", "log_key"), f"must not be {what} (the relay holds the log key)")
+    taken = {root: "the root key", authority: "the enrolment authority's key", log_key: "the log key"}
+    untrusted_admins = table.get("admins", [])
+    if not isinstance(untrusted_admins, list) or len(untrusted_admins) > MAX_ADMINS:
+        raise r.refuse(("transparency", "admins"), f"must be a list of 0 to {MAX_ADMINS} admins")
+    names: dict[str, int] = {}
+    admins = []
+    for index, untrusted_admin in enumerate(untrusted_admins):
+        path = ("transparency", "admins", str(index))
+        if not isinstance(untrusted_admin, dict):
+            raise r.refuse(path, 'must be a table { name = "...", key = "<64 hex digits>" }')
+        entry = r.checked_table(untrusted_admin, path, ("name", "key"), ("name", "key"))
+        name = r.text(entry, (*path, "name"), NAME_PATTERN, NAME_RULE)
+        if len(name.encode("utf-8")) > MAX_ADMIN_NAME_BYTES:
+            raise r.refuse(
+                (*path, "name"), f"must be at most {MAX_ADMIN_NAME_BYTES} bytes in UTF-8 (a key-log entry's)"
+            )
+        if name in names:
+            raise r.refuse((*path, "name"), f"is the name of transparency.admins.{names[name]} too")
+        key = r.text(entry, (*path, "key"), KEY_PATTERN, KEY_RULE)
+        if key in taken:
+            raise r.refuse((*path, "key"), f"must not be {taken[key]}")
+        names[name] = index
+        taken[key] = f"the key of transparency.admins.{index}"
+        admins.append(ConfigAdmin(name, bytes.fromhex(key)))
+    return bytes.fromhex(log_key), tuple(admins)
 
 
 def _policy(

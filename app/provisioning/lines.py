@@ -3,7 +3,9 @@
 ``key_lines`` reads a text that ``tomllib`` has already accepted, so it only has to follow
 TOML far enough not to be fooled: table headers, dotted and quoted keys, and values it
 skips whole (strings of all four kinds, multi-line arrays, inline tables, comments). A
-``key = value`` inside a multi-line string or array is part of a value, not a key.
+``key = value`` inside a multi-line string or array is part of a value, not a key, but the
+items of an array and the keys of an inline table in it have lines of their own
+(``admins.0.name``), as the tables of an array of tables do.
 """
 
 from __future__ import annotations
@@ -96,19 +98,25 @@ class _Scanner:
             self.advance()
 
     def value(self, path: KeyPath) -> None:
-        """Skip one value; the keys of an inline table are recorded under ``path``."""
+        """Skip one value; the keys of an inline table are recorded under ``path``, and an array's
+        items under ``path`` and their index from 0 (as ``[[path]]`` tables are), so an item of a
+        multi-line array is found on its own line."""
         self.skip_blanks()
         char = self.peek()
         if char in ('"', "'"):
             self.string()
         elif char == "[":
             self.advance()
+            index = 0
             while True:
                 self.skip_space_and_comments()
                 if self.peek() == "]":
                     self.advance()
                     return
-                self.value(path)
+                item = (*path, str(index))
+                self.lines.setdefault(item, self.line)
+                self.value(item)
+                index += 1
                 self.skip_space_and_comments()
                 if self.peek() == ",":
                     self.advance()

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.protocol.logentry import MAX_ADMIN_NAME_BYTES
 from app.provisioning.config import (
     CONFIG_FORMAT,
     KEY_PATTERN,
+    MAX_ADMINS,
     MAX_NAME_CHARS,
     MAX_PINS,
     MAX_RELAYS,
     MAX_VERSION,
     NAME_PATTERN,
     PIN_PATTERN,
+    REQUIRED_TOP_KEYS,
     URL_PATTERN,
 )
 from app.provisioning.rules import (
@@ -45,7 +48,9 @@ CROSS_KEY_RULES = (
     "timer_default_seconds <= timer_maximum_seconds, classification_default is empty or one "
     "of classification_labels, and every label of verified_keys_required is one of "
     "classification_labels (each when the file sets both); expires is later than issued; "
-    "enrolment.authority_key differs from organisation.root_key."
+    "enrolment.authority_key differs from organisation.root_key; transparency.log_key differs "
+    "from both; in transparency.admins no two admins share a name or a key, no admin's key is "
+    f"the root, authority or log key, and a name is at most {MAX_ADMIN_NAME_BYTES} bytes in UTF-8."
 )
 
 
@@ -92,12 +97,13 @@ def _strings(pattern: str, limit: int, description: str) -> dict[str, Any]:
     }
 
 
-def _table(properties: dict[str, Any], description: str, required: bool = True) -> dict[str, Any]:
+def _table(properties: dict[str, Any], description: str, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A table of exactly ``properties``, each required but the ``optional`` ones."""
     return {
         "description": description,
         "type": "object",
         "properties": properties,
-        **({"required": list(properties)} if required else {}),
+        "required": [name for name in properties if name not in optional],
         "additionalProperties": False,
     }
 
@@ -158,6 +164,35 @@ def json_schema() -> dict[str, Any]:
             },
             "The key the organisation delegates enrolment to, and where that authority is.",
         ),
+        "transparency": _table(
+            {
+                "log_key": {
+                    **hex_key,
+                    "description": "The public key of the relay's key log (it signs the log's heads), as"
+                    " enclave-server prints it and writes it to log.pub.",
+                },
+                "admins": {
+                    "description": f"The admins whose own Ed25519 keys sign admin actions into the key log,"
+                    f" 0 to {MAX_ADMINS}.",
+                    "type": "array",
+                    "items": _table(
+                        {
+                            "name": {
+                                "description": f"The admin's name, 1 to {MAX_NAME_CHARS} characters.",
+                                "type": "string",
+                                "pattern": NAME_PATTERN,
+                            },
+                            "key": {**hex_key, "description": "The admin's Ed25519 public key."},
+                        },
+                        "One admin.",
+                    ),
+                    "maxItems": MAX_ADMINS,
+                    "default": [],
+                },
+            },
+            "The key log's key and the admins who sign into the log.",
+            optional=("admins",),
+        ),
         "policy": {
             "description": "Mandatory values users cannot change; recommended ones are defaults they may.",
             "type": "object",
@@ -176,7 +211,7 @@ def json_schema() -> dict[str, Any]:
         + CROSS_KEY_RULES,
         "type": "object",
         "properties": top,
-        "required": ["format", "version", "issued", "expires", "organisation", "relay", "enrolment"],
+        "required": list(REQUIRED_TOP_KEYS),
         "additionalProperties": False,
         "$defs": {
             "policy": {

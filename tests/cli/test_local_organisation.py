@@ -71,8 +71,8 @@ def test_the_workspace_keeps_the_organisation_keys_passphrases_in_the_keystore_a
     """Test that a first start with a keystore makes a local organisation whose two keys open only
     with passphrases the keystore keeps (written to no file), whose authority key is in the
     authority's folder and nowhere in the relay's, whose signed config verifies under its root
-    and names the local relay's and authority's pins, and that the profile's device was
-    certified by that authority and registered at the relay under the same id."""
+    and names the local relay's and authority's pins and the relay's log key, and that the
+    profile's device was certified by that authority and registered at the relay under the same id."""
     home, secret, port = tmp_path / "home", passphrase_file(tmp_path), free_port()
     sign_in(home, secret, port, keystore_bus)
 
@@ -122,6 +122,8 @@ def test_the_workspace_keeps_the_organisation_keys_passphrases_in_the_keystore_a
     relay_log = (home / "local-relay" / "relay.log").read_text()
     assert lines["pins"] in relay_log
     assert lines["enrolment authority"] == (organisation / "authority" / "authority.pub").read_text().strip()
+    assert lines["log key"] == (home / "local-relay" / "log.pub").read_text().strip()
+    assert f"Relay log key for the provisioning config: {lines['log key']}" in relay_log
 
     with sqlite3.connect(home / "local-authority" / "authority.sqlite3") as db:
         certified = db.execute("SELECT account_id, device_id FROM devices").fetchall()

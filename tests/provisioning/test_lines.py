@@ -57,3 +57,24 @@ def test_a_key_without_a_line_falls_back_to_its_table() -> None:
     assert line_of(lines, ("relay", "pins", "3")) == 2
     assert line_of(lines, ("relay", "urls")) == 1
     assert line_of(lines, ("elsewhere",)) is None
+
+
+def test_the_items_of_an_array_are_found_on_their_own_lines_by_index() -> None:
+    """Test that each item of a multi-line array, and each key of an inline table in it, has the
+    line it stands on, under the array's key and the item's index from 0 as an array of tables has."""
+    text = 'admins = [\n  { name = "a", key = "k" },\n\n  # b\n  { name = "b", key = "l" },\n]\nafter = 1\n'
+    tomllib.loads(text)
+    lines = key_lines(text)
+    assert lines[("admins",)] == 1
+    assert (lines[("admins", "0")], lines[("admins", "0", "name")], lines[("admins", "0", "key")]) == (
+        2,
+        2,
+        2,
+    )
+    assert (lines[("admins", "1")], lines[("admins", "1", "name")], lines[("admins", "1", "key")]) == (
+        5,
+        5,
+        5,
+    )
+    assert lines[("after",)] == 7
+    assert line_of(lines, ("admins", "2", "name")) == 1

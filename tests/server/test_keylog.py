@@ -17,6 +17,7 @@ from app.crypto.keys import IdentityKeyPair
 from app.crypto.merkle import parse_proof
 from app.protocol.logentry import device_added_entry
 from app.protocol.logview import LogView
+from server.keys import LOG_KEY_FILE, LOG_PUBLIC_FILE, load_or_create_keys
 from tests.support.relay import TEST_AUTHORITY, RelayProcess, TestDevice, admin, new_account
 
 
@@ -124,12 +125,32 @@ def test_a_restarted_relay_signs_the_same_log_with_the_same_key(relay: RelayProc
     _, token = _token(relay, "log.erin")
     status, after = get(relay, "/v1/log/head", token)
     assert status == 200 and relay.log_key == key
+    assert (relay.data_dir / LOG_PUBLIC_FILE).read_text("ascii") == key.hex() + "\n"
     view = LogView(log_key=key, authority_key=TEST_AUTHORITY.public)
     old, new = view.signed(before).checkpoint, view.signed(after).checkpoint
     assert new.size == old.size + 1
     status, proof = get(relay, f"/v1/log/consistency?old={old.size}&new={new.size}", token)
     view.advance(after, _entries(relay, token, 0, new.size))
     view.check_head(before, parse_proof(proof))
+
+
+def test_the_log_key_is_written_in_log_pub_for_admins_and_written_again_when_wrong(tmp_path: Path) -> None:
+    """Test that the relay's keys put the log key's public half in log.pub (hex, mode 0644) beside
+    log.key, and write it again, leaving log.key as it was, where it is missing, damaged or
+    another key: enclave-admin and the local workspace take the log key from it."""
+    keys = load_or_create_keys(tmp_path, "127.0.0.1")
+    public, seed = tmp_path / LOG_PUBLIC_FILE, (tmp_path / LOG_KEY_FILE).read_bytes()
+    assert public.read_text("ascii") == keys.log_public.hex() + "\n"
+    assert public.stat().st_mode & 0o777 == 0o644
+    for damage in (None, b"not hex\n", IdentityKeyPair.generate(random).public.hex().encode() + b"\n"):
+        if damage is None:
+            public.unlink()
+        else:
+            public.write_bytes(damage)
+        again = load_or_create_keys(tmp_path, "127.0.0.1")
+        assert again.log_public == keys.log_public and not again.created
+        assert public.read_text("ascii") == keys.log_public.hex() + "\n"
+        assert (tmp_path / LOG_KEY_FILE).read_bytes() == seed
 
 
 def _rows(relay: RelayProcess) -> list[bytes]:

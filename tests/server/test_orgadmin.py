@@ -20,7 +20,13 @@ from authority.store import AuthorityStore
 from tests.support.authority import AUTHORITY_PASSPHRASE, AuthorityProcess
 from tests.support.cli import CliUser, pairs, passphrase_file
 from tests.support.deployment import KEY_FILE, deployment
-from tests.support.organisation import EXAMPLE, EXAMPLE_AUTHORITY, EXAMPLE_ROOT
+from tests.support.organisation import (
+    EXAMPLE,
+    EXAMPLE_ADMIN,
+    EXAMPLE_AUTHORITY,
+    EXAMPLE_LOG_KEY,
+    EXAMPLE_ROOT,
+)
 from tests.support.relay import TEST_AUTHORITY, RelayProcess, admin, new_account
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,6 +98,8 @@ def test_init_sign_verify_from_an_empty_folder(tmp_path: Path) -> None:
     verified = _admin("config", "verify", str(config), "--expect-root", root)
     assert verified.returncode == 0, verified.stderr
     assert "organisation: Ministry of Examples" in verified.stdout and "version: 1" in verified.stdout
+    assert f"\nlog key: {EXAMPLE_LOG_KEY}\n" in verified.stdout
+    assert f"\nadmins: {EXAMPLE_ADMIN[0]} ({EXAMPLE_ADMIN[1]})\n" in verified.stdout
     check_candidate(
         Candidate(Origin.SYSTEM, "c", config.read_bytes(), (tmp_path / "enclave.toml.sig").read_bytes()),
         trusted_root=bytes.fromhex(root),
@@ -236,6 +244,48 @@ def test_enrol_refuses_a_config_naming_another_authority_key_than_the_relays(
     config = deployment().signer.write(tmp_path / "enclave.toml", text)
     says = f"names the authority key {other[:16]}…, but this relay trusts {TEST_AUTHORITY.public.hex()[:16]}…"
     _refused_issuing_no_code(relay, account_id, config, deployment().authority().data_dir, says)
+
+
+def test_enrol_refuses_a_config_naming_another_log_key_than_the_relays(
+    relay: RelayProcess, tmp_path: Path
+) -> None:
+    """Test that enrol refuses, issuing no code, a config the organisation's root signed that names
+    another log key than the one the relay signs its key log with: the device would refuse its log."""
+    account_id = new_account(relay.data_dir, "ria", "Ria Reed")
+    other = IdentityKeyPair.generate(random).public
+    config = deployment().install(tmp_path / "enclave.toml", relay, log_key=other)
+    says = (
+        f"names the log key {other.hex()[:16]}…, but this relay signs its key log with"
+        f" {relay.log_key.hex()[:16]}… (log.pub in its data folder); no code was issued"
+    )
+    _refused_issuing_no_code(relay, account_id, config, deployment().authority().data_dir, says)
+
+
+def test_publish_takes_a_config_naming_the_relays_log_key_and_refuses_another(
+    relay: RelayProcess, tmp_path: Path
+) -> None:
+    """Test that publish puts a config naming this relay's log key where devices fetch it, and
+    refuses one naming another log key, exit 1, leaving what was published as it was."""
+    published = relay.data_dir / "organisation.toml"
+    try:
+        good = deployment().install(tmp_path / "good" / "enclave.toml", relay, version=3)
+        done = admin(relay.data_dir, "publish", str(good))
+        assert done.returncode == 0, done.stderr
+        other = IdentityKeyPair.generate(random).public
+        bad = deployment().install(tmp_path / "bad" / "enclave.toml", relay, version=4, log_key=other)
+        refused = admin(relay.data_dir, "publish", str(bad))
+        assert (refused.returncode, refused.stdout) == (EXIT_REFUSED, "")
+        assert f"names the log key {other.hex()[:16]}…" in refused.stderr
+        assert "nothing was published" in refused.stderr
+        assert published.read_bytes() == good.read_bytes()
+        assert (
+            published.with_name("organisation.toml.sig").read_bytes()
+            == good.with_name("enclave.toml.sig").read_bytes()
+        )
+        assert '"version": 4' not in admin(relay.data_dir, "log", "show").stdout
+    finally:
+        published.unlink(missing_ok=True)
+        published.with_name("organisation.toml.sig").unlink(missing_ok=True)
 
 
 def test_enrol_refuses_an_authority_folder_sealing_another_key(relay: RelayProcess, tmp_path: Path) -> None:

@@ -32,13 +32,16 @@ KEY_FILE = "authority.key"
 
 
 class Reachable(Protocol):
-    """A relay as a config names it (``RelayProcess``)."""
+    """A relay as a config names it (``RelayProcess``): where, its TLS pin, its log's key."""
 
     @property
     def https(self) -> str: ...
 
     @property
     def pin(self) -> str: ...
+
+    @property
+    def log_key(self) -> bytes: ...
 
 
 @dataclass
@@ -72,12 +75,14 @@ class Deployment:
         return issue_code(self.authority().data_dir, account_id)
 
     def config(self, relay: Reachable, **changes: object) -> bytes:
-        """The example config naming ``relay`` and the run's authority, with no policy (Enclave's
-        defaults) unless ``changes`` give one (as ``organisation.Organisation.config`` takes them)."""
+        """The example config naming ``relay`` (its address, pin and log key) and the run's
+        authority, with no policy (Enclave's defaults) unless ``changes`` give one (as
+        ``organisation.Organisation.config`` takes them)."""
         authority = self.authority()
         options: dict[str, object] = {
             "relay_urls": (relay.https,),
             "relay_pins": (relay.pin,),
+            "log_key": relay.log_key,
             "authority_urls": (self.authority_url,),
             "authority_pins": (authority.pin,),
             "mandatory": "",
