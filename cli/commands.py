@@ -250,6 +250,24 @@ def safety_number(session: Session, args: argparse.Namespace) -> int:
     return 0
 
 
+def devices(session: Session, args: argparse.Namespace) -> int:
+    """This account's devices as the organisation's key log states them, after catching up with it
+    when the relay answers; how far the log was checked goes to stderr. A device the user did
+    not enrol is someone else who reads what colleagues send them: tell security."""
+    own = session.enrolled()
+    session.go_online(ONLINE_SECONDS)
+    status = session.call(session.enclave.key_log())
+    if status.size is None or status.checked_at is None:
+        note("key log: not checked yet (the relay has not answered)")
+    else:
+        note(f"key log: {status.size} entries, checked {output.timestamp(status.checked_at)}")
+    if status.forked is not None:
+        note(f"key log forked: {output.clean(status.forked)}; sending is stopped, tell security")
+    for binding in status.devices:
+        print(output.device_line(binding, own.device_id))
+    return 0 if status.forked is None else 1
+
+
 def _conversation_id(session: Session, args: argparse.Namespace, *, start: bool) -> int:
     """``--conversation ID``, or the direct conversation with ``ACCOUNT`` (started if ``start``)."""
     if args.conversation is not None:
@@ -305,6 +323,7 @@ COMMANDS: dict[str, Command] = {
     "history": history,
     "timer": timer,
     "safety-number": safety_number,
+    "devices": devices,
     "chat": chat,
     "policy": policy,
 }

@@ -134,6 +134,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     safety.add_argument("--accept", action="store_true", help="accept the colleague's changed key")
 
+    commands.add_parser("devices", help="this account's devices as the organisation's key log states them")
+
     commands.add_parser("chat", help="an interactive session")
 
     policy = commands.add_parser(

@@ -17,8 +17,10 @@ import unicodedata
 from app.services.events import (
     ConnectionChanged,
     ConversationStarted,
+    DeviceAddedToAccount,
     Event,
     KeyChanged,
+    LogForked,
     MessageArrived,
     MessageHeld,
     MessagesExpired,
@@ -26,7 +28,14 @@ from app.services.events import (
     Problem,
     TimerChanged,
 )
-from app.services.types import Contact, ConversationSummary, Message, PolicyEntry, SafetyNumberView
+from app.services.types import (
+    Contact,
+    ConversationSummary,
+    LoggedBinding,
+    Message,
+    PolicyEntry,
+    SafetyNumberView,
+)
 
 SAFETY_GROUP_DIGITS = 5
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -110,6 +119,31 @@ def arrival_line(event: MessageArrived, file_name: str) -> str:
 def safety_line(view: SafetyNumberView) -> str:
     """device id, the 60 digits in groups of five, trust."""
     return fields(view.device_id, safety_groups(view.digits), view.trust)
+
+
+def device_line(binding: LoggedBinding, this_device: int) -> str:
+    """device id, added at, revoked at (empty while active), "this device" or empty."""
+    revoked = "" if binding.revoked_at is None else timestamp(binding.revoked_at)
+    mark = "this device" if binding.device_id == this_device else ""
+    return fields(binding.device_id, timestamp(binding.added_at), revoked, mark)
+
+
+def security_note(event: Event) -> str | None:
+    """What every command says on stderr at once, whatever it is doing, about a threat to this
+    account (``listen`` included: ``event_note`` leaves these out)."""
+    match event:
+        case DeviceAddedToAccount(device_id=device_id, added_at=added_at):
+            when = time.strftime("%d %b %Y at %H:%M UTC", time.gmtime(added_at)).lstrip("0")
+            return (
+                f"security: a new device (device {device_id}) was added to your account on {when}"
+                " \u2014 if this was not you, tell security (enclave-cli devices lists them all)"
+            )
+        case LogForked(reason=reason):
+            return (
+                "security: sending is stopped: the organisation's key log was rewritten or shows"
+                f" different people different logs ({clean(reason)}); tell security"
+            )
+    return None
 
 
 def event_note(event: Event) -> str | None:

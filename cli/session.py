@@ -179,7 +179,14 @@ def opened(profile: Path, key: KeySource, *, holder: str, create: bool = False) 
     would hide the machine's mandatory policy).
     """
     events: queue.Queue[Event] = queue.Queue()
-    enclave = Enclave.open(profile, key, create=create, listener=events.put, holder=holder)
+
+    def listener(event: Event) -> None:
+        warning = output.security_note(event)
+        if warning is not None:
+            output.note(warning)
+        events.put(event)
+
+    enclave = Enclave.open(profile, key, create=create, listener=listener, holder=holder)
     try:
         yield Session(enclave, events)
     finally:

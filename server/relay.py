@@ -317,7 +317,19 @@ class Connection:
             TooManyDevicesError,
         ) as e:
             return REGISTER_REFUSALS[type(e)]
+        await self._tell_siblings(certificate.account_id, certificate.device_id)
         return Response(Status.OK)
+
+    async def _tell_siblings(self, account_id: str, device_id: int) -> None:
+        """The account's connected devices hear at once that a device was added to it, so each
+        reads the key log now and its user sees a device they did not enrol at once, not at the
+        next hourly check. Only a hint: the log, not this notice, is what a device believes."""
+        for sibling in await self.relay.store.list_devices(account_id):
+            owner = self.relay.connections.get(sibling.device_id)
+            if sibling.device_id == device_id or owner is None:
+                continue
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await owner.send(FrameType.NOTICE, 0, Notice(NoticeKind.DEVICE_ADDED, device_id).encode())
 
     async def on_authenticate(self, body: bytes) -> Response:
         request = Authenticate.parse(body)

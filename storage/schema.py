@@ -22,6 +22,10 @@ or the next, never between. A store newer than this build is refused unchanged.
   was made, published (the relay acknowledged it) and retired (replaced by the next), so
   the client can rotate them and delete a retired one after its grace period; the
   ``prekeys`` table keeps the one-time prekeys.
+- v7: the key log as this device checked it (storage/keylog.py): the head it accepted last
+  and its tree's frontier (``key_log_head``), the bindings the entries replayed to
+  (``key_log_bindings``, one identity key per device and per key), and the forks it caught
+  with both heads (``key_log_forks``).
 """
 
 from __future__ import annotations
@@ -264,7 +268,36 @@ _V6 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+_V7 = Migration(
+    7,
+    "the key log as this device checked it",
+    (
+        """CREATE TABLE key_log_head (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            log_key BLOB NOT NULL CHECK (length(log_key) = 32),
+            note BLOB NOT NULL,
+            frontier BLOB NOT NULL,
+            checked_at REAL NOT NULL)""",
+        """CREATE TABLE key_log_bindings (
+            account_id TEXT NOT NULL,
+            device_id INTEGER NOT NULL,
+            identity_key BLOB NOT NULL UNIQUE CHECK (length(identity_key) = 32),
+            added INTEGER NOT NULL,
+            added_at INTEGER NOT NULL,
+            revoked INTEGER,
+            revoked_at INTEGER,
+            PRIMARY KEY (account_id, device_id)) WITHOUT ROWID""",
+        """CREATE TABLE key_log_forks (
+            id INTEGER PRIMARY KEY,
+            log_key BLOB NOT NULL CHECK (length(log_key) = 32),
+            found_at REAL NOT NULL,
+            reason TEXT NOT NULL,
+            kept_note BLOB,
+            other_note BLOB NOT NULL)""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

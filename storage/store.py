@@ -47,6 +47,7 @@ from storage.errors import (
 from storage.fileio import PRIVATE_DIR_MODE, make_private_dir
 from storage.identity import IdentityRepository, PreKeyRepository
 from storage.keyheader import KeyHeader, Protection, read_header, write_header
+from storage.keylog import KeyLogRepository
 from storage.keys import KeySource
 from storage.messages import MessageRepository
 from storage.organisation import OrganisationRepository
@@ -127,6 +128,7 @@ class Store:
         self.seen = SeenEnvelopeRepository(db, clock=clock)
         self.settings = SettingsRepository(db)
         self.organisation = OrganisationRepository(db, clock=clock)
+        self.key_log = KeyLogRepository(db, clock=clock)
         self.startup_swept: tuple[int, ...] = ()
         """Ids of the messages the start-up sweep deleted (nothing was shown yet)."""
 

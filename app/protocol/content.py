@@ -30,6 +30,7 @@ from app.base.limits import (
     MAX_TIMER_SECONDS,
     PADDING_BLOCK_BYTES,
 )
+from app.protocol.checkpoint import MAX_NOTE_BYTES
 
 CONTENT_VERSION = 1
 CONTENT_VERSIONS = frozenset({CONTENT_VERSION})
@@ -41,7 +42,8 @@ MAX_ATTACHMENT_ID_BYTES = 64
 
 _FLAG_GROUP = 0x01
 _FLAG_SECRET = 0x02
-_KNOWN_FLAGS = _FLAG_GROUP | _FLAG_SECRET
+_FLAG_LOG_HEAD = 0x04
+_KNOWN_FLAGS = _FLAG_GROUP | _FLAG_SECRET | _FLAG_LOG_HEAD
 
 
 class ContentKind(IntEnum):
@@ -92,18 +94,21 @@ class MessageHeader:
     group_id: bytes | None = None
     secret_id: bytes | None = None
     """The secret chat the message belongs to (None: the direct conversation or a group)."""
+    log_head: bytes | None = None
+    """The newest key log head the sender accepted (a signed note), for the recipient to check
+    against its own (docs/PROTOCOL.md, "What a reader checks")."""
 
     def __post_init__(self) -> None:
         _check_length(self.message_id, MESSAGE_ID_BYTES, "message id")
         _check_range(self.sent_at, 0, 2**63 - 1, "sent_at")
         _check_range(self.expire_after, 0, MAX_TIMER_SECONDS, "timer")
-        _check_scope(self.group_id, self.secret_id)
+        _check_scope(self.group_id, self.secret_id, self.log_head)
         if self.secret_id is not None and self.expire_after == 0:
             raise LocalProtocolError("a secret chat message must carry a timer")
 
     def write(self, w: Writer) -> None:
         w.fixed(self.message_id, MESSAGE_ID_BYTES, "message id").u64(self.sent_at).u32(self.expire_after)
-        _write_scope(w, self.group_id, self.secret_id)
+        _write_scope(w, self.group_id, self.secret_id, self.log_head)
 
     @classmethod
     def read(cls, r: Reader) -> MessageHeader:
@@ -111,34 +116,46 @@ class MessageHeader:
         return cls(message_id, sent_at, expire_after, *_read_scope(r))
 
 
-def _check_scope(group_id: bytes | None, secret_id: bytes | None) -> None:
+def _check_scope(group_id: bytes | None, secret_id: bytes | None, log_head: bytes | None) -> None:
     if group_id is not None:
         _check_length(group_id, GROUP_ID_BYTES, "group id")
     if secret_id is not None:
         _check_length(secret_id, SECRET_ID_BYTES, "secret chat id")
     if group_id is not None and secret_id is not None:
         raise LocalProtocolError("a message belongs to a group or a secret chat, not both")
+    if log_head is not None and not 1 <= len(log_head) <= MAX_NOTE_BYTES:
+        raise LocalProtocolError(f"a key log head is 1 to {MAX_NOTE_BYTES} bytes")
 
 
-def _write_scope(w: Writer, group_id: bytes | None, secret_id: bytes | None) -> None:
-    """The flags byte and the id it announces: which conversation besides the direct one."""
+def _write_scope(w: Writer, group_id: bytes | None, secret_id: bytes | None, log_head: bytes | None) -> None:
+    """The flags byte and what it announces: which conversation besides the direct one, and the
+    sender's key log head."""
+    flags = (
+        (_FLAG_GROUP if group_id is not None else 0)
+        | (_FLAG_SECRET if secret_id is not None else 0)
+        | (_FLAG_LOG_HEAD if log_head is not None else 0)
+    )
+    w.u8(flags)
     if group_id is not None:
-        w.u8(_FLAG_GROUP).fixed(group_id, GROUP_ID_BYTES, "group id")
-    elif secret_id is not None:
-        w.u8(_FLAG_SECRET).fixed(secret_id, SECRET_ID_BYTES, "secret chat id")
-    else:
-        w.u8(0)
+        w.fixed(group_id, GROUP_ID_BYTES, "group id")
+    if secret_id is not None:
+        w.fixed(secret_id, SECRET_ID_BYTES, "secret chat id")
+    if log_head is not None:
+        w.var16(log_head, MAX_NOTE_BYTES, "key log head")
 
 
-def _read_scope(r: Reader) -> tuple[bytes | None, bytes | None]:
+def _read_scope(r: Reader) -> tuple[bytes | None, bytes | None, bytes | None]:
     flags = r.u8()
     if flags & ~_KNOWN_FLAGS:
         raise r.fail(f"unknown flags {flags:#04x}")
-    if flags == _FLAG_GROUP | _FLAG_SECRET:
+    if flags & (_FLAG_GROUP | _FLAG_SECRET) == _FLAG_GROUP | _FLAG_SECRET:
         raise r.fail("both a group id and a secret chat id")
     group_id = r.fixed(GROUP_ID_BYTES) if flags & _FLAG_GROUP else None
     secret_id = r.fixed(SECRET_ID_BYTES) if flags & _FLAG_SECRET else None
-    return group_id, secret_id
+    log_head = r.var16(MAX_NOTE_BYTES, "key log head") if flags & _FLAG_LOG_HEAD else None
+    if log_head == b"":
+        raise r.fail("an empty key log head")
+    return group_id, secret_id, log_head
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,25 +265,25 @@ class TimerChange:
     changed_at: int
     group_id: bytes | None = None
     secret_id: bytes | None = None
+    log_head: bytes | None = None
 
     kind = ContentKind.TIMER_CHANGE
 
     def __post_init__(self) -> None:
         _check_range(self.timer_seconds, 0, MAX_TIMER_SECONDS, "timer")
         _check_range(self.changed_at, 0, 2**63 - 1, "changed_at")
-        _check_scope(self.group_id, self.secret_id)
+        _check_scope(self.group_id, self.secret_id, self.log_head)
         if self.secret_id is not None and self.timer_seconds == 0:
             raise LocalProtocolError("a secret chat's timer cannot be turned off")
 
     def write(self, w: Writer) -> None:
         w.u64(self.changed_at).u32(self.timer_seconds)
-        _write_scope(w, self.group_id, self.secret_id)
+        _write_scope(w, self.group_id, self.secret_id, self.log_head)
 
     @classmethod
     def read(cls, r: Reader) -> TimerChange:
         changed_at, timer_seconds = r.u64(), r.u32()
-        group_id, secret_id = _read_scope(r)
-        return cls(timer_seconds, changed_at, group_id, secret_id)
+        return cls(timer_seconds, changed_at, *_read_scope(r))
 
 
 @dataclass(frozen=True, slots=True)

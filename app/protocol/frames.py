@@ -119,6 +119,8 @@ class NoticeKind(IntEnum):
     """The relay holds few one-time prekeys of this device; ``value`` is how many are left."""
     QUEUE_DRAINED = 2
     """Every envelope waiting at authentication time has been pushed; ``value`` is how many."""
+    DEVICE_ADDED = 3
+    """A device was added to this device's account (its id is ``value``): read the key log now."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,9 @@ verify). A parser failure is ``RemoteProtocolError`` and nothing else.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
+from typing import Protocol
 
 from app.base.codec import Reader, Writer
 from app.base.errors import CertificateError, InvalidSignatureError, RemoteProtocolError
@@ -187,6 +188,40 @@ class Binding:
     added: int
     added_at: int
     revoked: int | None = None
+    revoked_at: int | None = None
+
+
+class BindingStore(Protocol):
+    """Where a ``KeyDirectory`` keeps the bindings it replayed: memory for an audit, the
+    profile's database for a device, which keeps its directory between runs."""
+
+    def get(self, account_id: str, device_id: int) -> Binding | None: ...
+
+    def put(self, binding: Binding) -> None:
+        """Add the binding, or replace the one of its device."""
+
+    def has_key(self, identity_key: bytes) -> bool: ...
+
+    def of_account(self, account_id: str) -> list[Binding]: ...
+
+
+class MemoryBindings:
+    def __init__(self) -> None:
+        self._devices: dict[tuple[str, int], Binding] = {}
+        self._keys: set[bytes] = set()
+
+    def get(self, account_id: str, device_id: int) -> Binding | None:
+        return self._devices.get((account_id, device_id))
+
+    def put(self, binding: Binding) -> None:
+        self._devices[(binding.account_id, binding.device_id)] = binding
+        self._keys.add(binding.identity_key)
+
+    def has_key(self, identity_key: bytes) -> bool:
+        return identity_key in self._keys
+
+    def of_account(self, account_id: str) -> list[Binding]:
+        return [b for (account, _), b in self._devices.items() if account == account_id]
 
 
 class KeyDirectory:
@@ -195,13 +230,13 @@ class KeyDirectory:
     ``authority_key`` is the enrolment authority's (the config's): a ``DEVICE_ADDED`` whose
     certificate it did not sign is a problem. Certificates are checked for their signature
     only; their expiry matters when a message arrives, not to the log that recorded them.
+    ``bindings`` and ``size`` resume a directory replayed before (``size`` leaves into it).
     """
 
-    def __init__(self, authority_key: bytes) -> None:
+    def __init__(self, authority_key: bytes, bindings: BindingStore | None = None, size: int = 0) -> None:
         self._authority_key = authority_key
-        self._devices: dict[tuple[str, int], Binding] = {}
-        self._keys: set[bytes] = set()
-        self.size = 0
+        self._bindings: BindingStore = bindings if bindings is not None else MemoryBindings()
+        self.size = size
 
     def apply_leaf(self, untrusted_entry: bytes) -> tuple[LogEntry | None, str | None]:
         """Parse and apply the next leaf: the entry applied, or None and what is wrong with it. A
@@ -234,39 +269,26 @@ class KeyDirectory:
             b.verify(trust_root=self._authority_key, now=0)
         except CertificateError:
             return f"leaf {index}: device {b.device_id} of {b.account_id} is not certified by the authority"
-        if (b.account_id, b.device_id) in self._devices:
+        if self._bindings.get(b.account_id, b.device_id) is not None:
             return f"leaf {index}: device {b.device_id} of {b.account_id} is added a second time"
-        if b.identity_key in self._keys:
+        if self._bindings.has_key(b.identity_key):
             return f"leaf {index}: the identity key of device {b.device_id} is another device's already"
-        self._devices[(b.account_id, b.device_id)] = Binding(
-            b.account_id, b.device_id, b.identity_key, index, entry.at
-        )
-        self._keys.add(b.identity_key)
+        self._bindings.put(Binding(b.account_id, b.device_id, b.identity_key, index, entry.at))
         return None
 
     def _revoke(self, index: int, entry: DeviceRevoked) -> str | None:
-        key = (entry.account_id, entry.device_id)
-        binding = self._devices.get(key)
+        binding = self._bindings.get(entry.account_id, entry.device_id)
         if binding is None:
             return (
                 f"leaf {index}: device {entry.device_id} of {entry.account_id} is revoked but was never added"
             )
         if binding.revoked is not None:
             return f"leaf {index}: device {entry.device_id} of {entry.account_id} is revoked a second time"
-        self._devices[key] = Binding(
-            binding.account_id,
-            binding.device_id,
-            binding.identity_key,
-            binding.added,
-            binding.added_at,
-            index,
-        )
+        self._bindings.put(replace(binding, revoked=index, revoked_at=entry.at))
         return None
 
     def binding(self, account_id: str, device_id: int) -> Binding | None:
-        return self._devices.get((account_id, device_id))
+        return self._bindings.get(account_id, device_id)
 
     def devices_of(self, account_id: str) -> list[Binding]:
-        return sorted(
-            (b for (account, _), b in self._devices.items() if account == account_id), key=lambda b: b.added
-        )
+        return sorted(self._bindings.of_account(account_id), key=lambda b: b.added)

@@ -22,10 +22,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from app.base.codec import Reader
 from app.base.errors import CryptoError, InvalidProofError, RemoteProtocolError
 from app.crypto.merkle import Frontier, leaf_hash, verify_consistency
 from app.protocol.checkpoint import Checkpoint, SignedCheckpoint
-from app.protocol.logentry import Binding, DeviceAdded, KeyDirectory
+from app.protocol.logentry import MAX_ENTRY_BYTES, Binding, BindingStore, DeviceAdded, KeyDirectory
 
 ORIGIN_PREFIX = "enclave/key-log/"
 ORIGIN_KEY_HEX = 16
@@ -35,6 +36,16 @@ ORIGIN_KEY_HEX = 16
 
 def log_origin(log_key: bytes) -> str:
     return ORIGIN_PREFIX + log_key.hex()[:ORIGIN_KEY_HEX]
+
+
+def parse_entry_page(untrusted: bytes) -> list[bytes]:
+    """The entries of one answer of ``GET /v1/log/entries``: each ``var16``, back to back.
+    ``RemoteProtocolError`` for bytes that are not that."""
+    r = Reader(untrusted, "key log entries")
+    entries = []
+    while r.remaining():
+        entries.append(r.var16(MAX_ENTRY_BYTES, "entry"))
+    return entries
 
 
 class LogForkError(CryptoError):
@@ -57,13 +68,29 @@ class Advanced:
 
 
 class LogView:
-    def __init__(self, *, log_key: bytes, authority_key: bytes, watched_account: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        log_key: bytes,
+        authority_key: bytes,
+        watched_account: str | None = None,
+        bindings: BindingStore | None = None,
+        kept: tuple[bytes, bytes] | None = None,
+    ) -> None:
+        """A view from the empty log, or resumed from ``kept`` (a head this view accepted and its
+        frontier's encoding) with ``bindings`` holding what the entries up to it replayed to.
+        ``RemoteProtocolError`` (or ``InvalidSignatureError``) if ``kept`` is not such a pair."""
         self._log_key = log_key
         self._origin = log_origin(log_key)
         self._watched = watched_account
-        self.directory = KeyDirectory(authority_key)
         self.frontier = Frontier.empty()
         self.head: SignedCheckpoint | None = None
+        if kept is not None:
+            head, frontier = self.signed(kept[0]), Frontier.parse(kept[1])
+            if (frontier.size, frontier.root()) != (head.checkpoint.size, head.checkpoint.root):
+                raise RemoteProtocolError("the kept frontier is not the tree of the kept head")
+            self.head, self.frontier = head, frontier
+        self.directory = KeyDirectory(authority_key, bindings, size=self.frontier.size)
 
     @property
     def size(self) -> int:

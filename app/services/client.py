@@ -7,6 +7,7 @@ them in dependency order, and this file is the one place to read who calls whom
 
 - ``Credentials``: who this device is (account, identity key, certificate, relay).
 - ``Contacts``: the contact list and the organisation's directory.
+- ``Transparency``: the key log; every colleague key is checked against it before first use.
 - ``Sessions``: sessions with colleagues' devices and the keys they showed.
 - ``Delivery``: the outbox over the transport; marks messages sent.
 - ``Sending``: stores, seals and queues what this device sends.
@@ -43,6 +44,7 @@ from app.services.delivery import Delivery
 from app.services.events import ConnectionChanged, Emitter, Listener, Problem
 from app.services.expiry import ExpirySchedule
 from app.services.incoming import Receiving
+from app.services.keylog import Transparency
 from app.services.outgoing import Sending
 from app.services.policy import Provisioning
 from app.services.prekeys import PreKeys
@@ -69,6 +71,7 @@ class Client:
         tasks: Tasks,
         credentials: Credentials,
         contacts: Contacts,
+        transparency: Transparency,
         sessions: Sessions,
         delivery: Delivery,
         sending: Sending,
@@ -86,6 +89,7 @@ class Client:
         self.tasks = tasks
         self.credentials = credentials
         self.contacts = contacts
+        self.transparency = transparency
         self.sessions = sessions
         self.delivery = delivery
         self.sending = sending
@@ -116,11 +120,21 @@ class Client:
         credentials = Credentials(store, clock, authority=provisioning.authority)
         rules = provisioning.rules
         contacts = Contacts(store, relay=relay, tasks=tasks, rules=rules)
+        transparency = Transparency(
+            store,
+            credentials=credentials,
+            relay=relay,
+            emitter=emitter,
+            tasks=tasks,
+            clock=clock,
+            trust=provisioning.transparency,
+        )
         sessions = Sessions(
             store,
             credentials=credentials,
             relay=relay,
             contacts=contacts,
+            transparency=transparency,
             emitter=emitter,
             clock=clock,
             random=random,
@@ -146,6 +160,7 @@ class Client:
             store,
             credentials=credentials,
             sessions=sessions,
+            transparency=transparency,
             relay=relay,
             delivery=delivery,
             emitter=emitter,
@@ -159,12 +174,14 @@ class Client:
             tasks=tasks,
             credentials=credentials,
             contacts=contacts,
+            transparency=transparency,
             sessions=sessions,
             delivery=delivery,
             sending=sending,
             receiving=Receiving(
                 store,
                 credentials=credentials,
+                transparency=transparency,
                 sessions=sessions,
                 contacts=contacts,
                 relay=relay,
@@ -179,6 +196,7 @@ class Client:
                 credentials=credentials,
                 contacts=contacts,
                 sessions=sessions,
+                transparency=transparency,
                 sending=sending,
                 delivery=delivery,
                 emitter=emitter,
@@ -222,6 +240,7 @@ class Client:
 
     async def close(self) -> None:
         await self.relay.stop()
+        self.transparency.close()
         await self.tasks.close()
         self.expiry.close()
         self.store.close()
@@ -230,6 +249,7 @@ class Client:
 
     async def on_online(self, authenticated: Authenticated) -> None:
         self.account.authenticated(authenticated)
+        self.transparency.online()
         self.prekeys.online()
         await self.sending.seal_pending()
         self.delivery.kick()
@@ -262,6 +282,8 @@ class Client:
     async def on_notice(self, notice: Notice) -> None:
         if notice.kind == NoticeKind.PREKEYS_LOW:
             await self.prekeys.refill()
+        elif notice.kind == NoticeKind.DEVICE_ADDED:
+            self.transparency.grew()
 
     def on_state(self, source: Transport, state: TransportState, reason: str) -> None:
         self._emitter.emit(ConnectionChanged(state.value, reason))

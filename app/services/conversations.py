@@ -19,6 +19,7 @@ from app.services.credentials import Credentials
 from app.services.delivery import Delivery
 from app.services.errors import FileAccessError, NoDeviceError, SecretChatError
 from app.services.events import Emitter, MessageStatusChanged, TimerChanged
+from app.services.keylog import Transparency
 from app.services.outgoing import CONTROL_ENVELOPE_SECONDS, Sending
 from app.services.rules import RulesSource
 from app.services.sessions import Sessions
@@ -47,6 +48,7 @@ class Conversations:
         credentials: Credentials,
         contacts: Contacts,
         sessions: Sessions,
+        transparency: Transparency,
         sending: Sending,
         delivery: Delivery,
         emitter: Emitter,
@@ -58,6 +60,7 @@ class Conversations:
         self._credentials = credentials
         self._contacts = contacts
         self._sessions = sessions
+        self._transparency = transparency
         self._sending = sending
         self._delivery = delivery
         self._emitter = emitter
@@ -90,7 +93,10 @@ class Conversations:
         rules = self._rules()
         rules.check_timer(timer_seconds)
         announcement = TimerChange(
-            timer_seconds, millis(self._clock), secret_id=self._random(SECRET_ID_BYTES)
+            timer_seconds,
+            millis(self._clock),
+            secret_id=self._random(SECRET_ID_BYTES),
+            log_head=self._transparency.head_note(),
         )
         devices = await self._sessions.ensure(account_id, None)
         conversation = self._store.conversations.create(
@@ -188,7 +194,12 @@ class Conversations:
         peer = conversation.peer_account_id
         if peer is None:
             raise NoDeviceError("group conversations arrive with a later version")
-        change = TimerChange(timer_seconds, millis(self._clock), secret_id=conversation.secret_id)
+        change = TimerChange(
+            timer_seconds,
+            millis(self._clock),
+            secret_id=conversation.secret_id,
+            log_head=self._transparency.head_note(),
+        )
         await self._sessions.ensure(peer, conversation.peer_device)
         if not self._credentials.certificate_valid():
             raise OfflineError("connect to the relay before changing a timer")

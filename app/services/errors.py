@@ -23,6 +23,31 @@ class IdentityChangedError(EnclaveError):
         self.account_id = account_id
 
 
+class UnloggedKeyError(EnclaveError):
+    """A colleague's device presented a key the organisation's key log does not hold (or holds
+    as revoked): whoever registered it did so without the log seeing it, so it is not used."""
+
+    def __init__(self, account_id: str, device_id: int) -> None:
+        super().__init__(
+            f"{account_id}'s device {device_id} is not in the organisation's key log, so its key was"
+            " refused: tell security"
+        )
+        self.account_id = account_id
+        self.device_id = device_id
+
+
+class LogForkedError(EnclaveError):
+    """The organisation's key log showed two histories that cannot both be true: sending stops
+    until security has looked at it (this device kept both heads as evidence)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            "sending is stopped: the organisation's key log was rewritten or shows different people"
+            f" different logs ({reason}); tell security"
+        )
+        self.reason = reason
+
+
 class SecretChatError(PolicyError):
     """Secret chat messages cannot be forwarded, exported or saved."""
 

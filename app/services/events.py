@@ -91,6 +91,23 @@ class Problem:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceAddedToAccount:
+    """The key log shows a device added to this user's account after this one: if the user did
+    not enrol it, someone else can read what is sent to them from now on."""
+
+    device_id: int
+    added_at: int
+    """Unix seconds, as the relay logged it."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogForked:
+    """The key log was rewritten or shows different people different logs: sending stopped."""
+
+    reason: str
+
+
 Event = (
     MessageArrived
     | MessageStatusChanged
@@ -101,6 +118,8 @@ Event = (
     | TimerChanged
     | ConversationStarted
     | Problem
+    | DeviceAddedToAccount
+    | LogForked
 )
 Listener = Callable[[Event], None]
 

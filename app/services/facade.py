@@ -34,6 +34,7 @@ from app.services.types import (
     ConversationSummary,
     DirectoryEntry,
     Identity,
+    KeyLogStatus,
     Message,
     Page,
     PageCursor,
@@ -234,6 +235,11 @@ class Enclave:
 
     def accept_key_change(self, account_id: str) -> Future[None]:
         return self._run(lambda c: c.verification.accept_key_change(account_id))
+
+    def key_log(self) -> Future[KeyLogStatus]:
+        """How far this device checked the organisation's key log, and this account's devices in it
+        (a device the user did not enrol is someone else reading what is sent to them)."""
+        return self._run(lambda c: c.transparency.own_devices())
 
     def flush(self, timeout: float) -> Future[bool]:
         """Wait until every queued envelope has left for the relay (see ``Delivery.drained``)."""

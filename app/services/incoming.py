@@ -23,6 +23,7 @@ from app.base.errors import (
     DuplicateMessageError,
     RemoteProtocolError,
     StorageError,
+    TransportError,
 )
 from app.base.limits import MAX_FILENAME_BYTES
 from app.crypto.blob import decrypt_blob
@@ -43,7 +44,7 @@ from app.services.clock import Clock, millis
 from app.services.contacts import Contacts
 from app.services.credentials import Credentials
 from app.services.delivery import Delivery
-from app.services.errors import AuthorityUnknownError
+from app.services.errors import AuthorityUnknownError, LogForkedError, UnloggedKeyError
 from app.services.events import (
     ConversationStarted,
     Emitter,
@@ -53,6 +54,7 @@ from app.services.events import (
     Problem,
     TimerChanged,
 )
+from app.services.keylog import Transparency
 from app.services.outgoing import CONTROL_ENVELOPE_SECONDS, MESSAGE_ENVELOPE_SECONDS
 from app.services.rules import RulesSource
 from app.services.sessions import Sessions
@@ -95,6 +97,7 @@ class Receiving:
         store: Store,
         *,
         credentials: Credentials,
+        transparency: Transparency,
         sessions: Sessions,
         contacts: Contacts,
         relay: RelayLink,
@@ -107,6 +110,7 @@ class Receiving:
         """``relay`` serves the files (downloads) and is asked to push again after a failure."""
         self._store = store
         self._credentials = credentials
+        self._transparency = transparency
         self._sessions = sessions
         self._contacts = contacts
         self._relay = relay
@@ -134,13 +138,19 @@ class Receiving:
                 trust_root=trust_root,
                 now=int(self._clock()) - CERTIFICATE_GRACE_SECONDS,
             )
+            if not await self._logged(unsealed.sender):
+                return
             opened = self._sessions.open(unsealed.sender, unsealed.message)
             content = parse_content(opened.plaintext)
+        except UnloggedKeyError as e:
+            log.warning("dropped an envelope from a device the key log does not hold")
+            self._emitter.emit(Problem(f"A message was refused: {e}"))
+            await self._drop(envelope, source)
+            return
         except (RemoteProtocolError, CryptoError) as e:
             if not isinstance(e, DuplicateMessageError):
                 log.warning("dropped an envelope that cannot be opened (%s)", type(e).__name__)
-            self._store.seen.add(envelope.envelope_id)
-            await source.ack(envelope.envelope_id)
+            await self._drop(envelope, source)
             return
         sender = unsealed.sender
         plaintext_file = None
@@ -158,6 +168,41 @@ class Receiving:
         self._emitter.emit(*events)
         self._delivery.kick()
         await source.ack(envelope.envelope_id)
+        head = content.header.log_head if isinstance(content, TextMessage | FileMessage) else None
+        if isinstance(content, TimerChange):
+            head = content.log_head
+        if head is not None:
+            self._tasks.spawn(self._compare(head))
+
+    async def _logged(self, sender: DeviceCertificate) -> bool:
+        """Whether the sender's key may be used: one this device knew already, or one the key log
+        binds to the sender's device (``UnloggedKeyError`` if the log does not). False leaves the
+        envelope at the relay: the log could not be read now, or it forked."""
+        known = self._store.contacts.device(sender.account_id, sender.device_id)
+        if known is not None and known.identity_key == sender.identity_key:
+            return True
+        try:
+            await self._transparency.require(sender.account_id, sender.device_id, sender.identity_key)
+        except LogForkedError:
+            return False
+        except TransportError as e:
+            log.info("a new colleague key waits for the key log (%s)", type(e).__name__)
+            self._tasks.spawn(self._fetch_again())
+            return False
+        return True
+
+    async def _drop(self, envelope: Envelope, source: Transport) -> None:
+        self._store.seen.add(envelope.envelope_id)
+        await source.ack(envelope.envelope_id)
+
+    async def _compare(self, untrusted_head: bytes) -> None:
+        """Check the key log head a colleague's message carried; a fork is told by ``Transparency``."""
+        try:
+            await self._transparency.compare(untrusted_head)
+        except LogForkedError:
+            return
+        except (TransportError, RemoteProtocolError, CryptoError) as e:
+            log.info("a colleague's key log head could not be checked (%s)", type(e).__name__)
 
     async def _fetch_again(self) -> None:
         """Reconnect after a while so the relay pushes again what could not be stored."""

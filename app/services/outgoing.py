@@ -36,6 +36,7 @@ from app.services.delivery import Delivery
 from app.services.errors import (
     FileAccessError,
     IdentityChangedError,
+    LogForkedError,
     NoDeviceError,
     NotEnrolledError,
     PolicyRefusedError,
@@ -43,6 +44,7 @@ from app.services.errors import (
     VerificationRequiredError,
 )
 from app.services.events import Emitter, MessageHeld, MessageStatusChanged, Problem
+from app.services.keylog import Transparency
 from app.services.rules import RulesSource
 from app.services.sessions import Sessions
 from app.sync.link import RelayLink
@@ -78,6 +80,7 @@ class Sending:
         *,
         credentials: Credentials,
         sessions: Sessions,
+        transparency: Transparency,
         relay: RelayLink,
         delivery: Delivery,
         emitter: Emitter,
@@ -89,6 +92,7 @@ class Sending:
         self._store = store
         self._credentials = credentials
         self._sessions = sessions
+        self._transparency = transparency
         self._relay = relay
         self._delivery = delivery
         self._emitter = emitter
@@ -153,6 +157,7 @@ class Sending:
         """The conversation, if this device may send in it now."""
         if self._credentials.account is None:
             raise NotEnrolledError("enrol this device first")
+        self._transparency.check_not_forked()
         conversation = self._store.conversations.get(conversation_id)
         if conversation.peer_account_id is None:
             raise NoDeviceError("group conversations arrive with a later version")
@@ -219,7 +224,7 @@ class Sending:
                 except IdentityChangedError as e:
                     waiting.add(conversation.id)
                     self._report_held(message, e.account_id)
-                except OfflineError as e:
+                except (OfflineError, LogForkedError) as e:
                     log.debug("a message waits: %s", type(e).__name__)
                     waiting.add(conversation.id)
                 except (NoDeviceError, RelayRefusedError) as e:
@@ -267,7 +272,13 @@ class Sending:
     def _header(
         self, conversation: Conversation, message_id: bytes, sent_at: int, expire_after: int
     ) -> MessageHeader:
-        return MessageHeader(message_id, sent_at, expire_after, secret_id=conversation.secret_id)
+        return MessageHeader(
+            message_id,
+            sent_at,
+            expire_after,
+            secret_id=conversation.secret_id,
+            log_head=self._transparency.head_note(),
+        )
 
     def _seal_at_once(self, message: Message, conversation: Conversation) -> bool:
         """Seal a new text in the transaction that stores it, when nothing has to wait (one commit).
@@ -288,8 +299,9 @@ class Sending:
         return True
 
     def _may_seal(self, message: Message) -> bool:
-        """A valid certificate, and for a disappearing message a transport that is online."""
-        if not self._credentials.certificate_valid():
+        """A valid certificate, a key log that has not forked, and for a disappearing message a
+        transport that is online."""
+        if not self._credentials.certificate_valid() or self._transparency.forked() is not None:
             return False
         return not message.expire_after or self._delivery.online
 
@@ -299,6 +311,7 @@ class Sending:
         peer = conversation.peer_account_id
         if peer is None:
             raise NoDeviceError("group conversations arrive with a later version")
+        self._transparency.check_not_forked()
         if not self._may_seal(message):
             raise OfflineError("this message is sealed once the relay is reachable with a fresh certificate")
         devices = await self._sessions.ensure(peer, conversation.peer_device)

@@ -37,6 +37,7 @@ from app.provisioning.locations import read_candidate, system_config_path
 from app.provisioning.policy import EffectivePolicy, PolicyEntry, effective_policy
 from app.provisioning.rules import BY_NAME, PolicyValue, ValueProblem, untrusted_value
 from app.services.clock import Clock
+from app.services.keylog import LogTrust
 from app.services.rules import PolicyRules
 from app.services.settings import load_relay
 from app.sync.authority import AuthorityAddress
@@ -164,6 +165,15 @@ class Provisioning:
             config = self._in_force(origin)
             if config is not None:
                 return AuthorityAddress(config.authority_urls, config.authority_pins, config.authority_key)
+        return None
+
+    def transparency(self) -> LogTrust | None:
+        """The key log of the config in force (the system's, else the imported one's): the key its
+        heads are signed with and the authority its device entries must be certified by."""
+        for origin in (Origin.SYSTEM, Origin.USER):
+            config = self._in_force(origin)
+            if config is not None:
+                return LogTrust(config.log_key, config.authority_key)
         return None
 
     def _user_settings(self) -> dict[str, PolicyValue]:

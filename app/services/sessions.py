@@ -39,8 +39,9 @@ from app.services import prekeys
 from app.services.clock import Clock
 from app.services.contacts import Contacts
 from app.services.credentials import Credentials
-from app.services.errors import NoDeviceError, NotEnrolledError
-from app.services.events import Emitter, Event, KeyChanged
+from app.services.errors import NoDeviceError, NotEnrolledError, UnloggedKeyError
+from app.services.events import Emitter, Event, KeyChanged, Problem
+from app.services.keylog import Transparency
 from app.sync.link import RelayLink
 from storage.errors import NotFoundError
 from storage.records import PreKeyKind, Trust
@@ -178,11 +179,13 @@ class Sessions:
         credentials: Credentials,
         relay: RelayLink,
         contacts: Contacts,
+        transparency: Transparency,
         emitter: Emitter,
         clock: Clock,
         random: RandomSource,
     ) -> None:
         self._store = store
+        self._transparency = transparency
         self._clock = clock
         self._credentials = credentials
         self._relay = relay
@@ -215,37 +218,57 @@ class Sessions:
             raise NoDeviceError(f"{account_id} has no active device")
         if response.status != Status.OK:
             raise RelayRefusedError(response.status.name, response.reason)
-        changed: list[Event] = []
-        fetched = Bundles.parse(response.body).devices
+        fetched = [d for d in Bundles.parse(response.body).devices if not self.has(account_id, d.device_id)]
+        certified = await self._certified(account_id, fetched, trust_root)
         # Devices first seen in this one fetch are the account's devices side by side; one
         # that appears beside a device seen before may be a reinstall (note_device).
         first_seen = {
             d.device_id for d in fetched if self._store.contacts.device(account_id, d.device_id) is None
         }
+        changed: list[Event] = []
         with self._store.transaction():
             self._contacts.ensure(account_id)
-            for device in fetched:
-                if self.has(account_id, device.device_id):
+            for fetched_id, bundle in certified:
+                if self.has(account_id, fetched_id):
                     continue
                 try:
-                    bundle = certified_bundle(
-                        device, account_id, trust_root=trust_root, now=int(self._clock())
-                    )
                     session = initiate_session(identity, bundle, self._random)
-                except (CryptoError, RemoteProtocolError) as e:
+                except CryptoError as e:
                     log.warning("refused a prekey bundle the relay handed out (%s)", type(e).__name__)
                     continue
                 note = note_device(
-                    self._store, account_id, device.device_id, bundle.identity_key, siblings=first_seen
+                    self._store, account_id, fetched_id, bundle.identity_key, siblings=first_seen
                 )
                 if note is not None:
                     changed.append(note)
-                self._store.sessions.put(account_id, device.device_id, session.to_bytes())
+                self._store.sessions.put(account_id, fetched_id, session.to_bytes())
         self._emitter.emit(*changed)
         found = self.devices(account_id, device_id)
         if not found:
             raise NoDeviceError(f"{account_id} has no device this chat can reach")
         return found
+
+    async def _certified(
+        self, account_id: str, fetched: list[DeviceBundle], trust_root: bytes
+    ) -> list[tuple[int, PreKeyBundle]]:
+        """The fetched bundles whose certificate the authority signed for this account and whose
+        key the key log binds to the device; each other one is refused (and told, for a key the
+        log does not hold: someone registered a device the organisation cannot see)."""
+        certified = []
+        for device in fetched:
+            try:
+                bundle = certified_bundle(device, account_id, trust_root=trust_root, now=int(self._clock()))
+            except (CryptoError, RemoteProtocolError) as e:
+                log.warning("refused a prekey bundle the relay handed out (%s)", type(e).__name__)
+                continue
+            try:
+                await self._transparency.require(account_id, device.device_id, bundle.identity_key)
+            except UnloggedKeyError as e:
+                log.warning("refused a prekey bundle whose key the key log does not hold")
+                self._emitter.emit(Problem(str(e)))
+                continue
+            certified.append((device.device_id, bundle))
+        return certified
 
     def seal(
         self, account_id: str, device_id: int, content: Content, expires_at: int, *, message_id: int | None

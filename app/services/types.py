@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from app.protocol.frames import DirectoryEntry
 from app.provisioning.policy import PolicyEntry, Source
+from app.services.keylog import KeyLogStatus
+from storage.keylog import LoggedBinding
 from storage.messages import MAX_PAGE_SIZE
 from storage.records import (
     Attachment,
@@ -33,6 +35,8 @@ __all__ = [
     "ConversationSummary",
     "DirectoryEntry",
     "Identity",
+    "KeyLogStatus",
+    "LoggedBinding",
     "Message",
     "MessageStatus",
     "Page",

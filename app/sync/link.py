@@ -317,6 +317,25 @@ async def download_published_config(
     return parts[0], parts[1]
 
 
+async def download_key_log(
+    relay_url: str, certificate_der: bytes, upload_token: bytes, path: str, limit: int
+) -> bytes:
+    """One answer of the relay's key log (``path`` with its query, docs/PROTOCOL.md "The relay's
+    log"), at most ``limit`` bytes, over HTTPS pinned to ``certificate_der``. Unchecked: the
+    caller checks heads, entries and proofs (app/protocol/logview.py)."""
+    headers = {"Authorization": UPLOAD_SCHEME + upload_token.hex()}
+    async with (
+        pinned_https(certificate_der) as http,
+        http.get(relay_url.rstrip("/") + path, headers=headers) as response,
+    ):
+        if response.status != HTTPStatus.OK:
+            raise RelayRefusedError(f"HTTP {response.status}", "the key log was not given")
+        body = await response.content.read(limit + 1)
+    if len(body) > limit:
+        raise RemoteProtocolError(f"the key log's answer is longer than {limit} bytes")
+    return body
+
+
 @contextlib.asynccontextmanager
 async def pinned_https(certificate_der: bytes) -> AsyncIterator[aiohttp.ClientSession]:
     """An HTTPS session that talks only to a server presenting exactly ``certificate_der``.
@@ -488,6 +507,13 @@ class RelayLink:
             raise OfflineError("not connected to the relay yet")
         url, certificate_der = self._pinned
         return await download_published_config(url, certificate_der, upload_token)
+
+    async def key_log(self, path: str, upload_token: bytes, limit: int) -> bytes:
+        """An answer of the relay's key log at ``path`` (unchecked), at most ``limit`` bytes."""
+        if self._pinned is None:
+            raise OfflineError("not connected to the relay yet")
+        url, certificate_der = self._pinned
+        return await download_key_log(url, certificate_der, upload_token, path, limit)
 
     def _set_state(self, state: TransportState, reason: str) -> None:
         if state == TransportState.ONLINE:

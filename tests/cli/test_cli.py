@@ -12,6 +12,7 @@ from tests.support.cli import (
     CliUser,
     Interactive,
     enrol,
+    enrol_user,
     import_organisation,
     pairs,
     passphrase_file,
@@ -196,3 +197,30 @@ def test_a_profile_whose_key_header_is_gone_is_not_enrolled_over(relay: RelayPro
         assert "Traceback" not in done.stderr
     assert not (user.profile / "keyheader").exists()
     assert (user.profile / "store.db").read_bytes() == database
+
+
+def test_a_device_added_to_the_account_is_told_at_once_and_devices_lists_it(
+    relay: RelayProcess, pair: Pair, tmp_path: Path
+) -> None:
+    """Test that while ``listen`` runs, a second device enrolled for the account is told at once on
+    stderr (when it was added, and to tell security), and that ``devices`` lists the account's
+    devices as the key log states them, this one marked."""
+    carol = CliUser("carol", tmp_path / "carol", pair.alice.passphrase)
+    assert enrol_user(relay, carol, "Carol Clark").returncode == 0
+    listed = carol.run("devices")
+    assert listed.returncode == 0, listed.stderr
+    [[own, _, revoked, mark]] = rows(listed.stdout)
+    assert (revoked, mark) == ("", "this device") and "key log: " in listed.stderr
+
+    listening = Interactive(carol.command("listen", "--wait", "60"), {})
+    try:
+        listening.expect("connection: online")
+        laptop = enrol(relay, CliUser("carol", tmp_path / "laptop", pair.alice.passphrase))
+        warning = listening.expect("security: ")
+        assert f"a new device (device {laptop}) was added to your account on " in warning
+        assert "if this was not you, tell security" in warning
+    finally:
+        listening.stop()
+
+    devices = rows(carol.run("devices").stdout)
+    assert [(row[0], row[3]) for row in devices] == [(own, "this device"), (str(laptop), "")]

@@ -32,15 +32,23 @@ ids = st.binary(min_size=16, max_size=16)
 millis = st.integers(min_value=0, max_value=2**63 - 1)
 timers = st.integers(min_value=0, max_value=MAX_TIMER_SECONDS)
 names = st.text(min_size=1, max_size=40)
+log_heads = st.none() | st.binary(min_size=1, max_size=300)
+"""A key log head is opaque to the content layer: any 1 to 4096 bytes travel."""
 
 headers = st.builds(
-    MessageHeader, message_id=ids, sent_at=millis, expire_after=timers, group_id=st.none() | ids
+    MessageHeader,
+    message_id=ids,
+    sent_at=millis,
+    expire_after=timers,
+    group_id=st.none() | ids,
+    log_head=log_heads,
 ) | st.builds(
     MessageHeader,
     message_id=ids,
     sent_at=millis,
     expire_after=timers.filter(bool),
     secret_id=ids,
+    log_head=log_heads,
 )
 text_messages = st.builds(TextMessage, header=headers, text=st.text(min_size=1, max_size=300))
 file_messages = st.builds(
@@ -61,8 +69,10 @@ receipts = st.builds(
     message_ids=st.lists(ids, min_size=1, max_size=min(MAX_RECEIPT_MESSAGE_IDS, 20)).map(tuple),
 )
 timer_changes = st.builds(
-    TimerChange, timer_seconds=timers, changed_at=millis, group_id=st.none() | ids
-) | st.builds(TimerChange, timer_seconds=timers.filter(bool), changed_at=millis, secret_id=ids)
+    TimerChange, timer_seconds=timers, changed_at=millis, group_id=st.none() | ids, log_head=log_heads
+) | st.builds(
+    TimerChange, timer_seconds=timers.filter(bool), changed_at=millis, secret_id=ids, log_head=log_heads
+)
 key_updates = st.builds(KeyUpdate, action=st.sampled_from(KeyUpdateAction))
 contents = st.one_of(text_messages, file_messages, receipts, timer_changes, key_updates)
 

@@ -9,6 +9,7 @@ from nacl import bindings
 from app.base.codec import Writer
 from app.base.errors import LocalProtocolError, RemoteProtocolError, UnsupportedVersionError
 from app.base.limits import MAX_TEXT_BYTES, PADDING_BLOCK_BYTES
+from app.protocol.checkpoint import MAX_NOTE_BYTES
 from app.protocol.content import (
     Content,
     ContentKind,
@@ -68,10 +69,30 @@ def test_unknown_kind_and_flags_are_refused() -> None:
         parse_content(_padded(raw[:1] + b"\x63" + raw[2:]))
     flags_at = 2 + 16 + 8 + 4
     with pytest.raises(RemoteProtocolError, match="flags"):
-        parse_content(_padded(raw[:flags_at] + b"\x04" + raw[flags_at + 1 :]))
+        parse_content(_padded(raw[:flags_at] + b"\x08" + raw[flags_at + 1 :]))
     both = raw[:flags_at] + b"\x03" + bytes(32) + raw[flags_at + 1 :]
     with pytest.raises(RemoteProtocolError, match="both"):
         parse_content(_padded(both))
+
+
+def test_a_key_log_head_travels_after_the_chat_id_and_an_empty_or_long_one_is_refused() -> None:
+    """Test that a message and a timer change carry the sender's key log head after the secret
+    chat id (flags bit 2), and that an empty head, or one above the note limit, is refused."""
+    header = MessageHeader(b"\x01" * 16, 5, 30, secret_id=b"\x05" * 16, log_head=b"head\n")
+    raw = _raw(TextMessage(header, "hi"))
+    flags_at = 2 + 16 + 8 + 4
+    assert raw[flags_at] == 0x06 and raw[flags_at + 17 : flags_at + 24] == b"\x00\x05head\n"
+    change = TimerChange(30, 7, log_head=b"\xff" * MAX_NOTE_BYTES)
+    assert parse_content(encode_content(change)) == change
+    empty = raw[: flags_at + 17] + b"\x00\x00" + raw[flags_at + 24 :]
+    with pytest.raises(RemoteProtocolError, match="empty key log head"):
+        parse_content(_padded(empty))
+    too_long = Writer("t").u8(1).u8(ContentKind.TIMER_CHANGE).u64(7).u32(30).u8(0x04)
+    too_long.u16(MAX_NOTE_BYTES + 1).fixed(bytes(MAX_NOTE_BYTES + 1), MAX_NOTE_BYTES + 1, "head")
+    with pytest.raises(RemoteProtocolError):
+        parse_content(_padded(too_long.getvalue()))
+    with pytest.raises(LocalProtocolError):
+        MessageHeader(b"\x01" * 16, 5, 30, log_head=b"")
 
 
 def test_secret_chat_messages_carry_their_chat_id_and_a_timer() -> None:

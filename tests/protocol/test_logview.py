@@ -16,8 +16,8 @@ from app.crypto.keys import IdentityKeyPair
 from app.crypto.merkle import Frontier, consistency_proof, leaf_hash, parse_proof, root
 from app.crypto.primitives import ed25519_keypair_from_seed
 from app.protocol.checkpoint import Checkpoint, SignedCheckpoint, sign_checkpoint
-from app.protocol.logentry import DeviceAdded, DeviceRevoked
-from app.protocol.logview import LogForkError, LogView, log_origin
+from app.protocol.logentry import DeviceAdded, DeviceRevoked, MemoryBindings
+from app.protocol.logview import LogForkError, LogView, log_origin, parse_entry_page
 
 AUTHORITY = IdentityKeyPair.from_seed(b"\x03" * 32)
 LOG_PUBLIC, LOG_SECRET = ed25519_keypair_from_seed(seed=b"\x04" * 32)
@@ -78,6 +78,42 @@ def test_a_view_follows_the_log_and_reports_the_watched_accounts_devices() -> No
     bob4 = v.directory.binding("bob", 4)
     assert bob4 is not None and bob4.revoked == 4
     assert v.frontier.root() == v.head.checkpoint.root
+
+
+def test_a_view_resumes_from_a_kept_head_and_its_bindings() -> None:
+    """Test that a view made from a head and frontier it kept, with the bindings replayed so far,
+    goes on exactly as the one that never stopped; a frontier that is not the head's tree is
+    refused."""
+    first = view()
+    first.advance(LOG.head(3), LOG.entries[:3])
+    bindings = MemoryBindings()
+    for account, device_id in (("alice", 1), ("bob", 2), ("carol", 3)):
+        kept = first.directory.binding(account, device_id)
+        assert kept is not None
+        bindings.put(kept)
+    head = LOG.head(3)
+    resumed = LogView(
+        log_key=LOG_PUBLIC,
+        authority_key=AUTHORITY.public,
+        watched_account="bob",
+        bindings=bindings,
+        kept=(head, first.frontier.encode()),
+    )
+    advanced = resumed.advance(LOG.head(), LOG.entries[3:])
+    assert [b.device_id for b in advanced.watched] == [4] and not advanced.problems
+    assert [b.device_id for b in resumed.directory.devices_of("bob")] == [2, 4]
+    with pytest.raises(RemoteProtocolError, match="frontier"):
+        LogView(
+            log_key=LOG_PUBLIC, authority_key=AUTHORITY.public, kept=(LOG.head(2), first.frontier.encode())
+        )
+
+
+def test_an_entry_page_is_var16_entries_back_to_back() -> None:
+    """Test that a page of entries parses to the entries, and a cut one is a protocol error."""
+    page = b"".join(len(e).to_bytes(2, "big") + e for e in LOG.entries)
+    assert parse_entry_page(page) == LOG.entries and parse_entry_page(b"") == []
+    with pytest.raises(RemoteProtocolError):
+        parse_entry_page(page[:-1])
 
 
 def test_a_hidden_entry_is_caught_and_changes_nothing() -> None:
@@ -185,6 +221,7 @@ def test_random_proofs_frontiers_and_heads_raise_only_typed_errors(data: bytes) 
     for parse in (
         parse_proof,
         Frontier.parse,
+        parse_entry_page,
         lambda b: SignedCheckpoint.parse(b, key_name=ORIGIN, public_key=LOG_PUBLIC, origin=ORIGIN),
     ):
         with contextlib.suppress(RemoteProtocolError, InvalidSignatureError):

@@ -81,6 +81,17 @@ def _populate(db: Database, version: int) -> None:
                     VALUES ('signed', 1, ?, ?, 7), ('one_time', 5, ?, NULL, 7)""",
                 (b"\x0a" * 32, b"\x0b" * 64, b"\x0c" * 32),
             )
+        else:
+            db.execute(
+                """INSERT INTO signed_prekeys (key_id, private_key, signature, created_at, published_at)
+                    VALUES (1, ?, ?, 7, 7)""",
+                (b"\x0a" * 32, b"\x0b" * 64),
+            )
+            db.execute(
+                """INSERT INTO prekeys (kind, key_id, private_key, signature, created_at)
+                    VALUES ('one_time', 5, ?, NULL, 7)""",
+                (b"\x0c" * 32,),
+            )
         db.execute("INSERT INTO settings (key, value) VALUES ('theme', 'dark')")
 
 
@@ -143,6 +154,7 @@ def test_migrate_populated_store_from_every_earlier_version(
         assert store.organisation.root_key() is None
         store.organisation.accept("user", root_key=b"\x07" * 32, version=2, config=b"c", signature=b"s")
         assert store.organisation.config("user").version == 2  # type: ignore[union-attr]
+        assert store.key_log.head() is None, "a profile from before the key log reads it from its start"
 
 
 def _contents(db: Database) -> dict[str, list[tuple[object, ...]]]:

@@ -46,6 +46,7 @@ from app.services.delivery import Delivery
 from app.services.events import Emitter, Event
 from app.services.expiry import ExpirySchedule
 from app.services.incoming import Receiving
+from app.services.keylog import Transparency
 from app.services.outgoing import Sending
 from app.services.policy import Provisioning
 from app.services.sessions import Sessions
@@ -57,6 +58,7 @@ from app.sync.transport import TransportState
 from storage.records import Conversation, ConversationKind
 from storage.store import Store
 from tests.storage.harness import FakeClock
+from tests.support.benchlog import BenchLog
 from tests.support.clients import passphrase
 from tests.support.organisation import Organisation
 from tests.support.transport import InMemoryDirectory, InMemoryTransport
@@ -113,11 +115,14 @@ class Device:
     unused_prekeys: list[OneTimePreKey]
     """One-time prekeys not yet handed out in a bundle (their private halves are in the store)."""
     transport: InMemoryTransport
+    log: BenchLog
+    """The key log this device reads (the bench's, unless the test gave it another)."""
     relay: RelayLink
     """Never started: what only the relay serves (bundles, directory, files) is offline."""
     tasks: Tasks
     credentials: Credentials
     contacts: Contacts
+    transparency: Transparency
     sessions: Sessions
     delivery: Delivery
     sending: Sending
@@ -182,6 +187,8 @@ class Bench:
         """The organisation's enrolment authority key: it signs the device certificates."""
         self.organisation = Organisation(authority=(self.trust_root.public, b""))
         """The root that signs the config each device imports (naming ``trust_root``)."""
+        self.log = BenchLog()
+        """The organisation's key log: each device the bench makes is in it, unless told not."""
         self.config = self.organisation.write(
             root / "organisation" / "enclave.toml",
             self.organisation.config(
@@ -189,6 +196,7 @@ class Bench:
                 relay_pins=RELAY.pins,
                 authority_urls=(AUTHORITY_URL,),
                 authority_pins=RELAY.pins,
+                log_key=self.log.public,
                 mandatory="",
                 recommended="",
             ),
@@ -242,19 +250,25 @@ class Bench:
         one_time_prekeys: int = 4,
         certificate_seconds: float = CERTIFICATE_SECONDS,
         directory: InMemoryDirectory | None = None,
+        logged: bool = True,
+        log: BenchLog | None = None,
     ) -> Device:
         """A newly enrolled device (a new identity even if the account and device id were seen before).
 
         ``directory``: where its ``Sessions`` fetch colleagues' prekey bundles (else offline).
+        ``log``: the key log this device reads, if not the bench's (a relay showing it another);
+        ``logged``: whether its certificate is added to that log, as a relay adds it.
         """
         profile = self.root / f"{account_id}-{device_id}-{len(self.devices)}"
         store = Store.create(profile, passphrase(), clock=self.clock, random=self.random)
         identity = IdentityKeyPair.generate(self.random)
         certificate = self.certify(account_id, device_id, identity.public, certificate_seconds)
+        if logged:
+            (log or self.log).add(certificate, int(self.clock()))
         signed = prekeys.new_signed_prekey(identity, self.random)
         one_time = prekeys.new_one_time_prekeys(1, one_time_prekeys, self.random)
         enrolment = Enrolment(account_id, device_id, identity, certificate, signed, one_time)
-        device = self._wire(enrolment, store, InMemoryTransport(state), directory)
+        device = self._wire(enrolment, store, InMemoryTransport(state), directory, log or self.log)
         device.provisioning.import_config(self.config)
         with store.transaction():
             device.credentials.save_enrolment(identity, certificate, RelaySettings(RELAY))
@@ -275,7 +289,7 @@ class Bench:
             device.signed_prekey,
             device.unused_prekeys,
         )
-        again = self._wire(enrolment, store, InMemoryTransport(state))
+        again = self._wire(enrolment, store, InMemoryTransport(state), log=device.log)
         self.devices[self.devices.index(device)] = again
         return again
 
@@ -285,8 +299,10 @@ class Bench:
         store: Store,
         transport: InMemoryTransport,
         directory: InMemoryDirectory | None = None,
+        log: BenchLog | None = None,
     ) -> Device:
-        """The parts in ``Client.build``'s order, with ``Delivery`` over ``transport``.
+        """The parts in ``Client.build``'s order, with ``Delivery`` over ``transport`` and
+        ``Transparency`` reading ``log`` (the bench's by default).
 
         ``Sending`` is given the transport where ``Client.build`` gives it the relay link
         (which is also its Delivery's transport there): of the link it reads only the
@@ -303,11 +319,21 @@ class Bench:
         credentials = Credentials(store, self.clock, authority=provisioning.authority)
         rules = provisioning.rules
         contacts = Contacts(store, relay=relay, tasks=tasks, rules=rules)
+        transparency = Transparency(
+            store,
+            credentials=credentials,
+            relay=log or self.log,
+            emitter=emitter,
+            tasks=tasks,
+            clock=self.clock,
+            trust=provisioning.transparency,
+        )
         sessions = Sessions(
             store,
             credentials=credentials,
             relay=directory or relay,  # type: ignore[arg-type]  # of the link: only its directory
             contacts=contacts,
+            transparency=transparency,
             emitter=emitter,
             clock=self.clock,
             random=self.random,
@@ -332,6 +358,7 @@ class Bench:
             store,
             credentials=credentials,
             sessions=sessions,
+            transparency=transparency,
             relay=relay,  # files: an unstarted link is offline, so an upload waits
             delivery=delivery,
             emitter=emitter,
@@ -348,16 +375,19 @@ class Bench:
             signed_prekey=enrolment.signed_prekey,
             unused_prekeys=list(enrolment.one_time_prekeys),
             transport=transport,
+            log=log or self.log,
             relay=relay,
             tasks=tasks,
             credentials=credentials,
             contacts=contacts,
+            transparency=transparency,
             sessions=sessions,
             delivery=delivery,
             sending=sending,
             receiving=Receiving(
                 store,
                 credentials=credentials,
+                transparency=transparency,
                 sessions=sessions,
                 contacts=contacts,
                 relay=relay,
@@ -372,6 +402,7 @@ class Bench:
                 credentials=credentials,
                 contacts=contacts,
                 sessions=sessions,
+                transparency=transparency,
                 sending=sending,
                 delivery=delivery,
                 emitter=emitter,
