@@ -630,6 +630,7 @@ def _enrolment(relay: relay_bench._RelayProcess, accounts: Sequence[str]) -> Ite
                 relay_urls=(f"https://127.0.0.1:{relay.port}",),
                 relay_pins=(relay_pin(relay_der),),
                 log_key=bytes.fromhex((relay.data_dir / LOG_PUBLIC_FILE).read_text(encoding="ascii")),
+                admins=((relay_bench.BENCH_ADMIN, relay_bench.bench_admin_public(relay.data_dir)),),
                 authority_urls=(f"https://127.0.0.1:{authority.port}",),
                 authority_pins=(authority.pin,),
                 mandatory="",

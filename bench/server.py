@@ -291,13 +291,39 @@ class _RelayProcess:
         return ssl.create_default_context(cafile=str(self.data_dir / "tls.crt"))
 
 
+BENCH_ADMIN = "Bench Admin"
+BENCH_ADMIN_PASSPHRASE = "bench admin"
+
+
+def _admin_key(data_dir: Path) -> list[str]:
+    """The options that make a throwaway admin the acting one (its key sealed at the least cost
+    beside the relay's folder, made at the first call): every account the bench makes is signed
+    into the key log, as an admin's would be."""
+    from app.provisioning.keyfile import MINIMUM, Role, new_key_file  # noqa: PLC0415 - see the end
+
+    key, passphrase = data_dir.with_name("bench-admin.key"), data_dir.with_name("bench-admin.pass")
+    if not key.exists():
+        key.write_bytes(new_key_file(Role.ADMIN, BENCH_ADMIN_PASSPHRASE, random=random, cost=MINIMUM)[0])
+        passphrase.write_text(BENCH_ADMIN_PASSPHRASE + "\n", encoding="utf-8")
+    return ["--admin-key", str(key), "--admin-name", BENCH_ADMIN, "--admin-passphrase-file", str(passphrase)]
+
+
+def bench_admin_public(data_dir: Path) -> bytes:
+    """The public key of the bench's admin of the relay in ``data_dir``, for a config to list it."""
+    from app.provisioning.keyfile import Role, untrusted_public_key  # noqa: PLC0415 - see the end
+
+    _admin_key(data_dir)
+    key = data_dir.with_name("bench-admin.key")
+    return untrusted_public_key(key.read_bytes(), role=Role.ADMIN, source=str(key))
+
+
 def _admin(data_dir: Path, *args: str) -> str:
     """Run the admin CLI's ``main`` on ``data_dir``; what it printed, or an error."""
     from server.admin import main as admin_main  # noqa: PLC0415 - see the end of this file
 
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-        status = admin_main(["--data", str(data_dir), "--actor", "bench", *args])
+        status = admin_main(["--data", str(data_dir), *_admin_key(data_dir), *args])
     if status != 0:
         raise RuntimeError(f"enclave-admin {' '.join(args[:2])} failed: {printed.getvalue().strip()}")
     return printed.getvalue().strip()

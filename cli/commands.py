@@ -252,8 +252,9 @@ def safety_number(session: Session, args: argparse.Namespace) -> int:
 
 def devices(session: Session, args: argparse.Namespace) -> int:
     """This account's devices as the organisation's key log states them, after catching up with it
-    when the relay answers; how far the log was checked goes to stderr. A device the user did
-    not enrol is someone else who reads what colleagues send them: tell security."""
+    when the relay answers; how far the log was checked goes to stderr, and with ``--save-head``
+    the head checked to a file. A device the user did not enrol is someone else who reads what
+    colleagues send them: tell security."""
     own = session.enrolled()
     session.go_online(ONLINE_SECONDS)
     status = session.call(session.enclave.key_log())
@@ -263,6 +264,14 @@ def devices(session: Session, args: argparse.Namespace) -> int:
         note(f"key log: {status.size} entries, checked {output.timestamp(status.checked_at)}")
     if status.forked is not None:
         note(f"key log forked: {output.clean(status.forked)}; sending is stopped, tell security")
+    if args.save_head is not None:
+        if status.head is None:
+            raise CliError("no head to save: this device has not checked the key log yet")
+        try:
+            args.save_head.write_bytes(status.head)
+        except OSError as e:
+            raise CliError(f"cannot write {args.save_head}: {e.strerror}") from e
+        note(f"saved the head to {args.save_head} (enclave-admin log verify --head checks a log against it)")
     for binding in status.devices:
         print(output.device_line(binding, own.device_id))
     return 0 if status.forked is None else 1

@@ -4,14 +4,15 @@ two-command set-up runs the trust model of a real deployment (docs/ADMIN.md).
 In the data folder (``cli.profile.data_home``), beside ``local-relay/``:
 
 - ``local-organisation/``: the root and authority keys as ``enclave-admin org init`` makes
-  them (``root/``, ``authority/``), and the config the root signs, ``enclave.toml`` and
-  ``enclave.toml.sig``, naming the local relay (with its log key) and the local enrolment
-  authority;
+  them (``root/``, ``authority/``), the workspace's admin key as ``enclave-admin admin init``
+  makes it (``admin/``: it signs the accounts and codes the workspace makes into the key
+  log), and the config the root signs, ``enclave.toml`` and ``enclave.toml.sig``, naming the
+  local relay (with its log key), the local enrolment authority and that admin;
 - ``local-authority/``: the enrolment authority's data folder, holding its copy of the
   sealed authority key. The relay's folder holds no key a client accepts.
 
 The keys are sealed with passphrases kept in the OS keystore (``kept_secret``, one per key),
-never in a file. With no keystore, both take the passphrase the workspace was given
+never in a file. With no keystore, all take the passphrase the workspace was given
 (``--passphrase-file``) or one typed once per start, as the profile does. Everything is
 done by running ``enclave-admin`` as an admin would, with the passphrases on its standard
 input, and under a lock in the organisation's folder, so two terminals starting at once
@@ -50,18 +51,20 @@ ADMIN_SECONDS = 120.0
 LOCK_SECONDS = 120.0
 CONFIG_YEARS = 10
 ORGANISATION_NAME = "Local workspace"
+ADMIN_NAME = "Local workspace admin"
+"""The admin the workspace acts as when it makes accounts and codes."""
 
 
 @dataclass
 class Secrets:
-    """The passphrases of the local organisation's two keys, asked for only when needed."""
+    """The passphrases of the local organisation's keys, asked for only when needed."""
 
     home: Path
     passphrase_file: Path | None
     _typed: str | None = field(default=None, repr=False)
 
     def of(self, role: str) -> str:
-        """The passphrase of the ``root`` or ``authority`` key."""
+        """The passphrase of the ``root``, ``authority`` or ``admin`` key."""
         if keystore_available():
             try:
                 return kept_secret(f"local-organisation {self.home.resolve()} {role}")
@@ -98,6 +101,8 @@ class LocalOrganisation:
     authority_folder: Path
     authority_key: str
     """The enrolment authority's public key, 64 hex digits (the relay's ``--authority-key``)."""
+    admin_key: str
+    """The workspace admin's public key, 64 hex digits (the config lists it)."""
 
     @property
     def config(self) -> Path:
@@ -106,6 +111,22 @@ class LocalOrganisation:
     @property
     def root_key(self) -> Path:
         return self.folder / "root" / "root.key"
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.folder / "admin" / "admin.key"
+
+    def admin_options(self) -> list[str]:
+        """``enclave-admin``'s options that make the workspace's admin the acting one, the
+        passphrase to come on standard input."""
+        return [
+            "--admin-key",
+            str(self.admin_key_file),
+            "--admin-name",
+            ADMIN_NAME,
+            "--admin-passphrase-file",
+            "-",
+        ]
 
     def signed_config(self, relay: RelayEndpoint, authority: Endpoint, secrets: Secrets) -> Path:
         """The config naming ``relay`` and ``authority``, signed by the root: the one signed
@@ -148,11 +169,24 @@ def local_organisation(home: Path, secrets: Secrets) -> LocalOrganisation:
                 "-",
                 secrets=[secrets.of("root"), secrets.of("authority")],
             )
+        if not (folder / "admin" / "admin.key").exists():
+            _admin(
+                "admin",
+                "init",
+                "--name",
+                ADMIN_NAME,
+                "--out",
+                str(folder / "admin"),
+                "--passphrase-file",
+                "-",
+                secrets=[secrets.of("admin")],
+            )
         authority_folder.mkdir(mode=0o700, exist_ok=True)
         if not (authority_folder / AUTHORITY_KEY_FILE).exists():
             shutil.copy2(sealed, authority_folder / AUTHORITY_KEY_FILE)
         public = (folder / "authority" / "authority.pub").read_text(encoding="ascii").strip()
-    return LocalOrganisation(folder, authority_folder, public)
+        admin = (folder / "admin" / "admin.pub").read_text(encoding="ascii").strip()
+    return LocalOrganisation(folder, authority_folder, public, admin)
 
 
 def config_text(
@@ -186,6 +220,7 @@ def config_text(
             "",
             "[transparency]",
             f'log_key = "{relay.log_key}"',
+            f"admins = [{{ name = {json.dumps(ADMIN_NAME)}, key = {json.dumps(organisation.admin_key)} }}]",
             "",
         ]
     )

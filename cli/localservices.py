@@ -18,8 +18,8 @@ own, so a Ctrl-C in the terminal of the workspace that started them does not rea
 while others still use them. The next workspace starts them again, from the same data and keys.
 
 Accounts and codes are made by running ``enclave-admin`` (``python -m server.admin``) on
-the relay's and the authority's data folders, as an IT admin would; the client never
-imports the server.
+the relay's and the authority's data folders, as an IT admin would, signed with the
+workspace's admin key (cli/localorg.py); the client never imports the server.
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ START_SECONDS = 30.0
 STOP_SECONDS = 15.0
 PROBE_SECONDS = 3.0
 ADMIN_SECONDS = 60.0
-ADMIN_ACTOR = "local-workspace"
 ADMIN_REFUSED = 1
 """``enclave-admin``'s exit status when it refuses; for ``account create``, the account exists."""
 
@@ -67,6 +66,8 @@ class LocalServices:
     authority: Endpoint
     started: bool
     """Whether this process started the relay (they stop when the last workspace using them is gone)."""
+    secrets: Secrets
+    """The admin key's passphrase, for the changes the workspace makes as its admin."""
 
     @property
     def url(self) -> str:
@@ -96,9 +97,15 @@ class LocalServices:
         return lines["code"]
 
     def _admin(self, *args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "server.admin", "--data", str(self.data_dir), "--actor", ADMIN_ACTOR]
+        """``enclave-admin`` as the workspace's admin, the admin key's passphrase on its standard input."""
+        command = [sys.executable, "-m", "server.admin", "--data", str(self.data_dir)]
         return subprocess.run(  # noqa: S603 - our own interpreter and module, arguments as a list
-            [*command, *args], capture_output=True, text=True, timeout=ADMIN_SECONDS, check=False
+            [*command, *self.organisation.admin_options(), *args],
+            input=self.secrets.of("admin") + "\n",
+            capture_output=True,
+            text=True,
+            timeout=ADMIN_SECONDS,
+            check=False,
         )
 
     @staticmethod
@@ -134,7 +141,9 @@ def local_services(
             _checked_pin(authority_dir, authority_port, "enrolment authority"),
         )
         organisation.signed_config(relay_end, authority_end, secrets)
-        yield LocalServices(data_dir, organisation, relay_end, authority_end, started=started)
+        yield LocalServices(
+            data_dir, organisation, relay_end, authority_end, started=started, secrets=secrets
+        )
     finally:
         lease.release()
 

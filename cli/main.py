@@ -134,7 +134,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     safety.add_argument("--accept", action="store_true", help="accept the colleague's changed key")
 
-    commands.add_parser("devices", help="this account's devices as the organisation's key log states them")
+    devices = commands.add_parser(
+        "devices", help="this account's devices as the organisation's key log states them"
+    )
+    devices.add_argument(
+        "--save-head", type=Path, default=None, metavar="FILE", help="also save the key log head checked"
+    )
 
     commands.add_parser("chat", help="an interactive session")
 

@@ -1,6 +1,7 @@
 """``enclave-admin``: the IT admin's tool. It works on the relay's data folder (its config
-and database), never through the public port, and writes every change it makes to the
-hash-chained admin log.
+and database), never through the public port, and signs every change it makes with the
+acting admin's own key into the key log (server/adminkey.py), in the transaction that makes
+the change.
 
     enclave-admin --data DIR account create ID --name NAME [--department DEPT]
     enclave-admin --data DIR account disable|enable|revoke ID
@@ -9,26 +10,25 @@ hash-chained admin log.
     enclave-admin --data DIR device list [--account ID]
     enclave-admin --data DIR device revoke DEVICE_ID
     enclave-admin --data DIR stats
-    enclave-admin --data DIR log show | log verify [--expect-head HEX]
-    enclave-admin --data DIR log audit [--head FILE] [--log-key HEX] [--authority-key HEX]
+    enclave-admin --data DIR log show | log audit [--head FILE] | log verify --head FILE
+        [--config CONFIG] [--log-key HEX] [--authority-key HEX]
+    (a change takes --admin-key FILE --admin-name NAME [--admin-passphrase-file F])
     enclave-admin --version | --help
     enclave-admin org init | config sign | config verify   (no --data: server/orgadmin.py)
     enclave-admin authority code|revoke ... --authority-data DIR   (authority/admin.py)
 
-Exit status: 0 done; 1 refused (unknown account, broken log...) or failed (the database);
-2 bad usage (argparse's, a too-short ``--expect-head``) or a bad config (``server.toml``).
+Exit status: 0 done; 1 refused (unknown account, broken log, an admin key that does not
+open...) or failed (the database); 2 bad usage (argparse's) or a bad config (``server.toml``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
-import json
+import functools
 import os
 import sys
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from app.base.accountid import AccountIdError, canonical_account_id, skeleton
@@ -39,14 +39,19 @@ from app.crypto.primitives import ed25519_keypair_from_seed
 from app.protocol.frames import MAX_DEPARTMENT_BYTES, MAX_DISPLAY_NAME_BYTES, control_character
 from authority import admin as authority_admin
 from server import logaudit, orgadmin
-from server.adminlog import verify
+from server.adminkey import (
+    KEY_VARIABLE,
+    NAME_VARIABLE,
+    PASSPHRASE_VARIABLE,
+    ActingAdmin,
+    acting_admin,
+    check_listed,
+    published_config,
+)
 from server.backends import make_store
 from server.config import PUBLISHED_CONFIG, load_config, trusted_authority_key
 from server.keys import LOG_KEY_FILE, LOG_PUBLIC_FILE, log_public_key
 from server.store.base import Account, AccountState, DuplicateError, RelayStore
-
-ACTOR_VARIABLE = "ENCLAVE_ADMIN_ACTOR"
-MAX_ACTOR_BYTES = 128
 
 
 class Refused(EnclaveError):
@@ -57,14 +62,7 @@ class UsageError(EnclaveError):
     """The command line is wrong in a way argparse cannot see (exit status 2)."""
 
 
-HEAD_PREFIX_HEX = 16
-"""Fewest hex digits of the head ``--expect-head`` takes. Whoever rewrites the log must make
-a chain whose head starts with the recorded digits: 16 of them are 64 bits, about 2^64
-SHA-256 tries, decades for a GPU (at ten billion a second); the 4 digits the docs used to
-show were 65536 tries, and 12 still fall to one GPU in hours."""
-
 TEXT_ARGUMENTS = {
-    "actor": ("actor", 1, MAX_ACTOR_BYTES),
     "account_id": ("account id", 1, MAX_ACCOUNT_ID_BYTES),
     "account": ("account id", 1, MAX_ACCOUNT_ID_BYTES),
     "name": ("display name", 0, MAX_DISPLAY_NAME_BYTES),
@@ -102,10 +100,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = ToolParser(prog="enclave-admin", description="Administer an Enclave relay.").add_version()
     parser.add_argument("--data", type=Path, default=None, help="the relay's data folder (not org, config)")
     parser.add_argument(
-        "--actor",
+        "--admin-key", type=Path, default=None, metavar="FILE", help=f"your admin key (or ${KEY_VARIABLE})"
+    )
+    parser.add_argument(
+        "--admin-name", default=None, help=f"your name as the config lists it (or ${NAME_VARIABLE})"
+    )
+    parser.add_argument(
+        "--admin-passphrase-file",
+        type=Path,
         default=None,
-        help=f"who the admin log names as acting; if not given, ${ACTOR_VARIABLE}, else the login name"
-        " of the admin who ran the tool ($SUDO_USER under sudo, never the service user)",
+        metavar="FILE",
+        help=f"its passphrase, first line; - for standard input (or ${PASSPHRASE_VARIABLE}; else asked)",
     )
     commands = parser.add_subparsers(dest="group", required=True)
 
@@ -134,45 +139,26 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("config", type=Path, help="the signed config (.sig beside it)")
     publish.add_argument("--expect-root", default=None, metavar="HEX", help="as for config verify")
     commands.add_parser("stats", help="counts only")
-    log = commands.add_parser("log", help="the admin log").add_subparsers(dest="action", required=True)
-    log.add_parser("show", help="every entry")
-    audit = log.add_parser("audit", help="replay the key log (docs/PROTOCOL.md section 19)")
-    audit.add_argument("--head", type=Path, default=None, metavar="FILE", help="a signed head someone kept")
-    audit.add_argument("--log-key", default=None, metavar="HEX", help="if not the data folder's log.key")
-    audit.add_argument(
-        "--authority-key", default=None, metavar="HEX", help="if not the relay's authority_key"
+    log = commands.add_parser("log", help="the key log, admin actions included").add_subparsers(
+        dest="action", required=True
     )
-    log.add_parser("verify", help="check the hash chain").add_argument(
-        "--expect-head",
-        default=None,
-        metavar="HEX",
-        help=f"the head recorded earlier: all of it or its first {HEAD_PREFIX_HEX} or more hex digits",
-    )
+    log.add_parser("show", help="every entry, one a line")
+    audit = log.add_parser("audit", help="replay the whole log (docs/PROTOCOL.md section 19)")
+    verify = log.add_parser("verify", help="replay the whole log, and check it extends a head someone kept")
+    for replay in (audit, verify):
+        replay.add_argument(
+            "--head", type=Path, default=None, required=replay is verify, metavar="FILE", help="a kept head"
+        )
+        replay.add_argument(
+            "--config", type=Path, default=None, help="the config whose admins to check (else the published)"
+        )
+        replay.add_argument("--log-key", default=None, metavar="HEX", help="if not the data folder's log key")
+        replay.add_argument(
+            "--authority-key", default=None, metavar="HEX", help="if not the relay's authority_key"
+        )
     orgadmin.add_commands(commands)
     authority_admin.add_commands(commands)
     return parser
-
-
-def acting_admin(explicit: str | None, environ: Mapping[str, str]) -> str:
-    """Who the admin log names: ``--actor``, else ``$ENCLAVE_ADMIN_ACTOR``, else the admin's login.
-
-    The tool runs as the relay's service user (``sudo -u enclave enclave-admin …``), whose
-    name says nothing about who acted: under sudo ``$SUDO_USER`` is the admin's login, and
-    under su the terminal's login (``os.getlogin``) still is. Only with neither (a script run
-    by the service user itself) does the service user's name stand in the log. An entry is
-    not yet signed with the admin's own key; that waits for the admins' key directory.
-    """
-    for name in (explicit, environ.get(ACTOR_VARIABLE), environ.get("SUDO_USER")):
-        if name:
-            return name
-    try:
-        return os.getlogin()
-    except OSError:  # no controlling terminal (a script, a service)
-        return getpass.getuser()
-
-
-async def _logged(store: RelayStore, actor: str, action: str, details: dict[str, object]) -> None:
-    await store.append_admin_log(int(time.time()), actor, action, json.dumps(details, sort_keys=True))
 
 
 async def _new_account_id(store: RelayStore, typed: str) -> str:
@@ -206,14 +192,18 @@ async def _existing_account(store: RelayStore, typed: str) -> Account | None:
     return await store.get_account(canonical) if canonical != typed else None
 
 
-async def _account(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
+Acting = Callable[[], ActingAdmin]
+"""The acting admin, asked for only by a command that changes something (a read needs no key)."""
+
+
+async def _account(store: RelayStore, args: argparse.Namespace, acting: Acting) -> str:
     if args.action == "create":
         account_id = await _new_account_id(store, args.account_id)
+        entry = acting().entry("account.create", {"account": account_id})
         try:
-            await store.create_account(account_id, args.name, args.department)
+            await store.create_account(account_id, args.name, args.department, admin_entry=entry)
         except DuplicateError as e:
             raise Refused(f"account {account_id!r} already exists") from e
-        await _logged(store, actor, "account.create", {"account": account_id})
         return f"account {account_id} created"
     state = {"disable": AccountState.DISABLED, "enable": AccountState.ACTIVE, "revoke": AccountState.REVOKED}
     current = await _existing_account(store, args.account_id)
@@ -224,12 +214,13 @@ async def _account(store: RelayStore, args: argparse.Namespace, actor: str) -> s
         raise Refused(f"account {account_id!r} is revoked; revocation is final")
     if current.state == state[args.action]:
         raise Refused(f"account {account_id!r} is {current.state.value} already; nothing was changed")
-    await store.set_account_state(account_id, state[args.action])
-    await _logged(store, actor, f"account.{args.action}", {"account": account_id})
+    entry = acting().entry(f"account.{args.action}", {"account": account_id})
+    if not await store.set_account_state(account_id, state[args.action], admin_entry=entry):
+        raise Refused(f"no account {account_id!r}")
     return f"account {account_id} {state[args.action].value}"
 
 
-async def _enrol(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
+async def _enrol(store: RelayStore, args: argparse.Namespace, acting: Acting) -> str:
     """A code issued in the enrolment authority's store for an active account of this relay, with
     what its user needs from the signed config (server/orgadmin.py).
 
@@ -243,20 +234,31 @@ async def _enrol(store: RelayStore, args: argparse.Namespace, actor: str) -> str
     if account is None or account.state != AccountState.ACTIVE:
         raise Refused(f"no active account {args.account_id!r}")
     _check_relay_keys(args, config.authority_key, config.log_key, "no code was issued")
+    admin = acting()
     code, expires_at = orgadmin.issue_authority_code(
         args.authority_data, account.account_id, config.authority_key, args.valid_hours
     )
-    await _logged(store, actor, "code.issue", {"account": account.account_id, "expires_at": expires_at})
+    await store.append_admin_entry(
+        admin.entry("code.issue", {"account": account.account_id, "expires_at": expires_at})
+    )
     return "\n".join(orgadmin.enrolment_lines(config, args.config, account.account_id, code))
 
 
-async def _publish(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
+async def _publish(store: RelayStore, args: argparse.Namespace, acting: Acting) -> str:
     """Put the signed config where the relay serves it to devices (``GET /v1/config``), once it is
-    checked as a client checks it and names the authority key this relay trusts and its log key."""
+    checked as a client checks it, names the authority key this relay trusts and its log key,
+    and lists the acting admin (who must not publish a config that would disown them)."""
     config = orgadmin.checked_config(args.config, args.expect_root)
     _check_relay_keys(args, config.authority_key, config.log_key, "nothing was published")
+    admin = acting()
+    if (admin.name, admin.key.public_key) not in {(a.name, a.key) for a in config.admins}:
+        raise Refused(
+            f"{args.config} does not list the admin {admin.name!r} with this key in [transparency]"
+            " admins: the log would show this publication as by nobody the organisation names;"
+            " nothing was published"
+        )
+    await store.append_admin_entry(admin.entry("config.publish", {"version": config.version}))
     orgadmin.copy_signed(args.config, args.data / PUBLISHED_CONFIG)
-    await _logged(store, actor, "config.publish", {"version": config.version})
     return f"published {args.config} (version {config.version}): devices take it when they next connect"
 
 
@@ -290,7 +292,7 @@ def _relay_log_key(data_dir: Path) -> bytes | None:
     return ed25519_keypair_from_seed(seed=seed_path.read_bytes())[0] if seed_path.exists() else None
 
 
-async def _device(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
+async def _device(store: RelayStore, args: argparse.Namespace, acting: Acting) -> str:
     if args.action == "list":
         account = None if args.account is None else await _existing_account(store, args.account)
         if args.account is not None and account is None:
@@ -306,43 +308,20 @@ async def _device(store: RelayStore, args: argparse.Namespace, actor: str) -> st
         raise Refused(f"no device {args.device_id}")
     if device.revoked:
         raise Refused(f"device {args.device_id} is revoked already; nothing was changed")
-    if not await store.revoke_device(args.device_id):
-        raise Refused(f"no device {args.device_id}")
-    await _logged(store, actor, "device.revoke", {"device": args.device_id})
+    entry = acting().entry("device.revoke", {"account": device.account_id, "device": args.device_id})
+    if not await store.revoke_device(args.device_id, admin_entry=entry):
+        raise Refused(f"device {args.device_id} is revoked already; nothing was changed")
     return f"device {args.device_id} revoked; its mailbox is deleted"
 
 
-async def _stats(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
+async def _stats(store: RelayStore, args: argparse.Namespace, acting: Acting) -> str:
     return "\n".join(f"{name}\t{count}" for name, count in (await store.statistics()).items())
 
 
-async def _log(store: RelayStore, args: argparse.Namespace, actor: str) -> str:
-    if args.action == "audit":
-        return await _audit(store, args)
-    entries = await store.admin_log()
+async def _log(store: RelayStore, args: argparse.Namespace, acting: Acting) -> str:
     if args.action == "show":
-        return "\n".join(
-            "\t".join(
-                (
-                    str(e.sequence),
-                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e.at)),
-                    e.actor,
-                    e.action,
-                    e.details,
-                )
-            )
-            for e in entries
-        )
-    expected = None if args.expect_head is None else _head_prefix(args.expect_head)
-    problems = verify(entries)
-    head = entries[-1].entry_hash.hex() if entries else "0" * 64
-    if expected is not None and not head.startswith(expected):
-        problems.append(
-            f"the head is {head}, not the {expected}… recorded earlier (entries lost or rewritten)"
-        )
-    if problems:
-        raise Refused("the admin log was tampered with:\n" + "\n".join(problems))
-    return f"admin log intact: {len(entries)} entries, head {head}"
+        return "\n".join(logaudit.entry_lines(await store.log_entries(0, await store.log_size())))
+    return await _audit(store, args)
 
 
 def _hex_key(typed: str | None, fallback: bytes | None, what: str) -> bytes:
@@ -367,32 +346,27 @@ async def _audit(store: RelayStore, args: argparse.Namespace) -> str:
         kept = None if args.head is None else args.head.read_bytes()
     except OSError as e:
         raise Refused(f"cannot read {args.head}: {e.strerror}") from e
-    result = await logaudit.audit(store, log_key=log_key, authority_key=authority_key, kept_head=kept)
+    config = (
+        orgadmin.checked_config(args.config, None)
+        if args.config is not None
+        else published_config(args.data / PUBLISHED_CONFIG)
+    )
+    admins = None if config is None else {admin.key: admin.name for admin in config.admins}
+    result = await logaudit.audit(
+        store, log_key=log_key, authority_key=authority_key, kept_head=kept, admins=admins
+    )
     summary = (
-        f"{result.size} entries ({result.added} devices added, {result.revoked} revoked),"
-        f" root {result.root.hex()}"
+        f"{result.size} entries ({result.added} devices added, {result.revoked} revoked,"
+        f" {result.admin_actions} admin actions), root {result.root.hex()}"
     )
     if result.problems:
         raise Refused("the key log does not hold up:\n" + "\n".join(result.problems) + f"\n{summary}")
     checked = "" if args.head is None else f"; it extends the head in {args.head}"
-    return f"key log intact: {summary}{checked}"
+    unchecked = "; admin keys not checked (no config published; give --config)" if admins is None else ""
+    return f"key log intact: {summary}{checked}{unchecked}"
 
 
-def _head_prefix(typed: str) -> str:
-    """The hex digits of ``--expect-head``: the whole head or its first ``HEAD_PREFIX_HEX`` or more,
-    as written down (a trailing ``…`` or ``...`` is allowed)."""
-    digits = typed.strip().removesuffix("…").removesuffix("...").lower()
-    if not digits or any(c not in "0123456789abcdef" for c in digits) or len(digits) > 64:
-        raise UsageError(f"--expect-head takes the head's hex digits, not {typed!r}")
-    if len(digits) < HEAD_PREFIX_HEX:
-        raise UsageError(
-            f"--expect-head needs at least the first {HEAD_PREFIX_HEX} hex digits of the head, not"
-            f" {len(digits)}: fewer could be matched by a rewritten log"
-        )
-    return digits
-
-
-COMMANDS: dict[str, Callable[[RelayStore, argparse.Namespace, str], Awaitable[str]]] = {
+COMMANDS: dict[str, Callable[[RelayStore, argparse.Namespace, Acting], Awaitable[str]]] = {
     "account": _account,
     "enrol": _enrol,
     "publish": _publish,
@@ -402,6 +376,13 @@ COMMANDS: dict[str, Callable[[RelayStore, argparse.Namespace, str], Awaitable[st
 }
 
 
+def _acting(args: argparse.Namespace) -> ActingAdmin:
+    """The admin who signs this change, once the key opened and the published config lists them."""
+    admin = acting_admin(args.admin_key, args.admin_name, args.admin_passphrase_file, os.environ)
+    check_listed(admin, args.data / PUBLISHED_CONFIG)
+    return admin
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -409,7 +390,6 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.offline(args))
     if args.data is None:
         parser.error("the following arguments are required: --data")
-    args.actor = acting_admin(args.actor, os.environ)
     try:
         config = load_config(args.data)
     except EnclaveError as e:
@@ -427,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         store = make_store(config)
         await store.open()
         try:
-            return await COMMANDS[args.group](store, args, args.actor)
+            return await COMMANDS[args.group](store, args, functools.partial(_acting, args))
         finally:
             await store.close()
 

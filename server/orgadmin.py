@@ -6,6 +6,7 @@ config says about the relay.
     (a passphrase file ``-`` is a line of standard input: the root's first, then the authority's)
     enclave-admin config sign CONFIG --root-key DIR/root/root.key [--passphrase-file F]
     enclave-admin config verify CONFIG [--expect-root HEX]
+    enclave-admin admin init --name NAME --out DIR [--passphrase-file F]   (an admin's own key)
     enclave-admin --data DIR enrol ACCOUNT --config CONFIG [--expect-root HEX] [--valid-hours 72]
 
 The org and config commands never touch a relay's data folder, and they are not the relay's: the root
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import sys
 import time
@@ -32,6 +34,8 @@ from pathlib import Path
 import nacl.utils
 
 from app.base.errors import EnclaveError
+from app.protocol.frames import control_character
+from app.protocol.logentry import MAX_ADMIN_NAME_BYTES
 from app.provisioning.accept import Candidate, Origin, check_candidate, fingerprint
 from app.provisioning.config import OrgConfig, untrusted_config
 from app.provisioning.errors import ConfigFileError
@@ -45,6 +49,7 @@ from authority.store import STORE_FILE as AUTHORITY_STORE_FILE
 from authority.store import AuthorityStore
 
 KEY_FOLDERS = {Role.ROOT: "root", Role.AUTHORITY: "authority"}
+ADMIN_KEY_FILE = "admin.key"
 STDIN = Path("-")
 MAX_KEY_FILE_BYTES = 4096
 
@@ -80,7 +85,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     verify.add_argument(
         "--expect-root", default=None, metavar="HEX", help="the root public key it must be signed by"
     )
-    for parser in (init, sign, verify):
+    admin = commands.add_parser("admin", help="an admin's own key, which signs that admin's actions")
+    admin_init = admin.add_subparsers(dest="action", required=True).add_parser(
+        "init", help="make DIR/admin.key (sealed) and DIR/admin.pub, and print the config's line"
+    )
+    admin_init.add_argument("--name", required=True, help="the name the config lists the admin by")
+    admin_init.add_argument("--out", type=Path, required=True, metavar="DIR")
+    admin_init.add_argument("--passphrase-file", type=Path, default=None, help="the key's passphrase")
+    for parser in (init, sign, verify, admin_init):
         parser.set_defaults(offline=run)
     # enrol works on the relay's data too (it issues the code there), so it runs through
     # enclave-admin's own commands (server/admin.py), using the two functions below.
@@ -104,7 +116,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        for line in {"init": _init, "sign": _sign, "verify": _verify}[args.action](args):
+        offline = {"init": _admin_init if args.group == "admin" else _init, "sign": _sign, "verify": _verify}
+        for line in offline[args.action](args):
             print(line)
     except (EnclaveError, OSError) as e:
         print(f"enclave-admin: {e}", file=sys.stderr)
@@ -112,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _passphrase(path: Path | None, what: str, *, confirm: bool) -> str:
+def passphrase(path: Path | None, what: str, *, confirm: bool) -> str:
     """The passphrase: the first line of ``path``; with ``-``, the next line of standard input (a
     program that keeps it in a keystore hands it over on a pipe, never in a file); with none,
     typed at the terminal."""
@@ -151,8 +164,8 @@ def _init(args: argparse.Namespace) -> list[str]:
     for role, folder in folders.items():
         if (folder / f"{KEY_FOLDERS[role]}.key").exists():
             raise OrgRefused(f"{folder} already holds a key; nothing was made")
-    root_secret = _passphrase(args.passphrase_file, "organisation root", confirm=True)
-    authority_secret = _passphrase(args.authority_passphrase_file, "enrolment authority", confirm=True)
+    root_secret = passphrase(args.passphrase_file, "organisation root", confirm=True)
+    authority_secret = passphrase(args.authority_passphrase_file, "enrolment authority", confirm=True)
     lines = []
     for role, secret in ((Role.ROOT, root_secret), (Role.AUTHORITY, authority_secret)):
         folder, name = folders[role], KEY_FOLDERS[role]
@@ -175,6 +188,33 @@ def _init(args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def _admin_init(args: argparse.Namespace) -> list[str]:
+    """An admin's key: sealed in DIR/admin.key with the admin's passphrase, public in DIR/admin.pub,
+    and the line the config's ``[transparency] admins`` takes to list it."""
+    out: Path = args.out
+    name: str = args.name
+    size = len(name.encode("utf-8", errors="replace"))
+    if not 1 <= size <= MAX_ADMIN_NAME_BYTES or control_character(name) is not None:
+        raise OrgRefused(
+            f"an admin's name is 1 to {MAX_ADMIN_NAME_BYTES} bytes of UTF-8, no control character"
+        )
+    if (out / ADMIN_KEY_FILE).exists():
+        raise OrgRefused(f"{out / ADMIN_KEY_FILE} exists already; nothing was made")
+    secret = passphrase(args.passphrase_file, "admin", confirm=True)
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data, key = new_key_file(Role.ADMIN, secret, random=nacl.utils.random)
+    _write_private(out / ADMIN_KEY_FILE, data)
+    (out / "admin.pub").write_text(key.public_key.hex() + "\n", encoding="ascii")
+    quoted = json.dumps(name, ensure_ascii=False)
+    return [
+        f"admin key of {name}: {out / ADMIN_KEY_FILE}",
+        "for the config, in [transparency]:",
+        f'  admins = [{{ name = {quoted}, key = "{key.public_key.hex()}" }}]',
+        f"then act with --admin-key {out / ADMIN_KEY_FILE} --admin-name {quoted}"
+        " (or set ENCLAVE_ADMIN_KEY and ENCLAVE_ADMIN_NAME)",
+    ]
+
+
 def _sign(args: argparse.Namespace) -> list[str]:
     path: Path = args.config
     try:
@@ -191,7 +231,7 @@ def _sign(args: argparse.Namespace) -> list[str]:
         )
     key = open_key_file(
         key_bytes,
-        _passphrase(args.passphrase_file, "organisation root", confirm=False),
+        passphrase(args.passphrase_file, "organisation root", confirm=False),
         role=Role.ROOT,
         source=str(args.root_key),
     )

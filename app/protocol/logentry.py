@@ -28,6 +28,7 @@ verify). A parser failure is ``RemoteProtocolError`` and nothing else.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Protocol
@@ -231,11 +232,20 @@ class KeyDirectory:
     certificate it did not sign is a problem. Certificates are checked for their signature
     only; their expiry matters when a message arrives, not to the log that recorded them.
     ``bindings`` and ``size`` resume a directory replayed before (``size`` leaves into it).
+    ``admins`` maps each admin key the config lists to the admin's name: an admin action by
+    another key, or under another name, is a problem (None: admin keys are not checked).
     """
 
-    def __init__(self, authority_key: bytes, bindings: BindingStore | None = None, size: int = 0) -> None:
+    def __init__(
+        self,
+        authority_key: bytes,
+        bindings: BindingStore | None = None,
+        size: int = 0,
+        admins: Mapping[bytes, str] | None = None,
+    ) -> None:
         self._authority_key = authority_key
         self._bindings: BindingStore = bindings if bindings is not None else MemoryBindings()
+        self._admins = admins
         self.size = size
 
     def apply_leaf(self, untrusted_entry: bytes) -> tuple[LogEntry | None, str | None]:
@@ -257,10 +267,24 @@ class KeyDirectory:
             return self._add(index, entry)
         if isinstance(entry, DeviceRevoked):
             return self._revoke(index, entry)
+        return self._admin_action(index, entry)
+
+    def _admin_action(self, index: int, entry: AdminAction) -> str | None:
         try:
             entry.verify()
         except InvalidSignatureError:
             return f"leaf {index}: the admin action {entry.action!r} is not signed by the key it names"
+        listed = None if self._admins is None else self._admins.get(entry.admin_key)
+        if self._admins is not None and listed is None:
+            return (
+                f"leaf {index}: the admin action {entry.action!r} by {entry.admin!r} is signed by a key the"
+                " config does not list as an admin's"
+            )
+        if listed is not None and listed != entry.admin:
+            return (
+                f"leaf {index}: the admin action {entry.action!r} names {entry.admin!r}, but the config"
+                f" lists its key under the name {listed!r}"
+            )
         return None
 
     def _add(self, index: int, entry: DeviceAdded) -> str | None:

@@ -19,7 +19,7 @@ no entries is a no-op, and a head older than its own must be checked with ``chec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from app.base.codec import Reader
@@ -76,9 +76,11 @@ class LogView:
         watched_account: str | None = None,
         bindings: BindingStore | None = None,
         kept: tuple[bytes, bytes] | None = None,
+        admins: Mapping[bytes, str] | None = None,
     ) -> None:
         """A view from the empty log, or resumed from ``kept`` (a head this view accepted and its
-        frontier's encoding) with ``bindings`` holding what the entries up to it replayed to.
+        frontier's encoding) with ``bindings`` holding what the entries up to it replayed to;
+        ``admins`` as ``KeyDirectory`` takes them.
         ``RemoteProtocolError`` (or ``InvalidSignatureError``) if ``kept`` is not such a pair."""
         self._log_key = log_key
         self._origin = log_origin(log_key)
@@ -90,7 +92,7 @@ class LogView:
             if (frontier.size, frontier.root()) != (head.checkpoint.size, head.checkpoint.root):
                 raise RemoteProtocolError("the kept frontier is not the tree of the kept head")
             self.head, self.frontier = head, frontier
-        self.directory = KeyDirectory(authority_key, bindings, size=self.frontier.size)
+        self.directory = KeyDirectory(authority_key, bindings, size=self.frontier.size, admins=admins)
 
     @property
     def size(self) -> int:

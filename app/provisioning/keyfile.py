@@ -1,5 +1,5 @@
-"""Key files of the organisation's signing keys (the root, the enrolment authority), sealed
-with a passphrase.
+"""Key files of the organisation's signing keys (the root, the enrolment authority, each
+admin's own), sealed with a passphrase.
 
 The root key signs the organisation config and is meant to stay on an admin's offline
 machine; whoever copies its file still needs the passphrase, and each guess costs an
@@ -43,9 +43,16 @@ class Role(enum.IntEnum):
     """The organisation's root: signs the organisation config."""
     AUTHORITY = 2
     """The enrolment authority: signs device certificates."""
+    ADMIN = 3
+    """One admin: signs each of that admin's actions into the key log."""
 
     def describe(self) -> str:
-        return "organisation root" if self is Role.ROOT else "enrolment authority"
+        return {Role.ROOT: "organisation root", Role.AUTHORITY: "enrolment authority", Role.ADMIN: "admin"}[
+            self
+        ]
+
+
+_DESCRIPTIONS = {Role.ROOT: "organisation root", Role.AUTHORITY: "enrolment authority", Role.ADMIN: "admin"}
 
 
 @dataclass(frozen=True, slots=True)

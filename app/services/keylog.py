@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,11 +61,13 @@ class LogSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LogTrust:
-    """What the organisation config in force says the log is: its key, and the authority whose
-    certificates its device entries must carry."""
+    """What the organisation config in force says the log is: its key, the authority whose
+    certificates its device entries must carry, and the admins who may sign its admin actions."""
 
     log_key: bytes
     authority_key: bytes
+    admins: Mapping[bytes, str]
+    """Each admin's key and name: the admin actions the log may hold."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,9 @@ class KeyLogStatus:
     size: int | None
     """Leaves of the head accepted last (None before the first)."""
     checked_at: float | None
+    head: bytes | None
+    """The signed head accepted last: a copy kept elsewhere lets ``enclave-admin log verify``
+    catch a log rewritten after it."""
     devices: tuple[LoggedBinding, ...]
     forked: str | None
     """Why sending is stopped, if the log forked."""
@@ -195,6 +200,7 @@ class Transparency:
         return KeyLogStatus(
             size=view.size if view is not None else None,
             checked_at=kept.checked_at if kept is not None else None,
+            head=self.head_note(),
             devices=tuple(self._store.key_log.bindings_of(account.account_id)) if account else (),
             forked=self.forked(),
         )
@@ -302,6 +308,7 @@ class Transparency:
             watched_account=account.account_id if account else None,
             bindings=StoredBindings(self._store),
             kept=None if kept is None else (kept.note, kept.frontier),
+            admins=trust.admins,
         )
 
     def _caught(self, trust: LogTrust, view: LogView, check: Callable[[], None]) -> None:

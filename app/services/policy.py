@@ -173,7 +173,9 @@ class Provisioning:
         for origin in (Origin.SYSTEM, Origin.USER):
             config = self._in_force(origin)
             if config is not None:
-                return LogTrust(config.log_key, config.authority_key)
+                return LogTrust(
+                    config.log_key, config.authority_key, {admin.key: admin.name for admin in config.admins}
+                )
         return None
 
     def _user_settings(self) -> dict[str, PolicyValue]:

@@ -95,18 +95,6 @@ class Quota:
     max_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class AdminLogEntry:
-    sequence: int
-    at: int
-    actor: str
-    action: str
-    details: str
-    """JSON text of the action's arguments (never a key or a code)."""
-    previous_hash: bytes
-    entry_hash: bytes
-
-
 def directory_search_key(account_id: str, display_name: str, department: str) -> str:
     """What directory look-ups match against, case-folded here so every script (Cyrillic,
     Hangul, Persian) is matched without case, whatever the database's collation."""
@@ -187,7 +175,11 @@ class RelayStore(ABC):
 
     # Accounts and the directory.
     @abstractmethod
-    async def create_account(self, account_id: str, display_name: str, department: str) -> Account: ...
+    async def create_account(
+        self, account_id: str, display_name: str, department: str, *, admin_entry: bytes
+    ) -> Account:
+        """A new active account, ``admin_entry`` (the admin's signed action) appended to the key log
+        in the same transaction."""
 
     @abstractmethod
     async def get_account(self, account_id: str) -> Account | None: ...
@@ -197,7 +189,9 @@ class RelayStore(ABC):
         """Every account's id, whatever its state (a new id is compared with all of them)."""
 
     @abstractmethod
-    async def set_account_state(self, account_id: str, state: AccountState) -> bool: ...
+    async def set_account_state(self, account_id: str, state: AccountState, *, admin_entry: bytes) -> bool:
+        """Set the state (a revoked account's devices are revoked with it), ``admin_entry`` appended
+        first in the same transaction; False, changing nothing, if there is no such account."""
 
     @abstractmethod
     async def search_directory(self, query: str, limit: int) -> list[Account]:
@@ -231,8 +225,10 @@ class RelayStore(ABC):
     async def list_devices(self, account_id: str | None = None) -> list[Device]: ...
 
     @abstractmethod
-    async def revoke_device(self, device_id: int) -> bool:
-        """Mark revoked, delete its prekeys and its mailbox; False if there is no such device."""
+    async def revoke_device(self, device_id: int, *, admin_entry: bytes) -> bool:
+        """Mark revoked, delete its prekeys and its mailbox, ``admin_entry`` appended to the key log
+        before the revocation's own entry; False, changing nothing, if there is no such device or
+        it is revoked already."""
 
     @abstractmethod
     async def set_signed_prekey(self, device_id: int, signed_prekey: SignedPreKey) -> None: ...
@@ -283,12 +279,10 @@ class RelayStore(ABC):
     async def log_entries(self, start: int, count: int) -> list[bytes]:
         """The entries of leaves ``start`` to ``start + count - 1`` (fewer past the end)."""
 
-    # The admin log.
     @abstractmethod
-    async def append_admin_log(self, at: int, actor: str, action: str, details: str) -> AdminLogEntry: ...
-
-    @abstractmethod
-    async def admin_log(self) -> list[AdminLogEntry]: ...
+    async def append_admin_entry(self, admin_entry: bytes) -> None:
+        """Append an admin's signed action that changes nothing in this database (a code issued,
+        a config published) to the key log."""
 
     # Counts only.
     @abstractmethod

@@ -10,7 +10,8 @@ differs is what several processes writing at once need:
   overtaken later by a smaller one committing late (the relay pushes "after ``n``").
 - ``take_bundles`` deletes a one-time prekey with ``FOR UPDATE SKIP LOCKED``: every key
   goes to at most one caller, and concurrent callers take different keys, not turns.
-- ``append_admin_log`` locks the log table, so the hash chain has one writer at a time.
+- Appending to the key log locks its table, so leaves are numbered without a gap and no
+  two share a number, whichever relay or ``enclave-admin`` appends.
 - Wake-ups travel by ``NOTIFY`` on a channel named after the schema, sent inside the
   enqueue transaction, so a relay is woken only for an envelope that was committed. Each
   store ``LISTEN``s on a connection of its own (outside the pool) and hears its own
@@ -37,13 +38,11 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 
 from app.protocol.frames import MAX_DEVICES_PER_ACCOUNT
-from server.adminlog import GENESIS_HASH, chain_hash
 from server.store.base import (
     Account,
     AccountInactiveError,
     AccountState,
     AccountUnknownError,
-    AdminLogEntry,
     Device,
     DeviceGoneError,
     DuplicateError,
@@ -126,15 +125,6 @@ CREATE TABLE attachments (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX attachments_expiry ON attachments(expires_at);
-CREATE TABLE admin_log (
-    sequence BIGINT PRIMARY KEY,
-    at BIGINT NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    details TEXT NOT NULL,
-    previous_hash BYTEA NOT NULL,
-    entry_hash BYTEA NOT NULL
-);
 """
 
 _SELECT_DEVICES = (
@@ -286,7 +276,9 @@ class PostgresStore(RelayStore):
             await self._pool.close()
             self._pool = None
 
-    async def create_account(self, account_id: str, display_name: str, department: str) -> Account:
+    async def create_account(
+        self, account_id: str, display_name: str, department: str, *, admin_entry: bytes
+    ) -> Account:
         async with self._transaction() as db:
             await db.execute(
                 "INSERT INTO accounts (account_id, display_name, department, state, search_key)"
@@ -297,6 +289,7 @@ class PostgresStore(RelayStore):
                 AccountState.ACTIVE.value,
                 directory_search_key(account_id, display_name, department),
             )
+            await _append(db, admin_entry)
         return Account(account_id, display_name, department, AccountState.ACTIVE)
 
     async def get_account(self, account_id: str) -> Account | None:
@@ -311,8 +304,11 @@ class PostgresStore(RelayStore):
         async with self._transaction() as db:
             return [row["account_id"] for row in await db.fetch("SELECT account_id FROM accounts")]
 
-    async def set_account_state(self, account_id: str, state: AccountState) -> bool:
+    async def set_account_state(self, account_id: str, state: AccountState, *, admin_entry: bytes) -> bool:
         async with self._transaction() as db:
+            if await db.fetchval("SELECT 1 FROM accounts WHERE account_id = $1", account_id) is None:
+                return False
+            await _append(db, admin_entry)
             changed = _affected(
                 await db.execute(
                     "UPDATE accounts SET state = $1 WHERE account_id = $2", state.value, account_id
@@ -408,8 +404,12 @@ class PostgresStore(RelayStore):
                 )
         return [_device(row) for row in rows]
 
-    async def revoke_device(self, device_id: int) -> bool:
+    async def revoke_device(self, device_id: int, *, admin_entry: bytes) -> bool:
         async with self._transaction() as db:
+            revoked = await db.fetchval("SELECT revoked FROM devices WHERE device_id = $1", device_id)
+            if revoked is None or revoked:
+                return False
+            await _append(db, admin_entry)
             return await _revoke(db, [device_id]) > 0
 
     async def set_signed_prekey(self, device_id: int, signed_prekey: SignedPreKey) -> None:
@@ -537,50 +537,9 @@ class PostgresStore(RelayStore):
             )
         return [bytes(row["entry"]) for row in rows]
 
-    async def append_admin_log(self, at: int, actor: str, action: str, details: str) -> AdminLogEntry:
+    async def append_admin_entry(self, admin_entry: bytes) -> None:
         async with self._transaction() as db:
-            # Readers may go on; a second writer waits here until this entry is committed.
-            await db.execute("LOCK TABLE admin_log IN EXCLUSIVE MODE")
-            last = await db.fetchrow(
-                "SELECT sequence, entry_hash FROM admin_log ORDER BY sequence DESC LIMIT 1"
-            )
-            sequence, previous = (
-                (last["sequence"] + 1, bytes(last["entry_hash"])) if last else (1, GENESIS_HASH)
-            )
-            entry_hash = chain_hash(
-                previous, sequence=sequence, at=at, actor=actor, action=action, details=details
-            )
-            await db.execute(
-                "INSERT INTO admin_log (sequence, at, actor, action, details, previous_hash, entry_hash)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                sequence,
-                at,
-                actor,
-                action,
-                details,
-                previous,
-                entry_hash,
-            )
-        return AdminLogEntry(sequence, at, actor, action, details, previous, entry_hash)
-
-    async def admin_log(self) -> list[AdminLogEntry]:
-        async with self._transaction() as db:
-            rows = await db.fetch(
-                "SELECT sequence, at, actor, action, details, previous_hash, entry_hash FROM admin_log"
-                " ORDER BY sequence"
-            )
-        return [
-            AdminLogEntry(
-                r["sequence"],
-                r["at"],
-                r["actor"],
-                r["action"],
-                r["details"],
-                bytes(r["previous_hash"]),
-                bytes(r["entry_hash"]),
-            )
-            for r in rows
-        ]
+            await _append(db, admin_entry)
 
     async def statistics(self) -> dict[str, int]:
         async with self._transaction() as db:

@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from app.protocol.frames import MAX_DEVICES_PER_ACCOUNT
-from server.adminlog import GENESIS_HASH, chain_hash
 from server.store.base import (
     Account,
     AccountInactiveError,
     AccountState,
     AccountUnknownError,
-    AdminLogEntry,
     Device,
     DeviceGoneError,
     DuplicateError,
@@ -95,15 +93,6 @@ CREATE TABLE attachments (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX attachments_expiry ON attachments(expires_at);
-CREATE TABLE admin_log (
-    sequence INTEGER PRIMARY KEY,
-    at INTEGER NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    details TEXT NOT NULL,
-    previous_hash BLOB NOT NULL,
-    entry_hash BLOB NOT NULL
-);
 """
 
 _SELECT_DEVICES = (
@@ -187,9 +176,11 @@ class SQLiteStore(RelayStore):
         await asyncio.get_running_loop().run_in_executor(self._executor, disconnect)
         self._executor.shutdown(wait=True)
 
-    async def create_account(self, account_id: str, display_name: str, department: str) -> Account:
-        await self._run(
-            lambda db: db.execute(
+    async def create_account(
+        self, account_id: str, display_name: str, department: str, *, admin_entry: bytes
+    ) -> Account:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
                 "INSERT INTO accounts VALUES (?, ?, ?, ?, ?)",
                 (
                     account_id,
@@ -199,7 +190,9 @@ class SQLiteStore(RelayStore):
                     directory_search_key(account_id, display_name, department),
                 ),
             )
-        )
+            _append(db, admin_entry)
+
+        await self._run(work)
         return Account(account_id, display_name, department, AccountState.ACTIVE)
 
     async def get_account(self, account_id: str) -> Account | None:
@@ -212,8 +205,11 @@ class SQLiteStore(RelayStore):
         rows = await self._run(lambda db: db.execute("SELECT account_id FROM accounts").fetchall())
         return [row[0] for row in rows]
 
-    async def set_account_state(self, account_id: str, state: AccountState) -> bool:
+    async def set_account_state(self, account_id: str, state: AccountState, *, admin_entry: bytes) -> bool:
         def work(db: sqlite3.Connection) -> bool:
+            if db.execute("SELECT 1 FROM accounts WHERE account_id = ?", (account_id,)).fetchone() is None:
+                return False
+            _append(db, admin_entry)
             changed = db.execute(
                 "UPDATE accounts SET state = ? WHERE account_id = ?", (state.value, account_id)
             ).rowcount
@@ -297,8 +293,15 @@ class SQLiteStore(RelayStore):
 
         return [_device(row) for row in await self._run(work)]
 
-    async def revoke_device(self, device_id: int) -> bool:
-        return await self._run(lambda db: _revoke(db, device_id))
+    async def revoke_device(self, device_id: int, *, admin_entry: bytes) -> bool:
+        def work(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT revoked FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+            if row is None or row[0]:
+                return False
+            _append(db, admin_entry)
+            return _revoke(db, device_id)
+
+        return await self._run(work)
 
     async def set_signed_prekey(self, device_id: int, signed_prekey: SignedPreKey) -> None:
         await self._run(
@@ -431,26 +434,8 @@ class SQLiteStore(RelayStore):
         )
         return [row[0] for row in rows]
 
-    async def append_admin_log(self, at: int, actor: str, action: str, details: str) -> AdminLogEntry:
-        def work(db: sqlite3.Connection) -> AdminLogEntry:
-            last = db.execute(
-                "SELECT sequence, entry_hash FROM admin_log ORDER BY sequence DESC LIMIT 1"
-            ).fetchone()
-            sequence, previous = (last[0] + 1, bytes(last[1])) if last else (1, GENESIS_HASH)
-            entry_hash = chain_hash(
-                previous, sequence=sequence, at=at, actor=actor, action=action, details=details
-            )
-            db.execute(
-                "INSERT INTO admin_log VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (sequence, at, actor, action, details, previous, entry_hash),
-            )
-            return AdminLogEntry(sequence, at, actor, action, details, previous, entry_hash)
-
-        return await self._run(work)
-
-    async def admin_log(self) -> list[AdminLogEntry]:
-        rows = await self._run(lambda db: db.execute("SELECT * FROM admin_log ORDER BY sequence").fetchall())
-        return [AdminLogEntry(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), bytes(r[6])) for r in rows]
+    async def append_admin_entry(self, admin_entry: bytes) -> None:
+        await self._run(lambda db: _append(db, admin_entry))
 
     async def statistics(self) -> dict[str, int]:
         def work(db: sqlite3.Connection) -> dict[str, int]:

@@ -14,6 +14,7 @@ import pytest
 
 from app.base.tools import EXIT_DONE, EXIT_REFUSED, EXIT_USAGE
 from server.store.sqlite import SQLiteStore
+from tests.support.adminkey import admin_arguments
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
@@ -77,13 +78,14 @@ def relay_data(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_enclave_admin_refuses_with_1_and_a_short_expect_head_is_usage(relay_data: Path) -> None:
-    """Test that enclave-admin exits 1 for an unknown account and 2 for a too-short --expect-head."""
-    data = ["--data", str(relay_data), "--actor", "test-admin"]
+def test_enclave_admin_refuses_with_1_and_a_verify_without_a_head_is_usage(relay_data: Path) -> None:
+    """Test that enclave-admin exits 1 for an unknown account and 2 for log verify without the kept
+    head it checks against."""
+    data = ["--data", str(relay_data), *admin_arguments()]
     refused = _run("enclave-admin", *data, "account", "disable", "nobody")
     assert (refused.returncode, refused.stderr) == (EXIT_REFUSED, "enclave-admin: no account 'nobody'\n")
-    usage = _run("enclave-admin", *data, "log", "verify", "--expect-head", "5f2a")
-    assert usage.returncode == EXIT_USAGE and "at least the first 16 hex digits" in usage.stderr
+    usage = _run("enclave-admin", *data, "log", "verify")
+    assert usage.returncode == EXIT_USAGE and "--head" in usage.stderr
 
 
 def test_enclave_server_refuses_a_bad_setting_as_usage(tmp_path: Path) -> None:

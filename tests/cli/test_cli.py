@@ -19,7 +19,7 @@ from tests.support.cli import (
     rows,
 )
 from tests.support.deployment import deployment
-from tests.support.relay import RelayProcess, new_account
+from tests.support.relay import RelayProcess, admin, new_account
 
 LISTEN = ("listen", "--count", "1", "--wait", "60")
 TAKEN = ("sent", "delivered")
@@ -205,22 +205,25 @@ def test_a_device_added_to_the_account_is_told_at_once_and_devices_lists_it(
     """Test that while ``listen`` runs, a second device enrolled for the account is told at once on
     stderr (when it was added, and to tell security), and that ``devices`` lists the account's
     devices as the key log states them, this one marked."""
-    carol = CliUser("carol", tmp_path / "carol", pair.alice.passphrase)
-    assert enrol_user(relay, carol, "Carol Clark").returncode == 0
-    listed = carol.run("devices")
+    dmitri = CliUser("dmitri", tmp_path / "dmitri", pair.alice.passphrase)
+    assert enrol_user(relay, dmitri, "Dmitri Orlov").returncode == 0
+    listed = dmitri.run("devices")
     assert listed.returncode == 0, listed.stderr
-    [[own, _, revoked, mark]] = rows(listed.stdout)
+    [[own, _, revoked, mark]] = rows(listed.stdout)  # this device, as the key log has it
     assert (revoked, mark) == ("", "this device") and "key log: " in listed.stderr
 
-    listening = Interactive(carol.command("listen", "--wait", "60"), {})
+    listening = Interactive(dmitri.command("listen", "--wait", "60"), {})
     try:
         listening.expect("connection: online")
-        laptop = enrol(relay, CliUser("carol", tmp_path / "laptop", pair.alice.passphrase))
+        laptop = enrol(relay, CliUser("dmitri", tmp_path / "laptop", pair.alice.passphrase))
         warning = listening.expect("security: ")
         assert f"a new device (device {laptop}) was added to your account on " in warning
         assert "if this was not you, tell security" in warning
     finally:
         listening.stop()
 
-    devices = rows(carol.run("devices").stdout)
-    assert [(row[0], row[3]) for row in devices] == [(own, "this device"), (str(laptop), "")]
+    kept = tmp_path / "kept-head"
+    listed = dmitri.run("devices", "--save-head", str(kept))
+    assert [(row[0], row[3]) for row in rows(listed.stdout)] == [(own, "this device"), (str(laptop), "")]
+    verified = admin(relay.data_dir, "log", "verify", "--head", str(kept))
+    assert verified.returncode == 0 and "extends the head" in verified.stdout, verified.stderr

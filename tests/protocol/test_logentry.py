@@ -139,6 +139,38 @@ def test_the_directory_names_every_broken_rule_and_keeps_nothing_of_it() -> None
     assert directory.size == 8
 
 
+def test_an_admin_action_counts_only_by_a_key_the_config_lists_under_its_name() -> None:
+    """Test that with the config's admins given, an admin action by a listed key and name is
+    taken, one by an unlisted key or naming another admin than the key's is reported with its
+    leaf, and that without the list only the signature is checked."""
+    other_public, other_secret = ed25519_keypair_from_seed(seed=b"\x03" * 32)
+    stranger = AdminAction.sign(
+        at=1,
+        admin="Olga Petrova",
+        admin_public=other_public,
+        admin_secret=other_secret,
+        action="account.create",
+        details="{}",
+    )
+    posing = AdminAction.sign(
+        at=1,
+        admin="Ivan Sidorov",
+        admin_public=ADMIN_PUBLIC,
+        admin_secret=ADMIN_SECRET,
+        action="x",
+        details="{}",
+    )
+    listed = KeyDirectory(AUTHORITY.public, admins={ADMIN_PUBLIC: "Olga Petrova"})
+    assert listed.apply(action()) is None
+    unlisted = listed.apply(stranger)
+    assert unlisted is not None and unlisted.startswith("leaf 1:") and "does not list" in unlisted
+    renamed = listed.apply(posing)
+    assert renamed is not None and renamed.startswith("leaf 2:")
+    assert "names 'Ivan Sidorov', but the config lists its key under the name 'Olga Petrova'" in renamed
+    unchecked = KeyDirectory(AUTHORITY.public)
+    assert [unchecked.apply(entry) for entry in (action(), stranger, posing)] == [None, None, None]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400))
 def test_random_bytes_raise_only_the_protocols_error(data: bytes) -> None:

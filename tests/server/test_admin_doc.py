@@ -51,7 +51,6 @@ def test_the_walk_through_from_org_init_to_two_enrolled_users_runs_as_written(tm
             "HOST": "127.0.0.1",
             "RELAY_PORT": str(free_port()),
             "AUTHORITY_PORT": str(free_port()),
-            "ENCLAVE_ADMIN_ACTOR": "walk-through",
         },
         capture_output=True,
         text=True,

@@ -15,9 +15,12 @@ from nacl.utils import random
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair
 from app.crypto.merkle import parse_proof
-from app.protocol.logentry import device_added_entry
+from app.crypto.primitives import ed25519_keypair_from_seed
+from app.protocol.logentry import AdminAction, device_added_entry
 from app.protocol.logview import LogView
 from server.keys import LOG_KEY_FILE, LOG_PUBLIC_FILE, load_or_create_keys
+from tests.support.adminkey import ADMIN_NAME, ADMIN_PUBLIC
+from tests.support.deployment import deployment
 from tests.support.relay import TEST_AUTHORITY, RelayProcess, TestDevice, admin, new_account
 
 
@@ -81,12 +84,12 @@ def test_a_reader_follows_the_relays_log_to_the_devices_it_registered(relay: Rel
     assert admin(relay.data_dir, "device", "revoke", str(alice.device_id)).returncode == 0
     _, later = get(relay, "/v1/log/head", token)
     later_size = view.signed(later).checkpoint.size
-    assert later_size == size + 1
+    assert later_size == size + 2  # the admin's signed action, then the revocation it made
     earlier = view.head
     assert earlier is not None
     view.advance(later, _entries(relay, token, size, later_size - size))
     revoked = view.directory.binding("log.alice", alice.device_id)
-    assert revoked is not None and revoked.revoked == size
+    assert revoked is not None and revoked.revoked == size + 1
     status, proof = get(relay, f"/v1/log/consistency?old={size}&new={later_size}", token)
     assert status == 200
     view.check_head(earlier.note, parse_proof(proof))
@@ -128,7 +131,7 @@ def test_a_restarted_relay_signs_the_same_log_with_the_same_key(relay: RelayProc
     assert (relay.data_dir / LOG_PUBLIC_FILE).read_text("ascii") == key.hex() + "\n"
     view = LogView(log_key=key, authority_key=TEST_AUTHORITY.public)
     old, new = view.signed(before).checkpoint, view.signed(after).checkpoint
-    assert new.size == old.size + 1
+    assert new.size == old.size + 2  # log.erin's account, then her device
     status, proof = get(relay, f"/v1/log/consistency?old={old.size}&new={new.size}", token)
     view.advance(after, _entries(relay, token, 0, new.size))
     view.check_head(before, parse_proof(proof))
@@ -176,9 +179,9 @@ def test_log_audit_catches_a_log_rewritten_from_its_start_against_a_kept_head(tm
         kept = tmp_path / "kept-head"
         kept.write_bytes(get(relay, "/v1/log/head", token)[1])
         _token(relay, "audit.carol")
-        honest = admin(relay.data_dir, "log", "audit", "--head", str(kept))
+        honest = admin(relay.data_dir, "log", "verify", "--head", str(kept))
         assert honest.returncode == 0, honest.stderr
-        assert "key log intact: 3 entries (3 devices added, 0 revoked)" in honest.stdout
+        assert "key log intact: 6 entries (3 devices added, 0 revoked, 3 admin actions)" in honest.stdout
         assert "extends the head" in honest.stdout
         entries = _rows(relay)
 
@@ -194,7 +197,7 @@ def test_log_audit_catches_a_log_rewritten_from_its_start_against_a_kept_head(tm
             ).encode(),
         )
         _rewrite(relay, [entries[0], planted, *entries[1:]])
-        rewritten = admin(relay.data_dir, "log", "audit", "--head", str(kept))
+        rewritten = admin(relay.data_dir, "log", "verify", "--head", str(kept))
         assert rewritten.returncode == 1 and "the log was rewritten" in rewritten.stderr
         assert admin(relay.data_dir, "log", "audit").returncode == 0  # without a kept head it looks fine
 
@@ -209,11 +212,49 @@ def test_log_audit_catches_a_log_rewritten_from_its_start_against_a_kept_head(tm
         _rewrite(relay, [*entries, device_added_entry(1, forged.encode())])
         unsigned = admin(relay.data_dir, "log", "audit")
         assert (
-            unsigned.returncode == 1 and "leaf 3: device 77 of audit.bob is not certified" in unsigned.stderr
+            unsigned.returncode == 1 and "leaf 6: device 77 of audit.bob is not certified" in unsigned.stderr
         )
 
-        kept.write_bytes(kept.read_bytes().replace(b"\n2\n", b"\n9\n"))
+        kept.write_bytes(kept.read_bytes().replace(b"\n4\n", b"\n9\n"))
         forged_head = admin(relay.data_dir, "log", "audit", "--head", str(kept))
         assert forged_head.returncode == 1 and "not one this log key signed" in forged_head.stderr
+        assert admin(relay.data_dir, "log", "verify").returncode == 2  # verify needs a kept head
     finally:
         relay.stop()
+
+
+def test_log_audit_names_admin_actions_edited_or_by_an_admin_the_config_does_not_list(
+    relay: RelayProcess, tmp_path: Path
+) -> None:
+    """Test that every admin action is an entry naming the acting admin, that an action whose
+    details the operator edited in the database no longer verifies, and that an action signed
+    by a key the config does not list (an operator's own) is named by the audit given the config;
+    log show lists them all, by whom."""
+    new_account(relay.data_dir, "actions.dora", "Dora")
+    config = deployment().install(tmp_path / "org" / "enclave.toml", relay)
+    honest = admin(relay.data_dir, "log", "audit", "--config", str(config))
+    assert honest.returncode == 0 and "admin keys not checked" not in honest.stdout, honest.stderr
+    shown = admin(relay.data_dir, "log", "show").stdout.splitlines()
+    assert shown[-1].split("\t")[2:4] == ["account.create", f"by {ADMIN_NAME} ({ADMIN_PUBLIC.hex()[:16]}…)"]
+    entries = _rows(relay)
+    try:
+        operator_public, operator_secret = ed25519_keypair_from_seed(seed=random(32))
+        own = AdminAction.sign(
+            at=1,
+            admin=ADMIN_NAME,
+            admin_public=operator_public,
+            admin_secret=operator_secret,
+            action="account.create",
+            details='{"account": "ghost"}',
+        )
+        _rewrite(relay, [*entries, own.encode()])
+        listed = admin(relay.data_dir, "log", "audit", "--config", str(config))
+        assert listed.returncode == 1 and "signed by a key the config does not list" in listed.stderr
+
+        edited = entries[-1].replace(b'"actions.dora"', b'"actions.dorb"')
+        assert edited != entries[-1]
+        _rewrite(relay, [*entries[:-1], edited])
+        tampered = admin(relay.data_dir, "log", "audit")
+        assert tampered.returncode == 1 and "is not signed by the key it names" in tampered.stderr
+    finally:
+        _rewrite(relay, entries)

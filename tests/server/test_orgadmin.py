@@ -4,8 +4,10 @@ against a real relay and the data folder of the run's real enrolment authority."
 from __future__ import annotations
 
 import shutil
+import stat
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +17,9 @@ from nacl.utils import random
 from app.base.tools import EXIT_REFUSED
 from app.crypto.keys import IdentityKeyPair
 from app.provisioning.accept import Candidate, Origin, check_candidate
-from app.provisioning.keyfile import Role, seal_key
+from app.provisioning.keyfile import KeyFileError, Role, open_key_file, seal_key
 from authority.store import AuthorityStore
+from tests.support.adminkey import admin_files
 from tests.support.authority import AUTHORITY_PASSPHRASE, AuthorityProcess
 from tests.support.cli import CliUser, pairs, passphrase_file
 from tests.support.deployment import KEY_FILE, deployment
@@ -322,3 +325,81 @@ def test_enrol_refuses_a_disabled_account(relay: RelayProcess, tmp_path: Path) -
     assert disabled.returncode == 0, disabled.stderr
     says = f"no active account {account_id!r}"
     _refused_issuing_no_code(relay, account_id, config, deployment().authority().data_dir, says)
+
+
+def _admin_init(out: Path, name: str, secret: Path) -> subprocess.CompletedProcess[str]:
+    return _admin("admin", "init", "--name", name, "--out", str(out), "--passphrase-file", str(secret))
+
+
+def test_admin_init_makes_a_sealed_admin_key_and_the_line_the_config_takes(tmp_path: Path) -> None:
+    """Test that admin init writes a 0600 key file of role admin that opens with the passphrase to
+    the key admin.pub names, and prints the TOML line listing it; that it refuses to overwrite a
+    key, and a name no entry could carry, making nothing."""
+    secret = tmp_path / "irina.pass"
+    secret.write_text("Irina's passphrase\n", encoding="utf-8")
+    out = tmp_path / "irina"
+    made = _admin_init(out, "Ирина Петрова", secret)
+    assert made.returncode == 0, made.stderr
+    public = bytes.fromhex((out / "admin.pub").read_text(encoding="ascii"))
+    sealed = (out / "admin.key").read_bytes()
+    assert stat.S_IMODE((out / "admin.key").stat().st_mode) == 0o600
+    key = open_key_file(sealed, "Irina's passphrase", role=Role.ADMIN, source="admin.key")
+    assert key.public_key == public
+    with pytest.raises(KeyFileError, match="not the organisation root key"):
+        open_key_file(sealed, "Irina's passphrase", role=Role.ROOT, source="admin.key")
+    [line] = [line.strip() for line in made.stdout.splitlines() if line.strip().startswith("admins = ")]
+    assert tomllib.loads(line) == {"admins": [{"name": "Ирина Петрова", "key": public.hex()}]}
+
+    again = _admin_init(out, "Ирина Петрова", secret)
+    assert again.returncode == 1 and "exists already; nothing was made" in again.stderr
+    assert (out / "admin.key").read_bytes() == sealed
+    for name in ("Irina\x1b[2J", "I" * 129):
+        bad = _admin_init(tmp_path / "bad", name, secret)
+        assert bad.returncode == 1 and "no control character" in bad.stderr, bad.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_published_config_refuses_every_change_by_an_admin_it_does_not_list(
+    relay: RelayProcess, tmp_path: Path
+) -> None:
+    """Test that publish refuses a config not listing the admin who publishes it; and that with a
+    config published, a change by an admin key it does not list (made by admin init), or by a
+    listed key under another name, exits 1 changing and logging nothing, while the listed
+    admin's goes through."""
+    published = relay.data_dir / "organisation.toml"
+    try:
+        unlisting = deployment().install(tmp_path / "unlisting" / "enclave.toml", relay, version=7, admins=())
+        refused = admin(relay.data_dir, "publish", str(unlisting))
+        assert refused.returncode == EXIT_REFUSED and "does not list the admin" in refused.stderr
+        assert not published.exists()
+        listing = deployment().install(tmp_path / "listing" / "enclave.toml", relay, version=7)
+        done = admin(relay.data_dir, "publish", str(listing))
+        assert done.returncode == 0, done.stderr
+
+        secret = tmp_path / "other.pass"
+        secret.write_text("another admin\n", encoding="utf-8")
+        assert _admin_init(tmp_path / "other", "Other Admin", secret).returncode == 0
+        other_key = [
+            "--admin-key",
+            str(tmp_path / "other" / "admin.key"),
+            "--admin-passphrase-file",
+            str(secret),
+        ]
+        key, passphrase = admin_files()
+        renamed = ["--admin-key", str(key), "--admin-passphrase-file", str(passphrase)]
+        log = admin(relay.data_dir, "log", "show").stdout
+        create = ["account", "create", "mallory", "--name", "Mallory"]
+        for options in (
+            [*other_key, "--admin-name", "Other Admin"],
+            [*renamed, "--admin-name", "Someone Else"],
+        ):
+            stopped = _admin("--data", str(relay.data_dir), *options, *create)
+            assert stopped.returncode == EXIT_REFUSED, stopped.stderr
+            assert "(version 7) does not list the admin" in stopped.stderr
+            assert "nothing was changed" in stopped.stderr
+        assert admin(relay.data_dir, "log", "show").stdout == log
+        created = admin(relay.data_dir, *create)  # mallory did not exist: "already exists" otherwise
+        assert created.returncode == 0, created.stderr
+    finally:
+        published.unlink(missing_ok=True)
+        published.with_name("organisation.toml.sig").unlink(missing_ok=True)

@@ -25,6 +25,7 @@ from nacl.utils import random
 
 from app.provisioning.keyfile import Role, seal_key
 from tests.support import organisation
+from tests.support.adminkey import ADMIN_NAME, ADMIN_PUBLIC
 from tests.support.authority import AUTHORITY_PASSPHRASE, AuthorityProcess, issue_code
 from tests.support.relay import TEST_AUTHORITY
 
@@ -83,6 +84,7 @@ class Deployment:
             "relay_urls": (relay.https,),
             "relay_pins": (relay.pin,),
             "log_key": relay.log_key,
+            "admins": ((ADMIN_NAME, ADMIN_PUBLIC),),
             "authority_urls": (self.authority_url,),
             "authority_pins": (authority.pin,),
             "mandatory": "",

@@ -52,6 +52,7 @@ from app.protocol.frames import (
     UploadedPreKey,
     auth_message,
 )
+from tests.support.adminkey import admin_arguments
 from tests.support.services import Banner, collect, start_service, stop_service
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,9 +137,9 @@ class RelayProcess:
 
 
 def admin(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real ``enclave-admin`` CLI against ``data_dir``."""
+    """Run the real ``enclave-admin`` CLI against ``data_dir``, as the tests' admin."""
     return subprocess.run(
-        [sys.executable, "-m", "server.admin", "--data", str(data_dir), "--actor", "test-admin", *args],
+        [sys.executable, "-m", "server.admin", "--data", str(data_dir), *admin_arguments(), *args],
         cwd=REPO,
         capture_output=True,
         text=True,
