@@ -14,4 +14,6 @@ echo "== ruff"
 echo "== import rules (DESIGN.md layout)"
 .venv/bin/lint-imports --no-cache
 echo "== pytest"
-exec .venv/bin/python -m pytest "$@"
+# Workers (pytest-xdist): as many as the machine has cores unless ENCLAVE_TEST_WORKERS says;
+# each takes whole test files, so a module's relay starts once, in the worker running it.
+exec .venv/bin/python -m pytest -n "${ENCLAVE_TEST_WORKERS:-auto}" --dist loadfile "$@"

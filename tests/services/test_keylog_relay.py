@@ -32,7 +32,9 @@ def test_a_device_the_relay_registered_without_logging_it_gets_no_message(tmp_pa
         bob.close()
         relay.stop()
         with sqlite3.connect(relay.data_dir / "relay.sqlite3") as db:
-            assert db.execute("DELETE FROM key_log").rowcount == 1
+            [(leaf, entry)] = db.execute("SELECT leaf, entry FROM key_log ORDER BY leaf DESC LIMIT 1")
+            assert entry[1] == 1  # kind 1: Bob's device added, the last leaf after his account's creation
+            assert db.execute("DELETE FROM key_log WHERE leaf = ?", (leaf,)).rowcount == 1
         relay.start()
         alice = enrolled_client(relay, tmp_path, "alice", "Alice Archer")
         try:
