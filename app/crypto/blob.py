@@ -24,6 +24,11 @@ _PREFIX = bytes((BLOB_VERSION,))
 _NONCE = bytes(XCHACHA_NONCE_BYTES)
 
 
+def blob_size(file_size: int) -> int:
+    """The bytes of the blob of a ``file_size``-byte file: what a recipient downloads at most."""
+    return 1 + file_size + AEAD_TAG_BYTES
+
+
 def blob_digest(blob: bytes) -> bytes:
     return hashlib.sha256(blob).digest()
 

@@ -26,7 +26,7 @@ from app.base.errors import (
     TransportError,
 )
 from app.base.limits import MAX_FILENAME_BYTES
-from app.crypto.blob import decrypt_blob
+from app.crypto.blob import blob_size, decrypt_blob
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.sealed import unseal
 from app.protocol.content import (
@@ -233,13 +233,17 @@ class Receiving:
         if not ATTACHMENT_ID.fullmatch(attachment_id):
             log.warning("a file message names an attachment id the relay never makes")
             return None
-        untrusted_blob = await self._relay.download(attachment_id)
-        if untrusted_blob is None:
-            return None
         try:
+            untrusted_blob = await self._relay.download(attachment_id, blob_size(content.size))
+            if untrusted_blob is None:
+                return None
+            if len(untrusted_blob) != blob_size(content.size):
+                raise RemoteProtocolError("the attachment's length is not the one its message declares")
             return decrypt_blob(untrusted_blob, key=content.key, digest=content.digest)
-        except CryptoError:
-            log.warning("a downloaded attachment did not match its digest; it is shown as unavailable")
+        except (CryptoError, RemoteProtocolError):
+            log.warning(
+                "a downloaded attachment is not the one its message names; it is shown as unavailable"
+            )
             return None
 
     def _apply(self, content: Content, sender: DeviceCertificate, file: bytes | None) -> list[Event]:

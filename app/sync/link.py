@@ -78,6 +78,7 @@ REQUEST_SECONDS = 30.0
 HEARTBEAT_SECONDS = 30.0
 UPLOAD_SCHEME = "Enclave-Upload "
 EXPIRES_HEADER = "Enclave-Expires-At"
+DOWNLOAD_CHUNK_BYTES = 64 * 1024
 
 
 def spki_pin(certificate_der: bytes) -> str:
@@ -281,16 +282,26 @@ async def upload_blob(
         return str(answer["attachment_id"])
 
 
-async def download_blob(relay_url: str, certificate_der: bytes, attachment_id: str) -> bytes | None:
+async def download_blob(
+    relay_url: str, certificate_der: bytes, attachment_id: str, max_bytes: int
+) -> bytes | None:
     """GET an attachment blob from ``relay_url`` over HTTPS pinned to ``certificate_der``; None if the
-    relay has none."""
+    relay has none. Reads no more than ``max_bytes`` (the size the message declares): a longer
+    answer is ``RemoteProtocolError`` once that many bytes have come, whatever it claims to be."""
     url = relay_url.rstrip("/") + "/v1/attachments/" + attachment_id
     async with pinned_https(certificate_der) as http, http.get(url) as response:
         if response.status == HTTPStatus.NOT_FOUND:
             return None
         if response.status != HTTPStatus.OK:
             raise RelayRefusedError(f"HTTP {response.status}", "the attachment download failed")
-        return await response.read()
+        if (response.content_length or 0) > max_bytes:
+            raise RemoteProtocolError("the relay offers an attachment larger than its message says")
+        blob = bytearray()
+        async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
+            blob += chunk
+            if len(blob) > max_bytes:
+                raise RemoteProtocolError("the relay sent an attachment larger than its message says")
+        return bytes(blob)
 
 
 MAX_PUBLISHED_BYTES = 262144 + 1024
@@ -494,12 +505,13 @@ class RelayLink:
         url, certificate_der = self._pinned
         return await upload_blob(url, certificate_der, blob, upload_token, expires_at)
 
-    async def download(self, attachment_id: str) -> bytes | None:
-        """An attachment blob, or None if the relay no longer has it (expired or never stored)."""
+    async def download(self, attachment_id: str, max_bytes: int) -> bytes | None:
+        """An attachment blob of at most ``max_bytes``, or None if the relay no longer has it
+        (expired or never stored); ``RemoteProtocolError`` if it sends more."""
         if self._pinned is None:
             raise OfflineError("not connected to the relay yet")
         url, certificate_der = self._pinned
-        return await download_blob(url, certificate_der, attachment_id)
+        return await download_blob(url, certificate_der, attachment_id, max_bytes)
 
     async def published_config(self, upload_token: bytes) -> tuple[bytes, bytes] | None:
         """The organisation config the relay publishes and its signature (unchecked), or None."""

@@ -4,17 +4,19 @@ several pins accepted and none else, and HTTPS pinned to the relay."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from nacl.utils import random
 
-from app.base.errors import OfflineError, PinMismatchError, RelayRefusedError
-from app.base.tlsfiles import public_key_pin, self_signed
+from app.base.errors import OfflineError, PinMismatchError, RelayRefusedError, RemoteProtocolError
+from app.base.tlsfiles import load_or_create_tls, public_key_pin, self_signed
 from app.crypto.keys import IdentityKeyPair, SignedPreKey
 from app.protocol.frames import Enrol, SignedPreKeyUpload
 from app.sync.link import RelayAddress, download_blob, enrol, spki_pin, upload_blob, websocket_url
@@ -123,10 +125,57 @@ def test_attachments_go_only_to_the_certificate_the_pin_check_accepted(tmp_path:
         with pytest.raises(PinMismatchError):
             asyncio.run(upload_blob(address, _der(first), b"ciphertext", b"\x00" * 32, None))
         with pytest.raises(PinMismatchError):
-            asyncio.run(download_blob(address, _der(first), "some-attachment"))
+            asyncio.run(download_blob(address, _der(first), "some-attachment", 1024))
         with pytest.raises(OfflineError, match="upload token"):
             asyncio.run(upload_blob(address, _der(second), b"ciphertext", b"\x00" * 32, None))
-        assert asyncio.run(download_blob(address, _der(second), "some-attachment")) is None
+        assert asyncio.run(download_blob(address, _der(second), "some-attachment", 1024)) is None
     finally:
         first.stop()
         second.stop()
+
+
+BLOB = bytes(range(256)) * 64
+"""What the hostile relay below serves: 16 KiB, in 1 KiB chunks with no length, or with its length."""
+
+
+async def _serve(request: web.Request) -> web.StreamResponse:
+    """A relay that serves more than a message declares: chunked (no length to refuse up front) for
+    ``chunked``, else with its Content-Length."""
+    if request.match_info["attachment_id"] == "chunked":
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(BLOB), 1024):
+            await response.write(BLOB[start : start + 1024])
+        await response.write_eof()
+        return response
+    return web.Response(body=BLOB)
+
+
+async def _download_from_hostile(folder: Path, attachment_id: str, max_bytes: int) -> bytes | None:
+    tls = load_or_create_tls(folder, "127.0.0.1", "hostile relay")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls.cert_path, tls.key_path)
+    app = web.Application()
+    app.router.add_get("/v1/attachments/{attachment_id}", _serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        await web.SockSite(runner, listening, ssl_context=context).start()
+        der = ssl.PEM_cert_to_DER_cert(tls.cert_path.read_text(encoding="ascii"))
+        try:
+            url = f"https://127.0.0.1:{listening.getsockname()[1]}"
+            return await download_blob(url, der, attachment_id, max_bytes)
+        finally:
+            await runner.cleanup()
+
+
+@pytest.mark.parametrize("attachment_id", ["chunked", "with-length"])
+def test_a_download_stops_at_the_size_the_message_declares(tmp_path: Path, attachment_id: str) -> None:
+    """Test that a relay serving more than the message declares is refused once that many bytes
+    came (or at once, from its Content-Length), and that the same blob within the size is read."""
+    with pytest.raises(RemoteProtocolError, match="larger than its message says"):
+        asyncio.run(_download_from_hostile(tmp_path, attachment_id, len(BLOB) - 1))
+    assert asyncio.run(_download_from_hostile(tmp_path, attachment_id, len(BLOB))) == BLOB
