@@ -84,7 +84,7 @@ class SignedPreKey:
 @dataclass(frozen=True, slots=True)
 class QueuedEnvelope:
     sequence: int
-    """Arrival order within the relay, for in-order delivery; not a time."""
+    """Arrival order within its mailbox (each mailbox counts from 1), for in-order delivery; not a time."""
     envelope_id: bytes
     blob: bytes
 

@@ -5,8 +5,8 @@ differs is what several processes writing at once need:
 
 - ``enqueue`` takes a transaction-scoped advisory lock on the recipient's mailbox before
   it counts the mailbox against the quota, so two relays cannot both squeeze in the last
-  envelope. The lock also makes a mailbox's sequence numbers commit in order: a sequence
-  is drawn only while holding it, so a reader that has seen sequence ``n`` can never be
+  envelope. The lock also makes a mailbox's sequence numbers (its own counter, from 1) commit
+  in order: a number is drawn only while holding it, so a reader that has seen sequence ``n`` can never be
   overtaken later by a smaller one committing late (the relay pushes "after ``n``").
 - ``take_bundles`` deletes a one-time prekey with ``FOR UPDATE SKIP LOCKED``: every key
   goes to at most one caller, and concurrent callers take different keys, not turns.
@@ -67,11 +67,50 @@ from server.store.base import (
 log = logging.getLogger(__name__)
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA_BEFORE_KEY_LOG = 2
+SCHEMA_BEFORE_MAILBOX_ORDER = 3
 _APPEND = "INSERT INTO key_log (leaf, entry) VALUES ((SELECT COALESCE(MAX(leaf) + 1, 0) FROM key_log), $1)"
 KEY_LOG_TABLE = "CREATE TABLE key_log (leaf BIGINT PRIMARY KEY CHECK (leaf >= 0), entry BYTEA NOT NULL);"
 _BACKFILL = "SELECT certificate, account_id, device_id, revoked FROM devices ORDER BY device_id"
+MAILBOX_TABLES = """
+CREATE TABLE mailbox (
+    device_id BIGINT NOT NULL,
+    sequence BIGINT NOT NULL,
+    envelope_id BYTEA NOT NULL,
+    blob BYTEA NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (device_id, sequence),
+    UNIQUE (device_id, envelope_id)
+);
+CREATE INDEX mailbox_expiry ON mailbox(expires_at);
+CREATE TABLE mailbox_counters (
+    device_id BIGINT PRIMARY KEY,
+    last_sequence BIGINT NOT NULL
+);
+"""
+"""Each mailbox numbers its envelopes itself (``mailbox_counters``): no relay-wide sequence orders one
+mailbox's envelopes against another's."""
+_NEXT_SEQUENCE = (
+    "INSERT INTO mailbox_counters VALUES ($1, 1)"
+    " ON CONFLICT (device_id) DO UPDATE SET last_sequence = mailbox_counters.last_sequence + 1"
+    " RETURNING last_sequence"
+)
+_NUMBER_MAILBOXES_APART = (
+    "ALTER TABLE mailbox RENAME TO mailbox_schema_3",
+    "DROP INDEX mailbox_device",
+    "DROP INDEX mailbox_expiry",
+    "ALTER TABLE mailbox_schema_3 RENAME CONSTRAINT mailbox_pkey TO mailbox_schema_3_pkey",
+    "ALTER TABLE mailbox_schema_3 RENAME CONSTRAINT mailbox_device_id_envelope_id_key"
+    " TO mailbox_schema_3_key",
+    MAILBOX_TABLES,
+    "INSERT INTO mailbox (device_id, sequence, envelope_id, blob, expires_at)"
+    " SELECT device_id, ROW_NUMBER() OVER (PARTITION BY device_id ORDER BY sequence),"
+    " envelope_id, blob, expires_at FROM mailbox_schema_3",
+    "INSERT INTO mailbox_counters SELECT device_id, MAX(sequence) FROM mailbox GROUP BY device_id",
+    "DROP TABLE mailbox_schema_3",
+)
+"""Schema 3 to 4: each mailbox's envelopes renumbered 1..n in their old order, its counter at n."""
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 10
 COMMAND_TIMEOUT_SECONDS = 30.0
@@ -109,16 +148,7 @@ CREATE TABLE one_time_prekeys (
     public BYTEA NOT NULL,
     PRIMARY KEY (device_id, key_id)
 );
-CREATE TABLE mailbox (
-    sequence BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    device_id BIGINT NOT NULL,
-    envelope_id BYTEA NOT NULL,
-    blob BYTEA NOT NULL,
-    expires_at BIGINT NOT NULL,
-    UNIQUE (device_id, envelope_id)
-);
-CREATE INDEX mailbox_device ON mailbox(device_id, sequence);
-CREATE INDEX mailbox_expiry ON mailbox(expires_at);
+{MAILBOX_TABLES}
 CREATE TABLE attachments (
     attachment_id TEXT PRIMARY KEY,
     blob BYTEA NOT NULL,
@@ -152,6 +182,7 @@ _REVOKE_DEVICES = (
 )
 _DELETE_PREKEYS = "DELETE FROM one_time_prekeys WHERE device_id = ANY($1::BIGINT[])"
 _DELETE_MAILBOXES = "DELETE FROM mailbox WHERE device_id = ANY($1::BIGINT[])"
+_DELETE_COUNTERS = "DELETE FROM mailbox_counters WHERE device_id = ANY($1::BIGINT[])"
 
 _FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 """What asyncpg raises when the database refuses a statement or cannot be reached."""
@@ -252,11 +283,14 @@ class PostgresStore(RelayStore):
                 await db.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)
                 return
             version = await db.fetchval("SELECT MAX(version) FROM schema_version")
-            if version == SCHEMA_BEFORE_KEY_LOG:
-                await db.execute(KEY_LOG_TABLE)
-                rows = await db.fetch(_BACKFILL)
-                for entry in backfill([tuple(row) for row in rows], int(time.time())):
-                    await _append(db, entry)
+            if version in (SCHEMA_BEFORE_KEY_LOG, SCHEMA_BEFORE_MAILBOX_ORDER):
+                if version == SCHEMA_BEFORE_KEY_LOG:
+                    await db.execute(KEY_LOG_TABLE)
+                    rows = await db.fetch(_BACKFILL)
+                    for entry in backfill([tuple(row) for row in rows], int(time.time())):
+                        await _append(db, entry)
+                for statement in _NUMBER_MAILBOXES_APART:
+                    await db.execute(statement)
                 await db.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)
                 return
         if version != SCHEMA_VERSION:
@@ -467,11 +501,14 @@ class PostgresStore(RelayStore):
             )
             if count + 1 > quota.max_envelopes or size + len(blob) > quota.max_bytes:
                 raise MailboxFullError("the recipient's mailbox is full; try again after they have connected")
+            # Drawn under the mailbox's lock, which is held until commit: numbers commit in order.
+            sequence = await db.fetchval(_NEXT_SEQUENCE, device_id)
             await db.execute(
-                "WITH stored AS (INSERT INTO mailbox (device_id, envelope_id, blob, expires_at)"
-                " VALUES ($1, $2, $3, $4) RETURNING device_id)"
-                " SELECT pg_notify($5, device_id::TEXT) FROM stored",
+                "WITH stored AS (INSERT INTO mailbox (device_id, sequence, envelope_id, blob, expires_at)"
+                " VALUES ($1, $2, $3, $4, $5) RETURNING device_id)"
+                " SELECT pg_notify($6, device_id::TEXT) FROM stored",
                 device_id,
+                sequence,
                 envelope_id,
                 blob,
                 expires_at,
@@ -642,6 +679,7 @@ async def _revoke(db: asyncpg.Connection, device_ids: list[int]) -> int:
     revoked = await db.fetch(_REVOKE_DEVICES, device_ids)
     await db.execute(_DELETE_PREKEYS, device_ids)
     await db.execute(_DELETE_MAILBOXES, device_ids)
+    await db.execute(_DELETE_COUNTERS, device_ids)
     now = int(time.time())
     for row in sorted(revoked, key=lambda row: row["device_id"]):
         await _append(db, device_revoked(now, row["account_id"], row["device_id"]))

@@ -46,11 +46,34 @@ from server.store.base import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA_BEFORE_KEY_LOG = 2
+SCHEMA_BEFORE_MAILBOX_ORDER = 3
 _APPEND = "INSERT INTO key_log (leaf, entry) VALUES ((SELECT COALESCE(MAX(leaf) + 1, 0) FROM key_log), ?)"
 KEY_LOG_TABLE = "CREATE TABLE key_log (leaf INTEGER PRIMARY KEY CHECK (leaf >= 0), entry BLOB NOT NULL);"
 _BACKFILL = "SELECT certificate, account_id, device_id, revoked FROM devices ORDER BY rowid"
+MAILBOX_TABLES = """
+CREATE TABLE mailbox (
+    device_id INTEGER NOT NULL,
+    sequence INTEGER NOT NULL,
+    envelope_id BLOB NOT NULL,
+    blob BLOB NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (device_id, sequence),
+    UNIQUE (device_id, envelope_id)
+) WITHOUT ROWID;
+CREATE INDEX mailbox_expiry ON mailbox(expires_at);
+CREATE TABLE mailbox_counters (
+    device_id INTEGER PRIMARY KEY,
+    last_sequence INTEGER NOT NULL
+);
+"""
+"""Each mailbox numbers its envelopes itself (``mailbox_counters``), and the table has no rowid:
+nothing in a row or its key orders one mailbox's envelopes against another's."""
+_NEXT_SEQUENCE = (
+    "INSERT INTO mailbox_counters VALUES (?, 1)"
+    " ON CONFLICT (device_id) DO UPDATE SET last_sequence = last_sequence + 1 RETURNING last_sequence"
+)
 SCHEMA = f"""
 {KEY_LOG_TABLE}
 CREATE TABLE accounts (
@@ -77,16 +100,7 @@ CREATE TABLE one_time_prekeys (
     public BLOB NOT NULL,
     PRIMARY KEY (device_id, key_id)
 ) WITHOUT ROWID;
-CREATE TABLE mailbox (
-    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
-    device_id INTEGER NOT NULL,
-    envelope_id BLOB NOT NULL,
-    blob BLOB NOT NULL,
-    expires_at INTEGER NOT NULL,
-    UNIQUE (device_id, envelope_id)
-);
-CREATE INDEX mailbox_device ON mailbox(device_id, sequence);
-CREATE INDEX mailbox_expiry ON mailbox(expires_at);
+{MAILBOX_TABLES}
 CREATE TABLE attachments (
     attachment_id TEXT PRIMARY KEY,
     blob BLOB NOT NULL,
@@ -154,8 +168,8 @@ class SQLiteStore(RelayStore):
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-            elif version == SCHEMA_BEFORE_KEY_LOG:
-                _add_key_log(db)
+            elif version in (SCHEMA_BEFORE_KEY_LOG, SCHEMA_BEFORE_MAILBOX_ORDER):
+                _upgrade(db, version)
             elif version != SCHEMA_VERSION:
                 db.close()
                 raise StoreError(schema_refusal(version, SCHEMA_VERSION))
@@ -345,6 +359,9 @@ class SQLiteStore(RelayStore):
         self, device_id: int, envelope_id: bytes, blob: bytes, expires_at: int, quota: Quota
     ) -> None:
         def work(db: sqlite3.Connection) -> None:
+            # Drawing the number first makes this a write transaction from its first statement,
+            # so the count below is of the mailbox as it stands; a refusal rolls the number back.
+            (sequence,) = db.execute(_NEXT_SEQUENCE, (device_id,)).fetchone()
             count, size = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(LENGTH(blob)), 0) FROM mailbox WHERE device_id = ?",
                 (device_id,),
@@ -354,9 +371,10 @@ class SQLiteStore(RelayStore):
             # One statement: a revocation either comes first (nothing is stored) or after
             # (its mailbox delete removes the envelope); never an envelope in a revoked mailbox.
             stored = db.execute(
-                "INSERT INTO mailbox (device_id, envelope_id, blob, expires_at) SELECT ?, ?, ?, ?"
+                "INSERT INTO mailbox (device_id, sequence, envelope_id, blob, expires_at)"
+                " SELECT ?, ?, ?, ?, ?"
                 " WHERE EXISTS (SELECT 1 FROM devices WHERE device_id = ? AND revoked = 0)",
-                (device_id, envelope_id, blob, expires_at, device_id),
+                (device_id, sequence, envelope_id, blob, expires_at, device_id),
             ).rowcount
             if not stored:
                 raise DeviceGoneError("that device does not exist or was revoked")
@@ -464,6 +482,7 @@ def _revoke(db: sqlite3.Connection, device_id: int) -> bool:
     ).rowcount
     db.execute("DELETE FROM one_time_prekeys WHERE device_id = ?", (device_id,))
     db.execute("DELETE FROM mailbox WHERE device_id = ?", (device_id,))
+    db.execute("DELETE FROM mailbox_counters WHERE device_id = ?", (device_id,))
     if changed:
         (account_id,) = db.execute(
             "SELECT account_id FROM devices WHERE device_id = ?", (device_id,)
@@ -480,18 +499,43 @@ def _append(db: sqlite3.Connection, entry: bytes) -> None:
     )
 
 
-def _add_key_log(db: sqlite3.Connection) -> None:
-    """Schema 2 to 3: the key log, holding every device registered so far, in one transaction."""
+def _upgrade(db: sqlite3.Connection, version: int) -> None:
+    """Bring a database of schema 2 or 3 to ``SCHEMA_VERSION`` in one transaction."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        db.execute(KEY_LOG_TABLE)
-        for entry in backfill(db.execute(_BACKFILL).fetchall(), int(time.time())):
-            _append(db, entry)
+        if version == SCHEMA_BEFORE_KEY_LOG:
+            _add_key_log(db)
+        _number_mailboxes_apart(db)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def _add_key_log(db: sqlite3.Connection) -> None:
+    """Schema 2 to 3: the key log, holding every device registered so far."""
+    db.execute(KEY_LOG_TABLE)
+    for entry in backfill(db.execute(_BACKFILL).fetchall(), int(time.time())):
+        _append(db, entry)
+
+
+def _number_mailboxes_apart(db: sqlite3.Connection) -> None:
+    """Schema 3 to 4: each mailbox's envelopes renumbered 1..n in their old order, its counter at n,
+    and the one relay-wide sequence gone (the old table's pages are zeroed by ``secure_delete``)."""
+    db.execute("ALTER TABLE mailbox RENAME TO mailbox_schema_3")
+    db.execute("DROP INDEX mailbox_device")
+    db.execute("DROP INDEX mailbox_expiry")
+    for statement in MAILBOX_TABLES.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute(
+        "INSERT INTO mailbox (device_id, sequence, envelope_id, blob, expires_at)"
+        " SELECT device_id, ROW_NUMBER() OVER (PARTITION BY device_id ORDER BY sequence),"
+        " envelope_id, blob, expires_at FROM mailbox_schema_3"
+    )
+    db.execute("INSERT INTO mailbox_counters SELECT device_id, MAX(sequence) FROM mailbox GROUP BY device_id")
+    db.execute("DROP TABLE mailbox_schema_3")
 
 
 def _replace_prekeys(db: sqlite3.Connection, new: NewDevice) -> None:

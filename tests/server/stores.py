@@ -40,6 +40,28 @@ and devices whose certificates it signed (no certificate column). In SQL both ba
 the SQLite backend's version is ``PRAGMA user_version``, the PostgreSQL one's a
 ``schema_version`` row."""
 
+SQLITE_SCHEMA_3_MAILBOX = [
+    "DROP TABLE mailbox",
+    "DROP TABLE mailbox_counters",
+    "CREATE TABLE mailbox (sequence INTEGER PRIMARY KEY AUTOINCREMENT, device_id INTEGER NOT NULL,"
+    " envelope_id BLOB NOT NULL, blob BLOB NOT NULL, expires_at INTEGER NOT NULL,"
+    " UNIQUE (device_id, envelope_id))",
+    "CREATE INDEX mailbox_device ON mailbox(device_id, sequence)",
+    "CREATE INDEX mailbox_expiry ON mailbox(expires_at)",
+    "PRAGMA user_version = 3",
+]
+POSTGRES_SCHEMA_3_MAILBOX = [
+    "DROP TABLE mailbox",
+    "DROP TABLE mailbox_counters",
+    "CREATE TABLE mailbox (sequence BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " device_id BIGINT NOT NULL, envelope_id BYTEA NOT NULL, blob BYTEA NOT NULL,"
+    " expires_at BIGINT NOT NULL, UNIQUE (device_id, envelope_id))",
+    "CREATE INDEX mailbox_device ON mailbox(device_id, sequence)",
+    "CREATE INDEX mailbox_expiry ON mailbox(expires_at)",
+    "UPDATE schema_version SET version = 3",
+]
+"""A schema-4 database turned back into schema 3 (empty mailboxes): one relay-wide sequence."""
+
 T = TypeVar("T")
 
 
@@ -74,6 +96,13 @@ class StoreBackend(ABC):
             bytes(32),
             bytes(64),
         )
+
+    async def write_schema_3_mailbox(self) -> None:
+        """Turn this test's database (of the current schema, mailboxes empty) into one of schema 3,
+        whose mailbox rows share one relay-wide ``sequence`` (insert rows without it)."""
+        downgrade = SQLITE_SCHEMA_3_MAILBOX if self.name == "sqlite" else POSTGRES_SCHEMA_3_MAILBOX
+        for statement in downgrade:
+            await self.sql(statement)
 
     @abstractmethod
     async def tables(self) -> list[str]:

@@ -106,7 +106,7 @@ def test_relay_stores_no_sender_and_logs_nothing_per_message(start_relay: RelayF
         assert relay.output[lines_before:] == []
         database = database_of(relay.data_dir)
         columns = await database.columns("mailbox")
-        assert columns == ["sequence", "device_id", "envelope_id", "blob", "expires_at"]
+        assert columns == ["device_id", "sequence", "envelope_id", "blob", "expires_at"]
         (row,) = await database.sql("SELECT device_id, envelope_id, blob, expires_at FROM mailbox")
         assert row[0] == bob.device_id and bytes(row[1]) == envelope.envelope_id
         assert bytes(row[2]) == envelope.encode()

@@ -1122,6 +1122,7 @@ def test_a_schema_2_database_gets_a_key_log_of_its_devices(backend: StoreBackend
         return ids
 
     ids = run_with(backend.new_store(), fill)
+    asyncio.run(backend.write_schema_3_mailbox())
     downgrade = (
         ["DROP TABLE key_log", "PRAGMA user_version = 2"]
         if isinstance(backend, SQLiteBackend)
