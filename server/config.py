@@ -51,6 +51,8 @@ class ServerConfig:
     mailbox_max_bytes: int = 256 * 1024 * 1024
     attachment_max_bytes: int = 100 * 1024 * 1024
     attachment_retention_seconds: int = 30 * DAY
+    attachment_bytes_per_hour: int = 1024 * 1024 * 1024
+    """What one device may upload in an hour (at least ``attachment_max_bytes``); in memory only."""
     enrolment_attempts_per_minute: int = 10
     bundle_fetches_per_minute: int = 60
     directory_lookups_per_minute: int = 30
@@ -65,10 +67,10 @@ class ServerConfig:
     authentication_seconds: int = 10
     """A WebSocket must authenticate (it may enrol first) this soon after its challenge."""
     connections_per_address: int = 256
-    connections_total: int = 8192
-    """Open connections from all addresses together (about 300 KiB each while open)."""
     """Open connections from one network address, counted from TCP accept; past it a new
     one is closed at once. Generous because many workstations may share one NAT address."""
+    connections_total: int = 8192
+    """Open connections from all addresses together (about 300 KiB each while open)."""
 
     def __post_init__(self) -> None:
         if self.backend not in ("sqlite", "postgres"):
@@ -87,6 +89,11 @@ class ServerConfig:
             value = getattr(self, f.name)
             if f.type == "int" and value <= 0 and f.name != "port":
                 raise ConfigError(f"{f.name} must be positive, not {value}")
+        if self.attachment_bytes_per_hour < self.attachment_max_bytes:
+            raise ConfigError(
+                "attachment_bytes_per_hour must be at least attachment_max_bytes (else the largest"
+                " attachment could never be uploaded)"
+            )
 
     @property
     def database_path(self) -> Path:

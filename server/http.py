@@ -17,6 +17,7 @@ import re
 from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.typedefs import Handler
 
+from app.base.ratelimit import RateLimiter
 from app.base.requestlog import tame_aiohttp_loggers
 from app.crypto.merkle import encode_proof
 from server.config import PUBLISHED_CONFIG
@@ -32,6 +33,9 @@ MAX_EXPIRY_DIGITS = 12
 """A Unix time in seconds has 10 digits until the year 2286; 12 leave room and bound ``int()``."""
 EXPIRY_DIGITS = re.compile(rf"[0-9]{{1,{MAX_EXPIRY_DIGITS}}}")
 RELAY_KEY: web.AppKey[Relay] = web.AppKey("relay", Relay)
+UPLOAD_BUDGET_KEY: web.AppKey[RateLimiter] = web.AppKey("upload budget", RateLimiter)
+UPLOAD_BUDGET_SPENT = "this device has uploaded its hourly share of attachments; try again later"
+HOUR_SECONDS = 3600
 SIGNATURE_SUFFIX = ".sig"
 
 
@@ -88,8 +92,8 @@ async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:
     return b"".join(chunks)
 
 
-def _authorised(request: web.Request, relay: Relay) -> bool:
-    """Whether the request carries a valid upload token (a device authenticated lately)."""
+def _uploader(request: web.Request, relay: Relay) -> int | None:
+    """The device whose valid upload token the request carries (one authenticated lately), or None."""
     header = request.headers.get("Authorization", "")
     try:
         token = (
@@ -99,7 +103,11 @@ def _authorised(request: web.Request, relay: Relay) -> bool:
         )
     except ValueError:  # binascii.Error for bad hex, ValueError for text that is not ASCII
         token = b""
-    return check_upload_token(relay.keys.upload_token_key, token, relay.now()) is not None
+    return check_upload_token(relay.keys.upload_token_key, token, relay.now())
+
+
+def _authorised(request: web.Request, relay: Relay) -> bool:
+    return _uploader(request, relay) is not None
 
 
 async def published_config(request: web.Request) -> web.Response:
@@ -174,16 +182,24 @@ async def log_consistency(request: web.Request) -> web.Response:
 
 
 async def upload_attachment(request: web.Request) -> web.Response:
+    """Store an upload within the device's hourly budget (``attachment_bytes_per_hour``, charged
+    once the body is read, or refused from its Content-Length before): 429 past it."""
     relay = request.app[RELAY_KEY]
-    if not _authorised(request, relay):
+    uploader = _uploader(request, relay)
+    if uploader is None:
         return _error(401, "a valid upload token is required")
     try:
         wanted = _requested_expiry(request, relay.now())
     except BadExpiry as e:
         return _error(400, str(e))
+    budget = request.app[UPLOAD_BUDGET_KEY]
+    if request.content_length is not None and not budget.holds(uploader, request.content_length):
+        return _error(429, UPLOAD_BUDGET_SPENT)
     blob = await _read_body(request, relay.config.attachment_max_bytes)
     if isinstance(blob, web.Response):
         return blob
+    if not budget.allow(uploader, cost=len(blob)):
+        return _error(429, UPLOAD_BUDGET_SPENT)
     attachment_id = base64.urlsafe_b64encode(relay.random(ATTACHMENT_ID_BYTES)).decode("ascii")
     expires_at = relay.now() + relay.config.attachment_retention_seconds
     if wanted is not None:
@@ -267,6 +283,9 @@ def make_app(relay: Relay) -> web.Application:
         client_max_size=relay.config.attachment_max_bytes + 1024, middlewares=[refuse_undecodable_headers]
     )
     app[RELAY_KEY] = relay
+    app[UPLOAD_BUDGET_KEY] = RateLimiter(
+        relay.config.attachment_bytes_per_hour, relay.clock, window_seconds=HOUR_SECONDS
+    )
     for method, path, handler in ROUTES:
         resource = app.router.add_resource(path)
         for allowed in (method, "HEAD") if method == "GET" else (method,):

@@ -1,4 +1,5 @@
-"""Per-key token buckets, in memory: enrolment attempts, bundle fetches, directory look-ups.
+"""Per-key token buckets, in memory: enrolment attempts, bundle fetches, directory look-ups,
+attachment bytes.
 
 Keys (a device id, or for enrolment the peer address) live only in this process's
 memory, are never logged, and are forgotten once their bucket is full again.
@@ -10,24 +11,33 @@ from collections.abc import Callable, Hashable
 
 
 class RateLimiter:
-    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
-        self._capacity = float(per_minute)
-        self._rate = per_minute / 60.0
+    """``capacity`` tokens per key, refilled evenly over ``window_seconds`` (a minute unless said)."""
+
+    def __init__(self, capacity: int, clock: Callable[[], float], *, window_seconds: float = 60.0) -> None:
+        self._capacity = float(capacity)
+        self._rate = capacity / window_seconds
         self._clock = clock
         self._buckets: dict[Hashable, tuple[float, float]] = {}
 
-    def allow(self, key: Hashable) -> bool:
-        """Take one token for ``key``; False when its bucket is empty."""
+    def holds(self, key: Hashable, amount: float) -> bool:
+        """Whether ``key``'s bucket holds ``amount`` tokens now (taking none)."""
+        return self._tokens(key, self._clock()) >= amount
+
+    def allow(self, key: Hashable, cost: float = 1.0) -> bool:
+        """Take ``cost`` tokens for ``key``; False, taking none, when its bucket holds fewer."""
         now = self._clock()
-        tokens, last = self._buckets.get(key, (self._capacity, now))
-        tokens = min(self._capacity, tokens + (now - last) * self._rate)
-        if tokens < 1.0:
+        tokens = self._tokens(key, now)
+        if tokens < cost:
             self._buckets[key] = (tokens, now)
             return False
-        self._buckets[key] = (tokens - 1.0, now)
+        self._buckets[key] = (tokens - cost, now)
         if len(self._buckets) > 10_000:
             self._forget_full(now)
         return True
+
+    def _tokens(self, key: Hashable, now: float) -> float:
+        tokens, last = self._buckets.get(key, (self._capacity, now))
+        return min(self._capacity, tokens + (now - last) * self._rate)
 
     def _forget_full(self, now: float) -> None:
         for key, (tokens, last) in list(self._buckets.items()):

@@ -277,6 +277,9 @@ async def upload_blob(
         answer = await response.json(content_type=None)
         if response.status == HTTPStatus.UNAUTHORIZED:
             raise OfflineError("the relay refused the upload token; a new one comes with the next connection")
+        if response.status == HTTPStatus.TOO_MANY_REQUESTS:
+            # The device's hourly share is spent: the file waits, like one offline, until it refills.
+            raise OfflineError(f"the relay defers the upload: {answer.get('error', '')}")
         if response.status != HTTPStatus.CREATED:
             raise RelayRefusedError(f"HTTP {response.status}", str(answer.get("error", "")))
         return str(answer["attachment_id"])

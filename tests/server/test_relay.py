@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import ssl
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -367,6 +368,42 @@ def test_attachments_need_a_token_respect_the_limit_and_expire_unknown_ids(start
                 assert r.status == 404
             async with http.get(f"{relay.https}/health", ssl=context) as r:
                 assert (await r.json()) == {"status": "ok"}
+        await alice.disconnect()
+        await bob.disconnect()
+
+    run(scenario())
+
+
+def test_a_device_uploads_no_more_than_its_hourly_share_and_others_still_upload(
+    start_relay: RelayFactory,
+) -> None:
+    """Test that uploads past a device's attachment_bytes_per_hour are 429 with the reason, whether
+    the body's length is declared or streamed (charged once read), and that another device's
+    uploads go on."""
+    relay = start_relay(attachment_max_bytes=4096, attachment_bytes_per_hour=10_000)
+
+    async def streamed(blob: bytes) -> AsyncIterator[bytes]:
+        yield blob
+
+    async def scenario() -> None:
+        alice, bob = await _pair(relay)
+        context = relay.ssl_context()
+        url = f"{relay.https}/v1/attachments"
+
+        async def upload(
+            device: TestDevice, body: bytes | AsyncIterator[bytes]
+        ) -> tuple[int, dict[str, object]]:
+            headers = {"Authorization": "Enclave-Upload " + device.upload_token.hex()}
+            async with http.post(url, data=body, headers=headers, ssl=context) as r:
+                return r.status, await r.json(content_type=None)
+
+        async with aiohttp.ClientSession() as http:
+            for _ in range(3):
+                assert (await upload(alice, random(3000)))[0] == 201
+            for body in (random(3000), streamed(random(3000))):
+                status, answer = await upload(alice, body)
+                assert status == 429 and "hourly share" in str(answer["error"])
+            assert (await upload(bob, random(3000)))[0] == 201
         await alice.disconnect()
         await bob.disconnect()
 
