@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -16,13 +15,13 @@ from aiohttp import web
 from nacl.utils import random
 
 from app.base.errors import AuthorityRefusedError, OfflineError, PinMismatchError
-from app.base.tlsfiles import load_or_create_tls
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair
 from app.protocol.authority import CertifyRequest
 from app.sync import authority
 from app.sync.authority import AuthorityAddress
 from tests.support.deployment import deployment
+from tests.support.hostile import hostile_https
 from tests.support.relay import TEST_AUTHORITY, RelayProcess
 
 T = TypeVar("T")
@@ -106,26 +105,9 @@ async def refuse(request: web.Request) -> web.Response:
 
 async def against_hostile(folder: Path, call: Callable[[AuthorityAddress], Awaitable[T]]) -> T:
     """``call`` with the address of a pinned TLS server of the test's own that answers as ``refuse``."""
-    tls = load_or_create_tls(folder, "127.0.0.1", "hostile")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tls.cert_path, tls.key_path)
-    app = web.Application()
-    app.router.add_post("/v1/certify", refuse)
-    app.router.add_post("/v1/renew", refuse)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        site = web.SockSite(runner, listening, ssl_context=context)
-        await site.start()
-        port = listening.getsockname()[1]
-        try:
-            return await call(
-                AuthorityAddress((f"https://127.0.0.1:{port}",), (tls.pin,), TEST_AUTHORITY.public)
-            )
-        finally:
-            await runner.cleanup()
+    routes = [("POST", "/v1/certify", refuse), ("POST", "/v1/renew", refuse)]
+    async with hostile_https(folder, routes) as server:
+        return await call(AuthorityAddress((server.url,), (server.pin,), TEST_AUTHORITY.public))
 
 
 def test_a_refusal_reason_is_made_safe_to_show(tmp_path: Path) -> None:

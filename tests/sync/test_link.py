@@ -4,7 +4,6 @@ several pins accepted and none else, and HTTPS pinned to the relay."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +15,12 @@ from cryptography.hazmat.primitives import serialization
 from nacl.utils import random
 
 from app.base.errors import OfflineError, PinMismatchError, RelayRefusedError, RemoteProtocolError
-from app.base.tlsfiles import load_or_create_tls, public_key_pin, self_signed
+from app.base.tlsfiles import public_key_pin, self_signed
 from app.crypto.keys import IdentityKeyPair, SignedPreKey
 from app.protocol.frames import Enrol, SignedPreKeyUpload
 from app.sync.link import RelayAddress, download_blob, enrol, spki_pin, upload_blob, websocket_url
 from app.sync.machine import Connection
+from tests.support.hostile import hostile_https
 from tests.support.relay import RelayProcess, certificate_for
 
 OTHER_PIN = "sha256/" + "A" * 43 + "="
@@ -153,23 +153,8 @@ async def _serve(request: web.Request) -> web.StreamResponse:
 
 
 async def _download_from_hostile(folder: Path, attachment_id: str, max_bytes: int) -> bytes | None:
-    tls = load_or_create_tls(folder, "127.0.0.1", "hostile relay")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tls.cert_path, tls.key_path)
-    app = web.Application()
-    app.router.add_get("/v1/attachments/{attachment_id}", _serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        await web.SockSite(runner, listening, ssl_context=context).start()
-        der = ssl.PEM_cert_to_DER_cert(tls.cert_path.read_text(encoding="ascii"))
-        try:
-            url = f"https://127.0.0.1:{listening.getsockname()[1]}"
-            return await download_blob(url, der, attachment_id, max_bytes)
-        finally:
-            await runner.cleanup()
+    async with hostile_https(folder, [("GET", "/v1/attachments/{attachment_id}", _serve)]) as server:
+        return await download_blob(server.url, server.certificate_der, attachment_id, max_bytes)
 
 
 @pytest.mark.parametrize("attachment_id", ["chunked", "with-length"])
