@@ -25,6 +25,7 @@ from app.services.events import (
     MessageHeld,
     MessagesExpired,
     MessageStatusChanged,
+    MessageUnreadable,
     Problem,
     TimerChanged,
 )
@@ -175,4 +176,11 @@ def event_note(event: Event) -> str | None:
             text = f"expired: {len(ids)} messages disappeared"
         case Problem(message=message):
             text = f"problem: {clean(message)}"
+        case MessageUnreadable(account_id=account_id, device_id=device_id, reason=reason):
+            named = f"{clean(account_id)} device {device_id}" if account_id is not None else None
+            sender = named or "a sender the message does not name"
+            text = (
+                f"unreadable: a message from {sender} could not be decrypted and was dropped"
+                f" ({clean(reason)}); its sender is not told, ask them to send it again"
+            )
     return text

@@ -26,6 +26,10 @@ or the next, never between. A store newer than this build is refused unchanged.
   and its tree's frontier (``key_log_head``), the bindings the entries replayed to
   (``key_log_bindings``, one identity key per device and per key), and the forks it caught
   with both heads (``key_log_forks``).
+- v8: the base keys of the first messages this device accepted (``accepted_base_keys``,
+  storage/basekeys.py), each kept while the signed prekey it named is. The sessions stored
+  before v8 give theirs (session state v1 holds the remote identity key at bytes 38..70 and
+  the base key at 70..102), tied to the newest signed prekey, which is deleted last.
 """
 
 from __future__ import annotations
@@ -297,7 +301,27 @@ _V7 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+_V8 = Migration(
+    8,
+    "the base keys of accepted first messages",
+    (
+        """CREATE TABLE accepted_base_keys (
+            identity_key BLOB NOT NULL CHECK (length(identity_key) = 32),
+            base_key BLOB NOT NULL CHECK (length(base_key) = 32),
+            signed_prekey_id INTEGER NOT NULL REFERENCES signed_prekeys (key_id) ON DELETE CASCADE,
+            accepted_at REAL NOT NULL,
+            PRIMARY KEY (identity_key, base_key)) WITHOUT ROWID""",
+        "CREATE INDEX accepted_base_keys_prekey ON accepted_base_keys (signed_prekey_id)",
+        """INSERT OR IGNORE INTO accepted_base_keys (identity_key, base_key, signed_prekey_id, accepted_at)
+            SELECT substr(state, 39, 32), substr(state, 71, 32),
+                (SELECT max(key_id) FROM signed_prekeys), updated_at
+            FROM sessions
+            WHERE substr(state, 1, 5) = X'454E535301' AND length(state) > 102
+                AND EXISTS (SELECT 1 FROM signed_prekeys)""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

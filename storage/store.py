@@ -35,6 +35,7 @@ import nacl.utils
 
 from storage import keys, schema
 from storage.attachments import AttachmentRepository
+from storage.basekeys import AcceptedBaseKeyRepository
 from storage.contacts import ContactRepository
 from storage.conversations import ConversationRepository
 from storage.database import MEMORY_SECURITY, Database
@@ -126,6 +127,7 @@ class Store:
         self.outbox = OutboxRepository(db, clock=clock)
         self.unsealed = UnsealedRepository(db, clock=clock)
         self.seen = SeenEnvelopeRepository(db, clock=clock)
+        self.base_keys = AcceptedBaseKeyRepository(db, clock=clock)
         self.settings = SettingsRepository(db)
         self.organisation = OrganisationRepository(db, clock=clock)
         self.key_log = KeyLogRepository(db, clock=clock)

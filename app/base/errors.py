@@ -75,6 +75,22 @@ class SignedPreKeyGoneError(DecryptionError):
     """
 
 
+class EnvelopeIdMismatchError(DecryptionError):
+    """An envelope's id is not the one its sender sealed inside it: someone (the relay) put the
+    sealed bytes of another envelope under a new id, to have them opened a second time.
+
+    The sealed layer opened, so the sender its certificate names is known and said.
+    """
+
+    def __init__(self, account_id: str, device_id: int) -> None:
+        super().__init__(
+            f"a message from {account_id}'s device {device_id} arrived under another envelope id"
+            " than the one it was sealed with (replayed by the relay)"
+        )
+        self.account_id = account_id
+        self.device_id = device_id
+
+
 class InvalidSignatureError(CryptoError):
     """A signature (signed prekey, device certificate) does not verify."""
 

@@ -13,6 +13,9 @@ SIGNATURE_BYTES = 64
 AEAD_TAG_BYTES = 16
 XCHACHA_NONCE_BYTES = 24
 
+ENVELOPE_ID_BYTES = 16
+"""An envelope id: in the envelope, and bound inside its sealed layer."""
+
 # The Double Ratchet.
 MAX_SKIP = 1000
 """Most message keys one received chain may skip ahead by; a message further ahead is refused."""

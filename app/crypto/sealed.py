@@ -7,9 +7,12 @@ The construction follows Signal's sealed sender (version 1) with our primitives:
    nonce; they encrypt the sender's identity key. Only the recipient can read it.
 2. Static layer. ``HKDF(ikm = X25519(S, R), salt = chain_key || static_ciphertext,
    info = INFO_SEALED_STATIC)`` gives a key and a nonce that encrypt the sender's
-   device certificate, the session message kind and the session message. Only the
-   holder of the sender's identity key could have made this layer, so the recipient
-   knows the identity key is genuine; the certificate says whose it is.
+   envelope id, the sender's device certificate, the session message kind and the
+   session message. Only the holder of the sender's identity key could have made this
+   layer, so the recipient knows the identity key is genuine; the certificate says whose
+   it is. The envelope id inside is compared with the envelope's: a relay that puts these
+   bytes under a new id (to have a message opened again, past the recipient's record of
+   ids it has seen) gets them refused.
 
 ``R`` and ``S`` are the X25519 forms of the recipient's and sender's Ed25519 identity
 keys. docs/PROTOCOL.md, "Sealed envelope", gives the bytes.
@@ -20,8 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.base.codec import Reader, Writer
-from app.base.errors import CertificateError
-from app.base.limits import AEAD_TAG_BYTES, KEY_BYTES, MAX_SEALED_BYTES, XCHACHA_NONCE_BYTES
+from app.base.errors import CertificateError, EnvelopeIdMismatchError, LocalProtocolError
+from app.base.limits import (
+    AEAD_TAG_BYTES,
+    ENVELOPE_ID_BYTES,
+    KEY_BYTES,
+    MAX_SEALED_BYTES,
+    XCHACHA_NONCE_BYTES,
+)
 from app.crypto.certificate import MAX_CERTIFICATE_BYTES, DeviceCertificate
 from app.crypto.keys import DHKeyPair, IdentityKeyPair, identity_dh_public
 from app.crypto.primitives import (
@@ -76,9 +85,13 @@ def seal(
     sender: IdentityKeyPair,
     certificate: DeviceCertificate,
     recipient_identity: bytes,
+    envelope_id: bytes,
     message: SessionMessage,
     random: RandomSource,
 ) -> bytes:
+    """The sealed bytes of the envelope ``envelope_id`` (drawn before sealing, as they are bound)."""
+    if len(envelope_id) != ENVELOPE_ID_BYTES:
+        raise LocalProtocolError(f"an envelope id is {ENVELOPE_ID_BYTES} bytes")
     recipient_dh = identity_dh_public(recipient_identity)
     ephemeral = DHKeyPair.generate(random)
     prefix = bytes((SEALED_VERSION,)) + ephemeral.public
@@ -91,6 +104,7 @@ def seal(
     )
     inner = (
         Writer("sealed content")
+        .fixed(envelope_id, ENVELOPE_ID_BYTES, "envelope id")
         .var16(certificate.encode(), MAX_CERTIFICATE_BYTES, "certificate")
         .u8(message.kind)
         .raw(message.body)
@@ -100,13 +114,16 @@ def seal(
     return prefix + static_ciphertext + sealed
 
 
-def unseal(*, recipient: IdentityKeyPair, untrusted: bytes, trust_root: bytes, now: int) -> Unsealed:
-    """Open a sealed envelope addressed to ``recipient``.
+def unseal(
+    *, recipient: IdentityKeyPair, untrusted: bytes, envelope_id: bytes, trust_root: bytes, now: int
+) -> Unsealed:
+    """Open the sealed bytes of the envelope ``envelope_id``, addressed to ``recipient``.
 
     Raises ``RemoteProtocolError`` for malformed bytes, ``DecryptionError`` if either
     layer fails to authenticate, ``CertificateError`` if the certificate is not
     ``trust_root``'s, has expired, or names another identity key than the one that
-    sealed the envelope.
+    sealed the envelope, ``EnvelopeIdMismatchError`` (naming the sender) if the bytes
+    were sealed for another envelope id.
     """
     r = Reader(untrusted, "sealed envelope")
     if len(untrusted) > MAX_SEALED_BYTES:
@@ -131,6 +148,7 @@ def unseal(*, recipient: IdentityKeyPair, untrusted: bytes, trust_root: bytes, n
     inner = aead_decrypt(key=key, nonce=nonce, associated_data=prefix + static_ciphertext, ciphertext=sealed)
 
     content = Reader(inner, "sealed content")
+    sealed_envelope_id = content.fixed(ENVELOPE_ID_BYTES)
     certificate = DeviceCertificate.parse(content.var16(MAX_CERTIFICATE_BYTES, "certificate"))
     kind = _KINDS.get(content.u8())
     if kind is None:
@@ -139,4 +157,6 @@ def unseal(*, recipient: IdentityKeyPair, untrusted: bytes, trust_root: bytes, n
     certificate.verify(trust_root=trust_root, now=now)
     if certificate.identity_key != sender_identity:
         raise CertificateError("the sender's certificate names a different identity key")
+    if sealed_envelope_id != envelope_id:
+        raise EnvelopeIdMismatchError(certificate.account_id, certificate.device_id)
     return Unsealed(sender=certificate, message=SessionMessage(kind, body))

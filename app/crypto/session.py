@@ -23,6 +23,7 @@ from app.base.codec import Reader, Writer
 from app.base.errors import (
     CorruptStateError,
     DecryptionError,
+    DuplicateMessageError,
     LocalProtocolError,
     RemoteProtocolError,
     UnsupportedStateVersionError,
@@ -43,7 +44,7 @@ from app.crypto.keys import (
     identity_dh_public,
 )
 from app.crypto.primitives import INFO_X3DH, RandomSource, hkdf, x25519
-from app.crypto.ratchet import RatchetState
+from app.crypto.ratchet import RatchetState, parse_message
 
 X3DH_PREFIX = b"\xff" * KEY_BYTES
 X3DH_SALT = b"\x00" * KEY_BYTES
@@ -177,6 +178,25 @@ class Session:
         body = self.ratchet.encrypt(plaintext, self.associated_data + header)
         return SessionMessage(MessageKind.PREKEY, header + body)
 
+    def started_by(self, message: PreKeyMessage) -> bool:
+        """Whether ``message`` is one of the prekey messages this (responder's) session began with."""
+        return message.base_key == self.base_key and message.identity_key == self.remote_identity
+
+    def _left_first_chain(self, message: PreKeyMessage) -> bool:
+        """Whether this responder has moved past the chain every prekey message of its session is on.
+
+        The initiator wraps only until she hears back, and she makes a new ratchet key only
+        then, so all her prekey messages are on her first chain: the one this session was
+        made from. Once its ratchet moved to a later chain of hers, the keys of that first
+        chain it still lacks are stored skipped keys; any other is a message already read
+        (a replay), or one whose skipped key was dropped (section 5's limit).
+        """
+        ratchet = self.ratchet
+        if ratchet.dhr is None:
+            return False  # nothing received yet: the first chain is still to come
+        header, _, _ = parse_message(message.message)
+        return header.dh != ratchet.dhr and (header.dh, header.number) not in ratchet.skipped
+
     def decrypt(self, message: SessionMessage, random: RandomSource) -> bytes:
         """Decrypt a message of this session; on any error the session is unchanged.
 
@@ -186,8 +206,10 @@ class Session:
         body, associated_data = message.body, self.associated_data
         if message.kind == MessageKind.PREKEY:
             wrapped = PreKeyMessage.parse(body)
-            if wrapped.base_key != self.base_key or wrapped.identity_key != self.remote_identity:
+            if not self.started_by(wrapped):
                 raise DecryptionError("the message starts a new session")
+            if self._left_first_chain(wrapped):
+                raise DuplicateMessageError("a first-chain message whose key this session no longer has")
             body, associated_data = wrapped.message, associated_data + wrapped.header()
         plaintext = self.ratchet.decrypt(body, associated_data, random)
         if message.kind == MessageKind.RATCHET:

@@ -1,7 +1,8 @@
 """The envelope: the only thing the relay stores, and all it can see of a message.
 
 An envelope id (random, chosen by the sender, used by the recipient to drop
-redeliveries), an expiry, and the sealed bytes. No sender, no conversation, no message
+redeliveries, and sealed inside too, so a relay cannot re-wrap a message under a new
+id), an expiry, and the sealed bytes. No sender, no conversation, no message
 type: those travel inside the sealed layer. The recipient device is named by the frame
 that carries the envelope, not by the envelope. docs/PROTOCOL.md, "Envelope".
 """
@@ -12,12 +13,15 @@ from dataclasses import dataclass
 
 from app.base.codec import Reader, Writer
 from app.base.errors import LocalProtocolError
-from app.base.limits import MAX_ENVELOPE_BYTES, MAX_SEALED_BYTES
+from app.base.limits import ENVELOPE_ID_BYTES, MAX_ENVELOPE_BYTES, MAX_SEALED_BYTES
 from app.crypto.primitives import RandomSource
 
 ENVELOPE_VERSION = 1
 ENVELOPE_VERSIONS = frozenset({ENVELOPE_VERSION})
-ENVELOPE_ID_BYTES = 16
+
+
+def new_envelope_id(random: RandomSource) -> bytes:
+    return random(ENVELOPE_ID_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +39,9 @@ class Envelope:
 
     @classmethod
     def create(cls, *, sealed: bytes, expires_at: int, random: RandomSource) -> Envelope:
-        return cls(envelope_id=random(ENVELOPE_ID_BYTES), expires_at=expires_at, sealed=sealed)
+        """An envelope with a fresh id around opaque bytes (a relay's view). A client's sealed
+        layer binds its id, so a client draws the id first (``new_envelope_id``) and seals with it."""
+        return cls(envelope_id=new_envelope_id(random), expires_at=expires_at, sealed=sealed)
 
     def encode(self) -> bytes:
         return (

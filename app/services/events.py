@@ -92,6 +92,20 @@ class Problem:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageUnreadable:
+    """A message arrived that this device could not decrypt or check: it was dropped, nothing of
+    it can be shown, and its sender does not learn it (there is no negative receipt).
+
+    The sender is named when the sealed layer opened and its certificate checked; otherwise
+    (``None``) the envelope did not say who sent it. ``reason`` is the error's own words.
+    """
+
+    account_id: str | None
+    device_id: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceAddedToAccount:
     """The key log shows a device added to this user's account after this one: if the user did
     not enrol it, someone else can read what is sent to them from now on."""
@@ -118,6 +132,7 @@ Event = (
     | TimerChanged
     | ConversationStarted
     | Problem
+    | MessageUnreadable
     | DeviceAddedToAccount
     | LogForked
 )

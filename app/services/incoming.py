@@ -1,10 +1,11 @@
 """Receiving: a pushed envelope is opened in memory, stored in one transaction, then acked.
 
 The envelope is unsealed, decrypted and parsed; a file's blob is downloaded and
-checked; then one transaction stores the message, the session, the used one-time
-prekey's removal, the envelope id (so a redelivery is dropped) and the delivery
-receipt's envelope. Only then is the envelope acked. Anything that fails before the
-commit leaves the store untouched, and the relay redelivers.
+checked; then one transaction stores the message, the session (with the base key of a
+first message X3DH ran for), the used one-time prekey's removal, the envelope id (so a
+redelivery is dropped) and the delivery receipt's envelope. Only then is the envelope
+acked. Anything that fails before the commit leaves the store untouched, and the relay
+redelivers.
 
 What arrives is never refused for the policy (that would lose what a colleague wrote), but
 its timers are brought into this device's range (``app.services.rules``), and a
@@ -21,6 +22,7 @@ import re
 from app.base.errors import (
     CryptoError,
     DuplicateMessageError,
+    EnvelopeIdMismatchError,
     RemoteProtocolError,
     StorageError,
     TransportError,
@@ -51,6 +53,7 @@ from app.services.events import (
     Event,
     MessageArrived,
     MessageStatusChanged,
+    MessageUnreadable,
     Problem,
     TimerChanged,
 )
@@ -121,7 +124,12 @@ class Receiving:
         self._rules = rules
 
     async def receive(self, envelope: Envelope, source: Transport) -> None:
-        """Open, store and then ack one envelope; anything before the commit leaves no trace."""
+        """Open, store and then ack one envelope; anything before the commit leaves no trace.
+
+        A message already read (a replay under a new envelope id) is acked and dropped with
+        nothing written; one that cannot be opened is dropped with its envelope id kept, and
+        the user is told (``MessageUnreadable``).
+        """
         if self._credentials.identity is None or self._credentials.relay is None:
             return
         try:
@@ -131,26 +139,22 @@ class Receiving:
         if self._store.seen.contains(envelope.envelope_id):
             await source.ack(envelope.envelope_id)
             return
+        sender: DeviceCertificate | None = None
         try:
             unsealed = unseal(
                 recipient=self._credentials.identity,
                 untrusted=envelope.sealed,
+                envelope_id=envelope.envelope_id,
                 trust_root=trust_root,
                 now=int(self._clock()) - CERTIFICATE_GRACE_SECONDS,
             )
-            if not await self._logged(unsealed.sender):
+            sender = unsealed.sender
+            if not await self._logged(sender):
                 return
-            opened = self._sessions.open(unsealed.sender, unsealed.message)
+            opened = self._sessions.open(sender, unsealed.message)
             content = parse_content(opened.plaintext)
-        except UnloggedKeyError as e:
-            log.warning("dropped an envelope from a device the key log does not hold")
-            self._emitter.emit(Problem(f"A message was refused: {e}"))
-            await self._drop(envelope, source)
-            return
-        except (RemoteProtocolError, CryptoError) as e:
-            if not isinstance(e, DuplicateMessageError):
-                log.warning("dropped an envelope that cannot be opened (%s)", type(e).__name__)
-            await self._drop(envelope, source)
+        except (UnloggedKeyError, RemoteProtocolError, CryptoError) as e:
+            await self._refuse(envelope, source, sender, e)
             return
         sender = unsealed.sender
         plaintext_file = None
@@ -190,6 +194,35 @@ class Receiving:
             self._tasks.spawn(self._fetch_again())
             return False
         return True
+
+    async def _refuse(
+        self,
+        envelope: Envelope,
+        source: Transport,
+        sender: DeviceCertificate | None,
+        error: UnloggedKeyError | RemoteProtocolError | CryptoError,
+    ) -> None:
+        """Ack an envelope that will never open. A message read before, under a new envelope id (a
+        replay), and bytes sealed for another envelope id are dropped with nothing written; the
+        rest keep their envelope id, so a redelivery is dropped at once. The user is told of all
+        but the replay of a message already shown."""
+        if isinstance(error, DuplicateMessageError):
+            log.info("dropped a message this device has already read")
+            await source.ack(envelope.envelope_id)
+            return
+        if isinstance(error, EnvelopeIdMismatchError):
+            log.warning("dropped an envelope whose id is not the one sealed inside it")
+            self._emitter.emit(MessageUnreadable(error.account_id, error.device_id, str(error)))
+            await source.ack(envelope.envelope_id)
+            return
+        if isinstance(error, UnloggedKeyError):
+            log.warning("dropped an envelope from a device the key log does not hold")
+            self._emitter.emit(Problem(f"A message was refused: {error}"))
+        else:
+            log.warning("dropped an envelope that cannot be opened (%s)", type(error).__name__)
+            named = (None, None) if sender is None else (sender.account_id, sender.device_id)
+            self._emitter.emit(MessageUnreadable(*named, str(error)))
+        await self._drop(envelope, source)
 
     async def _drop(self, envelope: Envelope, source: Transport) -> None:
         self._store.seen.add(envelope.envelope_id)

@@ -16,6 +16,7 @@ from app.base.errors import (
     CertificateError,
     CryptoError,
     DecryptionError,
+    DuplicateMessageError,
     RelayRefusedError,
     RemoteProtocolError,
     SignedPreKeyGoneError,
@@ -33,7 +34,7 @@ from app.crypto.session import (
     initiate_session,
 )
 from app.protocol.content import Content, encode_content
-from app.protocol.envelope import Envelope
+from app.protocol.envelope import Envelope, new_envelope_id
 from app.protocol.frames import Bundles, DeviceBundle, FetchBundles, FrameType, Status
 from app.services import prekeys
 from app.services.clock import Clock
@@ -58,6 +59,8 @@ class Opened:
     plaintext: bytes
     one_time_prekey_id: int | None
     """A one-time prekey this message used up (delete it with the message)."""
+    accepted: PreKeyMessage | None = None
+    """The prekey message X3DH ran for: its base key is recorded with the session it made."""
 
 
 def open_message(
@@ -67,20 +70,26 @@ def open_message(
     message: SessionMessage,
     random: RandomSource,
 ) -> Opened:
-    """Decrypt with the stored session, or start the session a prekey message asks for."""
+    """Decrypt with the stored session, or start the session a prekey message asks for.
+
+    X3DH runs only for a base key (with the sender's identity key) this device never
+    accepted: a prekey message of the stored session is that session's to decrypt (a replay
+    is a ``DuplicateMessageError``), and one whose base key was accepted before, for a
+    session since replaced or deleted, is a replay too. Nothing here writes to the store.
+    """
     state = store.sessions.get(sender.account_id, sender.device_id)
-    if state is not None:
-        session = Session.from_bytes(state)
-        try:
-            return Opened(session, session.decrypt(message, random), None)
-        except DecryptionError:
-            if message.kind != MessageKind.PREKEY:
-                raise
+    session = None if state is None else Session.from_bytes(state)
     if message.kind != MessageKind.PREKEY:
-        raise DecryptionError("no session with this device, and the message does not start one")
+        if session is None:
+            raise DecryptionError("no session with this device, and the message does not start one")
+        return Opened(session, session.decrypt(message, random), None)
     initial = PreKeyMessage.parse(message.body)
     if initial.identity_key != sender.identity_key:
         raise CertificateError("the prekey message's identity key is not the one its certificate names")
+    if session is not None and session.started_by(initial):
+        return Opened(session, session.decrypt(message, random), None)
+    if store.base_keys.contains(initial.identity_key, initial.base_key):
+        raise DuplicateMessageError("a first message whose session this device accepted before")
     try:
         signed = prekeys.signed_prekey(store, initial.signed_prekey_id)
     except NotFoundError as e:
@@ -93,7 +102,7 @@ def open_message(
         except NotFoundError:
             one_time = None
     session, plaintext = accept_session(identity, initial, signed, one_time, random)
-    return Opened(session, plaintext, one_time.key_id if one_time else None)
+    return Opened(session, plaintext, one_time.key_id if one_time else None, initial)
 
 
 def seal_for(
@@ -105,15 +114,20 @@ def seal_for(
     expires_at: int,
     random: RandomSource,
 ) -> bytes:
-    """An encoded envelope carrying ``content`` for the session's device (advances ``session``)."""
+    """An encoded envelope carrying ``content`` for the session's device (advances ``session``).
+
+    The envelope id is drawn first: the sealed layer binds it (docs/PROTOCOL.md, section 8).
+    """
+    envelope_id = new_envelope_id(random)
     sealed = seal(
         sender=identity,
         certificate=certificate,
         recipient_identity=session.remote_identity,
+        envelope_id=envelope_id,
         message=session.encrypt(encode_content(content)),
         random=random,
     )
-    return Envelope.create(sealed=sealed, expires_at=expires_at, random=random).encode()
+    return Envelope(envelope_id=envelope_id, expires_at=expires_at, sealed=sealed).encode()
 
 
 def note_device(
@@ -300,13 +314,20 @@ class Sessions:
         return open_message(self._store, identity, sender, message, self._random)
 
     def keep(self, sender: DeviceCertificate, opened: Opened) -> KeyChanged | None:
-        """Save what opening a message changed: the sender's key, the session, the used prekey.
+        """Save what opening a message changed: the sender's key, the session, the base key X3DH
+        ran for, the used prekey.
 
         Call inside the transaction that stores the message.
         """
         self._contacts.ensure(sender.account_id)
         note = note_device(self._store, sender.account_id, sender.device_id, sender.identity_key)
         self._store.sessions.put(sender.account_id, sender.device_id, opened.session.to_bytes())
+        if opened.accepted is not None:
+            self._store.base_keys.add(
+                opened.accepted.identity_key,
+                opened.accepted.base_key,
+                signed_prekey_id=opened.accepted.signed_prekey_id,
+            )
         if opened.one_time_prekey_id is not None:
             self._store.prekeys.take_one_time(opened.one_time_prekey_id)
         return note

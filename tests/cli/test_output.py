@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.services.events import MessageHeld, Problem
+from app.services.events import MessageHeld, MessageUnreadable, Problem
 from cli.files import save_path
 from cli.output import clean, event_note
 from cli.workspace import account_id_for
@@ -42,4 +42,18 @@ def test_a_held_message_is_told_with_how_to_accept_the_new_key() -> None:
     assert text == (
         "held: message 7 in conversation 3 waits until you accept b.petrov\\n's new key; compare safety "
         "numbers (safety-number b.petrov\\n), then accept it (safety-number b.petrov\\n --accept)"
+    )
+
+
+def test_an_unreadable_message_is_told_naming_the_sender_device_when_known() -> None:
+    """Test that a MessageUnreadable event says in plain words which device's message was lost, or
+    that the message named none, on one escaped line."""
+    named = event_note(MessageUnreadable("a.ivanova\n", 2, "no session with this device"))
+    assert named == (
+        "unreadable: a message from a.ivanova\\n device 2 could not be decrypted and was dropped"
+        " (no session with this device); its sender is not told, ask them to send it again"
+    )
+    unnamed = event_note(MessageUnreadable(None, None, "the message did not authenticate"))
+    assert unnamed is not None and unnamed.startswith(
+        "unreadable: a message from a sender the message does not name could not be decrypted"
     )

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from app.base.errors import CertificateError, CryptoError, DecryptionError, RemoteProtocolError
+from app.base.errors import (
+    CertificateError,
+    CryptoError,
+    DecryptionError,
+    EnvelopeIdMismatchError,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
 from app.base.limits import MAX_SEALED_BYTES
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair
@@ -14,6 +21,7 @@ from tests.support.sessions import SeededRandom
 
 NOW = 1_800_000_000
 LATER = NOW + 3600
+ENVELOPE_ID = bytes(range(16))
 
 
 @pytest.fixture
@@ -49,7 +57,12 @@ def _seal(
 ) -> bytes:
     message = SessionMessage(MessageKind.RATCHET, b"ratchet bytes")
     return seal(
-        sender=alice, certificate=certificate, recipient_identity=bob.public, message=message, random=random
+        sender=alice,
+        certificate=certificate,
+        recipient_identity=bob.public,
+        envelope_id=ENVELOPE_ID,
+        message=message,
+        random=random,
     )
 
 
@@ -58,7 +71,9 @@ def test_recipient_learns_sender_and_message(
 ) -> None:
     """Test that unsealing returns the sender's certificate and the session message."""
     sealed = _seal(alice, _certificate(issuer, alice), bob, random)
-    opened = unseal(recipient=bob, untrusted=sealed, trust_root=issuer.public, now=NOW)
+    opened = unseal(
+        recipient=bob, untrusted=sealed, envelope_id=ENVELOPE_ID, trust_root=issuer.public, now=NOW
+    )
     assert opened.sender.account_id == "a.ivanova"
     assert opened.sender.identity_key == alice.public
     assert opened.message == SessionMessage(MessageKind.RATCHET, b"ratchet bytes")
@@ -81,7 +96,7 @@ def test_only_the_recipient_can_unseal(
     sealed = _seal(alice, _certificate(issuer, alice), bob, random)
     eve = IdentityKeyPair.generate(random)
     with pytest.raises(DecryptionError):
-        unseal(recipient=eve, untrusted=sealed, trust_root=issuer.public, now=NOW)
+        unseal(recipient=eve, untrusted=sealed, envelope_id=ENVELOPE_ID, trust_root=issuer.public, now=NOW)
 
 
 def test_flipping_any_byte_of_a_sealed_envelope_is_refused(
@@ -92,7 +107,9 @@ def test_flipping_any_byte_of_a_sealed_envelope_is_refused(
     for index in range(len(sealed)):
         tampered = sealed[:index] + bytes((sealed[index] ^ 0x01,)) + sealed[index + 1 :]
         with pytest.raises((CryptoError, RemoteProtocolError)):
-            unseal(recipient=bob, untrusted=tampered, trust_root=issuer.public, now=NOW)
+            unseal(
+                recipient=bob, untrusted=tampered, envelope_id=ENVELOPE_ID, trust_root=issuer.public, now=NOW
+            )
 
 
 def test_certificate_from_another_issuer_is_refused(
@@ -102,7 +119,7 @@ def test_certificate_from_another_issuer_is_refused(
     rogue = IdentityKeyPair.generate(random)
     sealed = _seal(alice, _certificate(rogue, alice), bob, random)
     with pytest.raises(CertificateError):
-        unseal(recipient=bob, untrusted=sealed, trust_root=issuer.public, now=NOW)
+        unseal(recipient=bob, untrusted=sealed, envelope_id=ENVELOPE_ID, trust_root=issuer.public, now=NOW)
 
 
 def test_expired_certificate_is_refused(
@@ -111,7 +128,7 @@ def test_expired_certificate_is_refused(
     """Test that a certificate past its expiry is refused."""
     sealed = _seal(alice, _certificate(issuer, alice), bob, random)
     with pytest.raises(CertificateError):
-        unseal(recipient=bob, untrusted=sealed, trust_root=issuer.public, now=LATER)
+        unseal(recipient=bob, untrusted=sealed, envelope_id=ENVELOPE_ID, trust_root=issuer.public, now=LATER)
 
 
 def test_stolen_certificate_does_not_let_another_key_impersonate(
@@ -121,7 +138,7 @@ def test_stolen_certificate_does_not_let_another_key_impersonate(
     mallory = IdentityKeyPair.generate(random)
     sealed = _seal(mallory, _certificate(issuer, alice), bob, random)
     with pytest.raises(CertificateError):
-        unseal(recipient=bob, untrusted=sealed, trust_root=issuer.public, now=NOW)
+        unseal(recipient=bob, untrusted=sealed, envelope_id=ENVELOPE_ID, trust_root=issuer.public, now=NOW)
 
 
 def test_certificate_round_trips_and_refuses_trailing_bytes(
@@ -142,7 +159,12 @@ def _sealed_of_length(
     overhead = len(_seal(alice, certificate, bob, random)) - len(b"ratchet bytes")
     message = SessionMessage(MessageKind.RATCHET, bytes(length - overhead))
     sealed = seal(
-        sender=alice, certificate=certificate, recipient_identity=bob.public, message=message, random=random
+        sender=alice,
+        certificate=certificate,
+        recipient_identity=bob.public,
+        envelope_id=ENVELOPE_ID,
+        message=message,
+        random=random,
     )
     if len(sealed) != length:
         raise AssertionError(f"made {len(sealed)} bytes, not {length}")
@@ -154,7 +176,12 @@ def test_envelope_of_exactly_the_size_limit_opens(
 ) -> None:
     """Test that a sealed envelope of MAX_SEALED_BYTES is opened."""
     sealed, message = _sealed_of_length(MAX_SEALED_BYTES, alice, bob, issuer, random)
-    assert unseal(recipient=bob, untrusted=sealed, trust_root=issuer.public, now=NOW).message == message
+    assert (
+        unseal(
+            recipient=bob, untrusted=sealed, envelope_id=ENVELOPE_ID, trust_root=issuer.public, now=NOW
+        ).message
+        == message
+    )
 
 
 def test_envelope_one_byte_over_the_size_limit_is_malformed(
@@ -163,4 +190,32 @@ def test_envelope_one_byte_over_the_size_limit_is_malformed(
     """Test that a genuine sealed envelope of MAX_SEALED_BYTES + 1 is refused as too large."""
     sealed, _ = _sealed_of_length(MAX_SEALED_BYTES + 1, alice, bob, issuer, random)
     with pytest.raises(RemoteProtocolError, match="exceeds the limit"):
-        unseal(recipient=bob, untrusted=sealed, trust_root=issuer.public, now=NOW)
+        unseal(recipient=bob, untrusted=sealed, envelope_id=ENVELOPE_ID, trust_root=issuer.public, now=NOW)
+
+
+def test_an_envelope_id_other_than_the_sealed_one_is_refused_naming_the_sender(
+    alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
+) -> None:
+    """Test that sealed bytes put under another envelope id are refused, with the sender they name."""
+    sealed = _seal(alice, _certificate(issuer, alice), bob, random)
+    other = bytes(reversed(ENVELOPE_ID))
+    with pytest.raises(EnvelopeIdMismatchError) as refused:
+        unseal(recipient=bob, untrusted=sealed, envelope_id=other, trust_root=issuer.public, now=NOW)
+    assert (refused.value.account_id, refused.value.device_id) == ("a.ivanova", 3)
+    assert unseal(recipient=bob, untrusted=sealed, envelope_id=ENVELOPE_ID, trust_root=issuer.public, now=NOW)
+
+
+def test_sealing_refuses_an_envelope_id_of_another_length(
+    alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
+) -> None:
+    """Test that an envelope id that is not 16 bytes is a programming error, caught before sealing."""
+    message = SessionMessage(MessageKind.RATCHET, b"ratchet bytes")
+    with pytest.raises(LocalProtocolError):
+        seal(
+            sender=alice,
+            certificate=_certificate(issuer, alice),
+            recipient_identity=bob.public,
+            envelope_id=ENVELOPE_ID[:15],
+            message=message,
+            random=random,
+        )

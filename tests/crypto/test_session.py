@@ -279,3 +279,21 @@ def test_prekey_message_for_another_base_key_asks_for_a_new_session() -> None:
     assert parsed.base_key != pair.bob.base_key
     with pytest.raises(DecryptionError):
         pair.bob.decrypt(message, pair.random)
+
+
+def test_a_first_chain_message_replayed_after_the_responder_moved_on_is_a_duplicate() -> None:
+    """Test that Alice's prekey message, replayed once Bob is on a later chain of hers, is refused as a
+    replay (not a new session, not a mere failure) and leaves his state as it was, while one still
+    missing from that chain (its key skipped and kept) decrypts."""
+    random = SeededRandom(b"first-chain")
+    alice_device, bob_device = Device.create(random), Device.create(random)
+    alice = initiate_session(alice_device.identity, bob_device.bundle(), random)
+    first, late = alice.encrypt(b"one"), alice.encrypt(b"late")
+    bob, _ = bob_device.accept(first, random)
+    alice.decrypt(bob.encrypt(b"reply"), random)
+    assert bob.decrypt(alice.encrypt(b"next chain"), random) == b"next chain"
+    state = bob.to_bytes()
+    with pytest.raises(DuplicateMessageError):
+        bob.decrypt(first, random)
+    assert bob.to_bytes() == state
+    assert bob.decrypt(late, random) == b"late"

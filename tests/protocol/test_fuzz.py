@@ -181,6 +181,7 @@ _SEALED = seal(
         _ISSUER, account_id="s", device_id=1, identity_key=_SENDER.public, expires_at=2**40
     ),
     recipient_identity=_RECIPIENT.public,
+    envelope_id=bytes(16),
     message=SessionMessage(MessageKind.RATCHET, b"body"),
     random=_SEAL_RANDOM,
 )
@@ -192,7 +193,13 @@ def test_damaged_sealed_envelopes_raise_only_typed_errors(data: st.DataObject) -
     """Test that random or mutated sealed bytes raise only a crypto or protocol error."""
     untrusted = data.draw(st.binary(max_size=300) | mutations(_SEALED))
     with contextlib.suppress(CryptoError, RemoteProtocolError):
-        unseal(recipient=_RECIPIENT, untrusted=untrusted, trust_root=_ISSUER.public, now=NOW)
+        unseal(
+            recipient=_RECIPIENT,
+            untrusted=untrusted,
+            envelope_id=bytes(16),
+            trust_root=_ISSUER.public,
+            now=NOW,
+        )
 
 
 @FUZZ

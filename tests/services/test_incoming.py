@@ -10,7 +10,7 @@ import pytest
 from app.base.errors import StorageError
 from app.crypto.keys import IdentityKeyPair
 from app.protocol.envelope import ENVELOPE_ID_BYTES, Envelope
-from app.services.events import MessageArrived, Problem
+from app.services.events import MessageArrived, MessageUnreadable, Problem
 from storage.errors import NotFoundError, StoreFullError
 from storage.records import OUTGOING, MessageStatus, PreKeyKind
 from tests.support.devices import Bench, Device, introduce, open_session
@@ -86,14 +86,17 @@ def test_a_repeated_envelope_is_acked_again_and_stored_once(bench: Bench, alice:
 
 
 def test_junk_is_acked_and_dropped(bench: Bench, alice: Device, bob: Device) -> None:
-    """Test that an envelope that cannot be opened is acked so it stops coming, and nothing is stored."""
+    """Test that an envelope that cannot be opened is acked so it stops coming, nothing is stored, and
+    the user is told a message could not be read, from a sender it does not name."""
     open_session(alice, bob)
     session = bob.store.sessions.get("alice", 1)
     junk = Envelope(envelope_id=bench.random(ENVELOPE_ID_BYTES), expires_at=0, sealed=bench.random(300))
     bench.run(bob.receiving.receive(junk, bob.transport))
     assert bob.transport.acked == [junk.envelope_id]
     assert bob.store.messages.count() == 0 and bob.store.conversations.list() == []
-    assert bob.store.sessions.get("alice", 1) == session and bob.events == []
+    assert bob.store.sessions.get("alice", 1) == session
+    [told] = bob.events
+    assert isinstance(told, MessageUnreadable) and (told.account_id, told.device_id) == (None, None)
 
 
 def test_a_message_from_a_device_outside_the_organisation_is_acked_and_dropped(

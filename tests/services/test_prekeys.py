@@ -268,7 +268,11 @@ def test_a_first_message_sealed_to_the_retired_key_opens_within_grace_and_not_af
     bench.run(carol.sending.send_text(carol.direct(bob).id, "too late"))
     [late] = bench.deliver(carol, bob)
     unsealed = unseal(
-        recipient=bob.identity, untrusted=late.sealed, trust_root=bench.trust_root.public, now=int(clock())
+        recipient=bob.identity,
+        untrusted=late.sealed,
+        envelope_id=late.envelope_id,
+        trust_root=bench.trust_root.public,
+        now=int(clock()),
     )
     with pytest.raises(SignedPreKeyGoneError):
         bob.sessions.open(unsealed.sender, unsealed.message)

@@ -101,7 +101,11 @@ def test_opening_saves_nothing_until_kept(pair: tuple[Device, Device]) -> None:
     alice, bob = pair
     envelope = _sealed_receipt(alice)
     unsealed = unseal(
-        recipient=bob.identity, untrusted=envelope.sealed, trust_root=bob.credentials.trust_root(), now=0
+        recipient=bob.identity,
+        untrusted=envelope.sealed,
+        envelope_id=envelope.envelope_id,
+        trust_root=bob.credentials.trust_root(),
+        now=0,
     )
     before = bob.store.sessions.get("alice", 1)
     first = bob.sessions.open(unsealed.sender, unsealed.message)

@@ -16,7 +16,7 @@ from app.crypto.safety import SafetyNumber
 from app.crypto.sealed import seal
 from app.crypto.session import PreKeyMessage, accept_session, initiate_session
 from app.protocol.content import MessageHeader, TextMessage, encode_content
-from app.protocol.envelope import Envelope
+from app.protocol.envelope import Envelope, new_envelope_id
 from tests.support.sessions import SeededRandom
 
 SEED = b"enclave protocol v1 test vectors"
@@ -43,10 +43,16 @@ def make() -> dict[str, str | int]:
     certificate = DeviceCertificate.issue(
         issuer, account_id="a.ivanova", device_id=1, identity_key=alice.public, expires_at=1_900_000_000
     )
+    envelope_id = new_envelope_id(random)
     sealed = seal(
-        sender=alice, certificate=certificate, recipient_identity=bob.public, message=first, random=random
+        sender=alice,
+        certificate=certificate,
+        recipient_identity=bob.public,
+        envelope_id=envelope_id,
+        message=first,
+        random=random,
     )
-    envelope = Envelope.create(sealed=sealed, expires_at=1_800_086_400, random=random)
+    envelope = Envelope(envelope_id=envelope_id, expires_at=1_800_086_400, sealed=sealed)
     number = SafetyNumber.compute(
         local_identity=alice.public, local_id="a.ivanova", remote_identity=bob.public, remote_id="b.petrov"
     )
