@@ -1,6 +1,7 @@
 """``enclave-admin authority``: enrolment codes and revocations in the authority's data folder.
 
-    enclave-admin authority code ACCOUNT --authority-data DIR [--valid-hours 72]
+    enclave-admin authority code ACCOUNT --authority-data DIR [--name NAME] [--department DEPT]
+        [--valid-hours 72]
     enclave-admin authority revoke ACCOUNT DEVICE --authority-data DIR
 
 They write the authority's database directly, as the relay's admin commands write the
@@ -9,8 +10,9 @@ service user, on its machine. A code is printed once and stored only as two deri
 of it (app/protocol/enrolment.py); ``issue_code`` does the same for a command that holds
 the store open itself. A revoked device renews no more; the certificates it holds stay
 valid until they expire (docs/ADMIN.md states the bound). enclave-admin (server/admin.py)
-registers these commands so that admins have one tool; nothing of the relay imports this
-module (pyproject.toml's import contract).
+registers these commands so that admins have one tool (its ``enrol`` issues the code with the
+name and department of the relay's account, which the device's certificates then carry);
+nothing of the relay imports this module (pyproject.toml's import contract).
 Exit status: 0 done, 1 refused, 2 usage.
 """
 
@@ -26,7 +28,9 @@ from nacl.utils import random
 
 from app.base.accountid import canonical_account_id
 from app.base.errors import EnclaveError
+from app.base.text import control_character
 from app.base.tools import EXIT_DONE, EXIT_REFUSED, EXIT_USAGE
+from app.crypto.certificate import MAX_NAME_BYTES
 from app.protocol import enrolment
 from authority.store import STORE_FILE, AuthorityStore
 
@@ -44,6 +48,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ).add_subparsers(dest="action", required=True)
     code = group.add_parser("code", help="print a one-time enrolment code for ACCOUNT (shown once)")
     code.add_argument("account")
+    code.add_argument("--name", default="", help="the display name the certificates carry")
+    code.add_argument("--department", default="", help="the department the certificates carry")
     code.add_argument("--valid-hours", type=int, default=72, help=f"1 to {MAX_VALID_HOURS}")
     revoke = group.add_parser("revoke", help="revoke a device: it renews its certificate no more")
     revoke.add_argument("account")
@@ -68,7 +74,16 @@ def run(args: argparse.Namespace) -> int:
         store = AuthorityStore.open(folder)
         try:
             if args.action == "code":
-                print(issue_code(store, account_id, args.valid_hours, now=int(time.time())))
+                print(
+                    issue_code(
+                        store,
+                        account_id,
+                        args.valid_hours,
+                        now=int(time.time()),
+                        display_name=args.name,
+                        department=args.department,
+                    )
+                )
             else:
                 print(_revoke(store, account_id, args))
         finally:
@@ -79,15 +94,31 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_DONE
 
 
-def issue_code(store: AuthorityStore, account_id: str, valid_hours: int, *, now: int) -> str:
+def issue_code(
+    store: AuthorityStore,
+    account_id: str,
+    valid_hours: int,
+    *,
+    now: int,
+    display_name: str = "",
+    department: str = "",
+) -> str:
     """Store a new one-time code for ``account_id``, valid ``valid_hours`` from ``now``, and return it.
 
     The code itself is returned once and never stored. Other commands call this with a
     store they opened (the relay's ``enclave-admin enrol`` issues its code here, into the
-    authority's store); ``Refused`` or ``AccountIdError`` if the hours or the id are not valid.
+    authority's store); ``Refused`` or ``AccountIdError`` if the hours, the id or a name are not
+    valid. The device the code enrols gets certificates carrying ``display_name`` and
+    ``department``: what its colleagues show for it, asking nobody.
     """
     if not 1 <= valid_hours <= MAX_VALID_HOURS:
         raise Refused(f"--valid-hours must be between 1 and {MAX_VALID_HOURS}")
+    for value, field in ((display_name, "name"), (department, "department")):
+        bad = control_character(value)
+        if bad is not None or len(value.encode("utf-8", errors="replace")) > MAX_NAME_BYTES:
+            raise Refused(
+                f"the {field} must be at most {MAX_NAME_BYTES} bytes of UTF-8, no control character"
+            )
     account_id = canonical_account_id(account_id)
     code = enrolment.new_enrolment_code(random)
     store.add_code(
@@ -95,6 +126,8 @@ def issue_code(store: AuthorityStore, account_id: str, valid_hours: int, *, now:
         code_key=enrolment.code_key(code),
         account_id=account_id,
         expires_at=now + valid_hours * 3600,
+        display_name=display_name,
+        department=department,
     )
     return code
 

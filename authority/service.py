@@ -21,7 +21,7 @@ from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair
 from app.crypto.primitives import RandomSource
 from app.protocol.authority import CertifyRequest, RenewRequest
-from authority.store import MAX_DEVICE_ID, AuthorityStore, NotAdded
+from authority.store import MAX_DEVICE_ID, Added, AuthorityStore, Device, NotAdded
 
 TIMESTAMP_SKEW_SECONDS = 300
 """How far a renew request's timestamp may be from the authority's clock."""
@@ -72,13 +72,16 @@ class Authority:
         self._lifetime = lifetime_seconds
         self._grace = grace_seconds
 
-    def _issue(self, account_id: str, device_id: int, identity_key: bytes, now: int) -> bytes:
+    def _issue(self, device: Added | Device, identity_key: bytes, now: int) -> bytes:
+        """A certificate naming the account, and the name and department its code was issued with."""
         return DeviceCertificate.issue(
             self._issuer,
-            account_id=account_id,
-            device_id=device_id,
+            account_id=device.account_id,
+            device_id=device.device_id,
             identity_key=identity_key,
             expires_at=now + self._lifetime,
+            display_name=device.display_name,
+            department=device.department,
         ).encode()
 
     def certify(self, untrusted_body: bytes) -> bytes:
@@ -109,7 +112,7 @@ class Authority:
             raise CodeRefused(CODE_REFUSED)
         if outcome is NotAdded.KEY_RECORDED:
             raise KeyRecorded("this identity key was certified meanwhile; nothing was changed")
-        return self._issue(outcome.account_id, outcome.device_id, request.identity_key, now)
+        return self._issue(outcome, request.identity_key, now)
 
     def _device_id(self) -> int:
         """Uniform in 1..MAX_DEVICE_ID (2^31 - 1): 31 random bits, drawn again for 0."""
@@ -143,4 +146,4 @@ class Authority:
             request.verify(certificate.identity_key)
         except InvalidSignatureError as e:
             raise RenewRefused("the request is not signed by the certificate's identity key") from e
-        return self._issue(certificate.account_id, certificate.device_id, certificate.identity_key, now)
+        return self._issue(device, certificate.identity_key, now)

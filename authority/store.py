@@ -4,8 +4,9 @@ A code is stored as two derivations of it (app/protocol/enrolment.py), never as
 itself: ``code_id`` to find it, ``code_key`` to check a device's proof. So a copy of this
 file lets no one enrol, though it lets its holder forge proofs for codes not yet spent,
 which is why the file stays with the authority key. A device record is a device id the
-authority drew, the account of the code that enrolled it, its identity key (one key is one
-device) and whether it is revoked. Device ids are global, as the relay keys devices by id
+authority drew, the account of the code that enrolled it with the name and department the
+admin gave the code (its certificates carry them), its identity key (one key is one device)
+and whether it is revoked. Device ids are global, as the relay keys devices by id
 alone, and random, so that an id does not tell how many devices enrolled before it.
 
 WAL, so the admin tool writes while the authority serves; ``secure_delete`` so a
@@ -24,7 +25,9 @@ from pathlib import Path
 from app.base.errors import EnclaveError
 
 STORE_FILE = "authority.sqlite3"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+SCHEMA_BEFORE_NAMES = 2
+"""Codes and devices without a display name and department; upgraded in place (empty names)."""
 SCHEMA_BEFORE_ASSIGNED_IDS = 1
 """Devices keyed by (account, device id the device chose); never deployed, so never migrated."""
 BUSY_MILLISECONDS = 5000
@@ -39,15 +42,26 @@ CREATE TABLE IF NOT EXISTS codes (
     code_key BLOB NOT NULL,
     account_id TEXT NOT NULL,
     expires_at INTEGER NOT NULL,
-    spent_at INTEGER
+    spent_at INTEGER,
+    display_name TEXT NOT NULL DEFAULT '',
+    department TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS devices (
     device_id INTEGER PRIMARY KEY CHECK (device_id BETWEEN 1 AND {MAX_DEVICE_ID}),
     account_id TEXT NOT NULL,
     identity_key BLOB NOT NULL UNIQUE,
     revoked INTEGER NOT NULL DEFAULT 0,
-    certified_at INTEGER NOT NULL
+    certified_at INTEGER NOT NULL,
+    display_name TEXT NOT NULL DEFAULT '',
+    department TEXT NOT NULL DEFAULT ''
 );
+"""
+
+_ADD_NAMES = """
+ALTER TABLE codes ADD COLUMN display_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE codes ADD COLUMN department TEXT NOT NULL DEFAULT '';
+ALTER TABLE devices ADD COLUMN display_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE devices ADD COLUMN department TEXT NOT NULL DEFAULT '';
 """
 
 
@@ -61,6 +75,8 @@ class Code:
     account_id: str
     expires_at: int
     spent_at: int | None
+    display_name: str = ""
+    department: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +85,8 @@ class Device:
     device_id: int
     identity_key: bytes
     revoked: bool
+    display_name: str = ""
+    department: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +95,8 @@ class Added:
 
     account_id: str
     device_id: int
+    display_name: str = ""
+    department: str = ""
 
 
 class NotAdded(Enum):
@@ -99,12 +119,16 @@ class AuthorityStore:
         try:
             db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_MILLISECONDS / 1000)
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):  # before any write: a refused file stays as it was
+            if version not in (0, SCHEMA_BEFORE_NAMES, SCHEMA_VERSION):  # a refused file stays as it was
                 db.close()
                 raise StoreError(_refused_schema(path, version))
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA secure_delete=ON")
             db.execute("PRAGMA foreign_keys=ON")
+            if version == SCHEMA_BEFORE_NAMES:
+                db.executescript(
+                    f"BEGIN IMMEDIATE; {_ADD_NAMES} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+                )
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as e:
@@ -115,25 +139,38 @@ class AuthorityStore:
     def close(self) -> None:
         self._db.close()
 
-    def add_code(self, *, code_id: bytes, code_key: bytes, account_id: str, expires_at: int) -> None:
+    def add_code(
+        self,
+        *,
+        code_id: bytes,
+        code_key: bytes,
+        account_id: str,
+        expires_at: int,
+        display_name: str = "",
+        department: str = "",
+    ) -> None:
         self._db.execute(
-            "INSERT INTO codes (code_id, code_key, account_id, expires_at) VALUES (?, ?, ?, ?)",
-            (code_id, code_key, account_id, expires_at),
+            "INSERT INTO codes (code_id, code_key, account_id, expires_at, display_name, department)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (code_id, code_key, account_id, expires_at, display_name, department),
         )
 
     def code(self, code_id: bytes) -> Code | None:
         row = self._db.execute(
-            "SELECT code_key, account_id, expires_at, spent_at FROM codes WHERE code_id = ?", (code_id,)
+            "SELECT code_key, account_id, expires_at, spent_at, display_name, department FROM codes"
+            " WHERE code_id = ?",
+            (code_id,),
         ).fetchone()
-        return None if row is None else Code(row[0], row[1], row[2], row[3])
+        return None if row is None else Code(*row)
 
     def device(self, account_id: str, device_id: int) -> Device | None:
         """The device with this id, if it is ``account_id``'s (ids are global; accounts are checked)."""
         row = self._db.execute(
-            "SELECT identity_key, revoked FROM devices WHERE device_id = ? AND account_id = ?",
+            "SELECT identity_key, revoked, display_name, department FROM devices"
+            " WHERE device_id = ? AND account_id = ?",
             (device_id, account_id),
         ).fetchone()
-        return None if row is None else Device(account_id, device_id, row[0], bool(row[1]))
+        return None if row is None else Device(account_id, device_id, row[0], bool(row[1]), row[2], row[3])
 
     def key_recorded(self, identity_key: bytes) -> bool:
         """Whether a device (of any account, revoked or not) has this identity key."""
@@ -161,20 +198,21 @@ class AuthorityStore:
             if self.key_recorded(identity_key):
                 self._db.execute("ROLLBACK")
                 return NotAdded.KEY_RECORDED
-            account_id = self._db.execute(
-                "SELECT account_id FROM codes WHERE code_id = ?", (code_id,)
-            ).fetchone()[0]
+            account_id, display_name, department = self._db.execute(
+                "SELECT account_id, display_name, department FROM codes WHERE code_id = ?", (code_id,)
+            ).fetchone()
             device_id = self._free_device_id(new_device_id)
             self._db.execute(
-                "INSERT INTO devices (device_id, account_id, identity_key, certified_at) VALUES (?, ?, ?, ?)",
-                (device_id, account_id, identity_key, now),
+                "INSERT INTO devices (device_id, account_id, identity_key, certified_at, display_name,"
+                " department) VALUES (?, ?, ?, ?, ?, ?)",
+                (device_id, account_id, identity_key, now, display_name, department),
             )
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
-        return Added(account_id, device_id)
+        return Added(account_id, device_id, display_name, department)
 
     def _free_device_id(self, new_device_id: Callable[[], int]) -> int:
         for _ in range(DEVICE_ID_DRAWS):

@@ -236,7 +236,7 @@ async def _enrol(store: RelayStore, args: argparse.Namespace, acting: Acting) ->
     _check_relay_keys(args, config.authority_key, config.log_key, "no code was issued")
     admin = acting()
     code, expires_at = orgadmin.issue_authority_code(
-        args.authority_data, account.account_id, config.authority_key, args.valid_hours
+        args.authority_data, account, config.authority_key, args.valid_hours
     )
     await store.append_admin_entry(
         admin.entry("code.issue", {"account": account.account_id, "expires_at": expires_at})

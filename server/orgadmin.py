@@ -47,6 +47,7 @@ from authority.admin import MAX_VALID_HOURS
 from authority.main import KEY_FILE as AUTHORITY_KEY_FILE
 from authority.store import STORE_FILE as AUTHORITY_STORE_FILE
 from authority.store import AuthorityStore
+from server.store.base import Account
 
 KEY_FOLDERS = {Role.ROOT: "root", Role.AUTHORITY: "authority"}
 ADMIN_KEY_FILE = "admin.key"
@@ -304,9 +305,10 @@ def _verify(args: argparse.Namespace) -> list[str]:
 
 
 def issue_authority_code(
-    folder: Path, account_id: str, authority_key: bytes, valid_hours: int
+    folder: Path, account: Account, authority_key: bytes, valid_hours: int
 ) -> tuple[str, int]:
-    """A new code for ``account_id`` in the authority's store in ``folder``, and when it expires.
+    """A new code for ``account`` in the authority's store in ``folder``, and when it expires; the
+    device it enrols is certified under the account's name and department.
 
     Refused, issuing nothing, if the folder holds no authority database, or a sealed key that
     is not ``authority_key`` (the config's): that authority's certificates would be refused.
@@ -328,7 +330,14 @@ def issue_authority_code(
     now = int(time.time())
     store = AuthorityStore.open(folder)
     try:
-        code = authority_admin.issue_code(store, account_id, valid_hours, now=now)
+        code = authority_admin.issue_code(
+            store,
+            account.account_id,
+            valid_hours,
+            now=now,
+            display_name=account.display_name,
+            department=account.department,
+        )
     finally:
         store.close()
     return code, now + valid_hours * 3600

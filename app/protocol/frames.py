@@ -12,13 +12,13 @@ beyond the authenticated connection it arrives on.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import IntEnum
 
 from app.base.codec import Reader, Writer
 from app.base.errors import LocalProtocolError
 from app.base.limits import KEY_BYTES, MAX_ACCOUNT_ID_BYTES, MAX_ENVELOPE_BYTES, SIGNATURE_BYTES
+from app.base.text import CONTROL_CHARACTERS, control_character
 from app.crypto.keys import NO_ONE_TIME_PREKEY
 from app.protocol.envelope import ENVELOPE_ID_BYTES, Envelope
 
@@ -37,23 +37,6 @@ MAX_CERTIFICATE_FRAME_BYTES = 512
 MAX_BUNDLE_BYTES = 256
 MAX_REASON_BYTES = 512
 MAX_UPLOAD_TOKEN_BYTES = 128
-
-
-CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
-"""What no text field of a frame may hold: the C0 controls (NUL, tab, newline, escape ...),
-DEL and the C1 controls, Unicode category Cc. A NUL cannot be stored by PostgreSQL, and a
-newline or an escape sequence in a name or a reason would forge lines on a terminal or in
-a log; docs/PROTOCOL.md, "Relay frames"."""
-
-
-def control_character(text: str) -> str | None:
-    """The first character of ``text`` that no frame may carry, as ``U+XXXX``; None if none.
-
-    The one definition of what text the relay and its clients exchange may hold: the
-    frames below refuse it both ways, and enclave-admin refuses it in the names and ids
-    it stores, since a directory answer holding one could not be encoded."""
-    found = CONTROL_CHARACTERS.search(text)
-    return None if found is None else f"U+{ord(found.group()):04X}"
 
 
 def _write_text(w: Writer, value: str, limit: int, field: str) -> Writer:

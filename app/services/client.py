@@ -119,7 +119,7 @@ class Client:
         provisioning = Provisioning(store, system_config=system_config, clock=clock)
         credentials = Credentials(store, clock, authority=provisioning.authority)
         rules = provisioning.rules
-        contacts = Contacts(store, relay=relay, tasks=tasks, rules=rules)
+        contacts = Contacts(store, relay=relay, rules=rules)
         transparency = Transparency(
             store,
             credentials=credentials,

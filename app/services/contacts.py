@@ -1,26 +1,21 @@
-"""Colleagues: the contact list on this device, the organisation's directory, and names for strangers."""
+"""Colleagues: the contact list on this device, the organisation's directory, and the names their
+certificates give them."""
 
 from __future__ import annotations
 
-import logging
-
-from app.base.errors import OfflineError, RelayRefusedError
+from app.crypto.certificate import DeviceCertificate
 from app.protocol.frames import DirectoryEntry, DirectoryLookup, DirectoryResults, FrameType
 from app.services.rules import RulesSource
-from app.services.tasks import Tasks
 from app.sync.link import RelayLink
 from storage.errors import NotFoundError
 from storage.records import Contact
 from storage.store import Store
 
-log = logging.getLogger(__name__)
-
 
 class Contacts:
-    def __init__(self, store: Store, *, relay: RelayLink, tasks: Tasks, rules: RulesSource) -> None:
+    def __init__(self, store: Store, *, relay: RelayLink, rules: RulesSource) -> None:
         self._store = store
         self._relay = relay
-        self._tasks = tasks
         self._rules = rules
 
     async def lookup(self, query: str) -> list[DirectoryEntry]:
@@ -38,26 +33,25 @@ class Contacts:
     def get(self, account_id: str) -> Contact:
         return self._store.contacts.get(account_id)
 
-    def ensure(self, account_id: str) -> None:
-        """A sender we had not added yet becomes a contact, named by account id until looked up."""
-        try:
-            self._store.contacts.get(account_id)
-        except NotFoundError:
-            self._store.contacts.upsert(account_id, account_id)
-            self._tasks.spawn(self._learn_name(account_id))
+    def ensure(self, certificate: DeviceCertificate) -> None:
+        """Name the colleague a certificate speaks for as the certificate does (inside the transaction
+        that takes a message or a bundle from them).
 
-    async def _learn_name(self, account_id: str) -> None:
-        """Ask the directory for a new contact's name and department (best effort; never where the
-        policy forbids look-ups: the contact keeps its account id as name)."""
-        if not self._rules().directory_lookup_allowed:
-            return
+        The authority signs the name and department into every certificate, so a sender or a
+        fetched colleague is named without asking the relay's directory: a look-up right after
+        a message arrives would tell the relay who heard from whom, and its answer is the
+        relay's to forge. A colleague new to this device becomes a contact; a known one takes
+        the certificate's name when it changed (an admin renamed the account). A certificate
+        without a name (version 1) names a new colleague by account id and renames nobody.
+        """
+        account_id = certificate.account_id
+        name, department = certificate.display_name, certificate.department
         try:
-            entries = await self.lookup(account_id)
-        except (OfflineError, RelayRefusedError) as e:
-            log.debug("a contact keeps its account id as name (%s)", type(e).__name__)
+            known = self._store.contacts.get(account_id)
+        except NotFoundError:
+            self._store.contacts.upsert(account_id, name or account_id, department)
+            self._store.conversations.rename_peer(account_id, name or account_id)
             return
-        for entry in entries:
-            if entry.account_id == account_id:
-                with self._store.transaction():
-                    self._store.contacts.upsert(account_id, entry.display_name, entry.department)
-                    self._store.conversations.rename_peer(account_id, entry.display_name)
+        if name and (known.display_name, known.department) != (name, department):
+            self._store.contacts.upsert(account_id, name, department)
+            self._store.conversations.rename_peer(account_id, name)

@@ -155,13 +155,15 @@ def note_device(
     return KeyChanged(account_id, device_id) if changed else None
 
 
-def certified_bundle(device: DeviceBundle, account_id: str, *, trust_root: bytes, now: int) -> PreKeyBundle:
+def certified_bundle(
+    device: DeviceBundle, account_id: str, *, trust_root: bytes, now: int
+) -> tuple[PreKeyBundle, DeviceCertificate]:
     """A fetched device's prekey bundle, once its certificate is seen to be signed by
     ``trust_root``, unexpired, and to name ``account_id``, this device id and the bundle's
     identity key; ``CertificateError`` (or ``RemoteProtocolError`` for bytes that do not
     parse) otherwise. Without this a relay could hand out a key of its choosing for a
     colleague on first contact. The bundle's own signature is checked when the session is
-    made from it (``initiate_session``).
+    made from it (``initiate_session``). The certificate comes with it: it names the colleague.
     """
     bundle = PreKeyBundle.from_bytes(device.bundle)
     certificate = DeviceCertificate.parse(device.certificate)
@@ -171,7 +173,7 @@ def certified_bundle(device: DeviceBundle, account_id: str, *, trust_root: bytes
         raise CertificateError(
             f"the certificate of {account_id}'s device {device.device_id} names another account or key"
         )
-    return bundle
+    return bundle, certificate
 
 
 def blocked(store: Store, account_id: str, device_id: int | None = None) -> bool:
@@ -241,8 +243,9 @@ class Sessions:
         }
         changed: list[Event] = []
         with self._store.transaction():
-            self._contacts.ensure(account_id)
-            for fetched_id, bundle in certified:
+            for _, _, certificate in certified:
+                self._contacts.ensure(certificate)
+            for fetched_id, bundle, _ in certified:
                 if self.has(account_id, fetched_id):
                     continue
                 try:
@@ -264,14 +267,16 @@ class Sessions:
 
     async def _certified(
         self, account_id: str, fetched: list[DeviceBundle], trust_root: bytes
-    ) -> list[tuple[int, PreKeyBundle]]:
+    ) -> list[tuple[int, PreKeyBundle, DeviceCertificate]]:
         """The fetched bundles whose certificate the authority signed for this account and whose
         key the key log binds to the device; each other one is refused (and told, for a key the
         log does not hold: someone registered a device the organisation cannot see)."""
         certified = []
         for device in fetched:
             try:
-                bundle = certified_bundle(device, account_id, trust_root=trust_root, now=int(self._clock()))
+                bundle, certificate = certified_bundle(
+                    device, account_id, trust_root=trust_root, now=int(self._clock())
+                )
             except (CryptoError, RemoteProtocolError) as e:
                 log.warning("refused a prekey bundle the relay handed out (%s)", type(e).__name__)
                 continue
@@ -281,7 +286,7 @@ class Sessions:
                 log.warning("refused a prekey bundle whose key the key log does not hold")
                 self._emitter.emit(Problem(str(e)))
                 continue
-            certified.append((device.device_id, bundle))
+            certified.append((device.device_id, bundle, certificate))
         return certified
 
     def seal(
@@ -319,7 +324,7 @@ class Sessions:
 
         Call inside the transaction that stores the message.
         """
-        self._contacts.ensure(sender.account_id)
+        self._contacts.ensure(sender)
         note = note_device(self._store, sender.account_id, sender.device_id, sender.identity_key)
         self._store.sessions.put(sender.account_id, sender.device_id, opened.session.to_bytes())
         if opened.accepted is not None:

@@ -155,3 +155,29 @@ def test_a_relays_keys_certify_nothing(
         assert relay_key.public != organisation.authority_public
         assert _renew(authority, forged.encode(), identity, time.time())[0] == FORBIDDEN
     assert authority.rows() == before
+
+
+def test_a_code_s_name_and_department_are_in_every_certificate_of_its_device(
+    authority: AuthorityProcess, organisation: Organisation
+) -> None:
+    """Test that a code issued with a name and department certifies its device under them, signed
+    with the rest, and that a renewal carries them on; a bad name issues no code."""
+    identity = IdentityKeyPair.generate(random)
+    code = issue_code(authority.data_dir, "r.named", "--name", "Анна Иванова", "--department", "Финансы")
+    status, body = authority.client().post(
+        "/v1/certify", CertifyRequest.make(code=code, identity=identity).encode()
+    )
+    assert status == OK, body
+    first = DeviceCertificate.parse(body)
+    first.verify(trust_root=organisation.authority_public, now=int(time.time()))
+    assert (first.display_name, first.department, first.version) == ("Анна Иванова", "Финансы", 2)
+    status, renewed = _renew(authority, body, identity, time.time())
+    assert status == OK, renewed
+    assert (DeviceCertificate.parse(renewed).display_name, DeviceCertificate.parse(renewed).department) == (
+        "Анна Иванова",
+        "Финансы",
+    )
+    refused = run_admin(
+        "authority", "code", "r.bad", "--authority-data", str(authority.data_dir), "--name", "A\x1bB"
+    )
+    assert refused.returncode == 1 and "no control character" in refused.stderr

@@ -61,8 +61,8 @@ def test_a_store_of_schema_1_is_refused_unchanged(tmp_path: Path) -> None:
 def test_a_store_of_a_later_schema_is_refused(tmp_path: Path) -> None:
     """Test that a file of a schema this build does not know is refused, naming both versions."""
     with sqlite3.connect(tmp_path / STORE_FILE) as db:
-        db.execute("PRAGMA user_version = 3")
-    with pytest.raises(StoreError, match="is of schema 3; this build reads 2"):
+        db.execute("PRAGMA user_version = 4")
+    with pytest.raises(StoreError, match="is of schema 4; this build reads 3"):
         AuthorityStore.open(tmp_path)
 
 
@@ -76,7 +76,7 @@ def test_a_taken_device_id_is_drawn_again(store: AuthorityStore, tmp_path: Path)
     )
     assert added == Added("a.store", 2**31 - 1)
     _, devices = _rows(tmp_path)
-    assert devices == [(7, "a.store", KEY, 0, NOW), (2**31 - 1, "a.store", OTHER_KEY, 0, NOW)]
+    assert devices == [(7, "a.store", KEY, 0, NOW, "", ""), (2**31 - 1, "a.store", OTHER_KEY, 0, NOW, "", "")]
 
 
 def test_draws_that_are_all_taken_change_nothing(store: AuthorityStore, tmp_path: Path) -> None:
@@ -114,3 +114,55 @@ def test_a_device_is_found_only_under_its_own_account(store: AuthorityStore) -> 
     device = store.device("a.store", 7)
     assert device is not None
     assert (device.identity_key, device.revoked) == (KEY, False)
+
+
+SCHEMA_2 = """
+CREATE TABLE codes (code_id BLOB PRIMARY KEY, code_key BLOB NOT NULL, account_id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL, spent_at INTEGER);
+CREATE TABLE devices (device_id INTEGER PRIMARY KEY, account_id TEXT NOT NULL,
+    identity_key BLOB NOT NULL UNIQUE, revoked INTEGER NOT NULL DEFAULT 0, certified_at INTEGER NOT NULL);
+INSERT INTO codes VALUES (x'6969696969696969696969696969696969696969696969696969696969696969',
+    x'6363636363636363636363636363636363636363636363636363636363636363', 'a.old', 1700000060, NULL);
+INSERT INTO devices VALUES (5, 'a.old',
+    x'6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d', 0, 1699999000);
+PRAGMA user_version = 2;
+"""
+"""A store as the authority wrote it before certificates carried names: a code and a device."""
+
+
+def test_a_store_of_schema_2_is_upgraded_keeping_its_codes_and_devices_without_names(tmp_path: Path) -> None:
+    """Test that a schema-2 file opens as schema 3, its unspent code and its device kept with empty
+    names, and that the code still enrols (a certificate without a name)."""
+    with sqlite3.connect(tmp_path / STORE_FILE) as db:
+        db.executescript(SCHEMA_2)
+    store = AuthorityStore.open(tmp_path)
+    try:
+        device = store.device("a.old", 5)
+        assert device is not None and (device.display_name, device.department) == ("", "")
+        assert store.spend_and_add(
+            code_id=CODE_ID, identity_key=KEY, now=NOW, new_device_id=_draws(9)
+        ) == Added("a.old", 9)
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / STORE_FILE) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)
+
+
+def test_a_code_s_name_and_department_go_to_the_device_it_enrols(tmp_path: Path) -> None:
+    """Test that the name and department a code was issued with are the enrolled device's."""
+    store = AuthorityStore.open(tmp_path)
+    try:
+        store.add_code(
+            code_id=CODE_ID,
+            code_key=b"c" * 32,
+            account_id="a.named",
+            expires_at=NOW + 60,
+            display_name="Анна Иванова",
+            department="Финансы",
+        )
+        added = store.spend_and_add(code_id=CODE_ID, identity_key=KEY, now=NOW, new_device_id=_draws(3))
+        assert added == Added("a.named", 3, "Анна Иванова", "Финансы")
+        device = store.device("a.named", 3)
+        assert device is not None and (device.display_name, device.department) == ("Анна Иванова", "Финансы")
+    finally:
+        store.close()

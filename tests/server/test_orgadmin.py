@@ -194,9 +194,10 @@ def _refused_issuing_no_code(
 def test_enrol_issues_a_code_at_the_authority_that_enrols_a_profile_by_itself(
     relay: RelayProcess, tmp_path: Path
 ) -> None:
-    """Test that enrol issues one unspent code in the authority's store for the account and prints it
-    with what the user needs from the config; and that a profile with the config imported enrols
-    with enclave-cli enrol --code CODE alone, spending the code, as a device the relay lists."""
+    """Test that enrol issues one unspent code in the authority's store for the account, under its
+    name and department, and prints it with what the user needs from the config; and that a
+    profile with the config imported enrols with enclave-cli enrol --code CODE alone, spending
+    the code, as a device the relay lists."""
     authority = deployment().authority()
     account_id = new_account(relay.data_dir, "mia.moss", "Mia Moss")
     config = deployment().install(tmp_path / "enclave.toml", relay)
@@ -208,8 +209,8 @@ def test_enrol_issues_a_code_at_the_authority_that_enrols_a_profile_by_itself(
     assert (sheet["relay"], sheet["pins"]) == (relay.https, relay.pin)
     assert sheet["run"] == f"enclave-cli enrol --code {sheet['code']}"
     [issued] = [row for row in _codes(authority) if row not in before]
-    code_id, _, owner, _, spent_at = issued
-    assert (owner, spent_at) == (account_id, None)
+    code_id, _, owner, _, spent_at, name, department = issued
+    assert (owner, spent_at, name, department) == (account_id, None, "Mia Moss", "Tests")
 
     user = CliUser(account_id, tmp_path / "mia", passphrase_file(tmp_path))
     imported = user.run("policy", "--import", str(config))

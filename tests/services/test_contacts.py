@@ -1,18 +1,17 @@
-"""Contacts: the contact list in the store, and names for senders not yet on it, with no relay."""
+"""Contacts: the contact list in the store, and the names certificates give colleagues, with no relay."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.base.errors import OfflineError
+from app.crypto.certificate import DeviceCertificate
+from app.crypto.keys import IdentityKeyPair
 from storage.errors import NotFoundError
 from tests.support.devices import Bench, Device
-
-GAVE_UP = "a contact keeps its account id as name"
 
 
 @pytest.fixture
@@ -25,10 +24,6 @@ def bench(tmp_path: Path) -> Iterator[Bench]:
 @pytest.fixture
 def alice(bench: Bench) -> Device:
     return bench.device("alice")
-
-
-def _gave_up(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "app.services.contacts" and GAVE_UP in r.getMessage()]
 
 
 def test_added_contacts_are_listed_and_updated(alice: Device) -> None:
@@ -45,28 +40,49 @@ def test_added_contacts_are_listed_and_updated(alice: Device) -> None:
         alice.contacts.get("mallory")
 
 
-def test_an_unknown_sender_becomes_a_contact_named_by_account_id_when_offline(
-    bench: Bench, alice: Device, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Test that a stranger is kept under their account id, and an offline directory is no failure."""
-    caplog.set_level(logging.DEBUG)
+def _certificate(bench: Bench, account_id: str, name: str = "", department: str = "") -> DeviceCertificate:
+    return DeviceCertificate.issue(
+        IdentityKeyPair.generate(bench.random),
+        account_id=account_id,
+        device_id=1,
+        identity_key=IdentityKeyPair.generate(bench.random).public,
+        expires_at=2_000_000_000,
+        display_name=name,
+        department=department,
+    )
+
+
+def test_an_unknown_sender_is_named_by_their_certificate(bench: Bench, alice: Device) -> None:
+    """Test that a stranger's certificate names the new contact (name and department), and that a
+    certificate without a name (version 1) names them by account id."""
     with alice.store.transaction():
-        alice.contacts.ensure("dave")
-    assert alice.contacts.get("dave").display_name == "dave"
-    bench.until(lambda: bool(_gave_up(caplog)), "the directory look-up gave up")
-    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+        alice.contacts.ensure(_certificate(bench, "dave", "Dave Dunn", "Legal"))
+        alice.contacts.ensure(_certificate(bench, "erin"))
+    assert (alice.contacts.get("dave").display_name, alice.contacts.get("dave").department) == (
+        "Dave Dunn",
+        "Legal",
+    )
+    assert alice.contacts.get("erin").display_name == "erin"
 
 
-def test_a_known_contact_keeps_its_name_and_is_not_looked_up(
-    bench: Bench, alice: Device, caplog: pytest.LogCaptureFixture
+def test_a_known_contact_takes_a_new_name_from_the_certificate_and_keeps_its_own_otherwise(
+    bench: Bench, alice: Device
 ) -> None:
-    """Test that ensuring a contact already on the list changes nothing and asks the directory nothing."""
-    caplog.set_level(logging.DEBUG)
-    alice.contacts.add("bob", "Bob Baker")
-    alice.contacts.ensure("bob")
-    bench.idle()
-    assert alice.contacts.get("bob").display_name == "Bob Baker"
-    assert _gave_up(caplog) == []
+    """Test that a contact keeps the name it has for a certificate without one, and takes the name
+    and department of a certificate that names it otherwise (an admin renamed the account)."""
+    alice.contacts.add("bob", "Bob Baker", "Finance")
+    with alice.store.transaction():
+        alice.contacts.ensure(_certificate(bench, "bob"))
+    assert (alice.contacts.get("bob").display_name, alice.contacts.get("bob").department) == (
+        "Bob Baker",
+        "Finance",
+    )
+    with alice.store.transaction():
+        alice.contacts.ensure(_certificate(bench, "bob", "Robert Baker", "Treasury"))
+    assert (alice.contacts.get("bob").display_name, alice.contacts.get("bob").department) == (
+        "Robert Baker",
+        "Treasury",
+    )
 
 
 def test_a_directory_lookup_offline_is_an_offline_error(bench: Bench, alice: Device) -> None:

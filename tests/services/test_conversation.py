@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import time
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -136,26 +136,28 @@ def test_flush_waits_until_control_messages_have_left(pair: tuple[Client, Client
     assert bob.wait_for(TimerChanged).timer_seconds == 3600
 
 
-def test_a_stranger_is_named_from_the_directory(relay: RelayProcess, tmp_path: Path) -> None:
-    """Test that a message from someone not in the contacts gets their directory name, not their id."""
+def test_a_stranger_is_named_by_their_certificate_not_by_the_relay(
+    relay: RelayProcess, tmp_path: Path
+) -> None:
+    """Test that a message from someone not in the contacts names them at once with the name and
+    department their certificate carries, although the relay's directory now says another name
+    for them: nobody asked the relay who wrote, and the relay cannot rename a sender."""
     alice = enrolled_client(relay, tmp_path, "alice", "Alice Archer")
     dora = enrolled_client(relay, tmp_path, "dora", "Dora Daniels")
     try:
+        with sqlite3.connect(relay.data_dir / "relay.sqlite3") as db:
+            db.execute("UPDATE accounts SET display_name = 'Forged Name' WHERE account_id = 'dora'")
         dora.enclave.add_contact("alice", "Alice Archer").result(WAIT_SECONDS)
         conversation = dora.enclave.start_conversation("alice").result(WAIT_SECONDS)
         dora.enclave.send_text(conversation.id, "we have not met").result(WAIT_SECONDS)
         arrived = alice.wait_for(MessageArrived)
-        deadline = time.monotonic() + WAIT_SECONDS
-        while time.monotonic() < deadline:
-            [contact] = alice.enclave.contacts().result(WAIT_SECONDS)
-            if contact.display_name != "dora":
-                break
-            time.sleep(0.1)
+        [contact] = alice.enclave.contacts().result(WAIT_SECONDS)
         assert (contact.account_id, contact.display_name, contact.department) == (
             "dora",
             "Dora Daniels",
             "Tests",
         )
+        assert arrived.conversation.title == "Dora Daniels"
         [summary] = alice.enclave.conversations().result(WAIT_SECONDS)
         assert summary.conversation.id == arrived.conversation.id
         assert summary.conversation.title == "Dora Daniels"

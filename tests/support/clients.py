@@ -86,20 +86,26 @@ def enrolled_client(
     imported, and the code from the run's enrolment authority (tests/support/deployment.py), or
     from ``authority``, which the config then names."""
     new_account(relay.data_dir, account_id, name)
-    return enrolled_device(relay, root / account_id, account_id, authority=authority)
+    return enrolled_device(relay, root / account_id, account_id, authority=authority, name=name)
 
 
 def enrolled_device(
-    relay: RelayProcess, profile: Path, account_id: str, *, authority: OwnAuthority | None = None
+    relay: RelayProcess,
+    profile: Path,
+    account_id: str,
+    *,
+    authority: OwnAuthority | None = None,
+    name: str = "",
 ) -> Client:
     """A new profile at ``profile`` enrolled as a device of ``account_id``, an account the relay
     has already, and online: the organisation's config for this relay imported (written beside
-    the profile), and a new code from the run's enrolment authority (or ``authority``)."""
+    the profile), and a new code from the run's enrolment authority (or ``authority``), whose
+    certificates carry ``name`` and the department new accounts get ("Tests")."""
     client = open_client(profile, create=True)
     config = profile.with_name(f"{profile.name}.config") / "enclave.toml"
     if authority is None:
         import_organisation(client, relay, config)
-        code = deployment().code(account_id)
+        code = deployment().code(account_id, name, "Tests")
     else:
         import_organisation(client, relay, config, **authority.changes())
         code = authority.code(account_id)

@@ -71,9 +71,11 @@ class Deployment:
     def authority_url(self) -> str:
         return f"https://127.0.0.1:{self.authority().port}"
 
-    def code(self, account_id: str) -> str:
-        """A one-time enrolment code for ``account_id`` from the run's authority."""
-        return issue_code(self.authority().data_dir, account_id)
+    def code(self, account_id: str, name: str = "", department: str = "") -> str:
+        """A one-time enrolment code for ``account_id`` from the run's authority, whose device's
+        certificates carry ``name`` and ``department`` (as ``enclave-admin enrol`` issues them)."""
+        names = ("--name", name, "--department", department) if name else ()
+        return issue_code(self.authority().data_dir, account_id, *names)
 
     def config(self, relay: Reachable, **changes: object) -> bytes:
         """The example config naming ``relay`` (its address, pin and log key) and the run's

@@ -318,7 +318,7 @@ class Bench:
         )
         credentials = Credentials(store, self.clock, authority=provisioning.authority)
         rules = provisioning.rules
-        contacts = Contacts(store, relay=relay, tasks=tasks, rules=rules)
+        contacts = Contacts(store, relay=relay, rules=rules)
         transparency = Transparency(
             store,
             credentials=credentials,

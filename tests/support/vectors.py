@@ -41,7 +41,13 @@ def make() -> dict[str, str | int]:
     reply = bob_session.encrypt(b"reply")
     issuer = IdentityKeyPair.generate(random)
     certificate = DeviceCertificate.issue(
-        issuer, account_id="a.ivanova", device_id=1, identity_key=alice.public, expires_at=1_900_000_000
+        issuer,
+        account_id="a.ivanova",
+        device_id=1,
+        identity_key=alice.public,
+        expires_at=1_900_000_000,
+        display_name="Анна Иванова",
+        department="Финансы",
     )
     envelope_id = new_envelope_id(random)
     sealed = seal(
