@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from aiohttp import WSMessage, WSMsgType, web
@@ -61,6 +61,7 @@ from app.protocol.frames import (
     auth_message,
     control_character,
 )
+from app.protocol.lifetime import relay_expiry
 from server.config import ServerConfig
 from server.keylog import KeyLog
 from server.keys import RelayKeys
@@ -181,6 +182,8 @@ class Connection:
         self.nonce: bytes | None = None
         self.device: Device | None = None
         self.wake = asyncio.Event()
+        self.in_flight: set[bytes] = set()
+        """Ids of envelopes pushed on this connection and not yet acked: not pushed again on it."""
         self.delivery: asyncio.Task[None] | None = None
         self.closing: Closing | None = None
         """Set by a handler that refuses the device; sent after its response, then the socket closes."""
@@ -417,13 +420,15 @@ class Connection:
         now = self.relay.now()
         if request.envelope.expires_at <= now:
             return Response(Status.BAD_REQUEST, "the envelope has already expired")
-        expires_at = min(request.envelope.expires_at, now + self.relay.config.retention_seconds)
+        # One expiry for every envelope, on a whole day, whatever the sender asked: stored and
+        # pushed alike, it tells neither kind, timer nor the second it came (PROTOCOL section 9).
+        expires_at = relay_expiry(now, self.relay.config.retention_seconds)
         try:
             # enqueue refuses a revoked or unknown recipient itself, atomically with storing.
             await self.relay.store.enqueue(
                 request.recipient_device,
                 request.envelope.envelope_id,
-                request.envelope.encode(),
+                replace(request.envelope, expires_at=expires_at).encode(),
                 expires_at,
                 self.relay.quota,
             )
@@ -438,6 +443,7 @@ class Connection:
     async def on_ack(self, body: bytes) -> Response:
         request = Ack.parse(body)
         await self.relay.store.acknowledge(self.device_id, list(request.envelope_ids))
+        self.in_flight.difference_update(request.envelope_ids)
         return Response(Status.OK)
 
     async def on_fetch_bundles(self, body: bytes) -> Response:
@@ -500,16 +506,24 @@ class Connection:
         return Response(Status.OK, body=DirectoryResults(entries).encode())
 
     async def _deliver(self) -> None:
-        """Push every stored envelope, oldest first, then each new one as it is stored."""
-        device_id, last, pushed, drained = self.device_id, 0, 0, False
+        """Push every stored envelope, oldest first, then each new one as it is stored.
+
+        What was pushed is remembered by id, not by sequence: a mailbox numbers its envelopes one
+        above its highest, so an emptied mailbox starts again at 1 (server/store).
+        """
+        device_id, pushed, drained = self.device_id, 0, False
         try:
             while not self.ws.closed:
                 self.wake.clear()
-                batch = await self.relay.store.pending(device_id, last, self.relay.now(), PUSH_BATCH)
+                limit = PUSH_BATCH + len(self.in_flight)
+                batch = await self.relay.store.pending(device_id, 0, self.relay.now(), limit)
                 for queued in batch:
+                    if queued.envelope_id in self.in_flight:
+                        continue
+                    self.in_flight.add(queued.envelope_id)
                     await self.send(FrameType.PUSH, 0, queued.blob)
-                    last, pushed = queued.sequence, pushed + 1
-                if len(batch) == PUSH_BATCH:
+                    pushed += 1
+                if len(batch) == limit:
                     continue
                 if not drained:
                     drained = True

@@ -312,6 +312,8 @@ class Receiving:
             return events
         if self._store.messages.find(conversation.id, sender.account_id, header.message_id) is not None:
             return events
+        if header.expire_after and self._clock() >= header.sent_at / 1000 + header.expire_after:
+            return events  # it disappeared on the sender's side before it came (PROTOCOL section 9)
         body = content.text if isinstance(content, TextMessage) else content.caption
         secret = conversation.kind is ConversationKind.SECRET
         message = self._store.messages.add(

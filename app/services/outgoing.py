@@ -8,9 +8,10 @@ saves the advanced sessions and drops the mark. A message whose session, upload 
 certificate needs the relay simply waits (offline compose); the messages behind it in
 the same conversation wait with it, so they leave in order.
 
-A disappearing message is sealed only while the transport is online: its envelope
-then expires a timer's length after it leaves, and its countdown on this device starts
-when the relay has taken it (``Delivery``), never while it waits here.
+A disappearing message is sealed only while the transport is online, and its countdown
+on this device starts when the relay has taken it (``Delivery``), never while it waits
+here. Its envelope gets the expiry every envelope gets (``envelope_expiry``): the timer
+travels sealed, so the relay cannot tell it from any other envelope.
 
 The policy is checked before a message is stored (``_check_policy``, ``PolicyRules.check_file``):
 secret chats only, verified keys for the conversation's label, and for a file whether files
@@ -30,6 +31,7 @@ from app.base.errors import OfflineError, RelayRefusedError
 from app.crypto.blob import encrypt_blob
 from app.crypto.primitives import RandomSource
 from app.protocol.content import MESSAGE_ID_BYTES, Content, FileMessage, MessageHeader, TextMessage
+from app.protocol.lifetime import ENVELOPE_LIFETIME_SECONDS, envelope_expiry
 from app.services.clock import Clock
 from app.services.credentials import Credentials
 from app.services.delivery import Delivery
@@ -64,10 +66,11 @@ from storage.store import Store
 
 log = logging.getLogger(__name__)
 
-CONTROL_ENVELOPE_SECONDS = 14 * 24 * 3600
-"""How long the relay may keep a receipt or timer change (it caps this at its retention)."""
-MESSAGE_ENVELOPE_SECONDS = 30 * 24 * 3600
-"""How long it may keep a message without a timer (likewise capped)."""
+MESSAGE_ENVELOPE_SECONDS = ENVELOPE_LIFETIME_SECONDS
+"""The longest the relay may keep any envelope (it caps this at its retention)."""
+CONTROL_ENVELOPE_SECONDS = ENVELOPE_LIFETIME_SECONDS
+"""Receipts and timer changes live as long as messages: a lifetime of their own would mark their
+kind at the relay (``app/protocol/lifetime.py``)."""
 UNSEALED_BATCH = 500
 
 
@@ -201,7 +204,7 @@ class Sending:
         peer = conversation.peer_account_id
         if peer is None:
             return
-        expires_at = int(self._clock()) + CONTROL_ENVELOPE_SECONDS
+        expires_at = envelope_expiry(self._clock())
         with self._store.transaction():
             for device_id in self._sessions.devices(peer, conversation.peer_device):
                 self._sessions.seal(peer, device_id, content, expires_at, message_id=None)
@@ -293,10 +296,16 @@ class Sending:
         if not devices:
             return False
         header = self._header(
-            conversation, message.message_id, int(message.sent_at * 1000), message.expire_after
+            conversation, message.message_id, self._sent_at_millis(message), message.expire_after
         )
         self._seal_ready(message, peer, devices, TextMessage(header, message.body))
         return True
+
+    def _sent_at_millis(self, message: Message) -> int:
+        """The header's send time: for a disappearing message the moment it is sealed (it is sealed
+        only online, so that is when it leaves), from which the recipient drops one that arrives
+        after its timer; the relay, keeping every envelope alike, cannot (PROTOCOL section 9)."""
+        return int((self._clock() if message.expire_after else message.sent_at) * 1000)
 
     def _may_seal(self, message: Message) -> bool:
         """A valid certificate, a key log that has not forked, and for a disappearing message a
@@ -322,7 +331,7 @@ class Sending:
         for file in files:
             self._rules().check_file(size=file.size, mime_type=file.mime_type)
         header = self._header(
-            conversation, message.message_id, int(message.sent_at * 1000), message.expire_after
+            conversation, message.message_id, self._sent_at_millis(message), message.expire_after
         )
         content: Content
         if files:
@@ -336,7 +345,7 @@ class Sending:
 
     def _seal_ready(self, message: Message, peer: str, devices: list[int], content: Content) -> None:
         """Encrypt for every device into the outbox and drop the unsealed mark (inside a transaction)."""
-        expires_at = int(self._clock() + (message.expire_after or MESSAGE_ENVELOPE_SECONDS)) + 1
+        expires_at = envelope_expiry(self._clock())
         for device_id in devices:
             self._sessions.seal(peer, device_id, content, expires_at, message_id=message.id)
         self._store.unsealed.remove(message.id)

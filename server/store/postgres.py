@@ -5,9 +5,8 @@ differs is what several processes writing at once need:
 
 - ``enqueue`` takes a transaction-scoped advisory lock on the recipient's mailbox before
   it counts the mailbox against the quota, so two relays cannot both squeeze in the last
-  envelope. The lock also makes a mailbox's sequence numbers (its own counter, from 1) commit
-  in order: a number is drawn only while holding it, so a reader that has seen sequence ``n`` can never be
-  overtaken later by a smaller one committing late (the relay pushes "after ``n``").
+  envelope. The lock also numbers a mailbox's envelopes (one above its highest) distinctly
+  and in the order they commit, whichever relay stores them.
 - ``take_bundles`` deletes a one-time prekey with ``FOR UPDATE SKIP LOCKED``: every key
   goes to at most one caller, and concurrent callers take different keys, not turns.
 - Appending to the key log locks its table, so leaves are numbered without a gap and no
@@ -21,9 +20,11 @@ differs is what several processes writing at once need:
 
 Deleting a row in PostgreSQL does not erase its bytes at once: they stay in the table's
 pages until vacuum reclaims and new rows overwrite them, and in the write-ahead log
-until its segments are recycled. Unlike the SQLite backend (``secure_delete``), a
-delivered envelope's ciphertext may therefore outlive its row on the database's disk
-for a while: the database's disk should be encrypted (docs/ADMIN.md).
+until its segments are recycled. So the mailbox keeps nothing in clear: each row is
+sealed under an hourly key that every relay destroys once no row needs it, and names its
+mailbox, envelope id and expiry only by tags under that key (server/store/sealing.py);
+``drop_expired`` reseals older rows under the current key first. Every relay sharing the
+schema must start from the same ``mailbox.key`` (docs/ADMIN.md §6).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 
 from app.protocol.frames import MAX_DEVICES_PER_ACCOUNT
+from app.protocol.lifetime import EXPIRY_BUCKET_SECONDS, whole_day
 from server.store.base import (
     Account,
     AccountInactiveError,
@@ -63,17 +65,19 @@ from server.store.base import (
     registered_again,
     schema_refusal,
 )
+from server.store.sealing import SEAL_OVERHEAD, EpochKey, MailboxKeys, Opened
 
 log = logging.getLogger(__name__)
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA_BEFORE_KEY_LOG = 2
 SCHEMA_BEFORE_MAILBOX_ORDER = 3
+SCHEMA_BEFORE_SEALED_MAILBOX = 4
 _APPEND = "INSERT INTO key_log (leaf, entry) VALUES ((SELECT COALESCE(MAX(leaf) + 1, 0) FROM key_log), $1)"
 KEY_LOG_TABLE = "CREATE TABLE key_log (leaf BIGINT PRIMARY KEY CHECK (leaf >= 0), entry BYTEA NOT NULL);"
 _BACKFILL = "SELECT certificate, account_id, device_id, revoked FROM devices ORDER BY device_id"
-MAILBOX_TABLES = """
+PLAIN_MAILBOX_TABLE = """
 CREATE TABLE mailbox (
     device_id BIGINT NOT NULL,
     sequence BIGINT NOT NULL,
@@ -84,18 +88,33 @@ CREATE TABLE mailbox (
     UNIQUE (device_id, envelope_id)
 );
 CREATE INDEX mailbox_expiry ON mailbox(expires_at);
-CREATE TABLE mailbox_counters (
-    device_id BIGINT PRIMARY KEY,
-    last_sequence BIGINT NOT NULL
-);
 """
-"""Each mailbox numbers its envelopes itself (``mailbox_counters``): no relay-wide sequence orders one
-mailbox's envelopes against another's."""
-_NEXT_SEQUENCE = (
-    "INSERT INTO mailbox_counters VALUES ($1, 1)"
-    " ON CONFLICT (device_id) DO UPDATE SET last_sequence = mailbox_counters.last_sequence + 1"
-    " RETURNING last_sequence"
+"""The mailbox of schema 4: numbered per mailbox, in clear."""
+MAILBOX_TABLE = """
+CREATE TABLE mailbox (
+    mailbox_tag BYTEA NOT NULL,
+    sequence BIGINT NOT NULL,
+    epoch BIGINT NOT NULL,
+    envelope_tag BYTEA NOT NULL,
+    expiry_tag BYTEA NOT NULL,
+    sealed BYTEA NOT NULL,
+    PRIMARY KEY (mailbox_tag, sequence)
+);
+CREATE INDEX mailbox_envelope ON mailbox(envelope_tag);
+CREATE INDEX mailbox_expiry ON mailbox(expiry_tag);
+CREATE INDEX mailbox_epoch ON mailbox(epoch);
+"""
+"""Every row sealed under its epoch's key, its mailbox, envelope id and expiry only tags under that
+key (server/store/sealing.py). A mailbox's envelopes are numbered within it, one above its
+highest: no relay-wide sequence orders one mailbox's envelopes against another's, and nothing
+counts what a mailbox received once it is empty."""
+_NEXT_SEQUENCE = "SELECT COALESCE(MAX(sequence), 0) + 1 FROM mailbox WHERE mailbox_tag = ANY($1::BYTEA[])"
+_INSERT_ROW = (
+    "INSERT INTO mailbox (mailbox_tag, sequence, epoch, envelope_tag, expiry_tag, sealed)"
+    " VALUES ($1, $2, $3, $4, $5, $6)"
 )
+EXPIRY_HORIZON_DAYS = 800
+"""How many days back ``drop_expired`` looks for expiry tags (further back, only a reseal finds them)."""
 _NUMBER_MAILBOXES_APART = (
     "ALTER TABLE mailbox RENAME TO mailbox_schema_3",
     "DROP INDEX mailbox_device",
@@ -103,14 +122,13 @@ _NUMBER_MAILBOXES_APART = (
     "ALTER TABLE mailbox_schema_3 RENAME CONSTRAINT mailbox_pkey TO mailbox_schema_3_pkey",
     "ALTER TABLE mailbox_schema_3 RENAME CONSTRAINT mailbox_device_id_envelope_id_key"
     " TO mailbox_schema_3_key",
-    MAILBOX_TABLES,
+    PLAIN_MAILBOX_TABLE,
     "INSERT INTO mailbox (device_id, sequence, envelope_id, blob, expires_at)"
     " SELECT device_id, ROW_NUMBER() OVER (PARTITION BY device_id ORDER BY sequence),"
     " envelope_id, blob, expires_at FROM mailbox_schema_3",
-    "INSERT INTO mailbox_counters SELECT device_id, MAX(sequence) FROM mailbox GROUP BY device_id",
     "DROP TABLE mailbox_schema_3",
 )
-"""Schema 3 to 4: each mailbox's envelopes renumbered 1..n in their old order, its counter at n."""
+"""Schema 3 to 4: each mailbox's envelopes renumbered 1..n in their old order."""
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 10
 COMMAND_TIMEOUT_SECONDS = 30.0
@@ -148,7 +166,7 @@ CREATE TABLE one_time_prekeys (
     public BYTEA NOT NULL,
     PRIMARY KEY (device_id, key_id)
 );
-{MAILBOX_TABLES}
+{MAILBOX_TABLE}
 CREATE TABLE attachments (
     attachment_id TEXT PRIMARY KEY,
     blob BYTEA NOT NULL,
@@ -181,8 +199,7 @@ _REVOKE_DEVICES = (
     " RETURNING account_id, device_id"
 )
 _DELETE_PREKEYS = "DELETE FROM one_time_prekeys WHERE device_id = ANY($1::BIGINT[])"
-_DELETE_MAILBOXES = "DELETE FROM mailbox WHERE device_id = ANY($1::BIGINT[])"
-_DELETE_COUNTERS = "DELETE FROM mailbox_counters WHERE device_id = ANY($1::BIGINT[])"
+_DELETE_MAILBOXES = "DELETE FROM mailbox WHERE mailbox_tag = ANY($1::BYTEA[])"
 
 _FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 """What asyncpg raises when the database refuses a statement or cannot be reached."""
@@ -223,8 +240,10 @@ def _affected(status: str) -> int:
 
 
 class PostgresStore(RelayStore):
-    def __init__(self, dsn: str, schema: str) -> None:
+    def __init__(self, dsn: str, schema: str, keys: MailboxKeys) -> None:
+        """``keys``: the chain of mailbox keys in this relay's data folder (server/store/sealing.py)."""
         self._dsn = dsn
+        self._keys = keys
         self._schema = schema
         self._server_settings = {"search_path": quote_identifier(schema)}
         self._channel = wake_channel(schema)
@@ -248,6 +267,7 @@ class PostgresStore(RelayStore):
             raise StoreError(f"the relay database failed: {e}") from e
 
     async def open(self) -> None:
+        self._keys.create_if_missing()
         try:
             self._pool = await asyncpg.create_pool(
                 self._dsn,
@@ -283,18 +303,53 @@ class PostgresStore(RelayStore):
                 await db.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)
                 return
             version = await db.fetchval("SELECT MAX(version) FROM schema_version")
-            if version in (SCHEMA_BEFORE_KEY_LOG, SCHEMA_BEFORE_MAILBOX_ORDER):
+            if version in (SCHEMA_BEFORE_KEY_LOG, SCHEMA_BEFORE_MAILBOX_ORDER, SCHEMA_BEFORE_SEALED_MAILBOX):
                 if version == SCHEMA_BEFORE_KEY_LOG:
                     await db.execute(KEY_LOG_TABLE)
                     rows = await db.fetch(_BACKFILL)
                     for entry in backfill([tuple(row) for row in rows], int(time.time())):
                         await _append(db, entry)
-                for statement in _NUMBER_MAILBOXES_APART:
-                    await db.execute(statement)
+                if version <= SCHEMA_BEFORE_MAILBOX_ORDER:
+                    for statement in _NUMBER_MAILBOXES_APART:
+                        await db.execute(statement)
+                await self._seal_plain_mailbox(db)
                 await db.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)
                 return
         if version != SCHEMA_VERSION:
             raise StoreError(schema_refusal(version, SCHEMA_VERSION))
+
+    async def _seal_plain_mailbox(self, db: asyncpg.Connection) -> None:
+        """Schema 4 to 5: every waiting envelope sealed under the current key; the clear table dropped
+        (its files go with it; what its rows left in the WAL is what schema 4 left)."""
+        key = self._keys.current()
+        await db.execute("ALTER TABLE mailbox RENAME TO mailbox_schema_4")
+        await db.execute("ALTER INDEX mailbox_expiry RENAME TO mailbox_schema_4_expiry")
+        await db.execute(
+            "ALTER TABLE mailbox_schema_4 RENAME CONSTRAINT mailbox_pkey TO mailbox_schema_4_pkey"
+        )
+        await db.execute(MAILBOX_TABLE)
+        rows = await db.fetch(
+            "SELECT device_id, sequence, envelope_id, blob, expires_at FROM mailbox_schema_4"
+        )
+        for row in rows:
+            await db.execute(
+                _INSERT_ROW,
+                *_row(
+                    key,
+                    row["sequence"],
+                    Opened(
+                        row["device_id"], bytes(row["envelope_id"]), row["expires_at"], bytes(row["blob"])
+                    ),
+                ),
+            )
+        await db.execute("DROP TABLE mailbox_schema_4")
+
+    def _epochs(self) -> list[EpochKey]:
+        """The keys a row may be under, oldest first (``MailboxKeys.current`` seals new ones)."""
+        return self._keys.kept()
+
+    def _mailbox_tags(self, device_ids: Sequence[int]) -> list[bytes]:
+        return [key.mailbox_tag(device_id) for key in self._epochs() for device_id in device_ids]
 
     async def close(self) -> None:
         if self._keep_listening_task is not None:
@@ -355,7 +410,7 @@ class PostgresStore(RelayStore):
                         "SELECT device_id FROM devices WHERE account_id = $1", account_id
                     )
                 ]
-                await _revoke(db, devices)
+                await _revoke(db, devices, self._mailbox_tags(devices))
         return bool(changed)
 
     async def search_directory(self, query: str, limit: int) -> list[Account]:
@@ -444,7 +499,7 @@ class PostgresStore(RelayStore):
             if revoked is None or revoked:
                 return False
             await _append(db, admin_entry)
-            return await _revoke(db, [device_id]) > 0
+            return await _revoke(db, [device_id], self._mailbox_tags([device_id])) > 0
 
     async def set_signed_prekey(self, device_id: int, signed_prekey: SignedPreKey) -> None:
         async with self._transaction() as db:
@@ -495,54 +550,120 @@ class PostgresStore(RelayStore):
             )
             if live is None:
                 raise DeviceGoneError("that device does not exist or was revoked")
-            count, size = await db.fetchrow(
-                "SELECT COUNT(*), COALESCE(SUM(octet_length(blob)), 0) FROM mailbox WHERE device_id = $1",
-                device_id,
+            keys = self._epochs()
+            tags = [key.mailbox_tag(device_id) for key in keys]
+            repeated = await db.fetchval(
+                "SELECT 1 FROM mailbox WHERE envelope_tag = ANY($1::BYTEA[])",
+                [key.envelope_tag(device_id, envelope_id) for key in keys],
             )
-            if count + 1 > quota.max_envelopes or size + len(blob) > quota.max_bytes:
+            if repeated is not None:
+                raise DuplicateError("the recipient's mailbox holds this envelope id already")
+            count, size = await db.fetchrow(
+                "SELECT COUNT(*), COALESCE(SUM(octet_length(sealed)), 0) FROM mailbox"
+                " WHERE mailbox_tag = ANY($1::BYTEA[])",
+                tags,
+            )
+            if count + 1 > quota.max_envelopes or size - count * SEAL_OVERHEAD + len(blob) > quota.max_bytes:
                 raise MailboxFullError("the recipient's mailbox is full; try again after they have connected")
             # Drawn under the mailbox's lock, which is held until commit: numbers commit in order.
-            sequence = await db.fetchval(_NEXT_SEQUENCE, device_id)
-            await db.execute(
-                "WITH stored AS (INSERT INTO mailbox (device_id, sequence, envelope_id, blob, expires_at)"
-                " VALUES ($1, $2, $3, $4, $5) RETURNING device_id)"
-                " SELECT pg_notify($6, device_id::TEXT) FROM stored",
-                device_id,
-                sequence,
-                envelope_id,
-                blob,
-                expires_at,
-                self._channel,
-            )
+            sequence = await db.fetchval(_NEXT_SEQUENCE, tags)
+            stored = Opened(device_id, envelope_id, expires_at, blob)
+            await db.execute(_INSERT_ROW, *_row(self._keys.current(), sequence, stored))
+            await db.execute("SELECT pg_notify($1, $2)", self._channel, str(device_id))
 
     async def pending(self, device_id: int, after: int, now: int, limit: int) -> list[QueuedEnvelope]:
+        """Rows are opened here, so an expired one not swept yet is left out after reading; reading
+        goes on past it until ``limit`` envelopes or the mailbox's end."""
+        keys = {key.epoch: key for key in self._epochs()}
+        tags = {key.mailbox_tag(device_id): key for key in keys.values()}
+        pending: list[QueuedEnvelope] = []
         async with self._transaction() as db:
-            rows = await db.fetch(
-                "SELECT sequence, envelope_id, blob FROM mailbox WHERE device_id = $1 AND sequence > $2"
-                " AND expires_at > $3 ORDER BY sequence LIMIT $4",
-                device_id,
-                after,
-                now,
-                limit,
-            )
-        return [
-            QueuedEnvelope(row["sequence"], bytes(row["envelope_id"]), bytes(row["blob"])) for row in rows
-        ]
+            while len(pending) < limit:
+                wanted = limit - len(pending)
+                rows = await db.fetch(
+                    "SELECT mailbox_tag, sequence, sealed FROM mailbox WHERE mailbox_tag = ANY($1::BYTEA[])"
+                    " AND sequence > $2 ORDER BY sequence LIMIT $3",
+                    list(tags),
+                    after,
+                    wanted,
+                )
+                for row in rows:
+                    tag = bytes(row["mailbox_tag"])
+                    opened = tags[tag].open(tag=tag, sealed=bytes(row["sealed"]))
+                    after = row["sequence"]
+                    if opened.expires_at > now:
+                        pending.append(QueuedEnvelope(after, opened.envelope_id, opened.envelope))
+                if len(rows) < wanted:
+                    break
+        return pending
 
     async def acknowledge(self, device_id: int, envelope_ids: list[bytes]) -> int:
+        keys = self._epochs()
         async with self._transaction() as db:
             return _affected(
                 await db.execute(
-                    "DELETE FROM mailbox WHERE device_id = $1 AND envelope_id = ANY($2::BYTEA[])",
-                    device_id,
-                    envelope_ids,
+                    "DELETE FROM mailbox WHERE envelope_tag = ANY($1::BYTEA[])",
+                    [
+                        key.envelope_tag(device_id, envelope_id)
+                        for key in keys
+                        for envelope_id in envelope_ids
+                    ],
                 )
             )
 
     async def drop_expired(self, now: int) -> int:
+        """Reseal every row of an older epoch under the current key (dropping the expired ones), forget
+        the keys no row needs, then delete what has expired under the keys kept."""
+        keys = self._epochs()
+        current = self._keys.current()
+        by_epoch = {key.epoch: key for key in keys}
         async with self._transaction() as db:
-            envelopes = _affected(await db.execute("DELETE FROM mailbox WHERE expires_at <= $1", now))
+            envelopes = 0
+            old = await db.fetch(
+                "SELECT mailbox_tag, sequence, epoch, sealed FROM mailbox WHERE epoch < $1 FOR UPDATE",
+                current.epoch,
+            )
+            for row in old:
+                tag = bytes(row["mailbox_tag"])
+                key = by_epoch.get(row["epoch"])
+                if key is None:
+                    raise StoreError(f"a mailbox row of epoch {row['epoch']} has no key left")
+                opened = key.open(tag=tag, sealed=bytes(row["sealed"]))
+                await db.execute(
+                    "DELETE FROM mailbox WHERE mailbox_tag = $1 AND sequence = $2", tag, row["sequence"]
+                )
+                if opened.expires_at <= now:
+                    envelopes += 1
+                    continue
+                await db.execute(
+                    _INSERT_ROW,
+                    *_row(current, row["sequence"], opened),
+                )
+            due = [
+                key.expiry_tag(day)
+                for key in keys
+                for day in range(
+                    whole_day(now) - EXPIRY_HORIZON_DAYS * EXPIRY_BUCKET_SECONDS,
+                    whole_day(now) + 1,
+                    EXPIRY_BUCKET_SECONDS,
+                )
+            ]
+            candidates = await db.fetch(
+                "SELECT mailbox_tag, sequence, epoch, sealed FROM mailbox"
+                " WHERE expiry_tag = ANY($1::BYTEA[])",
+                [*due, *(key.expiry_tag(whole_day(now) + EXPIRY_BUCKET_SECONDS) for key in keys)],
+            )
+            for row in candidates:
+                tag = bytes(row["mailbox_tag"])
+                if by_epoch[row["epoch"]].open(tag=tag, sealed=bytes(row["sealed"])).expires_at <= now:
+                    await db.execute(
+                        "DELETE FROM mailbox WHERE mailbox_tag = $1 AND sequence = $2", tag, row["sequence"]
+                    )
+                    envelopes += 1
             attachments = _affected(await db.execute("DELETE FROM attachments WHERE expires_at <= $1", now))
+            oldest = await db.fetchval("SELECT MIN(epoch) FROM mailbox")
+        # One epoch of slack: a relay whose clock is a little behind may still write under it.
+        self._keys.forget_before(min(current.epoch - 1, oldest if oldest is not None else current.epoch))
         return envelopes + attachments
 
     async def put_attachment(self, attachment_id: str, blob: bytes, expires_at: int) -> None:
@@ -626,13 +747,17 @@ class PostgresStore(RelayStore):
                     delay = min(2 * delay, RECONNECT_MAX_DELAY_SECONDS)
             try:
                 async with self._transaction() as db:
-                    rows = await db.fetch("SELECT DISTINCT device_id FROM mailbox")
+                    tags = {
+                        bytes(row[0]) for row in await db.fetch("SELECT DISTINCT mailbox_tag FROM mailbox")
+                    }
+                    devices = [row[0] for row in await db.fetch("SELECT device_id FROM devices")]
             except StoreError:
                 log.exception(
                     "could not list mailboxes after reconnecting; their devices wake on the next send"
                 )
                 continue
-            await self._wake([row["device_id"] for row in rows])
+            keys = self._epochs()
+            await self._wake([d for d in devices if any(key.mailbox_tag(d) in tags for key in keys)])
 
     async def _on_notification(
         self, connection: asyncpg.Connection, pid: int, channel: str, untrusted_payload: str
@@ -673,13 +798,30 @@ async def _insert_prekeys(db: asyncpg.Connection, device_id: int, keys: list[One
         await db.execute(_INSERT_PREKEYS, device_id, [k.key_id for k in keys], [k.public for k in keys])
 
 
-async def _revoke(db: asyncpg.Connection, device_ids: list[int]) -> int:
-    """Mark the devices revoked (each in the key log) and delete their prekeys and mailboxes; how
-    many devices were not revoked before."""
+def _row(key: EpochKey, sequence: int, envelope: Opened) -> tuple[bytes, int, int, bytes, bytes, bytes]:
+    """The columns of ``_INSERT_ROW`` for ``envelope`` sealed under ``key``; the expiry's tag is of
+    the day boundary at or after it, so ``drop_expired`` finds it by day."""
+    return (
+        key.mailbox_tag(envelope.device_id),
+        sequence,
+        key.epoch,
+        key.envelope_tag(envelope.device_id, envelope.envelope_id),
+        key.expiry_tag(whole_day(envelope.expires_at - 1) + EXPIRY_BUCKET_SECONDS),
+        key.seal(
+            device_id=envelope.device_id,
+            envelope_id=envelope.envelope_id,
+            expires_at=envelope.expires_at,
+            envelope=envelope.envelope,
+        ),
+    )
+
+
+async def _revoke(db: asyncpg.Connection, device_ids: list[int], mailbox_tags: list[bytes]) -> int:
+    """Mark the devices revoked (each in the key log) and delete their prekeys and their mailboxes
+    (``mailbox_tags``: theirs under every key kept); how many devices were not revoked before."""
     revoked = await db.fetch(_REVOKE_DEVICES, device_ids)
     await db.execute(_DELETE_PREKEYS, device_ids)
-    await db.execute(_DELETE_MAILBOXES, device_ids)
-    await db.execute(_DELETE_COUNTERS, device_ids)
+    await db.execute(_DELETE_MAILBOXES, mailbox_tags)
     now = int(time.time())
     for row in sorted(revoked, key=lambda row: row["device_id"]):
         await _append(db, device_revoked(now, row["account_id"], row["device_id"]))

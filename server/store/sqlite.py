@@ -3,8 +3,11 @@
 All statements run on one dedicated thread (SQLite connections are not shared across
 threads), so the event loop never blocks on the disk. ``synchronous = FULL`` makes a
 stored envelope survive power loss before the sender is told it was stored;
-``secure_delete = ON`` and a truncating WAL checkpoint after each sweep leave no copy
-of a delivered or expired envelope in free pages.
+``secure_delete = ON`` and a truncating WAL checkpoint after each acknowledgement leave no
+byte of a delivered envelope's id, recipient, expiry or content in the file, its free pages or
+its WAL; the next sweep (every ``sweep_interval_seconds``) rebuilds the file, which also erases
+the two-byte lengths that freed space keeps in its page (tests/server/test_seizure.py scans
+the bytes of the file, its WAL and its shared-memory file).
 """
 
 from __future__ import annotations
@@ -63,17 +66,11 @@ CREATE TABLE mailbox (
     UNIQUE (device_id, envelope_id)
 ) WITHOUT ROWID;
 CREATE INDEX mailbox_expiry ON mailbox(expires_at);
-CREATE TABLE mailbox_counters (
-    device_id INTEGER PRIMARY KEY,
-    last_sequence INTEGER NOT NULL
-);
 """
-"""Each mailbox numbers its envelopes itself (``mailbox_counters``), and the table has no rowid:
-nothing in a row or its key orders one mailbox's envelopes against another's."""
-_NEXT_SEQUENCE = (
-    "INSERT INTO mailbox_counters VALUES (?, 1)"
-    " ON CONFLICT (device_id) DO UPDATE SET last_sequence = last_sequence + 1 RETURNING last_sequence"
-)
+"""A mailbox's envelopes are numbered within it, one above its highest (``_NEXT_SEQUENCE``), and the
+table has no rowid: nothing in a row or its key orders one mailbox's envelopes against another's,
+and nothing counts what a mailbox received once it is empty."""
+_NEXT_SEQUENCE = "SELECT COALESCE(MAX(sequence), 0) + 1 FROM mailbox WHERE device_id = ?"
 SCHEMA = f"""
 {KEY_LOG_TABLE}
 CREATE TABLE accounts (
@@ -141,6 +138,8 @@ class SQLiteStore(RelayStore):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-sqlite")
         self._db: sqlite3.Connection | None = None
         self._subscribers: list[WakeUp] = []
+        self._freed = False
+        """Envelopes were deleted since the last ``compact``: their pages still say how long they were."""
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -359,15 +358,13 @@ class SQLiteStore(RelayStore):
         self, device_id: int, envelope_id: bytes, blob: bytes, expires_at: int, quota: Quota
     ) -> None:
         def work(db: sqlite3.Connection) -> None:
-            # Drawing the number first makes this a write transaction from its first statement,
-            # so the count below is of the mailbox as it stands; a refusal rolls the number back.
-            (sequence,) = db.execute(_NEXT_SEQUENCE, (device_id,)).fetchone()
             count, size = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(LENGTH(blob)), 0) FROM mailbox WHERE device_id = ?",
                 (device_id,),
             ).fetchone()
             if count + 1 > quota.max_envelopes or size + len(blob) > quota.max_bytes:
                 raise MailboxFullError("the recipient's mailbox is full; try again after they have connected")
+            (sequence,) = db.execute(_NEXT_SEQUENCE, (device_id,)).fetchone()
             # One statement: a revocation either comes first (nothing is stored) or after
             # (its mailbox delete removes the envelope); never an envelope in a revoked mailbox.
             stored = db.execute(
@@ -404,7 +401,11 @@ class SQLiteStore(RelayStore):
                 for envelope_id in envelope_ids
             )
 
-        return await self._run(work)
+        deleted = await self._run(work)
+        if deleted:
+            self._freed = True
+            await self.checkpoint()
+        return deleted
 
     async def drop_expired(self, now: int) -> int:
         def work(db: sqlite3.Connection) -> int:
@@ -413,11 +414,29 @@ class SQLiteStore(RelayStore):
             return envelopes + attachments
 
         dropped = await self._run(work)
-        await self.checkpoint()
+        if dropped or self._freed:
+            await self.compact()
+        else:
+            await self.checkpoint()
         return dropped
 
+    async def compact(self) -> None:
+        """Rebuild the file (``VACUUM``) and truncate the WAL: ``secure_delete`` zeroes a deleted
+        row, but its page keeps a free block's two-byte length, and a stale cell pointer, until
+        the page is rebuilt; the sweep does this whenever envelopes went since the last one."""
+
+        def work() -> None:
+            if self._db is not None:
+                self._db.execute("VACUUM")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        self._freed = False
+
     async def checkpoint(self) -> None:
-        """Fold the WAL into the database and truncate it, so it keeps no deleted envelope."""
+        """Fold the WAL into the database and truncate it, so it keeps no deleted envelope: the WAL
+        holds whole page images, the envelope's among them, until a checkpoint; ``secure_delete``
+        has zeroed the row in the page it folds back."""
 
         def work() -> None:
             if self._db is not None:
@@ -482,7 +501,6 @@ def _revoke(db: sqlite3.Connection, device_id: int) -> bool:
     ).rowcount
     db.execute("DELETE FROM one_time_prekeys WHERE device_id = ?", (device_id,))
     db.execute("DELETE FROM mailbox WHERE device_id = ?", (device_id,))
-    db.execute("DELETE FROM mailbox_counters WHERE device_id = ?", (device_id,))
     if changed:
         (account_id,) = db.execute(
             "SELECT account_id FROM devices WHERE device_id = ?", (device_id,)
@@ -521,8 +539,8 @@ def _add_key_log(db: sqlite3.Connection) -> None:
 
 
 def _number_mailboxes_apart(db: sqlite3.Connection) -> None:
-    """Schema 3 to 4: each mailbox's envelopes renumbered 1..n in their old order, its counter at n,
-    and the one relay-wide sequence gone (the old table's pages are zeroed by ``secure_delete``)."""
+    """Schema 3 to 4: each mailbox's envelopes renumbered 1..n in their old order, and the one
+    relay-wide sequence gone (the old table's pages are zeroed by ``secure_delete``)."""
     db.execute("ALTER TABLE mailbox RENAME TO mailbox_schema_3")
     db.execute("DROP INDEX mailbox_device")
     db.execute("DROP INDEX mailbox_expiry")
@@ -534,7 +552,6 @@ def _number_mailboxes_apart(db: sqlite3.Connection) -> None:
         " SELECT device_id, ROW_NUMBER() OVER (PARTITION BY device_id ORDER BY sequence),"
         " envelope_id, blob, expires_at FROM mailbox_schema_3"
     )
-    db.execute("INSERT INTO mailbox_counters SELECT device_id, MAX(sequence) FROM mailbox GROUP BY device_id")
     db.execute("DROP TABLE mailbox_schema_3")
 
 

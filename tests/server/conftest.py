@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from server.store.base import RelayStore
+from server.store.sealing import MAILBOX_KEY_FILE
 from tests.conftest import require
 from tests.server.relays import RelayFactory, relays
 from tests.server.stores import (
@@ -30,10 +31,11 @@ def postgres_unavailable() -> str | None:
     return asyncio.run(postgres_problem())
 
 
-def _postgres(unavailable: str | None) -> Iterator[PostgresBackend]:
+def _postgres(unavailable: str | None, folder: Path) -> Iterator[PostgresBackend]:
+    """A schema of the test's own; ``folder`` holds the mailbox key file, as a relay's data folder."""
     require(unavailable is None, unavailable or "")
     schema = "t_" + uuid.uuid4().hex[:12]
-    yield PostgresBackend(POSTGRES_DSN, schema)
+    yield PostgresBackend(POSTGRES_DSN, schema, folder / MAILBOX_KEY_FILE)
     asyncio.run(drop_schema(schema))
 
 
@@ -45,13 +47,13 @@ def backend(
     if request.param == "sqlite":
         yield SQLiteBackend(tmp_path / "relay.sqlite3")
     else:
-        yield from _postgres(postgres_unavailable)
+        yield from _postgres(postgres_unavailable, tmp_path)
 
 
 @pytest.fixture
-def postgres(postgres_unavailable: str | None) -> Iterator[PostgresBackend]:
+def postgres(postgres_unavailable: str | None, tmp_path: Path) -> Iterator[PostgresBackend]:
     """PostgreSQL only: for what several relay processes sharing one schema do."""
-    yield from _postgres(postgres_unavailable)
+    yield from _postgres(postgres_unavailable, tmp_path)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import re
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ import asyncpg
 from server.config import load_config
 from server.store.base import RelayStore
 from server.store.postgres import PostgresStore, quote_identifier
+from server.store.sealing import MAILBOX_KEY_FILE, MailboxKeys
 from server.store.sqlite import SQLiteStore
 
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -42,7 +44,6 @@ the SQLite backend's version is ``PRAGMA user_version``, the PostgreSQL one's a
 
 SQLITE_SCHEMA_3_MAILBOX = [
     "DROP TABLE mailbox",
-    "DROP TABLE mailbox_counters",
     "CREATE TABLE mailbox (sequence INTEGER PRIMARY KEY AUTOINCREMENT, device_id INTEGER NOT NULL,"
     " envelope_id BLOB NOT NULL, blob BLOB NOT NULL, expires_at INTEGER NOT NULL,"
     " UNIQUE (device_id, envelope_id))",
@@ -52,7 +53,6 @@ SQLITE_SCHEMA_3_MAILBOX = [
 ]
 POSTGRES_SCHEMA_3_MAILBOX = [
     "DROP TABLE mailbox",
-    "DROP TABLE mailbox_counters",
     "CREATE TABLE mailbox (sequence BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
     " device_id BIGINT NOT NULL, envelope_id BYTEA NOT NULL, blob BYTEA NOT NULL,"
     " expires_at BIGINT NOT NULL, UNIQUE (device_id, envelope_id))",
@@ -65,10 +65,25 @@ POSTGRES_SCHEMA_3_MAILBOX = [
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A waiting envelope as a seizure of the relay's database and data folder reads it."""
+
+    device_id: int
+    sequence: int
+    envelope_id: bytes
+    blob: bytes
+    expires_at: int
+
+
 class StoreBackend(ABC):
     """One backend's database for one test: new stores on it, and raw SQL behind their back."""
 
     name: str
+
+    @abstractmethod
+    async def waiting(self) -> list[Waiting]:
+        """Every mailbox row, read behind the store's back (on PostgreSQL opened with the key file)."""
 
     @abstractmethod
     def new_store(self) -> RelayStore:
@@ -136,6 +151,10 @@ class SQLiteBackend(StoreBackend):
     async def columns(self, table: str) -> list[str]:
         return [row[1] for row in await self.sql("SELECT * FROM pragma_table_info($1)", table)]
 
+    async def waiting(self) -> list[Waiting]:
+        rows = await self.sql("SELECT device_id, sequence, envelope_id, blob, expires_at FROM mailbox")
+        return [Waiting(row[0], row[1], bytes(row[2]), bytes(row[3]), row[4]) for row in rows]
+
     async def _create_schema_1(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path)
@@ -157,12 +176,14 @@ class SQLiteBackend(StoreBackend):
 class PostgresBackend(StoreBackend):
     name = "postgres"
 
-    def __init__(self, dsn: str, schema: str) -> None:
+    def __init__(self, dsn: str, schema: str, key_file: Path) -> None:
+        """``key_file``: the relays' mailbox key file (one copy, as every relay of a deployment has)."""
         self.dsn = dsn
         self.schema = schema
+        self.key_file = key_file
 
     def new_store(self) -> RelayStore:
-        return PostgresStore(self.dsn, self.schema)
+        return PostgresStore(self.dsn, self.schema, MailboxKeys(self.key_file))
 
     async def sql(self, statement: str, *args: Any) -> list[tuple[Any, ...]]:
         connection = await asyncpg.connect(
@@ -181,6 +202,18 @@ class PostgresBackend(StoreBackend):
             table,
         )
         return [row[0] for row in rows]
+
+    async def waiting(self) -> list[Waiting]:
+        keys = {key.epoch: key for key in MailboxKeys(self.key_file).kept()}
+        waiting = []
+        for tag, sequence, epoch, sealed in await self.sql(
+            "SELECT mailbox_tag, sequence, epoch, sealed FROM mailbox"
+        ):
+            opened = keys[epoch].open(tag=bytes(tag), sealed=bytes(sealed))
+            waiting.append(
+                Waiting(opened.device_id, sequence, opened.envelope_id, opened.envelope, opened.expires_at)
+            )
+        return waiting
 
     async def _create_schema_1(self) -> None:
         connection = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_SECONDS)
@@ -207,7 +240,7 @@ def database_of(data_dir: Path) -> StoreBackend:
     """The database of the relay whose data folder is ``data_dir``, as its server.toml names it."""
     config = load_config(data_dir)
     if config.backend == "postgres":
-        return PostgresBackend(config.postgres_dsn, config.postgres_schema)
+        return PostgresBackend(config.postgres_dsn, config.postgres_schema, data_dir / MAILBOX_KEY_FILE)
     return SQLiteBackend(config.database_path)
 
 

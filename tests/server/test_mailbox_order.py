@@ -1,6 +1,7 @@
 """Each mailbox numbers its own envelopes (server/store): no relay-wide counter orders one
 mailbox's envelopes against another's, on both backends, across several PostgreSQL relay
-processes, and in a database upgraded from schema 3."""
+processes, and in a database upgraded from schema 3; the relay pushes by what it has pushed,
+so a mailbox numbering again from 1 loses nothing."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import asyncio
 import itertools
 import os
 
+from app.protocol.frames import Status
 from server.store.base import Device, NewDevice, Quota, RelayStore, SignedPreKey
+from tests.server.relays import RelayFactory, run
 from tests.server.stores import PostgresBackend, StoreBackend, run_with
 from tests.support.adminkey import signed_action
+from tests.support.relay import TestDevice, new_account
 
 ACTION = signed_action("test.action")
 NOW = 1_700_000_000
@@ -33,9 +37,11 @@ async def _device(store: RelayStore, account_id: str) -> Device:
     return device
 
 
-def test_each_mailbox_counts_its_envelopes_from_one_and_never_restarts(store: RelayStore) -> None:
+def test_each_mailbox_numbers_its_envelopes_from_one_and_an_emptied_one_starts_again(
+    store: RelayStore,
+) -> None:
     """Test that envelopes sent to two mailboxes in turn are numbered 1..n in each, and that a
-    mailbox emptied by acks goes on from n + 1 (a connection pushing "after n" still sees it)."""
+    mailbox emptied by acks numbers its next envelope 1: nothing counts what it received before."""
 
     async def body(store: RelayStore) -> tuple[list[int], list[int], list[int]]:
         alice, bob = await _device(store, "alice"), await _device(store, "bob")
@@ -46,14 +52,39 @@ def test_each_mailbox_counts_its_envelopes_from_one_and_never_restarts(store: Re
         first = await store.pending(alice.device_id, 0, NOW, 100)
         await store.acknowledge(alice.device_id, [q.envelope_id for q in first])
         await store.enqueue(alice.device_id, os.urandom(16), b"a", LATER, ROOMY)
-        again = await store.pending(alice.device_id, first[-1].sequence, NOW, 100)
+        again = await store.pending(alice.device_id, 0, NOW, 100)
         bobs = await store.pending(bob.device_id, 0, NOW, 100)
         return [q.sequence for q in first], [q.sequence for q in bobs], [q.sequence for q in again]
 
     first, bobs, again = run_with(store, body)
     assert first == [1, 2, 3, 4]
     assert bobs == [1, 2, 3, 4, 5]
-    assert again == [5]
+    assert again == [1]
+
+
+def test_a_connected_device_whose_mailbox_emptied_gets_the_next_envelope_at_once(
+    start_relay: RelayFactory,
+) -> None:
+    """Test that a device that acked everything it was pushed is pushed the next envelope (numbered 1
+    again) on the same connection, and is not pushed again what it has not acked yet."""
+    relay = start_relay()
+
+    async def scenario() -> None:
+        alice = await TestDevice(relay).join(new_account(relay.data_dir, "o.alice", "Alice"))
+        bob = await TestDevice(relay).join(new_account(relay.data_dir, "o.bob", "Bob"))
+        for round_ in range(3):
+            _, first = await alice.send(bob.device_id, b"first %d" % round_)
+            _, second = await alice.send(bob.device_id, b"second %d" % round_)
+            assert [await bob.next_push(), await bob.next_push()] == [first, second]
+            assert (await bob.ack(first)).status == Status.OK
+            _, third = await alice.send(bob.device_id, b"third %d" % round_)
+            assert await bob.next_push() == third, "not the unacked second again"
+            assert (await bob.ack(second, third)).status == Status.OK
+        assert bob.pushes.empty()
+        await alice.disconnect()
+        await bob.disconnect()
+
+    run(scenario())
 
 
 def test_postgres_concurrent_sends_to_one_mailbox_from_two_relays_get_distinct_increasing_numbers(

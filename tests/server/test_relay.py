@@ -26,6 +26,7 @@ from app.protocol.frames import (
     Status,
 )
 from server.keys import UPLOAD_KEY_FILE
+from server.store.sealing import MAILBOX_KEY_FILE
 from tests.server.relays import RelayFactory, eventually, run
 from tests.server.stores import database_of
 from tests.support.relay import TEST_AUTHORITY, RelayProcess, TestDevice, admin, new_account
@@ -107,17 +108,21 @@ def test_relay_stores_no_sender_and_logs_nothing_per_message(start_relay: RelayF
         assert relay.output[lines_before:] == []
         database = database_of(relay.data_dir)
         columns = await database.columns("mailbox")
-        assert columns == ["device_id", "sequence", "envelope_id", "blob", "expires_at"]
-        (row,) = await database.sql("SELECT device_id, envelope_id, blob, expires_at FROM mailbox")
-        assert row[0] == bob.device_id and bytes(row[1]) == envelope.envelope_id
-        assert bytes(row[2]) == envelope.encode()
-        assert row[3] == envelope.expires_at
+        assert columns == (
+            ["device_id", "sequence", "envelope_id", "blob", "expires_at"]
+            if database.name == "sqlite"
+            else ["mailbox_tag", "sequence", "epoch", "envelope_tag", "expiry_tag", "sealed"]
+        )
+        (row,) = await database.waiting()
+        assert (row.device_id, row.envelope_id) == (bob.device_id, envelope.envelope_id)
+        assert row.blob == envelope.encode()
+        assert row.expires_at == envelope.expires_at
         for value in (
             alice.identity.public,
             alice.account_id.encode(),
             alice.device_id.to_bytes(4, "big"),
         ):
-            assert value not in bytes(row[2])
+            assert value not in row.blob
 
     run(scenario())
 
@@ -531,7 +536,7 @@ def test_a_damaged_database_stops_the_relay_with_a_clear_message(tmp_path: Path)
 def _copy_of(data_dir: Path, into: Path) -> Path:
     """A second relay's data folder as docs/ADMIN.md §6 says: the same config and key files."""
     into.mkdir()
-    for name in ("server.toml", "tls.key", "tls.crt", UPLOAD_KEY_FILE):
+    for name in ("server.toml", "tls.key", "tls.crt", UPLOAD_KEY_FILE, MAILBOX_KEY_FILE):
         shutil.copy2(data_dir / name, into / name)
     return into
 

@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,7 @@ from server.store.base import (
     schema_refusal,
 )
 from server.store.postgres import PostgresStore, wake_channel
+from server.store.sealing import MAILBOX_KEY_FILE, MailboxKeys
 from tests.server.stores import PostgresBackend, SQLiteBackend, StoreBackend, run_with
 from tests.support.adminkey import signed_action
 
@@ -753,8 +755,8 @@ def test_an_admin_action_is_logged_only_with_the_change_it_signs(store: RelaySto
 def test_acknowledged_envelope_leaves_nothing_behind(backend: StoreBackend) -> None:
     """Test that after acknowledgement (and a sweep) no byte of the envelope is left in the database.
 
-    SQLite: the raw bytes of the database file and its WAL. PostgreSQL: the mailbox rows (a
-    deleted row's bytes may outlive it in pages and WAL; server/store/postgres.py says so).
+    SQLite: the raw bytes of the database file and its WAL. PostgreSQL: the mailbox rows, opened
+    with the key file (what a deleted row leaves in pages and WAL: tests/server/test_seizure.py).
     """
     blob = os.urandom(64)
 
@@ -762,8 +764,7 @@ def test_acknowledged_envelope_leaves_nothing_behind(backend: StoreBackend) -> N
         if isinstance(backend, SQLiteBackend):
             files = [backend.path, backend.path.with_name(backend.path.name + "-wal")]
             return sum(path.read_bytes().count(blob) for path in files if path.exists())
-        rows = await backend.sql("SELECT COUNT(*) FROM mailbox WHERE position($1::BYTEA IN blob) > 0", blob)
-        return int(rows[0][0])
+        return sum(blob in waiting.blob for waiting in await backend.waiting())
 
     async def body(store: RelayStore) -> tuple[int, int]:
         device = await _account_with_device(store, "alice")
@@ -1045,11 +1046,12 @@ def test_postgres_concurrent_log_appends_take_turns(postgres: PostgresBackend) -
     assert sorted(json.loads(e.details)["n"] for e in _parsed(entries)) == list(range(40))  # type: ignore[attr-defined]
 
 
-def test_postgres_unreachable_database_is_a_store_error() -> None:
+def test_postgres_unreachable_database_is_a_store_error(tmp_path: Path) -> None:
     """Test that a database nobody listens for makes open() raise StoreError, not a socket error."""
 
     async def open_it() -> None:
-        await PostgresStore("postgresql://postgres@127.0.0.1:1/test", "enclave").open()
+        keys = MailboxKeys(tmp_path / MAILBOX_KEY_FILE)
+        await PostgresStore("postgresql://postgres@127.0.0.1:1/test", "enclave", keys).open()
 
     with pytest.raises(StoreError, match="cannot connect"):
         asyncio.run(open_it())

@@ -52,6 +52,7 @@ from app.protocol.frames import (
     UploadedPreKey,
     auth_message,
 )
+from app.protocol.lifetime import envelope_expiry
 from tests.support.adminkey import admin_arguments
 from tests.support.services import Banner, collect, start_service, stop_service
 
@@ -293,8 +294,9 @@ class TestDevice:
         await self.connect()
         return await self.authenticate()
 
-    async def send(self, recipient: int, sealed: bytes, expires_in: int = 3600) -> tuple[Response, Envelope]:
-        envelope = Envelope.create(sealed=sealed, expires_at=int(time.time()) + expires_in, random=random)
+    async def send(self, recipient: int, sealed: bytes) -> tuple[Response, Envelope]:
+        """Send ``sealed`` with the expiry every envelope gets, which the relay stores and pushes."""
+        envelope = Envelope.create(sealed=sealed, expires_at=envelope_expiry(time.time()), random=random)
         response = await self.request(FrameType.SEND, Send(recipient, envelope).encode())
         return response, envelope
 
