@@ -14,6 +14,11 @@ The construction follows Signal's sealed sender (version 1) with our primitives:
    bytes under a new id (to have a message opened again, past the recipient's record of
    ids it has seen) gets them refused.
 
+The second layer's plaintext is padded (ISO/IEC 7816-4, libsodium's ``sodium_pad``) so that
+every sealed envelope has one of a few sizes (``SEALED_SIZES``): the relay, which stores and
+forwards them, tells a short text from a receipt or a timer change by nothing, and a long
+text only by its bucket.
+
 ``R`` and ``S`` are the X25519 forms of the recipient's and sender's Ed25519 identity
 keys. docs/PROTOCOL.md, "Sealed envelope", gives the bytes.
 """
@@ -22,8 +27,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import nacl.exceptions
+from nacl import bindings
+
 from app.base.codec import Reader, Writer
-from app.base.errors import CertificateError, EnvelopeIdMismatchError, LocalProtocolError
+from app.base.errors import (
+    CertificateError,
+    EnvelopeIdMismatchError,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
 from app.base.limits import (
     AEAD_TAG_BYTES,
     ENVELOPE_ID_BYTES,
@@ -47,6 +60,11 @@ from app.crypto.session import MessageKind, SessionMessage
 SEALED_VERSION = 1
 SEALED_VERSIONS = frozenset({SEALED_VERSION})
 STATIC_CIPHERTEXT_BYTES = KEY_BYTES + AEAD_TAG_BYTES
+SEALED_OVERHEAD_BYTES = 1 + KEY_BYTES + STATIC_CIPHERTEXT_BYTES + AEAD_TAG_BYTES
+"""Version, ephemeral key, the static layer and the second layer's tag: 97 bytes."""
+SEALED_SIZES = (1024, 4096, 16384, 65536, MAX_SEALED_BYTES)
+"""The only lengths a sealed envelope has. 1 KiB holds a first message with a short text or a
+receipt, with room for the longest certificate; each further bucket is four times the last."""
 _KINDS = {kind.value: kind for kind in MessageKind}
 
 
@@ -110,8 +128,17 @@ def seal(
         .raw(message.body)
         .getvalue()
     )
-    sealed = aead_encrypt(key=key, nonce=nonce, associated_data=prefix + static_ciphertext, plaintext=inner)
+    padded = bindings.sodium_pad(inner, _bucket(len(inner)) - SEALED_OVERHEAD_BYTES)
+    sealed = aead_encrypt(key=key, nonce=nonce, associated_data=prefix + static_ciphertext, plaintext=padded)
     return prefix + static_ciphertext + sealed
+
+
+def _bucket(inner_bytes: int) -> int:
+    """The smallest sealed size whose padded plaintext holds ``inner_bytes`` and a padding byte."""
+    for size in SEALED_SIZES:
+        if inner_bytes < size - SEALED_OVERHEAD_BYTES:
+            return size
+    raise LocalProtocolError(f"{inner_bytes} bytes do not fit in a sealed envelope")
 
 
 def unseal(
@@ -126,8 +153,8 @@ def unseal(
     were sealed for another envelope id.
     """
     r = Reader(untrusted, "sealed envelope")
-    if len(untrusted) > MAX_SEALED_BYTES:
-        raise r.fail(f"{len(untrusted)} bytes exceeds the limit")
+    if len(untrusted) not in SEALED_SIZES:
+        raise r.fail(f"{len(untrusted)} bytes is not one of the sizes a sealed envelope has")
     r.version(supported=SEALED_VERSIONS, known=SEALED_VERSIONS)
     ephemeral_public = r.fixed(KEY_BYTES)
     static_ciphertext = r.fixed(STATIC_CIPHERTEXT_BYTES)
@@ -145,7 +172,11 @@ def unseal(
         chain_key,
         static_ciphertext,
     )
-    inner = aead_decrypt(key=key, nonce=nonce, associated_data=prefix + static_ciphertext, ciphertext=sealed)
+    padded = aead_decrypt(key=key, nonce=nonce, associated_data=prefix + static_ciphertext, ciphertext=sealed)
+    try:
+        inner = bindings.sodium_unpad(padded, len(padded))
+    except nacl.exceptions.CryptoError as e:
+        raise RemoteProtocolError("malformed sealed content: bad padding") from e
 
     content = Reader(inner, "sealed content")
     sealed_envelope_id = content.fixed(ENVELOPE_ID_BYTES)

@@ -12,10 +12,10 @@ from app.base.errors import (
     LocalProtocolError,
     RemoteProtocolError,
 )
-from app.base.limits import MAX_SEALED_BYTES
+from app.base.limits import ENVELOPE_ID_BYTES, MAX_SEALED_BYTES
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair
-from app.crypto.sealed import seal, unseal
+from app.crypto.sealed import SEALED_OVERHEAD_BYTES, SEALED_SIZES, seal, unseal
 from app.crypto.session import MessageKind, SessionMessage
 from tests.support.sessions import SeededRandom
 
@@ -151,46 +151,81 @@ def test_certificate_round_trips_and_refuses_trailing_bytes(
         DeviceCertificate.parse(certificate.encode() + b"\x00")
 
 
-def _sealed_of_length(
-    length: int, alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
+def _sealed_body(
+    body_bytes: int,
+    alice: IdentityKeyPair,
+    bob: IdentityKeyPair,
+    issuer: IdentityKeyPair,
+    random: SeededRandom,
 ) -> tuple[bytes, SessionMessage]:
-    """A genuine envelope of exactly ``length`` bytes (its session message sized to fit), and that message."""
-    certificate = _certificate(issuer, alice)
-    overhead = len(_seal(alice, certificate, bob, random)) - len(b"ratchet bytes")
-    message = SessionMessage(MessageKind.RATCHET, bytes(length - overhead))
+    """A genuine sealed envelope of a session message of ``body_bytes``, and that message."""
+    message = SessionMessage(MessageKind.RATCHET, bytes(body_bytes))
     sealed = seal(
         sender=alice,
-        certificate=certificate,
+        certificate=_certificate(issuer, alice),
         recipient_identity=bob.public,
         envelope_id=ENVELOPE_ID,
         message=message,
         random=random,
     )
-    if len(sealed) != length:
-        raise AssertionError(f"made {len(sealed)} bytes, not {length}")
     return sealed, message
 
 
-def test_envelope_of_exactly_the_size_limit_opens(
+def test_every_sealed_envelope_has_one_of_the_few_sizes(
     alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
 ) -> None:
-    """Test that a sealed envelope of MAX_SEALED_BYTES is opened."""
-    sealed, message = _sealed_of_length(MAX_SEALED_BYTES, alice, bob, issuer, random)
-    assert (
-        unseal(
+    """Test that messages of any length seal to one of SEALED_SIZES, the smallest that holds them
+    (a receipt and a short text alike), and open to what was sealed."""
+    sizes = {}
+    for body_bytes in (1, 200, 700, 900, 3000, 15000, 60000, 200000):
+        sealed, message = _sealed_body(body_bytes, alice, bob, issuer, random)
+        opened = unseal(
             recipient=bob, untrusted=sealed, envelope_id=ENVELOPE_ID, trust_root=issuer.public, now=NOW
-        ).message
-        == message
-    )
+        )
+        assert opened.message == message
+        sizes[body_bytes] = len(sealed)
+    assert sizes == {
+        1: 1024,
+        200: 1024,
+        700: 1024,
+        900: 4096,
+        3000: 4096,
+        15000: 16384,
+        60000: 65536,
+        200000: MAX_SEALED_BYTES,
+    }
+    assert SEALED_SIZES[-1] == MAX_SEALED_BYTES
 
 
-def test_envelope_one_byte_over_the_size_limit_is_malformed(
+def test_the_largest_message_fills_the_largest_size_and_a_byte_more_is_refused_at_sealing(
     alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
 ) -> None:
-    """Test that a genuine sealed envelope of MAX_SEALED_BYTES + 1 is refused as too large."""
-    sealed, _ = _sealed_of_length(MAX_SEALED_BYTES + 1, alice, bob, issuer, random)
-    with pytest.raises(RemoteProtocolError, match="exceeds the limit"):
-        unseal(recipient=bob, untrusted=sealed, envelope_id=ENVELOPE_ID, trust_root=issuer.public, now=NOW)
+    """Test that the longest session message that fits seals to MAX_SEALED_BYTES and opens, and that
+    one byte more is refused before anything is sent (LocalProtocolError)."""
+    certificate = _certificate(issuer, alice)
+    room = (
+        MAX_SEALED_BYTES - SEALED_OVERHEAD_BYTES - 1 - (ENVELOPE_ID_BYTES + 2 + len(certificate.encode()) + 1)
+    )
+    sealed, message = _sealed_body(room, alice, bob, issuer, random)
+    assert len(sealed) == MAX_SEALED_BYTES
+    opened = unseal(
+        recipient=bob, untrusted=sealed, envelope_id=ENVELOPE_ID, trust_root=issuer.public, now=NOW
+    )
+    assert opened.message == message
+    with pytest.raises(LocalProtocolError, match="do not fit"):
+        _sealed_body(room + 1, alice, bob, issuer, random)
+
+
+def test_bytes_of_any_other_length_are_refused_before_decryption(
+    alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
+) -> None:
+    """Test that a sealed envelope cut or lengthened by one byte is malformed: no size but the few."""
+    sealed, _ = _sealed_body(10, alice, bob, issuer, random)
+    for untrusted in (sealed[:-1], sealed + b"\x00", sealed * 300):
+        with pytest.raises(RemoteProtocolError, match="not one of the sizes"):
+            unseal(
+                recipient=bob, untrusted=untrusted, envelope_id=ENVELOPE_ID, trust_root=issuer.public, now=NOW
+            )
 
 
 def test_an_envelope_id_other_than_the_sealed_one_is_refused_naming_the_sender(
