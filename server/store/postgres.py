@@ -617,6 +617,7 @@ class PostgresStore(RelayStore):
         keys = self._epochs()
         current = self._keys.current()
         by_epoch = {key.epoch: key for key in keys}
+        unreadable = 0
         async with self._transaction() as db:
             envelopes = 0
             old = await db.fetch(
@@ -625,10 +626,10 @@ class PostgresStore(RelayStore):
             )
             for row in old:
                 tag = bytes(row["mailbox_tag"])
-                key = by_epoch.get(row["epoch"])
-                if key is None:
-                    raise StoreError(f"a mailbox row of epoch {row['epoch']} has no key left")
-                opened = key.open(tag=tag, sealed=bytes(row["sealed"]))
+                opened = _open(by_epoch, row)
+                if opened is None:
+                    unreadable += 1
+                    continue
                 await db.execute(
                     "DELETE FROM mailbox WHERE mailbox_tag = $1 AND sequence = $2", tag, row["sequence"]
                 )
@@ -655,15 +656,21 @@ class PostgresStore(RelayStore):
             )
             for row in candidates:
                 tag = bytes(row["mailbox_tag"])
-                if by_epoch[row["epoch"]].open(tag=tag, sealed=bytes(row["sealed"])).expires_at <= now:
+                opened = _open(by_epoch, row)
+                if opened is not None and opened.expires_at <= now:
                     await db.execute(
                         "DELETE FROM mailbox WHERE mailbox_tag = $1 AND sequence = $2", tag, row["sequence"]
                     )
                     envelopes += 1
             attachments = _affected(await db.execute("DELETE FROM attachments WHERE expires_at <= $1", now))
-            oldest = await db.fetchval("SELECT MIN(epoch) FROM mailbox")
+        if unreadable:
+            log.warning(
+                "%d mailbox rows do not open with this relay's mailbox.key, left as they are;"
+                " every relay on this database must have the same one (docs/ADMIN.md section 6)",
+                unreadable,
+            )
         # One epoch of slack: a relay whose clock is a little behind may still write under it.
-        self._keys.forget_before(min(current.epoch - 1, oldest if oldest is not None else current.epoch))
+        self._keys.forget_before(current.epoch - 1)
         return envelopes + attachments
 
     async def put_attachment(self, attachment_id: str, blob: bytes, expires_at: int) -> None:
@@ -796,6 +803,17 @@ async def _replace_prekeys(db: asyncpg.Connection, new: NewDevice) -> None:
 async def _insert_prekeys(db: asyncpg.Connection, device_id: int, keys: list[OneTimePreKey]) -> None:
     if keys:
         await db.execute(_INSERT_PREKEYS, device_id, [k.key_id for k in keys], [k.public for k in keys])
+
+
+def _open(keys: dict[int, EpochKey], row: asyncpg.Record) -> Opened | None:
+    """The envelope in a mailbox row, or None if no key kept opens it (another relay's chain)."""
+    key = keys.get(row["epoch"])
+    if key is None:
+        return None
+    try:
+        return key.open(tag=bytes(row["mailbox_tag"]), sealed=bytes(row["sealed"]))
+    except StoreError:
+        return None
 
 
 def _row(key: EpochKey, sequence: int, envelope: Opened) -> tuple[bytes, int, int, bytes, bytes, bytes]:

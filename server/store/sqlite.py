@@ -425,12 +425,11 @@ class SQLiteStore(RelayStore):
         row, but its page keeps a free block's two-byte length, and a stale cell pointer, until
         the page is rebuilt; the sweep does this whenever envelopes went since the last one."""
 
-        def work() -> None:
-            if self._db is not None:
-                self._db.execute("VACUUM")
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        await self._run(work)
         self._freed = False
 
     async def checkpoint(self) -> None:
@@ -438,11 +437,7 @@ class SQLiteStore(RelayStore):
         holds whole page images, the envelope's among them, until a checkpoint; ``secure_delete``
         has zeroed the row in the page it folds back."""
 
-        def work() -> None:
-            if self._db is not None:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        await self._run(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
 
     async def put_attachment(self, attachment_id: str, blob: bytes, expires_at: int) -> None:
         await self._run(

@@ -4,6 +4,8 @@ forgotten."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import shutil
 import time
@@ -11,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from server.store.base import StoreError
+from server.store.base import NewDevice, Quota, SignedPreKey, StoreError
+from server.store.postgres import PostgresStore
 from server.store.sealing import EPOCH_SECONDS, MAILBOX_KEY_FILE, EpochKey, KeyFileError, MailboxKeys
+from tests.server.stores import PostgresBackend
+from tests.support.adminkey import signed_action
 
 
 class Clock:
@@ -90,3 +95,34 @@ def test_a_file_that_is_not_a_key_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / MAILBOX_KEY_FILE).write_bytes(b"short")
     with pytest.raises(KeyFileError):
         MailboxKeys(tmp_path / MAILBOX_KEY_FILE).kept()
+
+
+def test_a_relay_with_another_key_chain_leaves_the_others_rows_and_says_so(
+    postgres: PostgresBackend, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Test that a store whose mailbox.key is not the others' neither sees nor deletes their rows when
+    it sweeps, warns that its key is not theirs, and that the rightly keyed store still reads them."""
+    stranger_keys = MailboxKeys(tmp_path / "stranger" / MAILBOX_KEY_FILE)
+    (tmp_path / "stranger").mkdir()
+    envelope_id = os.urandom(16)
+
+    async def body() -> tuple[int, int, int]:
+        ours, stranger = postgres.new_store(), PostgresStore(postgres.dsn, postgres.schema, stranger_keys)
+        await ours.open()
+        await stranger.open()
+        try:
+            await ours.create_account("alice", "Alice", "Finance", admin_entry=signed_action("a"))
+            signed = SignedPreKey(1, os.urandom(32), os.urandom(64))
+            await ours.register(NewDevice(9, "alice", os.urandom(32), os.urandom(120), signed, (), 1))
+            await ours.enqueue(9, envelope_id, b"ours", int(time.time()) + 3600, Quota(10, 1 << 20))
+            await postgres.sql("UPDATE mailbox SET epoch = epoch - 1")
+            seen_by_stranger = len(await stranger.pending(9, 0, 0, 10))
+            with caplog.at_level(logging.WARNING, logger="server.store.postgres"):
+                dropped = await stranger.drop_expired(int(time.time()))
+            return seen_by_stranger, dropped, len(await ours.pending(9, 0, 0, 10))
+        finally:
+            await ours.close()
+            await stranger.close()
+
+    assert asyncio.run(body()) == (0, 0, 1)
+    assert "do not open with this relay's mailbox.key" in caplog.text
