@@ -251,6 +251,7 @@ class Client:
         self.account.authenticated(authenticated)
         self.transparency.online()
         self.prekeys.online()
+        self.receiving.forget_old_envelope_ids()
         await self.sending.seal_pending()
         self.delivery.kick()
         await self._config_from_relay()

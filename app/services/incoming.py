@@ -84,6 +84,10 @@ PREVIEW_CHARACTERS = 120
 UNAVAILABLE_SUFFIX = " (no longer available on the server)"
 ATTACHMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What a relay attachment id looks like; anything else never goes into a URL."""
+SEEN_ENVELOPE_SECONDS = MESSAGE_ENVELOPE_SECONDS + 2 * 24 * 3600
+"""How long an envelope id is remembered: past the longest an envelope waits at the relay (its
+lifetime, rounded up to a day there) with a day to spare. A redelivery after that is still
+refused by its session (its message key is spent), only later in the work."""
 
 
 def unavailable_name(filename: str) -> str:
@@ -122,6 +126,11 @@ class Receiving:
         self._tasks = tasks
         self._clock = clock
         self._rules = rules
+
+    def forget_old_envelope_ids(self) -> int:
+        """Forget the ids of envelopes taken longer ago than any envelope can wait (how many): the
+        store keeps no record of when messages came beyond what it needs."""
+        return self._store.seen.prune(self._clock() - SEEN_ENVELOPE_SECONDS)
 
     async def receive(self, envelope: Envelope, source: Transport) -> None:
         """Open, store and then ack one envelope; anything before the commit leaves no trace.

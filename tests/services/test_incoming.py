@@ -11,9 +11,10 @@ from app.base.errors import StorageError
 from app.crypto.keys import IdentityKeyPair
 from app.protocol.envelope import ENVELOPE_ID_BYTES, Envelope
 from app.services.events import MessageArrived, MessageUnreadable, Problem
+from app.services.incoming import SEEN_ENVELOPE_SECONDS
 from storage.errors import NotFoundError, StoreFullError
 from storage.records import OUTGOING, MessageStatus, PreKeyKind
-from tests.support.devices import Bench, Device, introduce, open_session
+from tests.support.devices import Bench, Device, FakeClock, introduce, open_session
 from tests.support.transport import InMemoryTransport
 
 
@@ -175,3 +176,17 @@ def test_a_store_failure_while_receiving_emits_problem_and_does_not_ack(
     monkeypatch.undo()
     bench.run(bob.receiving.receive(envelope, bob.transport))
     assert _bodies(bob) == ["kept on the relay meanwhile"] and bob.transport.acked == [envelope.envelope_id]
+
+
+def test_envelope_ids_are_forgotten_once_no_envelope_can_wait_that_long(bench: Bench, alice: Device) -> None:
+    """Test that the ids of envelopes taken longer ago than SEEN_ENVELOPE_SECONDS are forgotten and
+    newer ones kept: the store does not keep a record of when each message came, for ever."""
+    clock = bench.clock
+    assert isinstance(clock, FakeClock)
+    alice.store.seen.add(b"o" * ENVELOPE_ID_BYTES)
+    clock.advance(SEEN_ENVELOPE_SECONDS - 10)
+    alice.store.seen.add(b"n" * ENVELOPE_ID_BYTES)
+    clock.advance(20)
+    assert alice.receiving.forget_old_envelope_ids() == 1
+    assert not alice.store.seen.contains(b"o" * ENVELOPE_ID_BYTES)
+    assert alice.store.seen.contains(b"n" * ENVELOPE_ID_BYTES)
