@@ -55,10 +55,15 @@ class ServerConfig:
     """What one device may upload in an hour (at least ``attachment_max_bytes``); in memory only."""
     enrolment_attempts_per_minute: int = 10
     bundle_fetches_per_minute: int = 60
+    one_time_prekeys_per_hour: int = 60
+    """Colleagues' one-time prekeys one device may take in an hour (in memory only); past it,
+    bundles come without one, so that one insider cannot drain a colleague's."""
     directory_lookups_per_minute: int = 30
     certificate_lifetime_seconds: int = 7 * DAY
     sweep_interval_seconds: int = 60
     prekeys_low_threshold: int = 20
+    one_time_prekeys_max_held: int = 1000
+    """One-time prekeys the relay holds for one device at most: an upload past it is refused."""
     tls_handshake_seconds: int = 10
     """A connection whose TLS handshake has not finished by then is closed."""
     request_head_seconds: int = 30

@@ -17,7 +17,7 @@ import re
 from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.typedefs import Handler
 
-from app.base.ratelimit import RateLimiter
+from app.base.ratelimit import HOUR_SECONDS, RateLimiter
 from app.base.requestlog import tame_aiohttp_loggers
 from app.crypto.merkle import encode_proof
 from server.config import PUBLISHED_CONFIG
@@ -35,7 +35,6 @@ EXPIRY_DIGITS = re.compile(rf"[0-9]{{1,{MAX_EXPIRY_DIGITS}}}")
 RELAY_KEY: web.AppKey[Relay] = web.AppKey("relay", Relay)
 UPLOAD_BUDGET_KEY: web.AppKey[RateLimiter] = web.AppKey("upload budget", RateLimiter)
 UPLOAD_BUDGET_SPENT = "this device has uploaded its hourly share of attachments; try again later"
-HOUR_SECONDS = 3600
 SIGNATURE_SUFFIX = ".sig"
 
 

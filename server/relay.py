@@ -27,7 +27,7 @@ from typing import ClassVar
 from aiohttp import WSMessage, WSMsgType, web
 
 from app.base.errors import CertificateError, CryptoError, EnclaveError, RemoteProtocolError
-from app.base.ratelimit import RateLimiter
+from app.base.ratelimit import HOUR_SECONDS, RateLimiter
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import NO_ONE_TIME_PREKEY, PreKeyBundle
 from app.crypto.primitives import SIGN_CONTEXT_RELAY_AUTH, RandomSource, ed25519_verify
@@ -118,6 +118,9 @@ class Relay:
     def __post_init__(self) -> None:
         self.enrolment_limiter = RateLimiter(self.config.enrolment_attempts_per_minute, self.clock)
         self.bundle_limiter = RateLimiter(self.config.bundle_fetches_per_minute, self.clock)
+        self.one_time_prekey_budget = RateLimiter(
+            self.config.one_time_prekeys_per_hour, self.clock, window_seconds=HOUR_SECONDS
+        )
         self.directory_limiter = RateLimiter(self.config.directory_lookups_per_minute, self.clock)
         self.quota = Quota(self.config.mailbox_max_envelopes, self.config.mailbox_max_bytes)
         self.key_log = KeyLog(self.store, log_public=self.keys.log_public, log_secret=self.keys.log_secret)
@@ -450,9 +453,15 @@ class Connection:
         if not self.relay.bundle_limiter.allow(self.device_id):
             return Response(Status.RATE_LIMITED, "too many key requests; wait a minute")
         request = FetchBundles.parse(body)
-        taken = await self.relay.store.take_bundles(request.account_id)
+        # A device takes at most its hourly share of colleagues' one-time prekeys; past it the
+        # bundles carry none (X3DH runs on the signed prekey alone), so no one drains them.
+        budget = self.relay.one_time_prekey_budget
+        taken = await self.relay.store.take_bundles(
+            request.account_id, one_time_limit=int(budget.available(self.device_id))
+        )
         if not taken:
             return Response(Status.NOT_FOUND, "no such colleague, or they have no active device")
+        budget.allow(self.device_id, cost=sum(1 for _, one_time in taken if one_time is not None))
         bundles = []
         for device, one_time in taken:
             bundle = PreKeyBundle(
@@ -481,6 +490,13 @@ class Connection:
         device = self.device
         if device is None:
             raise RuntimeError("not authenticated")
+        held = await self.relay.store.count_one_time_prekeys(device.device_id)
+        limit = self.relay.config.one_time_prekeys_max_held
+        if held + len(request.one_time_prekeys) > limit:
+            return Response(
+                Status.TOO_LARGE,
+                f"the relay holds at most {limit} one-time prekeys of a device, and {held} of this one",
+            )
         if request.signed_prekey is not None:
             spk: SignedPreKeyUpload = request.signed_prekey
             try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 
+HOUR_SECONDS = 3600.0
+
 
 class RateLimiter:
     """``capacity`` tokens per key, refilled evenly over ``window_seconds`` (a minute unless said)."""
@@ -21,7 +23,11 @@ class RateLimiter:
 
     def holds(self, key: Hashable, amount: float) -> bool:
         """Whether ``key``'s bucket holds ``amount`` tokens now (taking none)."""
-        return self._tokens(key, self._clock()) >= amount
+        return self.available(key) >= amount
+
+    def available(self, key: Hashable) -> float:
+        """The tokens ``key``'s bucket holds now (taking none)."""
+        return self._tokens(key, self._clock())
 
     def allow(self, key: Hashable, cost: float = 1.0) -> bool:
         """Take ``cost`` tokens for ``key``; False, taking none, when its bucket holds fewer."""

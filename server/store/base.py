@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from app.base.errors import EnclaveError
+from app.protocol.frames import MAX_DEVICES_PER_ACCOUNT
 from app.protocol.logentry import DeviceRevoked, device_added_entry
 
 
@@ -241,8 +242,12 @@ class RelayStore(ABC):
     async def count_one_time_prekeys(self, device_id: int) -> int: ...
 
     @abstractmethod
-    async def take_bundles(self, account_id: str) -> list[tuple[Device, OneTimePreKey | None]]:
-        """Each active device of the account with one one-time prekey, which is deleted."""
+    async def take_bundles(
+        self, account_id: str, *, one_time_limit: int = MAX_DEVICES_PER_ACCOUNT
+    ) -> list[tuple[Device, OneTimePreKey | None]]:
+        """Each active device of the account, the first ``one_time_limit`` of them (by device id)
+        with one one-time prekey each, which is deleted; the others, and a device with none
+        left, with None."""
 
     # Mailboxes.
     @abstractmethod

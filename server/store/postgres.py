@@ -523,12 +523,17 @@ class PostgresStore(RelayStore):
             count: int = await db.fetchval(_COUNT_PREKEYS, device_id)
         return count
 
-    async def take_bundles(self, account_id: str) -> list[tuple[Device, OneTimePreKey | None]]:
+    async def take_bundles(
+        self, account_id: str, *, one_time_limit: int = MAX_DEVICES_PER_ACCOUNT
+    ) -> list[tuple[Device, OneTimePreKey | None]]:
         bundles: list[tuple[Device, OneTimePreKey | None]] = []
         async with self._transaction() as db:
             rows = await db.fetch(_ACTIVE_DEVICES_OF_ACCOUNT, account_id)
-            for row in rows:
+            for index, row in enumerate(rows):
                 device = _device(row)
+                if index >= one_time_limit:
+                    bundles.append((device, None))
+                    continue
                 taken = await db.fetchrow(_TAKE_PREKEY, device.device_id)
                 one_time = OneTimePreKey(taken["key_id"], bytes(taken["public"])) if taken else None
                 bundles.append((device, one_time))

@@ -338,12 +338,17 @@ class SQLiteStore(RelayStore):
     async def count_one_time_prekeys(self, device_id: int) -> int:
         return await self._run(lambda db: _count_prekeys(db, device_id))
 
-    async def take_bundles(self, account_id: str) -> list[tuple[Device, OneTimePreKey | None]]:
+    async def take_bundles(
+        self, account_id: str, *, one_time_limit: int = MAX_DEVICES_PER_ACCOUNT
+    ) -> list[tuple[Device, OneTimePreKey | None]]:
         def work(db: sqlite3.Connection) -> list[tuple[Device, OneTimePreKey | None]]:
             rows = db.execute(_ACTIVE_DEVICES_OF_ACCOUNT, (account_id,)).fetchall()
-            bundles = []
-            for row in rows:
+            bundles: list[tuple[Device, OneTimePreKey | None]] = []
+            for index, row in enumerate(rows):
                 device = _device(row)
+                if index >= one_time_limit:
+                    bundles.append((device, None))
+                    continue
                 taken = db.execute(
                     "DELETE FROM one_time_prekeys WHERE device_id = ?1 AND key_id = (SELECT MIN(key_id)"
                     " FROM one_time_prekeys WHERE device_id = ?1) RETURNING key_id, public",

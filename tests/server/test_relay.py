@@ -14,16 +14,20 @@ import pytest
 from nacl.utils import random
 
 from app.crypto.certificate import DeviceCertificate
-from app.crypto.keys import IdentityKeyPair, PreKeyBundle
+from app.crypto.keys import NO_ONE_TIME_PREKEY, IdentityKeyPair, PreKeyBundle
 from app.protocol.frames import (
     Bundles,
+    Count,
     DirectoryLookup,
     DirectoryResults,
     FetchBundles,
     Frame,
     FrameType,
     NoticeKind,
+    Response,
     Status,
+    UploadedPreKey,
+    UploadPreKeys,
 )
 from server.keys import UPLOAD_KEY_FILE
 from server.store.sealing import MAILBOX_KEY_FILE
@@ -488,6 +492,45 @@ def test_device_is_told_when_its_prekeys_run_low(start_relay: RelayFactory) -> N
             seen.append((notice.kind, notice.value))
         await alice.disconnect()
         await bob.disconnect()
+
+    run(scenario())
+
+
+def test_one_device_takes_only_its_hourly_share_of_one_time_prekeys_and_holds_a_bounded_number(
+    start_relay: RelayFactory,
+) -> None:
+    """Test that a device fetching a colleague's bundles again and again gets one-time prekeys only
+    up to one_time_prekeys_per_hour, then bundles without one, while another device still gets
+    one; and that an upload past one_time_prekeys_max_held is TOO_LARGE and stores nothing."""
+    relay = start_relay(one_time_prekeys_per_hour=3, one_time_prekeys_max_held=8)
+
+    async def one_time(fetcher: TestDevice, account_id: str) -> int:
+        fetched = await fetcher.request(FrameType.FETCH_BUNDLES, FetchBundles(account_id).encode())
+        assert fetched.status == Status.OK, fetched.reason
+        (device,) = Bundles.parse(fetched.body).devices
+        return PreKeyBundle.from_bytes(device.bundle).one_time_prekey_id
+
+    async def upload(device: TestDevice, first_id: int, count: int) -> Response:
+        keys = tuple(
+            UploadedPreKey(first_id + n, IdentityKeyPair.generate(random).public) for n in range(count)
+        )
+        return await device.request(FrameType.UPLOAD_PREKEYS, UploadPreKeys(None, keys).encode())
+
+    async def scenario() -> None:
+        alice, bob = await _pair(relay)  # bob holds the 5 one-time prekeys he enrolled with
+        carol = await TestDevice(relay).join(new_account(relay.data_dir, "u.carol", "Carol"))
+        taken = [await one_time(alice, bob.account_id) for _ in range(5)]
+        assert NO_ONE_TIME_PREKEY not in taken[:3] and len(set(taken[:3])) == 3
+        assert taken[3:] == [NO_ONE_TIME_PREKEY, NO_ONE_TIME_PREKEY]
+        assert await one_time(carol, bob.account_id) != NO_ONE_TIME_PREKEY
+
+        held = await upload(bob, 1000, 7)  # 1 left + 7 = 8, the most the relay holds
+        assert held.status == Status.OK and Count.parse(held.body).value == 8
+        refused = await upload(bob, 2000, 1)
+        assert refused.status == Status.TOO_LARGE and "at most 8 one-time prekeys" in refused.reason
+        assert Count.parse((await upload(bob, 3000, 0)).body).value == 8
+        for device in (alice, bob, carol):
+            await device.disconnect()
 
     run(scenario())
 

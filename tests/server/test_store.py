@@ -463,6 +463,28 @@ def test_take_bundles_hands_out_each_one_time_prekey_once(store: RelayStore) -> 
     run_with(store, body)
 
 
+def test_take_bundles_takes_one_time_prekeys_of_at_most_the_devices_it_is_allowed(store: RelayStore) -> None:
+    """Test that with a one-time limit, only that many devices (lowest ids first) give up a one-time
+    prekey and the rest are handed out without one, keeping theirs; with 0, nobody's is taken."""
+
+    async def body(store: RelayStore) -> None:
+        first = await _account_with_device(store, "alice", prekeys=2)
+        second = await _device(store, "alice", prekeys=2)
+        taken = await store.take_bundles("alice", one_time_limit=1)
+        assert [(d.device_id, one_time is not None) for d, one_time in taken] == [
+            (first.device_id, True),
+            (second.device_id, False),
+        ]
+        assert [one_time for _, one_time in await store.take_bundles("alice", one_time_limit=0)] == [
+            None,
+            None,
+        ]
+        assert await store.count_one_time_prekeys(first.device_id) == 1
+        assert await store.count_one_time_prekeys(second.device_id) == 2
+
+    run_with(store, body)
+
+
 def test_take_bundles_skips_revoked_devices_and_inactive_accounts(store: RelayStore) -> None:
     """Test that bundles come only from unrevoked devices of active accounts."""
 
