@@ -28,9 +28,8 @@ from nacl.utils import random
 
 from app.base.accountid import canonical_account_id
 from app.base.errors import EnclaveError
-from app.base.text import control_character
 from app.base.tools import EXIT_DONE, EXIT_REFUSED, EXIT_USAGE
-from app.crypto.certificate import MAX_NAME_BYTES
+from app.crypto.certificate import name_refusal
 from app.protocol import enrolment
 from authority.store import STORE_FILE, AuthorityStore
 
@@ -114,11 +113,9 @@ def issue_code(
     if not 1 <= valid_hours <= MAX_VALID_HOURS:
         raise Refused(f"--valid-hours must be between 1 and {MAX_VALID_HOURS}")
     for value, field in ((display_name, "name"), (department, "department")):
-        bad = control_character(value)
-        if bad is not None or len(value.encode("utf-8", errors="replace")) > MAX_NAME_BYTES:
-            raise Refused(
-                f"the {field} must be at most {MAX_NAME_BYTES} bytes of UTF-8, no control character"
-            )
+        refusal = name_refusal(value)
+        if refusal is not None:
+            raise Refused(f"the {field} {refusal}; no code was issued")
     account_id = canonical_account_id(account_id)
     code = enrolment.new_enrolment_code(random)
     store.add_code(

@@ -37,6 +37,16 @@ MAX_CERTIFICATE_BYTES = (
 )
 
 
+def name_refusal(value: str) -> str | None:
+    """Why ``value`` cannot be a certificate's display name or department, or None if it can."""
+    bad = control_character(value)
+    if bad is not None:
+        return f"holds the control character {bad}"
+    if len(value.encode("utf-8", errors="replace")) > MAX_NAME_BYTES:
+        return f"is longer than {MAX_NAME_BYTES} bytes of UTF-8"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceCertificate:
     account_id: str
@@ -58,9 +68,9 @@ class DeviceCertificate:
         w.text16(self.account_id, MAX_ACCOUNT_ID_BYTES, "account id")
         if self.version >= CERTIFICATE_VERSION:
             for value, field in ((self.display_name, "display name"), (self.department, "department")):
-                bad = control_character(value)
-                if bad is not None:
-                    raise LocalProtocolError(f"the {field} holds the control character {bad}")
+                refusal = name_refusal(value)
+                if refusal is not None:
+                    raise LocalProtocolError(f"the {field} {refusal}")
                 w.text16(value, MAX_NAME_BYTES, field)
         elif self.display_name or self.department:
             raise LocalProtocolError("a version 1 certificate carries no name")
