@@ -191,9 +191,13 @@ async def upload_attachment(request: web.Request) -> web.Response:
         wanted = _requested_expiry(request, relay.now())
     except BadExpiry as e:
         return _error(400, str(e))
-    budget = request.app[UPLOAD_BUDGET_KEY]
-    if request.content_length is not None and not budget.holds(uploader, request.content_length):
-        return _error(429, UPLOAD_BUDGET_SPENT)
+    budget, declared = request.app[UPLOAD_BUDGET_KEY], request.content_length
+    if (
+        declared is not None
+        and declared <= relay.config.attachment_max_bytes
+        and not budget.holds(uploader, declared)
+    ):
+        return _error(429, UPLOAD_BUDGET_SPENT)  # one too large for anyone is _read_body's 413
     blob = await _read_body(request, relay.config.attachment_max_bytes)
     if isinstance(blob, web.Response):
         return blob

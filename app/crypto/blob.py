@@ -40,8 +40,11 @@ def encrypt_blob(plaintext: bytes, random: RandomSource) -> tuple[bytes, bytes, 
     return blob, key, blob_digest(blob)
 
 
-def decrypt_blob(untrusted: bytes, *, key: bytes, digest: bytes) -> bytes:
-    """The file, or ``DecryptionError`` if the blob is not the one the message describes."""
+def decrypt_blob(untrusted: bytes, *, key: bytes, digest: bytes, size: int) -> bytes:
+    """The ``size``-byte file, or ``DecryptionError`` if the blob is not the one the message
+    describes (its digest, or a length other than the size it declares)."""
+    if len(untrusted) != blob_size(size):
+        raise DecryptionError("the attachment is not of the size its message declares")
     if not hmac.compare_digest(blob_digest(untrusted), digest):
         raise DecryptionError("the attachment does not match its digest")
     if len(untrusted) < 1 + AEAD_TAG_BYTES or untrusted[:1] != _PREFIX:

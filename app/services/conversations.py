@@ -13,6 +13,7 @@ from pathlib import Path
 from app.base.errors import OfflineError, StorageError
 from app.crypto.primitives import RandomSource
 from app.protocol.content import SECRET_ID_BYTES, Receipt, ReceiptType, TimerChange
+from app.protocol.lifetime import envelope_expiry
 from app.services.clock import Clock, millis
 from app.services.contacts import Contacts
 from app.services.credentials import Credentials
@@ -20,7 +21,7 @@ from app.services.delivery import Delivery
 from app.services.errors import FileAccessError, NoDeviceError, SecretChatError
 from app.services.events import Emitter, MessageStatusChanged, TimerChanged
 from app.services.keylog import Transparency
-from app.services.outgoing import CONTROL_ENVELOPE_SECONDS, Sending
+from app.services.outgoing import Sending
 from app.services.rules import RulesSource
 from app.services.sessions import Sessions
 from app.services.settings import READ_RECEIPTS, read_receipts_enabled
@@ -177,8 +178,9 @@ class Conversations:
                         receipt = Receipt(
                             ReceiptType.READ, int(now * 1000), tuple(ids[start : start + RECEIPT_IDS])
                         )
-                        expires_at = int(now) + CONTROL_ENVELOPE_SECONDS
-                        self._sessions.seal(account_id, device_id, receipt, expires_at, message_id=None)
+                        self._sessions.seal(
+                            account_id, device_id, receipt, envelope_expiry(now), message_id=None
+                        )
         self._emitter.emit(*(MessageStatusChanged(m.id, conversation.id, MessageStatus.READ) for m in unread))
         self._delivery.kick()
         return len(unread)

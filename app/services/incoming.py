@@ -41,6 +41,7 @@ from app.protocol.content import (
     parse_content,
 )
 from app.protocol.envelope import Envelope
+from app.protocol.lifetime import ENVELOPE_LIFETIME_SECONDS, envelope_expiry
 from app.services import sessions
 from app.services.clock import Clock, millis
 from app.services.contacts import Contacts
@@ -58,7 +59,6 @@ from app.services.events import (
     TimerChanged,
 )
 from app.services.keylog import Transparency
-from app.services.outgoing import CONTROL_ENVELOPE_SECONDS, MESSAGE_ENVELOPE_SECONDS
 from app.services.rules import RulesSource
 from app.services.sessions import Sessions
 from app.services.tasks import Tasks
@@ -75,7 +75,7 @@ from storage.store import Store
 
 log = logging.getLogger(__name__)
 
-CERTIFICATE_GRACE_SECONDS = MESSAGE_ENVELOPE_SECONDS
+CERTIFICATE_GRACE_SECONDS = ENVELOPE_LIFETIME_SECONDS
 """A sender's certificate is checked as of this long ago: an envelope may wait that long for
 its recipient, and the certificate only had to be valid when the envelope was sealed."""
 FETCH_AGAIN_SECONDS = 5.0
@@ -84,7 +84,7 @@ PREVIEW_CHARACTERS = 120
 UNAVAILABLE_SUFFIX = " (no longer available on the server)"
 ATTACHMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What a relay attachment id looks like; anything else never goes into a URL."""
-SEEN_ENVELOPE_SECONDS = MESSAGE_ENVELOPE_SECONDS + 2 * 24 * 3600
+SEEN_ENVELOPE_SECONDS = ENVELOPE_LIFETIME_SECONDS + 2 * 24 * 3600
 """How long an envelope id is remembered: past the longest an envelope waits at the relay (its
 lifetime, rounded up to a day there) with a day to spare. A redelivery after that is still
 refused by its session (its message key is spent), only later in the work."""
@@ -279,9 +279,7 @@ class Receiving:
             untrusted_blob = await self._relay.download(attachment_id, blob_size(content.size))
             if untrusted_blob is None:
                 return None
-            if len(untrusted_blob) != blob_size(content.size):
-                raise RemoteProtocolError("the attachment's length is not the one its message declares")
-            return decrypt_blob(untrusted_blob, key=content.key, digest=content.digest)
+            return decrypt_blob(untrusted_blob, key=content.key, digest=content.digest, size=content.size)
         except (CryptoError, RemoteProtocolError):
             log.warning(
                 "a downloaded attachment is not the one its message names; it is shown as unavailable"
@@ -348,7 +346,7 @@ class Receiving:
             sender.account_id,
             sender.device_id,
             receipt,
-            int(self._clock()) + CONTROL_ENVELOPE_SECONDS,
+            envelope_expiry(self._clock()),
             message_id=None,
         )
         preview = (

@@ -31,7 +31,7 @@ from app.base.errors import OfflineError, RelayRefusedError
 from app.crypto.blob import encrypt_blob
 from app.crypto.primitives import RandomSource
 from app.protocol.content import MESSAGE_ID_BYTES, Content, FileMessage, MessageHeader, TextMessage
-from app.protocol.lifetime import ENVELOPE_LIFETIME_SECONDS, envelope_expiry
+from app.protocol.lifetime import envelope_expiry
 from app.services.clock import Clock
 from app.services.credentials import Credentials
 from app.services.delivery import Delivery
@@ -66,11 +66,6 @@ from storage.store import Store
 
 log = logging.getLogger(__name__)
 
-MESSAGE_ENVELOPE_SECONDS = ENVELOPE_LIFETIME_SECONDS
-"""The longest the relay may keep any envelope (it caps this at its retention)."""
-CONTROL_ENVELOPE_SECONDS = ENVELOPE_LIFETIME_SECONDS
-"""Receipts and timer changes live as long as messages: a lifetime of their own would mark their
-kind at the relay (``app/protocol/lifetime.py``)."""
 UNSEALED_BATCH = 500
 
 

@@ -44,7 +44,7 @@ GRACE_SECONDS = 31 * DAY_SECONDS
 A first message names the signed prekey of the bundle its sender fetched, so it was
 sealed no later than the moment that key was retired (the sender seals right after the
 fetch). Its envelope expires 30 days after sealing at the latest (docs/PROTOCOL.md,
-section 9; ``outgoing.MESSAGE_ENVELOPE_SECONDS``) and the relay keeps none longer than
+section 9; ``lifetime.ENVELOPE_LIFETIME_SECONDS``) and the relay keeps none longer than
 its retention (30 days by default): 30 days covers every such message the relay can
 still deliver, and one more day covers a sender's clock running ahead of ours.
 """

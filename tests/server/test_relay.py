@@ -412,6 +412,7 @@ def test_a_device_uploads_no_more_than_its_hourly_share_and_others_still_upload(
             for body in (random(3000), streamed(random(3000))):
                 status, answer = await upload(alice, body)
                 assert status == 429 and "hourly share" in str(answer["error"])
+            assert (await upload(alice, random(5000)))[0] == 413, "too large for anyone, not over a share"
             assert (await upload(bob, random(3000)))[0] == 201
         await alice.disconnect()
         await bob.disconnect()

@@ -17,10 +17,10 @@ from app.base.errors import OfflineError, SignedPreKeyGoneError
 from app.crypto.keys import PreKeyBundle
 from app.crypto.sealed import unseal
 from app.protocol.frames import Status
+from app.protocol.lifetime import ENVELOPE_LIFETIME_SECONDS
 from app.services import prekeys
 from app.services.client import Client as Engine
 from app.services.events import MessageArrived, MessageStatusChanged
-from app.services.outgoing import MESSAGE_ENVELOPE_SECONDS
 from app.services.prekeys import (
     GRACE_SECONDS,
     REFILL_ONE_TIME_PREKEYS,
@@ -117,7 +117,7 @@ def test_the_signed_prekey_comes_back_from_the_store_as_it_was_made(alice: Devic
 
 def test_the_grace_period_outlasts_every_envelope_the_relay_can_still_deliver() -> None:
     """Test that a retired key is kept longer than a message envelope lives and the relay keeps one."""
-    assert GRACE_SECONDS > MESSAGE_ENVELOPE_SECONDS
+    assert GRACE_SECONDS > ENVELOPE_LIFETIME_SECONDS
     assert ServerConfig(Path("unused")).retention_seconds < GRACE_SECONDS
     assert ROTATION_SECONDS == 7 * 24 * 3600
 
