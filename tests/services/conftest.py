@@ -1,4 +1,6 @@
-"""A real relay on loopback and two enrolled clients who know each other."""
+"""The two benches of the service tests: in-process devices on one organisation (``bench``,
+``alice``, and ``bob`` who knows her), and a real relay on loopback with two enrolled clients
+who know each other (``relay``, ``pair``)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,27 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import WAIT_SECONDS, Client, enrolled_client
+from tests.support.devices import Bench, Device, introduce
 from tests.support.relay import RelayProcess
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Iterator[Bench]:
+    opened = Bench(tmp_path)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def alice(bench: Bench) -> Device:
+    return bench.device("alice")
+
+
+@pytest.fixture
+def bob(bench: Bench, alice: Device) -> Device:
+    bob = bench.device("bob")
+    introduce(alice, bob)
+    return bob
 
 
 @pytest.fixture

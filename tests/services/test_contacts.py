@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from app.base.errors import OfflineError
@@ -12,18 +9,6 @@ from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair
 from storage.errors import NotFoundError
 from tests.support.devices import Bench, Device
-
-
-@pytest.fixture
-def bench(tmp_path: Path) -> Iterator[Bench]:
-    opened = Bench(tmp_path)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def alice(bench: Bench) -> Device:
-    return bench.device("alice")
 
 
 def test_added_contacts_are_listed_and_updated(alice: Device) -> None:

@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from app.base.errors import OfflineError
 from app.services.events import MessageArrived, MessageStatusChanged, TimerChanged
 from storage.records import Message, MessageStatus
-from tests.support.devices import CERTIFICATE_SECONDS, Bench, Device, FakeClock, introduce, open_session
+from tests.support.devices import CERTIFICATE_SECONDS, Bench, Device, FakeClock, open_session
 
 TIMER = 60
-
-
-@pytest.fixture
-def bench(tmp_path: Path) -> Iterator[Bench]:
-    opened = Bench(tmp_path)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture
 def clock(bench: Bench) -> FakeClock:
     assert isinstance(bench.clock, FakeClock)
     return bench.clock
-
-
-@pytest.fixture
-def alice(bench: Bench) -> Device:
-    return bench.device("alice")
-
-
-@pytest.fixture
-def bob(bench: Bench, alice: Device) -> Device:
-    bob = bench.device("bob")
-    introduce(alice, bob)
-    return bob
 
 
 def _arrived(bench: Bench, alice: Device, bob: Device) -> tuple[Message, Message]:

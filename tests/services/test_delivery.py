@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from app.base.errors import OfflineError
 from app.services.events import MessageStatusChanged
 from app.sync.transport import SendOutcome, TransportState
@@ -14,13 +9,6 @@ from storage.records import Message, MessageStatus
 from tests.support.devices import Bench, Device, FakeClock, introduce, open_session
 
 TIMER = 60
-
-
-@pytest.fixture
-def bench(tmp_path: Path) -> Iterator[Bench]:
-    opened = Bench(tmp_path)
-    yield opened
-    opened.close()
 
 
 def _alice_and_bob(bench: Bench, bob_devices: int = 1) -> tuple[Device, list[Device]]:

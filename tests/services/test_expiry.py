@@ -26,11 +26,6 @@ def bench(tmp_path: Path) -> Iterator[Bench]:
     opened.close()
 
 
-@pytest.fixture
-def alice(bench: Bench) -> Device:
-    return bench.device("alice")
-
-
 def _received(bench: Bench, device: Device, conversation_id: int, expires_at: float | None) -> Message:
     return device.store.messages.add(
         NewMessage(

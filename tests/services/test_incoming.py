@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from app.base.errors import StorageError
@@ -14,27 +11,8 @@ from app.services.events import MessageArrived, MessageUnreadable, Problem
 from app.services.incoming import SEEN_ENVELOPE_SECONDS
 from storage.errors import NotFoundError, StoreFullError
 from storage.records import OUTGOING, MessageStatus, PreKeyKind
-from tests.support.devices import Bench, Device, FakeClock, introduce, open_session
+from tests.support.devices import Bench, Device, FakeClock, open_session
 from tests.support.transport import InMemoryTransport
-
-
-@pytest.fixture
-def bench(tmp_path: Path) -> Iterator[Bench]:
-    opened = Bench(tmp_path)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def alice(bench: Bench) -> Device:
-    return bench.device("alice")
-
-
-@pytest.fixture
-def bob(bench: Bench, alice: Device) -> Device:
-    bob = bench.device("bob")
-    introduce(alice, bob)
-    return bob
 
 
 def _sealed(bench: Bench, sender: Device, recipient: Device, text: str) -> Envelope:

@@ -3,9 +3,6 @@ recipient forgot its id, changes nothing; a message that cannot be read is told 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from app.base.limits import ENVELOPE_ID_BYTES
@@ -14,26 +11,7 @@ from app.crypto.session import initiate_session
 from app.protocol.envelope import Envelope
 from app.services.events import Event, MessageArrived, MessageUnreadable
 from storage.records import PreKeyKind
-from tests.support.devices import Bench, Device, introduce, open_session
-
-
-@pytest.fixture
-def bench(tmp_path: Path) -> Iterator[Bench]:
-    opened = Bench(tmp_path)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def alice(bench: Bench) -> Device:
-    return bench.device("alice")
-
-
-@pytest.fixture
-def bob(bench: Bench, alice: Device) -> Device:
-    bob = bench.device("bob")
-    introduce(alice, bob)
-    return bob
+from tests.support.devices import Bench, Device, open_session
 
 
 def _start(bench: Bench, alice: Device, bob: Device, *, one_time: bool) -> None:

@@ -8,9 +8,6 @@ tests/services/test_keylog_relay.py does the same against a real relay.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from app.base.errors import InvalidSignatureError, OfflineError, RemoteProtocolError
@@ -22,13 +19,6 @@ from tests.support.devices import Bench, Device, introduce, open_session
 from tests.support.transport import InMemoryDirectory
 
 UNLOGGED = "not in the organisation's key log"
-
-
-@pytest.fixture
-def bench(tmp_path: Path) -> Iterator[Bench]:
-    opened = Bench(tmp_path)
-    yield opened
-    opened.close()
 
 
 def _problems(device: Device) -> list[str]:

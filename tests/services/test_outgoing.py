@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -22,13 +21,6 @@ from tests.support.transport import InMemoryDirectory
 TIMER = 60
 Snapshot = tuple[int, int, int]
 """(messages, outbox entries, unsealed marks) as a commit left them."""
-
-
-@pytest.fixture
-def bench(tmp_path: Path) -> Iterator[Bench]:
-    opened = Bench(tmp_path)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

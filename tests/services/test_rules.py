@@ -4,7 +4,6 @@ call raises a ``PolicyRefusedError`` naming its key and leaves the store as it w
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,18 +49,6 @@ def _policy(device: Device, **values: object) -> None:
     """Set policy values as the user (no config is in force, so none is mandatory), in the order given."""
     for key, value in values.items():
         device.provisioning.set_user(key, value)
-
-
-@pytest.fixture
-def bench(tmp_path: Path) -> Iterator[Bench]:
-    opened = Bench(tmp_path)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def alice(bench: Bench) -> Device:
-    return bench.device("alice")
 
 
 @pytest.fixture

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from app.crypto.safety import SafetyNumber
@@ -16,13 +13,6 @@ from tests.support.devices import Bench, Device, introduce, open_session
 from tests.support.transport import InMemoryDirectory
 
 TIMER = 60
-
-
-@pytest.fixture
-def bench(tmp_path: Path) -> Iterator[Bench]:
-    opened = Bench(tmp_path)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture
