@@ -187,6 +187,9 @@ class Connection:
         self.wake = asyncio.Event()
         self.in_flight: set[bytes] = set()
         """Ids of envelopes pushed on this connection and not yet acked: not pushed again on it."""
+        self.acked: set[bytes] = set()
+        """Ids acked since the delivery loop last read the mailbox: a read made before their ack
+        was stored may still hold them, and they must not be pushed again."""
         self.delivery: asyncio.Task[None] | None = None
         self.closing: Closing | None = None
         """Set by a handler that refuses the device; sent after its response, then the socket closes."""
@@ -447,6 +450,7 @@ class Connection:
         request = Ack.parse(body)
         await self.relay.store.acknowledge(self.device_id, list(request.envelope_ids))
         self.in_flight.difference_update(request.envelope_ids)
+        self.acked.update(request.envelope_ids)
         return Response(Status.OK)
 
     async def on_fetch_bundles(self, body: bytes) -> Response:
@@ -531,10 +535,11 @@ class Connection:
         try:
             while not self.ws.closed:
                 self.wake.clear()
+                self.acked.clear()  # acked before this read: deleted, so the read will not hold them
                 limit = PUSH_BATCH + len(self.in_flight)
                 batch = await self.relay.store.pending(device_id, 0, self.relay.now(), limit)
                 for queued in batch:
-                    if queued.envelope_id in self.in_flight:
+                    if queued.envelope_id in self.in_flight or queued.envelope_id in self.acked:
                         continue
                     self.in_flight.add(queued.envelope_id)
                     await self.send(FrameType.PUSH, 0, queued.blob)
