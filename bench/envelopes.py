@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from nacl.utils import random
 
-from app.base.limits import ENVELOPE_ID_BYTES
+from app.base.limits import DELIVERY_KEY_BYTES, ENVELOPE_ID_BYTES
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair, OneTimePreKey, PreKeyBundle, SignedPreKey
 from app.crypto.primitives import ed25519_keypair_from_seed
@@ -116,10 +116,11 @@ def run() -> list[Result]:
             certificate=certificate,
             recipient_identity=bob.public,
             envelope_id=new_envelope_id(random),
+            delivery_key=alice.delivery_key,
             message=message,
             random=random,
         )
-        inner = ENVELOPE_ID_BYTES + 2 + len(certificate.encode()) + 1 + len(message.body)
+        inner = ENVELOPE_ID_BYTES + DELIVERY_KEY_BYTES + 2 + len(certificate.encode()) + 1 + len(message.body)
         results.append(Result(kind, weight, len(sealed), inner + SEALED_OVERHEAD_BYTES))
     return results
 

@@ -59,6 +59,9 @@ class ServerConfig:
     """Colleagues' one-time prekeys one device may take in an hour (in memory only); past it,
     bundles come without one, so that one insider cannot drain a colleague's."""
     directory_lookups_per_minute: int = 30
+    deliveries_per_key_per_minute: int = 600
+    """Unidentified envelopes one delivery key (one recipient device) takes in a minute, from all
+    senders together (in memory only): a contact who holds the key cannot flood the mailbox."""
     certificate_lifetime_seconds: int = 7 * DAY
     sweep_interval_seconds: int = 60
     prekeys_low_threshold: int = 20

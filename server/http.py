@@ -71,6 +71,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return await request.app[RELAY_KEY].handle_websocket(request)
 
 
+async def unidentified_websocket(request: web.Request) -> web.StreamResponse:
+    return await request.app[RELAY_KEY].handle_unidentified_websocket(request)
+
+
 async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:
     """The upload's body, or the error response: too large, empty, or not decodable."""
     if request.content_length is not None and request.content_length > limit:
@@ -270,6 +274,7 @@ async def _not_found(request: web.Request) -> web.StreamResponse:
 ROUTES = (
     ("GET", "/health", health),
     ("GET", "/v1/ws", websocket),
+    ("GET", "/v1/deliver", unidentified_websocket),
     ("POST", "/v1/attachments", upload_attachment),
     ("GET", "/v1/attachments/{attachment_id}", download_attachment),
     ("GET", "/v1/config", published_config),

@@ -31,6 +31,7 @@ from app.base.ratelimit import HOUR_SECONDS, RateLimiter
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import NO_ONE_TIME_PREKEY, PreKeyBundle
 from app.crypto.primitives import SIGN_CONTEXT_RELAY_AUTH, RandomSource, ed25519_verify
+from app.protocol.envelope import Envelope
 from app.protocol.frames import (
     CHALLENGE_BYTES,
     MAX_DEVICES_PER_ACCOUNT,
@@ -55,6 +56,7 @@ from app.protocol.frames import (
     NoticeKind,
     Response,
     Send,
+    SetDeliveryKey,
     SignedPreKeyUpload,
     Status,
     UploadPreKeys,
@@ -82,6 +84,7 @@ from server.store.base import (
     TooManyDevicesError,
 )
 from server.tokens import issue_upload_token
+from server.unidentified import UnidentifiedConnection
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +125,7 @@ class Relay:
             self.config.one_time_prekeys_per_hour, self.clock, window_seconds=HOUR_SECONDS
         )
         self.directory_limiter = RateLimiter(self.config.directory_lookups_per_minute, self.clock)
+        self.delivery_limiter = RateLimiter(self.config.deliveries_per_key_per_minute, self.clock)
         self.quota = Quota(self.config.mailbox_max_envelopes, self.config.mailbox_max_bytes)
         self.key_log = KeyLog(self.store, log_public=self.keys.log_public, log_secret=self.keys.log_secret)
 
@@ -153,6 +157,33 @@ class Relay:
         if self.connections.get(device_id) is connection:
             del self.connections[device_id]
 
+    async def store_envelope(self, recipient_device: int, envelope: Envelope) -> Response:
+        """Store ``envelope`` in the recipient's mailbox: the answer to a SEND or a DELIVER alike.
+
+        One expiry for every envelope, on a whole day, whatever the sender asked: stored and
+        pushed alike, it tells neither kind, timer nor the second it came (PROTOCOL section 9).
+        """
+        now = self.now()
+        if envelope.expires_at <= now:
+            return Response(Status.BAD_REQUEST, "the envelope has already expired")
+        expires_at = relay_expiry(now, self.config.retention_seconds)
+        try:
+            # enqueue refuses a revoked or unknown recipient itself, atomically with storing.
+            await self.store.enqueue(
+                recipient_device,
+                envelope.envelope_id,
+                replace(envelope, expires_at=expires_at).encode(),
+                expires_at,
+                self.quota,
+            )
+        except MailboxFullError as e:
+            return Response(Status.MAILBOX_FULL, str(e))
+        except DeviceGoneError:
+            return Response(Status.NOT_FOUND, "that device does not exist or was revoked")
+        except DuplicateError:
+            return Response(Status.OK)
+        return Response(Status.OK)
+
     async def sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self.config.sweep_interval_seconds)
@@ -172,6 +203,16 @@ class Relay:
             log.debug("a device hung up during a request")
         finally:
             await connection.stop()
+        return ws
+
+    async def handle_unidentified_websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """``/v1/deliver``: envelopes from nobody in particular (server/unidentified.py)."""
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=30.0)
+        await ws.prepare(request)
+        try:
+            await UnidentifiedConnection(self, ws).run()
+        except ConnectionError:
+            log.debug("a connection hung up during a delivery")
         return ws
 
 
@@ -423,27 +464,12 @@ class Connection:
         refusal = await self._refusal(sender) if sender is not None else Response(Status.REVOKED, REVOKED)
         if refusal is not None:
             return self._refuse(refusal.status, refusal.reason)
-        now = self.relay.now()
-        if request.envelope.expires_at <= now:
-            return Response(Status.BAD_REQUEST, "the envelope has already expired")
-        # One expiry for every envelope, on a whole day, whatever the sender asked: stored and
-        # pushed alike, it tells neither kind, timer nor the second it came (PROTOCOL section 9).
-        expires_at = relay_expiry(now, self.relay.config.retention_seconds)
-        try:
-            # enqueue refuses a revoked or unknown recipient itself, atomically with storing.
-            await self.relay.store.enqueue(
-                request.recipient_device,
-                request.envelope.envelope_id,
-                replace(request.envelope, expires_at=expires_at).encode(),
-                expires_at,
-                self.relay.quota,
-            )
-        except MailboxFullError as e:
-            return Response(Status.MAILBOX_FULL, str(e))
-        except DeviceGoneError:
-            return Response(Status.NOT_FOUND, "that device does not exist or was revoked")
-        except DuplicateError:
-            return Response(Status.OK)
+        return await self.relay.store_envelope(request.recipient_device, request.envelope)
+
+    async def on_set_delivery_key(self, body: bytes) -> Response:
+        """Keep the hash of this device's delivery key: a DELIVER to it must now hold that key."""
+        request = SetDeliveryKey.parse(body)
+        await self.relay.store.set_delivery_key(self.device_id, request.key_hash)
         return Response(Status.OK)
 
     async def on_ack(self, body: bytes) -> Response:
@@ -565,4 +591,5 @@ class Connection:
         FrameType.FETCH_BUNDLES: on_fetch_bundles,
         FrameType.UPLOAD_PREKEYS: on_upload_prekeys,
         FrameType.DIRECTORY_LOOKUP: on_directory_lookup,
+        FrameType.SET_DELIVERY_KEY: on_set_delivery_key,
     }

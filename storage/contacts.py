@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.base.limits import KEY_BYTES
+from app.base.limits import DELIVERY_KEY_BYTES, KEY_BYTES
 from storage.database import Database
 from storage.errors import InvalidTransitionError, NotFoundError
 from storage.records import Contact, ContactDevice, Trust
@@ -99,7 +99,7 @@ class ContactRepository:
             elif known.identity_key != identity_key:
                 self._db.execute(
                     """UPDATE contact_devices SET identity_key = ?, trust = ?, previous_identity_key = ?,
-                        updated_at = ? WHERE account_id = ? AND device_id = ?""",
+                        delivery_key = NULL, updated_at = ? WHERE account_id = ? AND device_id = ?""",
                     (
                         identity_key,
                         Trust.CHANGED.value,
@@ -110,6 +110,25 @@ class ContactRepository:
                     ),
                 )
             return self._require_device(account_id, device_id)
+
+    def delivery_key(self, account_id: str, device_id: int) -> bytes | None:
+        """The device's delivery key as its last envelope told it; None before it wrote to us."""
+        value: bytes | None = self._db.scalar(
+            "SELECT delivery_key FROM contact_devices WHERE account_id = ? AND device_id = ?",
+            (account_id, device_id),
+        )
+        return value
+
+    def set_delivery_key(self, account_id: str, device_id: int, key: bytes | None) -> None:
+        """Keep (None: forget) the device's delivery key; a device we hold no key of is left alone.
+        Its key goes when its identity key changes (``record_device_key``): it was the old one's."""
+        if key is not None and len(key) != DELIVERY_KEY_BYTES:
+            raise ValueError(f"a delivery key is {DELIVERY_KEY_BYTES} bytes")
+        with self._db.transaction():
+            self._db.execute(
+                "UPDATE contact_devices SET delivery_key = ? WHERE account_id = ? AND device_id = ?",
+                (key, account_id, device_id),
+            )
 
     def mark_verified(self, account_id: str, device_id: int, identity_key: bytes) -> ContactDevice:
         """Record that the user verified ``identity_key``; refused if the device's key is another one."""

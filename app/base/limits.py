@@ -14,6 +14,8 @@ AEAD_TAG_BYTES = 16
 XCHACHA_NONCE_BYTES = 24
 
 ENVELOPE_ID_BYTES = 16
+DELIVERY_KEY_BYTES = 16
+"""A device's delivery key (docs/PROTOCOL.md section 15, unidentified delivery): 128 random bits."""
 """An envelope id: in the envelope, and bound inside its sealed layer."""
 
 # The Double Ratchet.

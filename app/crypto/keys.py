@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 from app.base.codec import Reader, Writer
 from app.base.errors import InvalidKeyError
-from app.base.limits import KEY_BYTES, SIGNATURE_BYTES
+from app.base.limits import DELIVERY_KEY_BYTES, KEY_BYTES, SIGNATURE_BYTES
 from app.crypto.primitives import (
+    INFO_DELIVERY_KEY,
     SIGN_CONTEXT_SIGNED_PREKEY,
     RandomSource,
     ed25519_keypair_from_seed,
@@ -24,6 +25,7 @@ from app.crypto.primitives import (
     ed25519_to_x25519_private,
     ed25519_to_x25519_public,
     ed25519_verify,
+    hkdf,
     x25519_public,
 )
 
@@ -72,6 +74,13 @@ class IdentityKeyPair:
 
     def sign(self, *, context: bytes, message: bytes) -> bytes:
         return ed25519_sign(secret_key=self._secret, context=context, message=message)
+
+    @property
+    def delivery_key(self) -> bytes:
+        """What a colleague must show the relay to leave an envelope for this device unidentified
+        (docs/PROTOCOL.md section 15). Derived from the seed, so nothing more is stored; the
+        price is that it changes only with the identity key (section 14)."""
+        return hkdf(ikm=self.seed, salt=b"", info=INFO_DELIVERY_KEY, length=DELIVERY_KEY_BYTES)
 
 
 def identity_dh_public(identity_key: bytes) -> bytes:

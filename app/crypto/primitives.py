@@ -39,6 +39,7 @@ INFO_X3DH = b"enclave:v1:x3dh"
 INFO_ROOT = b"enclave:v1:ratchet-root"
 INFO_SEALED_EPHEMERAL = b"enclave:v1:sealed-ephemeral"
 INFO_SEALED_STATIC = b"enclave:v1:sealed-static"
+INFO_DELIVERY_KEY = b"enclave:v1:delivery-key"
 
 # Ed25519 signatures are domain-separated by a context prefix on the signed bytes.
 SIGN_CONTEXT_SIGNED_PREKEY = b"enclave:v1:signed-prekey"

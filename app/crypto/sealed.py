@@ -7,12 +7,14 @@ The construction follows Signal's sealed sender (version 1) with our primitives:
    nonce; they encrypt the sender's identity key. Only the recipient can read it.
 2. Static layer. ``HKDF(ikm = X25519(S, R), salt = chain_key || static_ciphertext,
    info = INFO_SEALED_STATIC)`` gives a key and a nonce that encrypt the sender's
-   envelope id, the sender's device certificate, the session message kind and the
-   session message. Only the holder of the sender's identity key could have made this
+   envelope id, the sender's delivery key, the sender's device certificate, the session
+   message kind and the session message. Only the holder of the sender's identity key could have made this
    layer, so the recipient knows the identity key is genuine; the certificate says whose
    it is. The envelope id inside is compared with the envelope's: a relay that puts these
    bytes under a new id (to have a message opened again, past the recipient's record of
-   ids it has seen) gets them refused.
+   ids it has seen) gets them refused. The delivery key is what lets the recipient write
+   back to the sender's device without saying who it is (unidentified delivery, PROTOCOL
+   section 15): every envelope a device seals teaches its key to the recipient.
 
 The second layer's plaintext is padded (ISO/IEC 7816-4, libsodium's ``sodium_pad``) so that
 every sealed envelope has one of a few sizes (``SEALED_SIZES``): the relay, which stores and
@@ -39,6 +41,7 @@ from app.base.errors import (
 )
 from app.base.limits import (
     AEAD_TAG_BYTES,
+    DELIVERY_KEY_BYTES,
     ENVELOPE_ID_BYTES,
     KEY_BYTES,
     MAX_SEALED_BYTES,
@@ -57,8 +60,10 @@ from app.crypto.primitives import (
 )
 from app.crypto.session import MessageKind, SessionMessage
 
-SEALED_VERSION = 1
+SEALED_VERSION = 2
 SEALED_VERSIONS = frozenset({SEALED_VERSION})
+KNOWN_SEALED_VERSIONS = frozenset({1, SEALED_VERSION})
+"""Version 1 had no delivery key inside; it is refused as a version no longer supported."""
 STATIC_CIPHERTEXT_BYTES = KEY_BYTES + AEAD_TAG_BYTES
 SEALED_OVERHEAD_BYTES = 1 + KEY_BYTES + STATIC_CIPHERTEXT_BYTES + AEAD_TAG_BYTES
 """Version, ephemeral key, the static layer and the second layer's tag: 97 bytes."""
@@ -74,6 +79,8 @@ class Unsealed:
 
     sender: DeviceCertificate
     message: SessionMessage
+    delivery_key: bytes
+    """The sender device's delivery key: what lets us send to it unidentified."""
 
 
 def _ephemeral_keys(
@@ -104,12 +111,16 @@ def seal(
     certificate: DeviceCertificate,
     recipient_identity: bytes,
     envelope_id: bytes,
+    delivery_key: bytes,
     message: SessionMessage,
     random: RandomSource,
 ) -> bytes:
-    """The sealed bytes of the envelope ``envelope_id`` (drawn before sealing, as they are bound)."""
+    """The sealed bytes of the envelope ``envelope_id`` (drawn before sealing, as they are bound),
+    telling the recipient ``delivery_key``, the sender device's own."""
     if len(envelope_id) != ENVELOPE_ID_BYTES:
         raise LocalProtocolError(f"an envelope id is {ENVELOPE_ID_BYTES} bytes")
+    if len(delivery_key) != DELIVERY_KEY_BYTES:
+        raise LocalProtocolError(f"a delivery key is {DELIVERY_KEY_BYTES} bytes")
     recipient_dh = identity_dh_public(recipient_identity)
     ephemeral = DHKeyPair.generate(random)
     prefix = bytes((SEALED_VERSION,)) + ephemeral.public
@@ -123,6 +134,7 @@ def seal(
     inner = (
         Writer("sealed content")
         .fixed(envelope_id, ENVELOPE_ID_BYTES, "envelope id")
+        .fixed(delivery_key, DELIVERY_KEY_BYTES, "delivery key")
         .var16(certificate.encode(), MAX_CERTIFICATE_BYTES, "certificate")
         .u8(message.kind)
         .raw(message.body)
@@ -155,7 +167,7 @@ def unseal(
     r = Reader(untrusted, "sealed envelope")
     if len(untrusted) not in SEALED_SIZES:
         raise r.fail(f"{len(untrusted)} bytes is not one of the sizes a sealed envelope has")
-    r.version(supported=SEALED_VERSIONS, known=SEALED_VERSIONS)
+    r.version(supported=SEALED_VERSIONS, known=KNOWN_SEALED_VERSIONS)
     ephemeral_public = r.fixed(KEY_BYTES)
     static_ciphertext = r.fixed(STATIC_CIPHERTEXT_BYTES)
     sealed = r.rest()
@@ -180,6 +192,7 @@ def unseal(
 
     content = Reader(inner, "sealed content")
     sealed_envelope_id = content.fixed(ENVELOPE_ID_BYTES)
+    delivery_key = content.fixed(DELIVERY_KEY_BYTES)
     certificate = DeviceCertificate.parse(content.var16(MAX_CERTIFICATE_BYTES, "certificate"))
     kind = _KINDS.get(content.u8())
     if kind is None:
@@ -190,4 +203,4 @@ def unseal(
         raise CertificateError("the sender's certificate names a different identity key")
     if sealed_envelope_id != envelope_id:
         raise EnvelopeIdMismatchError(certificate.account_id, certificate.device_id)
-    return Unsealed(sender=certificate, message=SessionMessage(kind, body))
+    return Unsealed(sender=certificate, message=SessionMessage(kind, body), delivery_key=delivery_key)

@@ -7,17 +7,26 @@ is a ``RemoteProtocolError``. docs/PROTOCOL.md, "Relay frames".
 
 The relay learns from these frames only what it must: which device is connected, which
 device an envelope is for, and the envelope's id and expiry. A ``SEND`` names no sender
-beyond the authenticated connection it arrives on.
+beyond the authenticated connection it arrives on; a ``DELIVER``, on the unidentified path
+(``/v1/deliver``), names no sender at all: it proves only that its sender holds the
+recipient's delivery key.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import IntEnum
 
 from app.base.codec import Reader, Writer
 from app.base.errors import LocalProtocolError
-from app.base.limits import KEY_BYTES, MAX_ACCOUNT_ID_BYTES, MAX_ENVELOPE_BYTES, SIGNATURE_BYTES
+from app.base.limits import (
+    DELIVERY_KEY_BYTES,
+    KEY_BYTES,
+    MAX_ACCOUNT_ID_BYTES,
+    MAX_ENVELOPE_BYTES,
+    SIGNATURE_BYTES,
+)
 from app.base.text import CONTROL_CHARACTERS, control_character
 from app.crypto.keys import NO_ONE_TIME_PREKEY
 from app.protocol.envelope import ENVELOPE_ID_BYTES, Envelope
@@ -73,6 +82,9 @@ class FrameType(IntEnum):
     FETCH_BUNDLES = 0x05
     UPLOAD_PREKEYS = 0x06
     DIRECTORY_LOOKUP = 0x07
+    SET_DELIVERY_KEY = 0x08
+    # device -> relay, on the unidentified path only
+    DELIVER = 0x09
     # relay -> device
     CHALLENGE = 0x80
     RESPONSE = 0x81
@@ -294,6 +306,54 @@ class Send:
         envelope = Envelope.parse(r.var32(MAX_ENVELOPE_BYTES, "envelope"))
         r.finish()
         return cls(recipient, envelope)
+
+
+def delivery_key_hash(delivery_key: bytes) -> bytes:
+    """What the relay keeps of a device's delivery key (SHA-256), and compares a presented one by."""
+    return hashlib.sha256(delivery_key).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class SetDeliveryKey:
+    """The SHA-256 of the device's delivery key: from now on a ``DELIVER`` to it must carry the key."""
+
+    key_hash: bytes
+
+    def encode(self) -> bytes:
+        return Writer("set delivery key").fixed(self.key_hash, KEY_BYTES, "key hash").getvalue()
+
+    @classmethod
+    def parse(cls, untrusted: bytes) -> SetDeliveryKey:
+        r = Reader(untrusted, "set delivery key")
+        value = cls(r.fixed(KEY_BYTES))
+        r.finish()
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """A ``SEND`` that names no sender: it carries the recipient device's delivery key instead."""
+
+    recipient_device: int
+    delivery_key: bytes
+    envelope: Envelope
+
+    def encode(self) -> bytes:
+        return (
+            Writer("deliver")
+            .u32(self.recipient_device)
+            .fixed(self.delivery_key, DELIVERY_KEY_BYTES, "delivery key")
+            .var32(self.envelope.encode(), MAX_ENVELOPE_BYTES, "envelope")
+            .getvalue()
+        )
+
+    @classmethod
+    def parse(cls, untrusted: bytes) -> Deliver:
+        r = Reader(untrusted, "deliver")
+        recipient, key = r.u32(), r.fixed(DELIVERY_KEY_BYTES)
+        envelope = Envelope.parse(r.var32(MAX_ENVELOPE_BYTES, "envelope"))
+        r.finish()
+        return cls(recipient, key, envelope)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,10 @@
 """Delivery: the outbox goes out over the transport oldest first, and the answers are settled.
 
 An envelope leaves the outbox only when the transport says the other side stored it
-(or refused it for good); a busy answer (mailbox full, rate limit) stops the flush so
+(or refused it for good). It goes with the recipient device's delivery key when that device
+has told us one (every envelope it seals does), so the relay's unidentified path takes it
+without learning who sent it; only an envelope to a device that never wrote to us names its
+sender (docs/PROTOCOL.md section 14); a busy answer (mailbox full, rate limit) stops the flush so
 that nothing overtakes what is waiting. A message becomes *sent* when the first of its
 copies (one per recipient device) is stored, and only then does its disappearing timer
 start on this device: a message that has not left is never swept.
@@ -105,7 +108,14 @@ class Delivery:
             if not entries:
                 return
             answers = await asyncio.gather(
-                *(self._transport.send(e.recipient_device, Envelope.parse(e.envelope)) for e in entries),
+                *(
+                    self._transport.send(
+                        e.recipient_device,
+                        Envelope.parse(e.envelope),
+                        self._store.contacts.delivery_key(e.recipient, e.recipient_device),
+                    )
+                    for e in entries
+                ),
                 return_exceptions=True,
             )
             settled: list[tuple[OutboxEntry, SendOutcome]] = []
@@ -118,6 +128,11 @@ class Delivery:
                 if answer is SendOutcome.BUSY:
                     busy = True
                     break
+                if answer is SendOutcome.KEY_REFUSED:
+                    # Stays queued; the next round sends it on the device's connection, which
+                    # names this device, until the colleague's next envelope brings its new key.
+                    self._store.contacts.set_delivery_key(entry.recipient, entry.recipient_device, None)
+                    continue
                 settled.append((entry, answer))
             self._settle(settled)
             if busy:

@@ -124,6 +124,7 @@ def seal_for(
         certificate=certificate,
         recipient_identity=session.remote_identity,
         envelope_id=envelope_id,
+        delivery_key=identity.delivery_key,
         message=session.encrypt(encode_content(content)),
         random=random,
     )

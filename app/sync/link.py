@@ -48,6 +48,7 @@ from app.protocol.frames import (
     MAX_FRAME_BYTES,
     Ack,
     Authenticated,
+    Deliver,
     Enrol,
     FrameType,
     Notice,
@@ -112,9 +113,14 @@ class RelayAddress:
             raise ValueError("a relay address needs at least one URL and one pin")
 
 
-def websocket_url(url: str) -> str:
-    """The device connection's endpoint at the relay's HTTPS address ``url``."""
-    return url.replace("https://", "wss://", 1).rstrip("/") + "/v1/ws"
+DEVICE_PATH = "/v1/ws"
+UNIDENTIFIED_PATH = "/v1/deliver"
+
+
+def websocket_url(url: str, path: str = DEVICE_PATH) -> str:
+    """The WebSocket endpoint ``path`` (the device connection's by default) at the relay's HTTPS
+    address ``url``."""
+    return url.replace("https://", "wss://", 1).rstrip("/") + path
 
 
 def unverified_tls() -> ssl.SSLContext:
@@ -175,13 +181,19 @@ class _Socket:
     """One pinned WebSocket and the machine that speaks over it."""
 
     def __init__(
-        self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, url: str, der: bytes
+        self,
+        http: aiohttp.ClientSession,
+        ws: aiohttp.ClientWebSocketResponse,
+        url: str,
+        der: bytes,
+        *,
+        unidentified: bool,
     ) -> None:
         self.http, self.ws, self.url, self.certificate_der = http, ws, url, der
-        self.machine = Connection()
+        self.machine = Connection(unidentified=unidentified)
 
     @classmethod
-    async def open(cls, address: RelayAddress) -> _Socket:
+    async def open(cls, address: RelayAddress, *, unidentified: bool = False) -> _Socket:
         """The first of ``address.urls`` that answers with a pinned key, each tried for
         ``CONNECT_SECONDS``. None did: ``PinMismatchError`` if one answered with another key
         (it matters more than an address that is down), else the last address's failure."""
@@ -190,7 +202,7 @@ class _Socket:
         for url in address.urls:
             try:
                 async with asyncio.timeout(CONNECT_SECONDS):
-                    return await cls._open_one(url, address.pins)
+                    return await cls._open_one(url, address.pins, unidentified=unidentified)
             except PinMismatchError as e:
                 mismatch = e
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
@@ -199,11 +211,11 @@ class _Socket:
         raise mismatch or failure or OfflineError("the relay has no address to try")
 
     @classmethod
-    async def _open_one(cls, url: str, pins: tuple[str, ...]) -> _Socket:
+    async def _open_one(cls, url: str, pins: tuple[str, ...], *, unidentified: bool) -> _Socket:
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_SECONDS))
         try:
             ws = await http.ws_connect(
-                websocket_url(url),
+                websocket_url(url, UNIDENTIFIED_PATH if unidentified else DEVICE_PATH),
                 ssl=unverified_tls(),
                 max_msg_size=MAX_FRAME_BYTES,
                 heartbeat=HEARTBEAT_SECONDS,
@@ -219,7 +231,7 @@ class _Socket:
         except BaseException:
             await http.close()
             raise
-        return cls(http, ws, url, der)
+        return cls(http, ws, url, der, unidentified=unidentified)
 
     async def receive(self, timeout: float | None = None) -> list[Event]:
         message = await self.ws.receive(timeout=timeout)
@@ -395,6 +407,10 @@ class RelayLink:
         self._stopping = False
         self._renewing = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unidentified: _Socket | None = None
+        """The socket of the unidentified path, opened at the first envelope that can take it."""
+        self._unidentified_lock = asyncio.Lock()
+        self._unidentified_waiting: dict[int, asyncio.Future[Response]] = {}
 
     @property
     def state(self) -> TransportState:
@@ -443,6 +459,9 @@ class RelayLink:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        unidentified, self._unidentified = self._unidentified, None
+        if unidentified is not None:
+            await unidentified.close()
         self._set_state(TransportState.STOPPED, "")
 
     async def renew(self) -> None:
@@ -460,9 +479,75 @@ class RelayLink:
                 await self._online.wait()
         return self._online.is_set()
 
-    async def send(self, recipient_device: int, envelope: Envelope) -> SendOutcome:
-        response = await self.request(FrameType.SEND, Send(recipient_device, envelope).encode())
+    async def send(
+        self, recipient_device: int, envelope: Envelope, delivery_key: bytes | None = None
+    ) -> SendOutcome:
+        """A SEND on the device's connection, or with the recipient's ``delivery_key`` a DELIVER on
+        the unidentified path, which names no sender (``KEY_REFUSED`` if the key is not taken)."""
+        if delivery_key is None:
+            response = await self.request(FrameType.SEND, Send(recipient_device, envelope).encode())
+            return send_outcome(response.status)
+        response = await self._deliver(Deliver(recipient_device, delivery_key, envelope))
+        if response.status == Status.UNAUTHENTICATED:
+            log.info("a colleague's device no longer takes the delivery key we hold")
+            return SendOutcome.KEY_REFUSED
         return send_outcome(response.status)
+
+    async def _deliver(self, deliver: Deliver) -> Response:
+        """DELIVER on the unidentified socket and its answer; ``OfflineError`` if it cannot be had.
+
+        Only while the device's own connection is online: it is what says the relay is there
+        and pinned, and a device that was refused must not go on sending by another way.
+        """
+        if self._state != TransportState.ONLINE:
+            raise OfflineError("not connected to the relay")
+        socket = await self._unidentified_socket()
+        request_id, frame = socket.machine.request(FrameType.DELIVER, deliver.encode())
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._unidentified_waiting[request_id] = future
+        try:
+            await socket.ws.send_bytes(frame)
+            async with asyncio.timeout(REQUEST_SECONDS):
+                return await future
+        except (ConnectionError, aiohttp.ClientError, TimeoutError) as e:
+            raise OfflineError(f"the relay did not answer a delivery: {e}") from e
+        finally:
+            self._unidentified_waiting.pop(request_id, None)
+
+    async def _unidentified_socket(self) -> _Socket:
+        """The open unidentified socket, opened (pinned like the device's) if there is none."""
+        async with self._unidentified_lock:
+            socket = self._unidentified
+            if socket is not None and not socket.ws.closed:
+                return socket
+            if self._started is None:
+                raise OfflineError("the link was not started")
+            try:
+                socket = await _Socket.open(self._started.address, unidentified=True)
+            except (aiohttp.ClientError, OSError, TimeoutError, TransportError) as e:
+                raise OfflineError(f"the relay's delivery path cannot be reached ({why(e)})") from e
+            self._unidentified = socket
+            self._spawn(self._read_unidentified(socket))
+            return socket
+
+    async def _read_unidentified(self, socket: _Socket) -> None:
+        """Hand the unidentified socket's answers to their requests until it closes."""
+        try:
+            while socket.machine.state == State.UNIDENTIFIED:
+                for event in await socket.receive():
+                    if isinstance(event, Answered):
+                        future = self._unidentified_waiting.get(event.request_id)
+                        if future is not None and not future.done():
+                            future.set_result(event.response)
+        except (aiohttp.ClientError, RemoteProtocolError) as e:
+            log.info("the relay's delivery path failed (%s)", why(e))
+        finally:
+            if self._unidentified is socket:
+                self._unidentified = None
+            for future in self._unidentified_waiting.values():
+                if not future.done():
+                    future.set_exception(OfflineError("the relay's delivery path closed"))
+            await socket.close()
 
     async def ack(self, envelope_id: bytes) -> None:
         await self.send_only(FrameType.ACK, Ack((envelope_id,)).encode())

@@ -15,6 +15,8 @@ States are named for what the device knows:
 - ``REFUSED``: the relay refused this device (revoked, disabled); do not reconnect.
 - ``CLOSED``: the relay closed the connection for another reason; reconnect later.
 - ``FAILED``: the relay broke the protocol; reconnect later.
+- ``UNIDENTIFIED``: a socket of the unidentified path (``/v1/deliver``): no challenge, no
+  authentication, only ``DELIVER`` requests and their answers.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class State(Enum):
     REFUSED = auto()
     CLOSED = auto()
     FAILED = auto()
+    UNIDENTIFIED = auto()
 
 
 TERMINAL = frozenset({State.REFUSED, State.CLOSED, State.FAILED})
@@ -60,6 +63,7 @@ TRANSITIONS: dict[State, frozenset[FrameType]] = {
     State.REFUSED: frozenset(),
     State.CLOSED: frozenset(),
     State.FAILED: frozenset(),
+    State.UNIDENTIFIED: frozenset({FrameType.RESPONSE, FrameType.CLOSING}),
 }
 """Which relay frames each state accepts; anything else is a protocol error."""
 
@@ -120,8 +124,9 @@ Signer = Callable[[bytes, bytes], bytes]
 class Connection:
     """One socket's worth of protocol with the relay."""
 
-    def __init__(self) -> None:
-        self.state = State.AWAITING_CHALLENGE
+    def __init__(self, *, unidentified: bool = False) -> None:
+        """``unidentified``: a socket of the unidentified path, which never authenticates."""
+        self.state = State.UNIDENTIFIED if unidentified else State.AWAITING_CHALLENGE
         self._nonce = b""
         self._next_request = 0
         self._auth_request = -1
@@ -131,9 +136,12 @@ class Connection:
         return self._next_request
 
     def request(self, frame_type: FrameType, body: bytes) -> tuple[int, bytes]:
-        """(request id, frame bytes) for a request; only ENROL before authenticating."""
-        allowed = self.state == State.ONLINE or (
-            self.state == State.CHALLENGED and frame_type == FrameType.ENROL
+        """(request id, frame bytes) for a request; only ENROL before authenticating, and only
+        DELIVER (which is sent nowhere else) on the unidentified path."""
+        allowed = (
+            (self.state == State.ONLINE and frame_type != FrameType.DELIVER)
+            or (self.state == State.CHALLENGED and frame_type == FrameType.ENROL)
+            or (self.state == State.UNIDENTIFIED and frame_type == FrameType.DELIVER)
         )
         if not allowed:
             raise LocalProtocolError(f"cannot send {frame_type.name} while {self.state.name}")

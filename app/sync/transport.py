@@ -44,6 +44,9 @@ class SendOutcome(Enum):
     """Not now (a full mailbox, a rate limit): try again later, and let nothing overtake it."""
     REFUSED = "refused"
     """Refused for good (expired, malformed, too large): sending it again would not help."""
+    KEY_REFUSED = "key refused"
+    """The recipient's delivery key was not taken (the device has another now, or is gone): forget
+    it and send the envelope again without one."""
 
 
 class Transport(Protocol):
@@ -57,7 +60,12 @@ class Transport(Protocol):
         """Why the transport is offline or refused, in words a user can act on ("" otherwise)."""
         ...
 
-    async def send(self, recipient_device: int, envelope: Envelope) -> SendOutcome: ...
+    async def send(
+        self, recipient_device: int, envelope: Envelope, delivery_key: bytes | None = None
+    ) -> SendOutcome:
+        """``delivery_key``: the recipient device's, if known; a transport that can use it sends
+        without naming this device (the relay's unidentified path)."""
+        ...
 
     async def ack(self, envelope_id: bytes) -> None:
         """The envelope is stored: the other side may forget it (a lost ack means a redelivery)."""

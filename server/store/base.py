@@ -235,6 +235,14 @@ class RelayStore(ABC):
     async def set_signed_prekey(self, device_id: int, signed_prekey: SignedPreKey) -> None: ...
 
     @abstractmethod
+    async def set_delivery_key(self, device_id: int, key_hash: bytes) -> None:
+        """The SHA-256 of the device's delivery key from now on (it replaces the one before)."""
+
+    @abstractmethod
+    async def delivery_key(self, device_id: int) -> bytes | None:
+        """The SHA-256 of the device's delivery key; None if it has registered none."""
+
+    @abstractmethod
     async def add_one_time_prekeys(self, device_id: int, keys: list[OneTimePreKey]) -> int:
         """Store new one-time prekeys (ids already held are ignored); how many the device now has."""
 

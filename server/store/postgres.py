@@ -70,10 +70,24 @@ from server.store.sealing import SEAL_OVERHEAD, EpochKey, MailboxKeys, Opened
 log = logging.getLogger(__name__)
 
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA_BEFORE_KEY_LOG = 2
 SCHEMA_BEFORE_MAILBOX_ORDER = 3
 SCHEMA_BEFORE_SEALED_MAILBOX = 4
+SCHEMA_BEFORE_DELIVERY_KEYS = 5
+UPGRADABLE = (
+    SCHEMA_BEFORE_KEY_LOG,
+    SCHEMA_BEFORE_MAILBOX_ORDER,
+    SCHEMA_BEFORE_SEALED_MAILBOX,
+    SCHEMA_BEFORE_DELIVERY_KEYS,
+)
+DELIVERY_KEYS_TABLE = """
+CREATE TABLE delivery_keys (
+    device_id BIGINT PRIMARY KEY REFERENCES devices(device_id),
+    key_hash BYTEA NOT NULL
+);
+"""
+"""SHA-256 of each device's delivery key: what an unidentified ``DELIVER`` must match (server/relay.py)."""
 _APPEND = "INSERT INTO key_log (leaf, entry) VALUES ((SELECT COALESCE(MAX(leaf) + 1, 0) FROM key_log), $1)"
 KEY_LOG_TABLE = "CREATE TABLE key_log (leaf BIGINT PRIMARY KEY CHECK (leaf >= 0), entry BYTEA NOT NULL);"
 _BACKFILL = "SELECT certificate, account_id, device_id, revoked FROM devices ORDER BY device_id"
@@ -173,6 +187,7 @@ CREATE TABLE attachments (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX attachments_expiry ON attachments(expires_at);
+{DELIVERY_KEYS_TABLE}
 """
 
 _SELECT_DEVICES = (
@@ -199,6 +214,7 @@ _REVOKE_DEVICES = (
     " RETURNING account_id, device_id"
 )
 _DELETE_PREKEYS = "DELETE FROM one_time_prekeys WHERE device_id = ANY($1::BIGINT[])"
+_DELETE_DELIVERY_KEYS = "DELETE FROM delivery_keys WHERE device_id = ANY($1::BIGINT[])"
 _DELETE_MAILBOXES = "DELETE FROM mailbox WHERE mailbox_tag = ANY($1::BYTEA[])"
 
 _FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
@@ -303,7 +319,7 @@ class PostgresStore(RelayStore):
                 await db.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)
                 return
             version = await db.fetchval("SELECT MAX(version) FROM schema_version")
-            if version in (SCHEMA_BEFORE_KEY_LOG, SCHEMA_BEFORE_MAILBOX_ORDER, SCHEMA_BEFORE_SEALED_MAILBOX):
+            if version in UPGRADABLE:
                 if version == SCHEMA_BEFORE_KEY_LOG:
                     await db.execute(KEY_LOG_TABLE)
                     rows = await db.fetch(_BACKFILL)
@@ -312,7 +328,10 @@ class PostgresStore(RelayStore):
                 if version <= SCHEMA_BEFORE_MAILBOX_ORDER:
                     for statement in _NUMBER_MAILBOXES_APART:
                         await db.execute(statement)
-                await self._seal_plain_mailbox(db)
+                if version <= SCHEMA_BEFORE_SEALED_MAILBOX:
+                    await self._seal_plain_mailbox(db)
+                if version <= SCHEMA_BEFORE_DELIVERY_KEYS:
+                    await db.execute(DELIVERY_KEYS_TABLE)  # schema 5 to 6
                 await db.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)
                 return
         if version != SCHEMA_VERSION:
@@ -511,6 +530,20 @@ class PostgresStore(RelayStore):
                 signed_prekey.signature,
                 device_id,
             )
+
+    async def set_delivery_key(self, device_id: int, key_hash: bytes) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO delivery_keys VALUES ($1, $2)"
+                " ON CONFLICT (device_id) DO UPDATE SET key_hash = excluded.key_hash",
+                device_id,
+                key_hash,
+            )
+
+    async def delivery_key(self, device_id: int) -> bytes | None:
+        async with self._transaction() as db:
+            key_hash = await db.fetchval("SELECT key_hash FROM delivery_keys WHERE device_id = $1", device_id)
+        return bytes(key_hash) if key_hash is not None else None
 
     async def add_one_time_prekeys(self, device_id: int, keys: list[OneTimePreKey]) -> int:
         async with self._transaction() as db:
@@ -802,6 +835,7 @@ async def _replace_prekeys(db: asyncpg.Connection, new: NewDevice) -> None:
         new.device_id,
     )
     await db.execute("DELETE FROM one_time_prekeys WHERE device_id = $1", new.device_id)
+    await db.execute("DELETE FROM delivery_keys WHERE device_id = $1", new.device_id)
     await _insert_prekeys(db, new.device_id, list(new.one_time_prekeys))
 
 
@@ -844,6 +878,7 @@ async def _revoke(db: asyncpg.Connection, device_ids: list[int], mailbox_tags: l
     (``mailbox_tags``: theirs under every key kept); how many devices were not revoked before."""
     revoked = await db.fetch(_REVOKE_DEVICES, device_ids)
     await db.execute(_DELETE_PREKEYS, device_ids)
+    await db.execute(_DELETE_DELIVERY_KEYS, device_ids)
     await db.execute(_DELETE_MAILBOXES, mailbox_tags)
     now = int(time.time())
     for row in sorted(revoked, key=lambda row: row["device_id"]):

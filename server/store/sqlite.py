@@ -49,9 +49,11 @@ from server.store.base import (
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA_BEFORE_KEY_LOG = 2
 SCHEMA_BEFORE_MAILBOX_ORDER = 3
+SCHEMA_BEFORE_DELIVERY_KEYS = 4
+UPGRADABLE = (SCHEMA_BEFORE_KEY_LOG, SCHEMA_BEFORE_MAILBOX_ORDER, SCHEMA_BEFORE_DELIVERY_KEYS)
 _APPEND = "INSERT INTO key_log (leaf, entry) VALUES ((SELECT COALESCE(MAX(leaf) + 1, 0) FROM key_log), ?)"
 KEY_LOG_TABLE = "CREATE TABLE key_log (leaf INTEGER PRIMARY KEY CHECK (leaf >= 0), entry BLOB NOT NULL);"
 _BACKFILL = "SELECT certificate, account_id, device_id, revoked FROM devices ORDER BY rowid"
@@ -71,6 +73,13 @@ CREATE INDEX mailbox_expiry ON mailbox(expires_at);
 table has no rowid: nothing in a row or its key orders one mailbox's envelopes against another's,
 and nothing counts what a mailbox received once it is empty."""
 _NEXT_SEQUENCE = "SELECT COALESCE(MAX(sequence), 0) + 1 FROM mailbox WHERE device_id = ?"
+DELIVERY_KEYS_TABLE = """
+CREATE TABLE delivery_keys (
+    device_id INTEGER PRIMARY KEY REFERENCES devices(device_id),
+    key_hash BLOB NOT NULL
+);
+"""
+"""SHA-256 of each device's delivery key: what an unidentified ``DELIVER`` must match (server/relay.py)."""
 SCHEMA = f"""
 {KEY_LOG_TABLE}
 CREATE TABLE accounts (
@@ -104,6 +113,7 @@ CREATE TABLE attachments (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX attachments_expiry ON attachments(expires_at);
+{DELIVERY_KEYS_TABLE}
 """
 
 _SELECT_DEVICES = (
@@ -167,7 +177,7 @@ class SQLiteStore(RelayStore):
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-            elif version in (SCHEMA_BEFORE_KEY_LOG, SCHEMA_BEFORE_MAILBOX_ORDER):
+            elif version in UPGRADABLE:
                 _upgrade(db, version)
             elif version != SCHEMA_VERSION:
                 db.close()
@@ -324,6 +334,24 @@ class SQLiteStore(RelayStore):
                 (signed_prekey.key_id, signed_prekey.public, signed_prekey.signature, device_id),
             )
         )
+
+    async def set_delivery_key(self, device_id: int, key_hash: bytes) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO delivery_keys VALUES (?, ?)"
+                " ON CONFLICT (device_id) DO UPDATE SET key_hash = excluded.key_hash",
+                (device_id, key_hash),
+            )
+        )
+
+    async def delivery_key(self, device_id: int) -> bytes | None:
+        def work(db: sqlite3.Connection) -> bytes | None:
+            row = db.execute(
+                "SELECT key_hash FROM delivery_keys WHERE device_id = ?", (device_id,)
+            ).fetchone()
+            return bytes(row[0]) if row is not None else None
+
+        return await self._run(work)
 
     async def add_one_time_prekeys(self, device_id: int, keys: list[OneTimePreKey]) -> int:
         def work(db: sqlite3.Connection) -> int:
@@ -500,6 +528,7 @@ def _revoke(db: sqlite3.Connection, device_id: int) -> bool:
         "UPDATE devices SET revoked = 1 WHERE device_id = ? AND revoked = 0", (device_id,)
     ).rowcount
     db.execute("DELETE FROM one_time_prekeys WHERE device_id = ?", (device_id,))
+    db.execute("DELETE FROM delivery_keys WHERE device_id = ?", (device_id,))
     db.execute("DELETE FROM mailbox WHERE device_id = ?", (device_id,))
     if changed:
         (account_id,) = db.execute(
@@ -518,12 +547,15 @@ def _append(db: sqlite3.Connection, entry: bytes) -> None:
 
 
 def _upgrade(db: sqlite3.Connection, version: int) -> None:
-    """Bring a database of schema 2 or 3 to ``SCHEMA_VERSION`` in one transaction."""
+    """Bring a database of an ``UPGRADABLE`` schema to ``SCHEMA_VERSION`` in one transaction."""
     db.execute("BEGIN IMMEDIATE")
     try:
         if version == SCHEMA_BEFORE_KEY_LOG:
             _add_key_log(db)
-        _number_mailboxes_apart(db)
+        if version <= SCHEMA_BEFORE_MAILBOX_ORDER:
+            _number_mailboxes_apart(db)
+        if version <= SCHEMA_BEFORE_DELIVERY_KEYS:
+            db.execute(DELIVERY_KEYS_TABLE)  # schema 4 to 5
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
@@ -564,6 +596,7 @@ def _replace_prekeys(db: sqlite3.Connection, new: NewDevice) -> None:
         (spk.key_id, spk.public, spk.signature, new.device_id),
     )
     db.execute("DELETE FROM one_time_prekeys WHERE device_id = ?", (new.device_id,))
+    db.execute("DELETE FROM delivery_keys WHERE device_id = ?", (new.device_id,))
     db.executemany(
         "INSERT OR IGNORE INTO one_time_prekeys VALUES (?, ?, ?)",
         [(new.device_id, key.key_id, key.public) for key in new.one_time_prekeys],

@@ -11,8 +11,9 @@ from app.base.errors import (
     EnvelopeIdMismatchError,
     LocalProtocolError,
     RemoteProtocolError,
+    UnsupportedVersionError,
 )
-from app.base.limits import ENVELOPE_ID_BYTES, MAX_SEALED_BYTES
+from app.base.limits import DELIVERY_KEY_BYTES, ENVELOPE_ID_BYTES, MAX_SEALED_BYTES
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair
 from app.crypto.sealed import SEALED_OVERHEAD_BYTES, SEALED_SIZES, seal, unseal
@@ -61,6 +62,7 @@ def _seal(
         certificate=certificate,
         recipient_identity=bob.public,
         envelope_id=ENVELOPE_ID,
+        delivery_key=alice.delivery_key,
         message=message,
         random=random,
     )
@@ -77,6 +79,7 @@ def test_recipient_learns_sender_and_message(
     assert opened.sender.account_id == "a.ivanova"
     assert opened.sender.identity_key == alice.public
     assert opened.message == SessionMessage(MessageKind.RATCHET, b"ratchet bytes")
+    assert opened.delivery_key == alice.delivery_key != bob.delivery_key
 
 
 def test_relay_sees_nothing_that_names_the_sender(
@@ -165,6 +168,7 @@ def _sealed_body(
         certificate=_certificate(issuer, alice),
         recipient_identity=bob.public,
         envelope_id=ENVELOPE_ID,
+        delivery_key=alice.delivery_key,
         message=message,
         random=random,
     )
@@ -204,7 +208,10 @@ def test_the_largest_message_fills_the_largest_size_and_a_byte_more_is_refused_a
     one byte more is refused before anything is sent (LocalProtocolError)."""
     certificate = _certificate(issuer, alice)
     room = (
-        MAX_SEALED_BYTES - SEALED_OVERHEAD_BYTES - 1 - (ENVELOPE_ID_BYTES + 2 + len(certificate.encode()) + 1)
+        MAX_SEALED_BYTES
+        - SEALED_OVERHEAD_BYTES
+        - 1
+        - (ENVELOPE_ID_BYTES + DELIVERY_KEY_BYTES + 2 + len(certificate.encode()) + 1)
     )
     sealed, message = _sealed_body(room, alice, bob, issuer, random)
     assert len(sealed) == MAX_SEALED_BYTES
@@ -251,6 +258,23 @@ def test_sealing_refuses_an_envelope_id_of_another_length(
             certificate=_certificate(issuer, alice),
             recipient_identity=bob.public,
             envelope_id=ENVELOPE_ID[:15],
+            delivery_key=alice.delivery_key,
             message=message,
             random=random,
         )
+
+
+def test_a_sealed_envelope_of_version_1_without_a_delivery_key_is_refused_as_older(
+    alice: IdentityKeyPair, bob: IdentityKeyPair, issuer: IdentityKeyPair, random: SeededRandom
+) -> None:
+    """Test that the version before the delivery key is known and refused, before anything is decrypted."""
+    sealed = _seal(alice, _certificate(issuer, alice), bob, random)
+    with pytest.raises(UnsupportedVersionError) as refused:
+        unseal(
+            recipient=bob,
+            untrusted=b"\x01" + sealed[1:],
+            envelope_id=ENVELOPE_ID,
+            trust_root=issuer.public,
+            now=NOW,
+        )
+    assert refused.value.known

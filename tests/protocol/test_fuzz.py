@@ -182,6 +182,7 @@ _SEALED = seal(
     ),
     recipient_identity=_RECIPIENT.public,
     envelope_id=bytes(16),
+    delivery_key=_SENDER.delivery_key,
     message=SessionMessage(MessageKind.RATCHET, b"body"),
     random=_SEAL_RANDOM,
 )

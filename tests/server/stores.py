@@ -43,6 +43,7 @@ the SQLite backend's version is ``PRAGMA user_version``, the PostgreSQL one's a
 ``schema_version`` row."""
 
 SQLITE_SCHEMA_3_MAILBOX = [
+    "DROP TABLE delivery_keys",
     "DROP TABLE mailbox",
     "CREATE TABLE mailbox (sequence INTEGER PRIMARY KEY AUTOINCREMENT, device_id INTEGER NOT NULL,"
     " envelope_id BLOB NOT NULL, blob BLOB NOT NULL, expires_at INTEGER NOT NULL,"
@@ -52,6 +53,7 @@ SQLITE_SCHEMA_3_MAILBOX = [
     "PRAGMA user_version = 3",
 ]
 POSTGRES_SCHEMA_3_MAILBOX = [
+    "DROP TABLE delivery_keys",
     "DROP TABLE mailbox",
     "CREATE TABLE mailbox (sequence BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
     " device_id BIGINT NOT NULL, envelope_id BYTEA NOT NULL, blob BYTEA NOT NULL,"

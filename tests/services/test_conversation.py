@@ -164,3 +164,23 @@ def test_a_stranger_is_named_by_their_certificate_not_by_the_relay(
     finally:
         alice.close()
         dora.close()
+
+
+def test_each_device_registers_the_hash_of_its_delivery_key_and_the_relay_holds_no_key(
+    relay: RelayProcess, pair: tuple[Client, Client]
+) -> None:
+    """Test that once online both clients have given the relay a 32-byte hash of their delivery key (what
+    an unidentified envelope to them must match), that the relay's database holds no key itself, and that
+    a text both ways, the reply sent with the key the first text taught, arrives."""
+    alice, bob = pair
+    conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
+    alice.enclave.send_text(conversation.id, "first").result(WAIT_SECONDS)
+    arrived = bob.wait_for(MessageArrived)
+    bob.enclave.send_text(arrived.conversation.id, "answered unidentified").result(WAIT_SECONDS)
+    assert alice.wait_for(MessageArrived).message.body == "answered unidentified"
+    with sqlite3.connect(relay.data_dir / "relay.sqlite3") as db:
+        rows = db.execute(
+            "SELECT a.account_id, length(k.key_hash) FROM delivery_keys k JOIN devices d USING (device_id)"
+            " JOIN accounts a USING (account_id) WHERE a.account_id IN ('alice', 'bob') ORDER BY 1"
+        ).fetchall()
+    assert rows == [("alice", 32), ("bob", 32)]

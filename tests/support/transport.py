@@ -32,6 +32,8 @@ class Offered:
     recipient_device: int
     envelope: Envelope
     answer: Answer
+    delivery_key: bytes | None = None
+    """The recipient's delivery key it was offered with: None names the sender (a relay's SEND)."""
 
 
 class InMemoryTransport:
@@ -80,11 +82,13 @@ class InMemoryTransport:
         self._state, self._reason = TransportState.ONLINE, ""
         self._online.set()
 
-    async def send(self, recipient_device: int, envelope: Envelope) -> SendOutcome:
+    async def send(
+        self, recipient_device: int, envelope: Envelope, delivery_key: bytes | None = None
+    ) -> SendOutcome:
         if self._state is not TransportState.ONLINE:
             raise OfflineError("the in-memory transport is offline")
         answer = self._answers.popleft() if self._answers else SendOutcome.STORED
-        self.offered.append(Offered(recipient_device, envelope, answer))
+        self.offered.append(Offered(recipient_device, envelope, answer, delivery_key))
         if isinstance(answer, OfflineError):
             raise answer
         return answer

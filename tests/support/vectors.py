@@ -55,6 +55,7 @@ def make() -> dict[str, str | int]:
         certificate=certificate,
         recipient_identity=bob.public,
         envelope_id=envelope_id,
+        delivery_key=alice.delivery_key,
         message=first,
         random=random,
     )
@@ -76,6 +77,7 @@ def make() -> dict[str, str | int]:
         "reply_message": reply.body.hex(),
         "issuer_seed": issuer.seed.hex(),
         "device_certificate": certificate.encode().hex(),
+        "alice_delivery_key": alice.delivery_key.hex(),
         "sealed_envelope": sealed.hex(),
         "envelope": envelope.encode().hex(),
         "safety_number": number.digits,
