@@ -246,6 +246,28 @@ class _Socket:
         await self.http.close()
 
 
+async def _ask(
+    socket: _Socket,
+    waiting: dict[int, asyncio.Future[Response]],
+    frame_type: FrameType,
+    body: bytes,
+    timeout: float,
+) -> Response:
+    """Send a request on ``socket`` and wait for the answer its reader puts in ``waiting``;
+    ``OfflineError`` if none comes within ``timeout`` or the socket fails."""
+    request_id, frame = socket.machine.request(frame_type, body)
+    future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+    waiting[request_id] = future
+    try:
+        await socket.ws.send_bytes(frame)
+        async with asyncio.timeout(timeout):
+            return await future
+    except (ConnectionError, aiohttp.ClientError, TimeoutError) as e:
+        raise OfflineError(f"the relay did not answer: {e}") from e
+    finally:
+        waiting.pop(request_id, None)
+
+
 async def enrol(address: RelayAddress, request: Callable[[Connection], Enrol]) -> None:
     """Register this device with the relay over a fresh, pinned connection: ``request`` makes the
     ENROL (its certificate and the challenge signed, ``Connection.challenge_signature``) once
@@ -502,17 +524,9 @@ class RelayLink:
         if self._state != TransportState.ONLINE:
             raise OfflineError("not connected to the relay")
         socket = await self._unidentified_socket()
-        request_id, frame = socket.machine.request(FrameType.DELIVER, deliver.encode())
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._unidentified_waiting[request_id] = future
-        try:
-            await socket.ws.send_bytes(frame)
-            async with asyncio.timeout(REQUEST_SECONDS):
-                return await future
-        except (ConnectionError, aiohttp.ClientError, TimeoutError) as e:
-            raise OfflineError(f"the relay did not answer a delivery: {e}") from e
-        finally:
-            self._unidentified_waiting.pop(request_id, None)
+        return await _ask(
+            socket, self._unidentified_waiting, FrameType.DELIVER, deliver.encode(), REQUEST_SECONDS
+        )
 
     async def _unidentified_socket(self) -> _Socket:
         """The open unidentified socket, opened (pinned like the device's) if there is none."""
@@ -564,17 +578,7 @@ class RelayLink:
         socket = self._socket
         if socket is None or self._state != TransportState.ONLINE:
             raise OfflineError("not connected to the relay")
-        request_id, frame = socket.machine.request(frame_type, body)
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = future
-        try:
-            await socket.ws.send_bytes(frame)
-            async with asyncio.timeout(timeout):
-                return await future
-        except (ConnectionError, aiohttp.ClientError, TimeoutError) as e:
-            raise OfflineError(f"the relay did not answer: {e}") from e
-        finally:
-            self._waiting.pop(request_id, None)
+        return await _ask(socket, self._waiting, frame_type, body, timeout)
 
     async def send_only(self, frame_type: FrameType, body: bytes) -> None:
         """Send a request whose answer nobody waits for (an ACK: a lost one only means a redelivery)."""
