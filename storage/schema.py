@@ -321,7 +321,16 @@ _V8 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+_V9 = Migration(
+    9,
+    "the delivery key of each colleague's device, learnt from what it sealed",
+    (
+        """ALTER TABLE contact_devices ADD COLUMN delivery_key BLOB
+            CHECK (delivery_key IS NULL OR length(delivery_key) = 16)""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

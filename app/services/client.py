@@ -34,7 +34,7 @@ from pathlib import Path
 from app.base.errors import ProvisioningError, TransportError
 from app.crypto.primitives import RandomSource
 from app.protocol.envelope import Envelope
-from app.protocol.frames import Authenticated, Notice, NoticeKind
+from app.protocol.frames import Authenticated, FrameType, Notice, NoticeKind, SetDeliveryKey, delivery_key_hash
 from app.services.account import Account
 from app.services.clock import Clock
 from app.services.contacts import Contacts
@@ -252,9 +252,22 @@ class Client:
         self.transparency.online()
         self.prekeys.online()
         self.receiving.forget_old_envelope_ids()
+        await self._register_delivery_key()
         await self.sending.seal_pending()
         self.delivery.kick()
         await self._config_from_relay()
+
+    async def _register_delivery_key(self) -> None:
+        """Tell the relay (again: it costs one request) the hash of this device's delivery key, so that
+        colleagues who learnt the key from our envelopes can write to us unidentified."""
+        identity = self.credentials.identity
+        if identity is None:
+            return
+        request = SetDeliveryKey(delivery_key_hash(identity.delivery_key))
+        try:
+            await self.relay.call(FrameType.SET_DELIVERY_KEY, request.encode())
+        except TransportError as e:
+            log.info("the delivery key could not be registered now (%s)", type(e).__name__)
 
     async def _config_from_relay(self) -> None:
         """Take a newer organisation config the relay publishes, checked as an import is (the relay

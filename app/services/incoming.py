@@ -173,7 +173,9 @@ class Receiving:
             # sealed with it meanwhile), so decrypt again from what is stored now.
             opened = self._sessions.open(sender, unsealed.message)
         try:
-            events = self._store_received(envelope, sender, opened, content, plaintext_file)
+            events = self._store_received(
+                envelope, sender, opened, content, plaintext_file, delivery_key=unsealed.delivery_key
+            )
         except StorageError as e:
             self._emitter.emit(Problem(f"An arriving message could not be stored: {e}"))
             self._tasks.spawn(self._fetch_again())
@@ -258,14 +260,19 @@ class Receiving:
         opened: sessions.Opened,
         content: Content,
         plaintext_file: bytes | None,
+        *,
+        delivery_key: bytes,
     ) -> list[Event]:
-        """The receive transaction: message, session, used prekey, envelope id, receipt."""
+        """The receive transaction: message, session, used prekey, envelope id, receipt, and the
+        sender device's delivery key (what lets us answer it unidentified)."""
         events: list[Event] = []
         with self._store.transaction():
             self._store.seen.add(envelope.envelope_id)
             note = self._sessions.keep(sender, opened)
             if note is not None:
                 events.append(note)
+            if delivery_key != self._store.contacts.delivery_key(sender.account_id, sender.device_id):
+                self._store.contacts.set_delivery_key(sender.account_id, sender.device_id, delivery_key)
             events += self._apply(content, sender, plaintext_file)
         return events
 
