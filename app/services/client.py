@@ -34,7 +34,14 @@ from pathlib import Path
 from app.base.errors import ProvisioningError, TransportError
 from app.crypto.primitives import RandomSource
 from app.protocol.envelope import Envelope
-from app.protocol.frames import Authenticated, FrameType, Notice, NoticeKind, SetDeliveryKey, delivery_key_hash
+from app.protocol.frames import (
+    Authenticated,
+    FrameType,
+    Notice,
+    NoticeKind,
+    SetDeliveryKey,
+    delivery_key_hash,
+)
 from app.services.account import Account
 from app.services.clock import Clock
 from app.services.contacts import Contacts
