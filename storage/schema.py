@@ -30,6 +30,8 @@ or the next, never between. A store newer than this build is refused unchanged.
   storage/basekeys.py), each kept while the signed prekey it named is. The sessions stored
   before v8 give theirs (session state v1 holds the remote identity key at bytes 38..70 and
   the base key at 70..102), tied to the newest signed prekey, which is deleted last.
+- v9: each colleague device's delivery key (``contact_devices.delivery_key``), as the last
+  envelope it sealed told it: what lets this device write to it unidentified.
 """
 
 from __future__ import annotations
