@@ -93,6 +93,10 @@ class Delivery:
                 await self._flush_once()
         except OfflineError:
             log.debug("the outbox waits for the transport")
+            if self.online:
+                # The transport is up but one way through it failed (the relay's unidentified
+                # socket dropped mid-send): no reconnection will kick us, so try again later.
+                self._retry.set(RETRY_SECONDS, self.kick)
 
     async def _flush_once(self) -> None:
         """Send due envelopes in batches: every envelope of a batch goes out at once, in order.

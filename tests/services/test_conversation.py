@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from app.crypto.keys import IdentityKeyPair
+from app.protocol.frames import delivery_key_hash
 from app.services.errors import FileAccessError, TimerNotAllowedError
 from app.services.events import MessageArrived, MessageStatusChanged, TimerChanged
 from storage.records import MessageStatus
@@ -169,9 +171,9 @@ def test_a_stranger_is_named_by_their_certificate_not_by_the_relay(
 def test_each_device_registers_the_hash_of_its_delivery_key_and_the_relay_holds_no_key(
     relay: RelayProcess, pair: tuple[Client, Client]
 ) -> None:
-    """Test that once online both clients have given the relay a 32-byte hash of their delivery key (what
-    an unidentified envelope to them must match), that the relay's database holds no key itself, and that
-    a text both ways, the reply sent with the key the first text taught, arrives."""
+    """Test that once online both clients have given the relay the SHA-256 of their delivery key (what an
+    unidentified envelope to them must match), that no key itself is in the relay's database files, and
+    that a text both ways, the reply sent with the key the first text taught, arrives."""
     alice, bob = pair
     conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
     alice.enclave.send_text(conversation.id, "first").result(WAIT_SECONDS)
@@ -184,3 +186,13 @@ def test_each_device_registers_the_hash_of_its_delivery_key_and_the_relay_holds_
             " JOIN accounts a USING (account_id) WHERE a.account_id IN ('alice', 'bob') ORDER BY 1"
         ).fetchall()
     assert rows == [("alice", 32), ("bob", 32)]
+    keys = []
+    for client in (alice, bob):
+        identity = client.enclave.account
+        assert identity is not None
+        keys.append(IdentityKeyPair.from_seed(identity.seed).delivery_key)
+    with sqlite3.connect(relay.data_dir / "relay.sqlite3") as db:
+        hashes = {bytes(row[0]) for row in db.execute("SELECT key_hash FROM delivery_keys")}
+    assert {delivery_key_hash(key) for key in keys} <= hashes
+    files = [path.read_bytes() for path in relay.data_dir.glob("relay.sqlite3*")]
+    assert not any(key in data for key in keys for data in files)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.base.errors import OfflineError
+from app.services import delivery
 from app.services.events import MessageStatusChanged
 from app.sync.transport import SendOutcome, TransportState
 from storage.records import Message, MessageStatus
@@ -207,3 +210,21 @@ def test_drained_is_false_at_once_offline_and_true_once_everything_left(bench: B
     alice.transport.go_online()
     assert bench.run(alice.delivery.drained(30.0)) is True
     assert alice.store.outbox.next_attempt() is None and len(alice.transport.stored) == 1
+
+
+def test_a_send_that_fails_while_the_transport_stays_online_is_tried_again_unprompted(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Test that an OfflineError from a transport that is still online (the relay's unidentified socket
+    dropped) arms the retry, so the envelope leaves with no new message or reconnection to kick it.
+
+    The retry delay is shortened (a timing constant, not a component) so the test need not wait 15 s."""
+    monkeypatch.setattr(delivery, "RETRY_SECONDS", 0.05)
+    alice, [bob] = _alice_and_bob(bench)
+    [message] = _queued(bench, alice, bob, ["comes back"])
+    alice.transport.answer(OfflineError("the delivery path dropped"))
+    alice.transport.go_online()
+    alice.delivery.kick()
+    bench.until(lambda: _status(alice, message) is MessageStatus.SENT, "the envelope left on the retry")
+    assert isinstance(alice.transport.offered[0].answer, OfflineError)
+    assert alice.transport.offered[-1].answer is SendOutcome.STORED
