@@ -7,6 +7,18 @@ send at once. Measured per backend and N: envelopes delivered per second (from t
 send to the last push) and the latency from send to push, p50 and p99. The sealed bytes
 start with the send time, so the relay sees nothing but an opaque blob.
 
+Each relay backend is measured twice, each time on a fresh relay: with every envelope sent by
+``SEND`` on the device's authenticated WebSocket (``sqlite``, ``postgres``), and with every
+envelope sent by ``DELIVER`` on the unidentified path (``sqlite (unidentified)``, ...): each
+device registers a random 16-byte delivery key (``SET_DELIVERY_KEY`` after it authenticates)
+and sends to its partner, with the partner's key, over a second WebSocket of its own to
+``/v1/deliver``, one request at a time as before; pushes and acks stay on the authenticated
+socket. The load and the measures are the same, and the report gives DELIVER's as ratios of
+SEND's on the same backend and N. What DELIVER adds on the relay is the key check (a store
+read of the recipient's key hash, SHA-256 of the presented key) and the per-key rate limit;
+the bench raises that limit (``deliveries_per_key_per_minute``) in the relay's config, and
+the per-address connection cap with it, so that neither caps the measurement.
+
 The same run drives the same load through the Mosquitto broker already on the machine
 (127.0.0.1:1883, MQTT 3.1.1, QoS 1): one client per device, subscribed to a topic of its
 own, publishing 1 KiB payloads to its partner's topic, each after the broker's PUBACK.
@@ -31,6 +43,11 @@ What differs, on purpose or not:
   the one the relay is given (``--authority-key``), as the enrolment authority signs them.
   Devices enrol (on a connection of its own: ENROL spends the challenge) and then
   authenticate over the WebSocket as the app does. None of this set-up is timed.
+- A DELIVER's answer is read straight off the unidentified socket (one request at a time),
+  where the app has a reader task for it (app/sync/link.py); a SEND's answer goes through
+  the authenticated socket's reader task, which also takes the pushes. A DELIVER pays no
+  TLS or WebSocket set-up in the timed run: its socket is opened before, and the app too
+  keeps its own open between deliveries.
 
 Run as ``.venv/bin/python bench/server.py [--devices 10,50,200] [--messages 20]
 [--backends sqlite,postgres] [--quick]``. Nothing here asserts on speed.
@@ -65,6 +82,7 @@ import paho.mqtt.client as mqtt
 from nacl.utils import random
 from paho.mqtt.reasoncodes import ReasonCode
 
+from app.base.limits import DELIVERY_KEY_BYTES
 from app.crypto.certificate import DeviceCertificate
 from app.crypto.keys import IdentityKeyPair, SignedPreKey
 from app.crypto.primitives import SIGN_CONTEXT_RELAY_AUTH
@@ -75,6 +93,7 @@ from app.protocol.frames import (
     Authenticate,
     Challenge,
     Closing,
+    Deliver,
     Enrol,
     Frame,
     FrameType,
@@ -82,9 +101,11 @@ from app.protocol.frames import (
     NoticeKind,
     Response,
     Send,
+    SetDeliveryKey,
     SignedPreKeyUpload,
     Status,
     auth_message,
+    delivery_key_hash,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -97,6 +118,8 @@ SQLITE = "sqlite"
 POSTGRES = "postgres"
 MOSQUITTO = "mosquitto"
 BACKENDS = (SQLITE, POSTGRES)
+UNIDENTIFIED = " (unidentified)"
+"""Appended to a backend's name for the relay on it with every envelope sent by DELIVER."""
 
 DEFAULT_DEVICES = (10, 50, 200, 500)
 DEFAULT_MESSAGES = 20
@@ -125,7 +148,8 @@ CERTIFICATE_SECONDS = 3600
 @dataclass(frozen=True, slots=True)
 class Result:
     transport: str
-    """``sqlite`` or ``postgres`` (the relay on that backend), or ``mosquitto``."""
+    """``sqlite`` or ``postgres`` (the relay on that backend, envelopes by SEND), the same with
+    ``UNIDENTIFIED`` appended (envelopes by DELIVER), or ``mosquitto``."""
     devices: int
     messages_per_device: int
     delivered: int
@@ -287,6 +311,10 @@ class _RelayProcess:
     def url(self) -> str:
         return f"wss://127.0.0.1:{self.port}/v1/ws"
 
+    @property
+    def deliver_url(self) -> str:
+        return f"wss://127.0.0.1:{self.port}/v1/deliver"
+
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.data_dir / "tls.crt"))
 
@@ -332,8 +360,11 @@ def _admin(data_dir: Path, *args: str) -> str:
 def _write_config(data_dir: Path, backend: str, postgres_dsn: str, schema: str) -> None:
     settings: dict[str, object] = {
         # Every device enrols and connects from 127.0.0.1; per-address limits are for real networks.
+        # A device holds two connections when it sends by DELIVER, and briefly a third to enrol.
         "enrolment_attempts_per_minute": 1_000_000,
-        "connections_per_address": 2 * MAX_DEVICES,
+        "connections_per_address": 3 * MAX_DEVICES,
+        # Every DELIVER to a device shows its one key; the per-key limit must not cap the rate.
+        "deliveries_per_key_per_minute": 1_000_000,
     }
     if backend == POSTGRES:
         settings |= {"backend": POSTGRES, "postgres_dsn": postgres_dsn, "postgres_schema": schema}
@@ -342,9 +373,18 @@ def _write_config(data_dir: Path, backend: str, postgres_dsn: str, schema: str) 
 
 
 class _RelayDevice:
-    """One device's WebSocket: enrol, authenticate, send to its partner, acknowledge pushes."""
+    """One device's WebSocket: enrol, authenticate, send to its partner, acknowledge pushes.
 
-    def __init__(self) -> None:
+    With ``unidentified`` the device registers a delivery key (SET_DELIVERY_KEY) and sends by
+    DELIVER with its partner's key on a second WebSocket, to ``/v1/deliver``; pushes and acks
+    stay on the authenticated one."""
+
+    def __init__(self, *, unidentified: bool) -> None:
+        self.unidentified = unidentified
+        self.delivery_key = random(DELIVERY_KEY_BYTES)
+        self.partner_key = b""
+        """The partner's delivery key, for DELIVER."""
+        self.deliver_ws: aiohttp.ClientWebSocketResponse | None = None
         self.exchange = _Exchange(expected=0)
         self.identity = IdentityKeyPair.generate(random)
         self.filler = random(PAYLOAD_BYTES - STAMP.size)
@@ -391,6 +431,13 @@ class _RelayDevice:
             FrameType.AUTHENTICATE, Authenticate(self.device_id, self._sign(nonce), certificate).encode()
         )
         await self.drained.wait()
+        if self.unidentified:
+            await self.request(
+                FrameType.SET_DELIVERY_KEY, SetDeliveryKey(delivery_key_hash(self.delivery_key)).encode()
+            )
+            self.deliver_ws = await session.ws_connect(
+                relay.deliver_url, ssl=tls, max_msg_size=MAX_FRAME_BYTES
+            )
 
     def _sign(self, nonce: bytes) -> bytes:
         return self.identity.sign(
@@ -418,7 +465,24 @@ class _RelayDevice:
                 expires_at=int(time.time()) + ENVELOPE_LIFETIME_SECONDS,
                 random=random,
             )
-            await self.request(FrameType.SEND, Send(self.partner, envelope).encode())
+            if self.unidentified:
+                await self._deliver(Deliver(self.partner, self.partner_key, envelope))
+            else:
+                await self.request(FrameType.SEND, Send(self.partner, envelope).encode())
+
+    async def _deliver(self, deliver: Deliver) -> None:
+        """One DELIVER on the unidentified socket and its answer: one request at a time, so the
+        next frame on that socket is the answer, read here rather than by a task of its own."""
+        if self.deliver_ws is None:
+            raise RuntimeError("the unidentified socket is not open")
+        await self.deliver_ws.send_bytes(Frame(FrameType.DELIVER, 1, deliver.encode()).encode())
+        answer = Frame.parse(await self.deliver_ws.receive_bytes())
+        if answer.type == FrameType.CLOSING:
+            reason = Closing.parse(answer.body).reason
+            raise RuntimeError(f"the relay closed the unidentified socket: {reason}")
+        response = Response.parse(answer.body)
+        if answer.type != FrameType.RESPONSE or response.status != Status.OK:
+            raise RuntimeError(f"the relay answered DELIVER with {response.status.name}: {response.reason}")
 
     async def _read(self) -> None:
         try:
@@ -465,6 +529,8 @@ class _RelayDevice:
                 await self.reader
         if self.ws is not None:
             await self.ws.close()
+        if self.deliver_ws is not None:
+            await self.deliver_ws.close()
 
 
 async def _challenge(ws: aiohttp.ClientWebSocketResponse) -> bytes:
@@ -475,8 +541,10 @@ async def _challenge(ws: aiohttp.ClientWebSocketResponse) -> bytes:
     return Challenge.parse(first.body).nonce
 
 
-async def _relay_exchange(relay: _RelayProcess, accounts: Sequence[str], messages: int) -> _Exchange:
-    devices = [_RelayDevice() for _ in accounts]
+async def _relay_exchange(
+    relay: _RelayProcess, accounts: Sequence[str], messages: int, *, unidentified: bool
+) -> _Exchange:
+    devices = [_RelayDevice(unidentified=unidentified) for _ in accounts]
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
@@ -496,7 +564,8 @@ async def _relay_exchange(relay: _RelayProcess, accounts: Sequence[str], message
             )
             for first, second in zip(devices[::2], devices[1::2], strict=True):
                 first.partner, second.partner = second.device_id, first.device_id
-            label = f"relay with {len(devices)} devices"
+                first.partner_key, second.partner_key = second.delivery_key, first.delivery_key
+            label = f"relay with {len(devices)} devices" + (UNIDENTIFIED if unidentified else "")
             await _exchange(devices, WARMUP_MESSAGES, label + " (warm-up)")
             return await _exchange(devices, messages, label)
         finally:
@@ -533,10 +602,12 @@ async def _drop_schema(dsn: str, schema: str) -> None:
         await connection.close()
 
 
-def _measure_relay(backend: str, devices: int, messages: int, postgres_dsn: str) -> Result:
+def _measure_relay(
+    backend: str, devices: int, messages: int, postgres_dsn: str, *, unidentified: bool
+) -> Result:
     with _relay(backend, devices, postgres_dsn) as (relay, accounts):
-        exchange = asyncio.run(_relay_exchange(relay, accounts, messages))
-    return exchange.result(backend, devices, messages)
+        exchange = asyncio.run(_relay_exchange(relay, accounts, messages, unidentified=unidentified))
+    return exchange.result(backend + (UNIDENTIFIED if unidentified else ""), devices, messages)
 
 
 # Mosquitto: paho-mqtt clients driven by the same asyncio loop (no thread per client).
@@ -663,7 +734,8 @@ def run(
     postgres_dsn: str = POSTGRES_DSN,
     progress: Callable[[str], None] | None = None,
 ) -> list[Result]:
-    """One result per (transport, N): Mosquitto first, then each relay backend, for each N."""
+    """One result per (transport, N): Mosquitto first, then each relay backend by SEND and by
+    DELIVER (each on a fresh relay), for each N."""
     for count in devices:
         if not 2 <= count <= MAX_DEVICES or count % 2:
             raise ValueError(f"device counts are even numbers from 2 to {MAX_DEVICES}, not {count}")
@@ -676,9 +748,12 @@ def run(
             progress(f"{count} devices: {MOSQUITTO}")
         results.append(_measure_mosquitto(count, messages))
         for backend in backends:
-            if progress:
-                progress(f"{count} devices: relay on {backend}")
-            results.append(_measure_relay(backend, count, messages, postgres_dsn))
+            for unidentified in (False, True):
+                if progress:
+                    progress(f"{count} devices: relay on {backend}" + (UNIDENTIFIED if unidentified else ""))
+                results.append(
+                    _measure_relay(backend, count, messages, postgres_dsn, unidentified=unidentified)
+                )
     return results
 
 
@@ -686,6 +761,7 @@ def _report(results: Sequence[Result]) -> None:
     by_key = {(r.transport, r.devices): r for r in results}
     counts = sorted({r.devices for r in results})
     transports = list(dict.fromkeys(r.transport for r in results))
+    width = max(len(transport) for transport in transports)
     for count in counts:
         reference = by_key[MOSQUITTO, count]
         print()
@@ -694,15 +770,26 @@ def _report(results: Sequence[Result]) -> None:
             f" ({reference.delivered} delivered per transport)"
         )
         print(
-            f"{'transport':<10} {'envelopes/s':>12} {'p50 ms':>8} {'p99 ms':>8}"
+            f"{'transport':<{width}} {'envelopes/s':>12} {'p50 ms':>8} {'p99 ms':>8}"
             f" {'rate / mosquitto':>17} {'p50 / mosquitto':>16} {'p99 / mosquitto':>16}"
         )
         for transport in transports:
             r = by_key[transport, count]
             print(
-                f"{transport:<10} {r.envelopes_per_second:>12,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
+                f"{transport:<{width}} {r.envelopes_per_second:>12,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
                 f" {r.envelopes_per_second / reference.envelopes_per_second:>16.2f}x"
                 f" {r.p50_ms / reference.p50_ms:>15.2f}x {r.p99_ms / reference.p99_ms:>15.2f}x"
+            )
+    backends = [t for t in transports if t != MOSQUITTO and not t.endswith(UNIDENTIFIED)]
+    print()
+    print("DELIVER (unidentified) against SEND on the same backend, same N:")
+    print(f"{'backend':<10} {'N':>5} {'rate / send':>12} {'p50 / send':>11} {'p99 / send':>11}")
+    for backend in backends:
+        for count in counts:
+            send, deliver = by_key[backend, count], by_key[backend + UNIDENTIFIED, count]
+            print(
+                f"{backend:<10} {count:>5} {deliver.envelopes_per_second / send.envelopes_per_second:>11.2f}x"
+                f" {deliver.p50_ms / send.p50_ms:>10.2f}x {deliver.p99_ms / send.p99_ms:>10.2f}x"
             )
     if len(counts) > 1:
         print()
@@ -714,7 +801,7 @@ def _report(results: Sequence[Result]) -> None:
                 f" ({by_key[transport, count].envelopes_per_second / first:.2f}x)"
                 for count in counts
             )
-            print(f"  {transport:<10} {steps}")
+            print(f"  {transport:<{width}} {steps}")
 
 
 def _numbers(text: str) -> list[int]:

@@ -1,4 +1,5 @@
-"""Smoke test of bench/server.py: a tiny run yields a sound result for every transport and N."""
+"""Smoke test of bench/server.py: a tiny run yields a sound result for every transport and N,
+the relay's envelopes by SEND and by DELIVER on the unidentified path alike."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def _postgres_answers(dsn: str) -> bool:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_server_bench_measures_every_transport_and_device_count(backend: str) -> None:
-    """Test that a tiny run delivers everything and reports sound rates and latencies per (transport, N)."""
+    """Test that a tiny run delivers everything, by SEND and by DELIVER, and reports sound rates and
+    latencies per (transport, N)."""
     bench = _load_bench()
     require(
         _listening(bench.MQTT_HOST, bench.MQTT_PORT),
@@ -62,7 +64,8 @@ def test_server_bench_measures_every_transport_and_device_count(backend: str) ->
 
     results = bench.run(devices=DEVICES, messages=MESSAGES, backends=[backend])
 
-    expected = [(transport, n) for transport in (bench.MOSQUITTO, backend) for n in DEVICES]
+    transports = (bench.MOSQUITTO, backend, backend + bench.UNIDENTIFIED)
+    expected = [(transport, n) for transport in transports for n in DEVICES]
     assert sorted((r.transport, r.devices) for r in results) == sorted(expected)
     for result in results:
         assert result.delivered == result.devices * MESSAGES, result
