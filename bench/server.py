@@ -542,8 +542,10 @@ async def _challenge(ws: aiohttp.ClientWebSocketResponse) -> bytes:
 
 
 async def _relay_exchange(
-    relay: _RelayProcess, accounts: Sequence[str], messages: int, *, unidentified: bool
+    relay: _RelayProcess, accounts: Sequence[str], messages: int, *, unidentified: bool = False
 ) -> _Exchange:
+    """Bare devices on ``accounts`` exchange ``messages`` each, by SEND or (``unidentified``) by
+    DELIVER; bench/e2e.py takes its raw peer from here, by SEND."""
     devices = [_RelayDevice(unidentified=unidentified) for _ in accounts]
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
