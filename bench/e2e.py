@@ -23,13 +23,22 @@ p50 and p99 (nearest rank); and, for what a window would see, to the recipient's
 ``MessageArrived`` event, which the engine emits right after that commit (the ack to the
 relay follows it, unawaited). Throughput: messages committed per second, first send to last commit.
 
+Receipts: the clients delay delivery receipts and batch them per sender device
+(app/services/receipts.py). Here a receipt waits a time drawn from 0 to ``--receipt-delay``
+seconds, default 0: a real profile's 5 to 60 s would make each phase wait that long for its
+last "delivered" and measure the delay, not the pipeline. What the delay changes is counted
+instead: the receipt envelopes the recipients sent per message delivered (``Receipts.seal_due``
+over the phase, which ends only when every message came back delivered), 1.00 when each
+receipt leaves alone and less when several messages arrive within one delay and share one.
+
 The peer, in the same run on relays started the same way (a fresh one for each exchange,
 whose devices bench/server.py numbers from 1): bench/server.py's raw exchange
 between bare devices (no crypto, no store; 1 KiB opaque blobs), two per pair (2 for the
 solo phase, ``2 * pairs`` for the loaded one), each sending ``--messages`` envelopes to
 its partner one at a time after the relay's OK and acking each push. That is the
-envelope traffic the clients make, since every message is answered by a delivery
-receipt: a ``rate/raw`` of 0.50 would mean the clients keep pace with the bare relay.
+envelope traffic the clients make when every message is answered by a receipt of its own
+(receipt envelopes per message 1.00): a ``rate/raw`` of 0.50 would mean the clients keep pace
+with the bare relay.
 
 Where the time goes: while it runs, and in this process only, the bench wraps the code
 that does the work (the code under test is not changed, and is restored afterwards):
@@ -107,6 +116,7 @@ from app.provisioning.keyfile import Role, seal_key
 from app.services.events import Event, Listener, MessageArrived, MessageStatusChanged
 from app.services.facade import Enclave
 from app.services.incoming import Receiving
+from app.services.receipts import ReceiptDelays, Receipts
 from app.services.relay import relay_pin
 from app.sync.machine import Connection, Pushed
 from authority.admin import issue_code
@@ -135,6 +145,9 @@ POSTGRES = relay_bench.POSTGRES
 DEFAULT_PAIRS = 50
 DEFAULT_MESSAGES = 20
 MAX_PAIRS = 250
+DEFAULT_RECEIPT_DELAY = 0.0
+"""Receipts leave as soon as they are recorded: the phases measure the pipeline, not the privacy delay."""
+MAX_RECEIPT_DELAY = 60.0
 TEXT_CHARACTERS = 120
 """About a chat line; each text starts with its pair and sequence number, which identify it."""
 FILLER = "The minutes of Tuesday's meeting are attached; please send corrections by Friday noon. " * 2
@@ -250,6 +263,8 @@ class _Probe:
         """Envelope id -> when a client's link parsed its push."""
         self.committed: dict[str, _Commit] = {}
         """Text -> when the recipient's receive transaction holding it committed."""
+        self.receipts_sealed = 0
+        """Receipt envelopes all clients sealed so far (``Receipts.seal_due``), batches counted once."""
 
     def _state(self) -> _ThreadState:
         state: _ThreadState | None = getattr(self._local, "state", None)
@@ -272,6 +287,7 @@ class _Probe:
         _replace(stack, Database, "transaction", self._stamping_commits)
         _replace(stack, Connection, "receive", self._noting_pushes)
         _replace(stack, Receiving, "receive", self._tagging_push)
+        _replace(stack, Receipts, "seal_due", self._counting_receipts)
         for function in CRYPTO_FUNCTIONS:
             _replace_everywhere(stack, function, self._timed(CRYPTO, function))
         for name in SESSION_METHODS:
@@ -332,6 +348,16 @@ class _Probe:
             return message
 
         return noting
+
+    def _counting_receipts(self, seal_due: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(seal_due)
+        def counting(*args: Any, **kwargs: Any) -> int:
+            sealed = seal_due(*args, **kwargs)
+            with self._lock:
+                self.receipts_sealed += sealed
+            return sealed
+
+        return counting
 
     def _stamping_commits(
         self, transaction: Callable[[Database], contextlib.AbstractContextManager[None]]
@@ -530,11 +556,13 @@ class _Traffic:
         self._done.set()
 
 
-def _open_client(root: Path, account: str, organisation: _Organisation, listener: Listener) -> Enclave:
+def _open_client(
+    root: Path, account: str, organisation: _Organisation, listener: Listener, receipt_delays: ReceiptDelays
+) -> Enclave:
     """A new profile for ``account`` with the organisation's config imported, enrolled with its code
     alone, and online."""
     key = Passphrase(PASSPHRASE, MINIMUM_COST)
-    enclave = Enclave.open(root / account, key, create=True, listener=listener)
+    enclave = Enclave.open(root / account, key, create=True, listener=listener, receipt_delays=receipt_delays)
     try:
         enclave.import_config(organisation.config).result(STEP_SECONDS)
         enclave.enrol(None, None, organisation.codes[account]).result(STEP_SECONDS)
@@ -546,22 +574,28 @@ def _open_client(root: Path, account: str, organisation: _Organisation, listener
     return enclave
 
 
-def _open_pair(root: Path, pair: _Pair, organisation: _Organisation) -> None:
-    pair.sender = _open_client(root, pair.sender_account, organisation, pair.on_sender_event)
-    pair.recipient = _open_client(root, pair.recipient_account, organisation, pair.on_recipient_event)
+def _open_pair(root: Path, pair: _Pair, organisation: _Organisation, receipt_delays: ReceiptDelays) -> None:
+    pair.sender = _open_client(root, pair.sender_account, organisation, pair.on_sender_event, receipt_delays)
+    pair.recipient = _open_client(
+        root, pair.recipient_account, organisation, pair.on_recipient_event, receipt_delays
+    )
     pair.sender.add_contact(pair.recipient_account, f"Recipient {pair.index}").result(STEP_SECONDS)
     pair.conversation_id = pair.sender.start_conversation(pair.recipient_account).result(STEP_SECONDS).id
 
 
 @contextlib.contextmanager
-def _clients(pairs: Sequence[_Pair], organisation: _Organisation) -> Iterator[None]:
+def _clients(
+    pairs: Sequence[_Pair], organisation: _Organisation, receipt_delays: ReceiptDelays
+) -> Iterator[None]:
     """Every pair's two clients open, enrolled and online; closed (and their profiles gone) after."""
     with (
         tempfile.TemporaryDirectory(prefix="enclave-e2e-") as folder,
         ThreadPoolExecutor(SETUP_THREADS) as pool,
     ):
         try:
-            opening = [pool.submit(_open_pair, Path(folder), pair, organisation) for pair in pairs]
+            opening = [
+                pool.submit(_open_pair, Path(folder), pair, organisation, receipt_delays) for pair in pairs
+            ]
             wait(opening)
             for opened in opening:
                 opened.result()
@@ -701,6 +735,9 @@ class Phase:
     arrived_p99_ms: float
     shares: Shares
     cpu: CpuBudget
+    receipts_per_message: float
+    """Receipt envelopes the recipients sent per message delivered: 1 if each receipt leaves alone,
+    less when messages that arrive within one receipt delay share one (see the module docstring)."""
     raw: relay_bench.Result
 
 
@@ -708,6 +745,8 @@ class Phase:
 class Result:
     backend: str
     messages_per_pair: int
+    receipt_delay: float
+    """The longest a receipt waited, in seconds (``--receipt-delay``)."""
     solo: Phase
     """One pair alone: the engine's own latency, with nothing else in this process busy."""
     loaded: Phase
@@ -743,8 +782,11 @@ def _phase(
         _relay_cpu_seconds(relay),
         probe.totals(),
     )
+    receipts_before = probe.receipts_sealed
     traffic.run(label)
     cpu, relay_cpu, (probe_cpu, commits) = time.process_time(), _relay_cpu_seconds(relay), probe.totals()
+    # The phase ended when every message came back delivered, so each of its receipts is counted.
+    receipts = probe.receipts_sealed - receipts_before
 
     to_commit, to_event = [], []
     spent = {(category, side): 0.0 for category in (CRYPTO, STORAGE) for side in ("sender", "recipient")}
@@ -791,6 +833,7 @@ def _phase(
             relay=(relay_cpu - relay_before) * per_message_ms,
             commits=(commits - commits_before) / delivered,
         ),
+        receipts_per_message=receipts / delivered,
         raw=raw,
     )
 
@@ -808,12 +851,21 @@ def run(
     messages: int = DEFAULT_MESSAGES,
     backend: str = SQLITE,
     postgres_dsn: str = relay_bench.POSTGRES_DSN,
+    *,
     progress: Callable[[str], None] | None = None,
+    receipt_delay: float = DEFAULT_RECEIPT_DELAY,
 ) -> Result:
     """The raw exchanges (each on a relay of its own), then on one relay the clients' warm-up, solo
-    phase and loaded phase."""
+    phase and loaded phase.
+
+    ``receipt_delay``: the longest a client's receipt waits (drawn in [0, receipt_delay] s). The
+    default, none, measures the pipeline; a real profile's 5 to 60 s (app.services.receipts) would
+    make each phase wait that long for its last "delivered" and measure the delay instead.
+    """
     if not 1 <= pairs <= MAX_PAIRS or messages < 1 or backend not in (SQLITE, POSTGRES):
         raise ValueError(f"pairs are 1 to {MAX_PAIRS}, messages at least 1, backend sqlite or postgres")
+    if not 0 <= receipt_delay <= MAX_RECEIPT_DELAY:
+        raise ValueError(f"the receipt delay is 0 to {MAX_RECEIPT_DELAY:.0f} s")
     say = progress or (lambda _text: None)
     couples = [_Pair(index) for index in range(pairs)]
     raw_accounts = [f"raw{index}" for index in range(2 + 2 * pairs)]
@@ -830,7 +882,7 @@ def run(
         probe = _Probe()
         probe.install(stack)
         say(f"opening and enrolling {2 * pairs} clients")
-        stack.enter_context(_clients(couples, organisation))
+        stack.enter_context(_clients(couples, organisation, ReceiptDelays(0.0, receipt_delay)))
         say("warm-up: one message per sender (X3DH sessions)")
         _Traffic(couples, [WARM_UP]).run("warm-up")
         say(f"measuring one pair alone, {messages} messages")
@@ -839,7 +891,9 @@ def run(
         loaded = _phase(
             "all pairs", couples, range(messages, 2 * messages), probe=probe, relay=relay, raw=raw_loaded
         )
-    return Result(backend=backend, messages_per_pair=messages, solo=solo, loaded=loaded)
+    return Result(
+        backend=backend, messages_per_pair=messages, receipt_delay=receipt_delay, solo=solo, loaded=loaded
+    )
 
 
 def report(result: Result) -> str:
@@ -905,6 +959,11 @@ def report(result: Result) -> str:
     lines.append(
         f"{'commits (fsyncs) per message':<32}" + "".join(f"{p.cpu.commits:>{column}.1f}" for _, p in phases)
     )
+    lines.append(
+        f"{'receipt envelopes per message':<32}"
+        + "".join(f"{p.receipts_per_message:>{column}.2f}" for _, p in phases)
+    )
+    lines.append(f"  (each receipt waited up to {result.receipt_delay:g} s; batching makes it less than 1)")
     return "\n".join(lines)
 
 
@@ -923,9 +982,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--postgres-dsn", default=relay_bench.POSTGRES_DSN, help=f"(default {relay_bench.POSTGRES_DSN})"
     )
+    parser.add_argument(
+        "--receipt-delay",
+        type=float,
+        default=DEFAULT_RECEIPT_DELAY,
+        help="the longest a receipt waits before it leaves, in seconds (default 0: none; a real profile"
+        " waits 5 to 60)",
+    )
     args = parser.parse_args(argv)
     try:
-        result = run(args.pairs, args.messages, args.backend, args.postgres_dsn, progress=_progress)
+        result = run(
+            args.pairs,
+            args.messages,
+            args.backend,
+            args.postgres_dsn,
+            progress=_progress,
+            receipt_delay=args.receipt_delay,
+        )
     except ValueError as e:
         parser.error(str(e))
     print(report(result))

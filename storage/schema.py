@@ -32,6 +32,9 @@ or the next, never between. A store newer than this build is refused unchanged.
   the base key at 70..102), tied to the newest signed prekey, which is deleted last.
 - v9: each colleague device's delivery key (``contact_devices.delivery_key``), as the last
   envelope it sealed told it: what lets this device write to it unidentified.
+- v10: receipts waiting for their random delay (``pending_receipts``, storage/receipts.py): the
+  message, the receipt's kind, the sender's device it goes to, and when it falls due; a row
+  goes with its message.
 """
 
 from __future__ import annotations
@@ -332,7 +335,25 @@ _V9 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+_V10 = Migration(
+    10,
+    "delivery and read receipts waiting for their random delay",
+    (
+        # One row per (message, kind) until its receipt is sealed; it goes with its message
+        # (deleted, swept, or its conversation deleted) through the foreign key.
+        """CREATE TABLE pending_receipts (
+            message INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            kind INTEGER NOT NULL CHECK (kind IN (1, 2)),
+            account_id TEXT NOT NULL,
+            device_id INTEGER NOT NULL,
+            due_at REAL NOT NULL,
+            PRIMARY KEY (message, kind)) WITHOUT ROWID""",
+        "CREATE INDEX pending_receipts_due ON pending_receipts (due_at)",
+        "CREATE INDEX pending_receipts_device ON pending_receipts (account_id, device_id, kind)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

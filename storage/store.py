@@ -54,6 +54,7 @@ from storage.messages import MessageRepository
 from storage.organisation import OrganisationRepository
 from storage.outbox import OutboxRepository
 from storage.profilelock import ProfileLock
+from storage.receipts import PendingReceiptRepository
 from storage.seen import SeenEnvelopeRepository
 from storage.sessions import SessionRepository
 from storage.settings import SettingsRepository
@@ -128,6 +129,7 @@ class Store:
         self.unsealed = UnsealedRepository(db, clock=clock)
         self.seen = SeenEnvelopeRepository(db, clock=clock)
         self.base_keys = AcceptedBaseKeyRepository(db, clock=clock)
+        self.pending_receipts = PendingReceiptRepository(db)
         self.settings = SettingsRepository(db)
         self.organisation = OrganisationRepository(db, clock=clock)
         self.key_log = KeyLogRepository(db, clock=clock)

@@ -10,6 +10,7 @@ them in dependency order, and this file is the one place to read who calls whom
 - ``Transparency``: the key log; every colleague key is checked against it before first use.
 - ``Sessions``: sessions with colleagues' devices and the keys they showed.
 - ``Delivery``: the outbox over the transport; marks messages sent.
+- ``Receipts``: delivery and read receipts kept pending, sealed in batches after a random delay.
 - ``Sending``: stores, seals and queues what this device sends.
 - ``Receiving``: opens, stores and acks what the transport brings.
 - ``Conversations``: conversations, reading, timers, receipts, search, deleting.
@@ -55,6 +56,7 @@ from app.services.keylog import Transparency
 from app.services.outgoing import Sending
 from app.services.policy import Provisioning
 from app.services.prekeys import PreKeys
+from app.services.receipts import ReceiptDelays, Receipts
 from app.services.sessions import Sessions
 from app.services.tasks import Tasks
 from app.services.verification import Verification
@@ -81,6 +83,7 @@ class Client:
         transparency: Transparency,
         sessions: Sessions,
         delivery: Delivery,
+        receipts: Receipts,
         sending: Sending,
         receiving: Receiving,
         conversations: Conversations,
@@ -99,6 +102,7 @@ class Client:
         self.transparency = transparency
         self.sessions = sessions
         self.delivery = delivery
+        self.receipts = receipts
         self.sending = sending
         self.receiving = receiving
         self.conversations = conversations
@@ -119,7 +123,9 @@ class Client:
         random: RandomSource,
         backoff: Backoff | None,
         system_config: Path,
+        receipt_delays: ReceiptDelays | None = None,
     ) -> Client:
+        """``receipt_delays``: how long receipts wait (default ``ReceiptDelays()``; tests pass less)."""
         tasks = Tasks(asyncio.get_running_loop())
         emitter = Emitter(listener)
         relay = RelayLink(backoff=backoff)
@@ -163,6 +169,17 @@ class Client:
             clock=clock,
             on_requeued=reseal,
         )
+        receipts = Receipts(
+            store,
+            credentials=credentials,
+            sessions=sessions,
+            delivery=delivery,
+            tasks=tasks,
+            clock=clock,
+            random=random,
+            rules=rules,
+            delays=receipt_delays or ReceiptDelays(),
+        )
         sending = Sending(
             store,
             credentials=credentials,
@@ -184,6 +201,7 @@ class Client:
             transparency=transparency,
             sessions=sessions,
             delivery=delivery,
+            receipts=receipts,
             sending=sending,
             receiving=Receiving(
                 store,
@@ -193,6 +211,7 @@ class Client:
                 contacts=contacts,
                 relay=relay,
                 delivery=delivery,
+                receipts=receipts,
                 emitter=emitter,
                 tasks=tasks,
                 clock=clock,
@@ -205,7 +224,7 @@ class Client:
                 sessions=sessions,
                 transparency=transparency,
                 sending=sending,
-                delivery=delivery,
+                receipts=receipts,
                 emitter=emitter,
                 clock=clock,
                 random=random,
@@ -231,7 +250,8 @@ class Client:
         )
 
     def start(self) -> None:
-        """Connect to the relay if this profile is enrolled."""
+        """Connect to the relay if this profile is enrolled; receipts pending from before go when due."""
+        self.receipts.arm()
         self.account.connect(self)
 
     async def enrol(self, relay_url: str | None, pin: str | None, code: str) -> Identity:

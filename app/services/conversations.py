@@ -12,16 +12,15 @@ from pathlib import Path
 
 from app.base.errors import OfflineError, StorageError
 from app.crypto.primitives import RandomSource
-from app.protocol.content import SECRET_ID_BYTES, Receipt, ReceiptType, TimerChange
-from app.protocol.lifetime import envelope_expiry
+from app.protocol.content import SECRET_ID_BYTES, ReceiptType, TimerChange
 from app.services.clock import Clock, millis
 from app.services.contacts import Contacts
 from app.services.credentials import Credentials
-from app.services.delivery import Delivery
 from app.services.errors import FileAccessError, NoDeviceError, SecretChatError
 from app.services.events import Emitter, MessageStatusChanged, TimerChanged
 from app.services.keylog import Transparency
 from app.services.outgoing import Sending
+from app.services.receipts import Receipts
 from app.services.rules import RulesSource
 from app.services.sessions import Sessions
 from app.services.settings import READ_RECEIPTS, read_receipts_enabled
@@ -37,9 +36,6 @@ from storage.records import (
 )
 from storage.store import Store
 
-RECEIPT_IDS = 512
-"""Message ids per read receipt."""
-
 
 class Conversations:
     def __init__(
@@ -51,7 +47,7 @@ class Conversations:
         sessions: Sessions,
         transparency: Transparency,
         sending: Sending,
-        delivery: Delivery,
+        receipts: Receipts,
         emitter: Emitter,
         clock: Clock,
         random: RandomSource,
@@ -63,7 +59,7 @@ class Conversations:
         self._sessions = sessions
         self._transparency = transparency
         self._sending = sending
-        self._delivery = delivery
+        self._receipts = receipts
         self._emitter = emitter
         self._clock = clock
         self._random = random
@@ -162,27 +158,24 @@ class Conversations:
         if not unread:
             return 0
         now = self._clock()
-        by_device: dict[tuple[str, int], list[bytes]] = {}
         with self._store.transaction():
             for message in unread:
                 self._store.messages.set_status(message.id, MessageStatus.READ, at=now)
                 if message.expire_after:
                     self._store.messages.set_expiry(message.id, now + message.expire_after)
-                by_device.setdefault((message.sender, message.sender_device), []).append(message.message_id)
+                    self._receipts.hasten(message.id, now + message.expire_after)
             tell = self._rules().read_receipts_allowed and read_receipts_enabled(self._store)
             if tell and self._credentials.certificate is not None:
-                for (account_id, device_id), ids in by_device.items():
-                    if not self._sessions.has(account_id, device_id):
-                        continue
-                    for start in range(0, len(ids), RECEIPT_IDS):
-                        receipt = Receipt(
-                            ReceiptType.READ, int(now * 1000), tuple(ids[start : start + RECEIPT_IDS])
-                        )
-                        self._sessions.seal(
-                            account_id, device_id, receipt, envelope_expiry(now), message_id=None
+                for message in unread:
+                    if self._sessions.has(message.sender, message.sender_device):
+                        self._receipts.record(
+                            message.id,
+                            ReceiptType.READ,
+                            message.sender,
+                            message.sender_device,
+                            before=now + message.expire_after if message.expire_after else None,
                         )
         self._emitter.emit(*(MessageStatusChanged(m.id, conversation.id, MessageStatus.READ) for m in unread))
-        self._delivery.kick()
         return len(unread)
 
     def set_read_receipts(self, enabled: bool) -> None:

@@ -27,6 +27,7 @@ from app.crypto.primitives import RandomSource
 from app.services.client import Client
 from app.services.events import ConnectionChanged, Event, Listener
 from app.services.policy import PolicyView, system_location, system_rules
+from app.services.receipts import ReceiptDelays
 from app.services.types import (
     Attachment,
     Contact,
@@ -73,6 +74,7 @@ class Enclave:
         backoff: Backoff | None = None,
         holder: str | None = None,
         system_config: Path | None = None,
+        receipt_delays: ReceiptDelays | None = None,
     ) -> Enclave:
         """Open (or ``create``) the profile in ``profile_dir`` and start its core.
 
@@ -83,6 +85,7 @@ class Enclave:
         A profile is created only with the protection that config's policy allows (a
         passphrase instead of the keystore, long enough): else ``ProfileProtectionError``,
         and nothing is written. ``profiles.new_profile_rules`` tells a face beforehand.
+        ``receipt_delays``: how long receipts wait before they leave (``app.services.receipts``).
         """
         location = system_location(system_config)
         if create:
@@ -99,6 +102,7 @@ class Enclave:
                 random=random,
                 backoff=backoff,
                 system_config=location,
+                receipt_delays=receipt_delays,
             )
             client.provisioning.load_system()
             client.start()
@@ -242,7 +246,8 @@ class Enclave:
         return self._run(lambda c: c.transparency.own_devices())
 
     def flush(self, timeout: float) -> Future[bool]:
-        """Wait until every queued envelope has left for the relay (see ``Delivery.drained``)."""
+        """Wait until every queued envelope has left for the relay (see ``Delivery.drained``); receipts
+        still waiting for their delay are not waited for: they are kept, and leave later."""
         return self._run(lambda c: c.delivery.drained(timeout))
 
     def close(self) -> None:

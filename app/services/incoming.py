@@ -3,7 +3,8 @@
 The envelope is unsealed, decrypted and parsed; a file's blob is downloaded and
 checked; then one transaction stores the message, the session (with the base key of a
 first message X3DH ran for), the used one-time prekey's removal, the envelope id (so a
-redelivery is dropped) and the delivery receipt's envelope. Only then is the envelope
+redelivery is dropped) and the pending delivery receipt (sealed after its random delay,
+``app.services.receipts``). Only then is the envelope
 acked. Anything that fails before the commit leaves the store untouched, and the relay
 redelivers.
 
@@ -41,9 +42,9 @@ from app.protocol.content import (
     parse_content,
 )
 from app.protocol.envelope import Envelope
-from app.protocol.lifetime import ENVELOPE_LIFETIME_SECONDS, envelope_expiry
+from app.protocol.lifetime import ENVELOPE_LIFETIME_SECONDS
 from app.services import sessions
-from app.services.clock import Clock, millis
+from app.services.clock import Clock
 from app.services.contacts import Contacts
 from app.services.credentials import Credentials
 from app.services.delivery import Delivery
@@ -59,6 +60,7 @@ from app.services.events import (
     TimerChanged,
 )
 from app.services.keylog import Transparency
+from app.services.receipts import Receipts
 from app.services.rules import RulesSource
 from app.services.sessions import Sessions
 from app.services.tasks import Tasks
@@ -109,6 +111,7 @@ class Receiving:
         contacts: Contacts,
         relay: RelayLink,
         delivery: Delivery,
+        receipts: Receipts,
         emitter: Emitter,
         tasks: Tasks,
         clock: Clock,
@@ -122,6 +125,7 @@ class Receiving:
         self._contacts = contacts
         self._relay = relay
         self._delivery = delivery
+        self._receipts = receipts
         self._emitter = emitter
         self._tasks = tasks
         self._clock = clock
@@ -348,14 +352,8 @@ class Receiving:
             self._store.attachments.add(
                 message.id, io.BytesIO(file or b""), name=name, mime_type=content.mime_type
             )
-        receipt = Receipt(ReceiptType.DELIVERED, millis(self._clock), (header.message_id,))
-        self._sessions.seal(
-            sender.account_id,
-            sender.device_id,
-            receipt,
-            envelope_expiry(self._clock()),
-            message_id=None,
-        )
+        # The delivery receipt waits for its random delay (app.services.receipts).
+        self._receipts.record(message.id, ReceiptType.DELIVERED, sender.account_id, sender.device_id)
         preview = (
             None
             if secret

@@ -46,8 +46,12 @@ def test_e2e_bench_delivers_everything_and_accounts_for_the_time() -> None:
         assert shares.crypto > 0 and shares.storage > 0, "the instrumentation saw no crypto or storage"
         assert phase.cpu.crypto > 0 and phase.cpu.storage > 0, phase.cpu
         assert phase.raw.delivered == 2 * phase.pairs * MESSAGES, phase.raw
+        # Every message came back delivered, by one receipt envelope of its own or one it shares.
+        receipts = phase.receipts_per_message * phase.delivered
+        assert 0 < phase.receipts_per_message <= 1 and math.isclose(receipts, round(receipts)), phase
     text = bench.report(result)
     assert "one pair alone" in text and f"{PAIRS} pairs at once" in text and "transport" in text
+    assert "receipt envelopes per message" in text
     assert [inspect.getattr_static(Session, "encrypt"), inspect.getattr_static(Database, "transaction")] == (
         originals
     ), "the bench leaves the code under test as it found it"

@@ -58,6 +58,7 @@ from tests.support.clients import (
     enrolled_client,
     import_organisation,
     open_client,
+    until,
 )
 from tests.support.deployment import deployment
 from tests.support.mailbox import deliverable, registered
@@ -76,7 +77,6 @@ WRONG_PIN = "sha256/" + "A" * 43 + "="
 OBSERVER = "observer"
 """The account of the raw device (tests/support/relay.py) that fetches bundles as a colleague does."""
 DAY = 24 * 3600
-POLL_SECONDS = 0.05
 OLD_SIGNING_KEY = "signing.key"
 """What a relay from before the enrolment authority kept its certificate-signing seed in."""
 
@@ -158,14 +158,6 @@ def _relay_accounts(relay: RelayProcess) -> list[str]:
     uri = f"file:{relay.data_dir / 'relay.sqlite3'}?mode=ro"
     with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
         return [row[0] for row in db.execute("SELECT account_id FROM accounts")]
-
-
-def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {WAIT_SECONDS} s: {what}")
-        time.sleep(POLL_SECONDS)
 
 
 def _events(client: Client) -> list[Event]:
@@ -478,7 +470,7 @@ def test_a_renewed_certificate_is_served_and_a_revoked_device_is_refused_renewal
             first.identity_key,
         )
         assert renewed.expires_at >= first.expires_at + 5 * DAY
-        _until(
+        until(
             lambda: registered(relay, "bob") == [(device_id, renewed.encode())], "the relay keeps the renewal"
         )
         assert _served(relay, "bob") == {device_id: renewed.encode()}

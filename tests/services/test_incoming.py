@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from app.base.errors import StorageError
@@ -98,10 +100,14 @@ def test_a_message_from_a_device_outside_the_organisation_is_acked_and_dropped(
 
 
 def test_a_delivery_receipt_is_queued_for_the_sender(bench: Bench, alice: Device, bob: Device) -> None:
-    """Test that storing a message queues an encrypted delivery receipt that marks it delivered there."""
+    """Test that storing a message records a pending delivery receipt, which is sealed when due and marks
+    the message delivered there."""
     open_session(alice, bob)
     envelope = _sealed(bench, alice, bob, "did you get this")
     bench.run(bob.receiving.receive(envelope, bob.transport))
+    assert bob.store.pending_receipts.count() == 1
+    assert bob.receipts.seal_due(math.inf) == 1
+    assert bob.store.pending_receipts.count() == 0
     [receipt] = bob.store.outbox.due(float("inf"))
     assert (receipt.recipient, receipt.recipient_device, receipt.message_id) == ("alice", 1, None)
 
@@ -133,7 +139,7 @@ def test_a_store_failure_while_receiving_emits_problem_and_does_not_ack(
     """Test that a store error in the receive transaction rolls it back, tells the user, and holds the ack.
 
     A full disk cannot be made safely here, so the transaction's last write (the delivery
-    receipt's envelope) is made to raise what SQLite's SQLITE_FULL maps to (a fault injection).
+    receipt, pending) is made to raise what SQLite's SQLITE_FULL maps to (a fault injection).
     """
     open_session(alice, bob)
     session = bob.store.sessions.get("alice", 1)
@@ -142,13 +148,14 @@ def test_a_store_failure_while_receiving_emits_problem_and_does_not_ack(
     def full(*args: object, **kwargs: object) -> int:
         raise StoreFullError()
 
-    monkeypatch.setattr(bob.store.outbox, "enqueue", full)
+    monkeypatch.setattr(bob.store.pending_receipts, "add", full)
     with pytest.raises(StorageError):
         bench.run(bob.receiving.receive(envelope, bob.transport))
     [problem] = bob.emitted(Problem)
     assert "full" in problem.message
     assert bob.transport.acked == []
     assert bob.store.messages.count() == 0 and not bob.store.seen.contains(envelope.envelope_id)
+    assert bob.store.pending_receipts.count() == 0
     assert bob.store.sessions.get("alice", 1) == session, "the session did not advance"
 
     monkeypatch.undo()

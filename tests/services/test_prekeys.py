@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,9 +32,16 @@ from server.config import ServerConfig
 from storage.errors import NotFoundError
 from storage.records import MessageStatus, PreKeyKind
 from tests.storage.harness import FakeClock
-from tests.support.clients import WAIT_SECONDS, Client, enrolled_client, import_organisation, open_client
+from tests.support.clients import (
+    WAIT_SECONDS,
+    Client,
+    enrolled_client,
+    import_organisation,
+    open_client,
+    until,
+)
 from tests.support.deployment import deployment
-from tests.support.devices import POLL_SECONDS, Bench, Device, introduce, open_session
+from tests.support.devices import Bench, Device, introduce, open_session
 from tests.support.ownauthority import OwnAuthority
 from tests.support.prekeyrelay import InMemoryPreKeyRelay
 from tests.support.relay import RelayProcess, new_account
@@ -281,15 +288,6 @@ def test_a_first_message_sealed_to_the_retired_key_opens_within_grace_and_not_af
     assert bob.store.sessions.get("carol", 1) is None
 
 
-def _until(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` (it asks a client's worker) until it holds; fail after WAIT_SECONDS."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {WAIT_SECONDS} s: {what}")
-        time.sleep(POLL_SECONDS)
-
-
 def _signed_ids(client: Client) -> tuple[int | None, list[int]]:
     """(the current signed prekey's id, every signed prekey id still in the store) of a client."""
 
@@ -343,7 +341,7 @@ def test_through_a_real_relay_a_message_sealed_before_rotation_opens_and_the_old
         clients.append(bob)
         arrived = bob.wait_for(MessageArrived)
         assert arrived.message.body == "sealed before you rotated"
-        _until(lambda: _signed_ids(bob)[0] == SIGNED_PREKEY_ID + 1, "Bob's new signed prekey is current")
+        until(lambda: _signed_ids(bob)[0] == SIGNED_PREKEY_ID + 1, "Bob's new signed prekey is current")
         assert _signed_ids(bob) == (SIGNED_PREKEY_ID + 1, [SIGNED_PREKEY_ID, SIGNED_PREKEY_ID + 1])
 
         # After the grace period the next connect deletes the first key (and rotates again).
@@ -352,8 +350,8 @@ def test_through_a_real_relay_a_message_sealed_before_rotation_opens_and_the_old
         bob_clock.advance(GRACE_SECONDS + 3600)
         bob = open_client(tmp_path / "bob", clock=bob_clock)
         clients.append(bob)
-        _until(lambda: SIGNED_PREKEY_ID not in _signed_ids(bob)[1], "Bob's first signed prekey was deleted")
-        _until(lambda: _signed_ids(bob)[0] == SIGNED_PREKEY_ID + 2, "Bob rotated again")
+        until(lambda: SIGNED_PREKEY_ID not in _signed_ids(bob)[1], "Bob's first signed prekey was deleted")
+        until(lambda: _signed_ids(bob)[0] == SIGNED_PREKEY_ID + 2, "Bob rotated again")
 
         # A newcomer's first message is sealed to what the relay hands out now: it opens.
         carol = enrolled_client(relay, tmp_path, "carol", "Carol Cole", authority=long_lived)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from app.services.events import MessageArrived, MessagesExpired, MessageStatusChanged, TimerChanged
 from app.services.types import Message, MessageStatus
-from tests.support.clients import WAIT_SECONDS, Client, first_message, open_client
+from tests.support.clients import WAIT_SECONDS, Client, first_message, open_client, until
 from tests.support.mailbox import deliverable
 from tests.support.relay import RelayProcess
 
@@ -25,14 +24,6 @@ def _sent(client: Client, message: Message) -> None:
     client.wait_for(
         MessageStatusChanged, lambda e: e.message_id == message.id and e.status is MessageStatus.SENT
     )
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.1)
 
 
 def test_timer_is_agreed_and_messages_expire_on_both_sides(pair: tuple[Client, Client]) -> None:
@@ -134,6 +125,6 @@ def test_a_disappearing_message_that_arrives_after_its_timer_is_never_shown(
             m.body for m in reopened.enclave.history(arrived.conversation.id).result(WAIT_SECONDS).messages
         ]
         assert bodies == ["after", "hello"]
-        _wait_until(lambda: deliverable(relay, device_id) == 0, WAIT_SECONDS, "every envelope is acked")
+        until(lambda: deliverable(relay, device_id) == 0, "every envelope is acked")
     finally:
         reopened.close()

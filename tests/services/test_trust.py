@@ -18,7 +18,7 @@ from app.services.events import (
 from app.services.types import MessageStatus, Trust
 from app.sync.machine import Backoff
 from tests.support.authority import run_admin
-from tests.support.clients import WAIT_SECONDS, Client, enrolled_device, first_message, open_client
+from tests.support.clients import WAIT_SECONDS, Client, enrolled_device, first_message, open_client, until
 from tests.support.deployment import deployment
 from tests.support.mailbox import deliverable
 from tests.support.relay import RelayProcess, admin
@@ -97,8 +97,13 @@ def test_changed_key_blocks_sending_until_accepted(
         alice.wait_for(
             MessageStatusChanged, lambda e: e.message_id == sent.id and e.status is MessageStatus.SENT
         )
-        remaining = {n.device_id for n in alice.enclave.safety_numbers("bob").result(WAIT_SECONDS)}
-        assert remaining == {changed.device_id}, "the revoked device is forgotten once the relay refuses it"
+        until(
+            lambda: (
+                {n.device_id for n in alice.enclave.safety_numbers("bob").result(WAIT_SECONDS)}
+                == {changed.device_id}
+            ),
+            "the revoked device is forgotten once the relay refuses it",
+        )
     finally:
         laptop.close()
 

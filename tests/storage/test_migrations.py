@@ -155,6 +155,10 @@ def test_migrate_populated_store_from_every_earlier_version(
         store.organisation.accept("user", root_key=b"\x07" * 32, version=2, config=b"c", signature=b"s")
         assert store.organisation.config("user").version == 2  # type: ignore[union-attr]
         assert store.key_log.head() is None, "a profile from before the key log reads it from its start"
+        assert store.pending_receipts.count() == 0, "v9: no receipt was pending before the table"
+        assert store.pending_receipts.add(message.id, 1, "fay@ministry", 1, 260.0)
+        assert store.pending_receipts.next_due() == 260.0
+        assert [p.message_id for p in store.pending_receipts.of_device("fay@ministry", 1, 1)] == [b"new"]
 
 
 def _contents(db: Database) -> dict[str, list[tuple[object, ...]]]:

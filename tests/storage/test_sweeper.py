@@ -115,6 +115,34 @@ def test_expired_outbox_entries_go_with_their_message(
     assert store.outbox.due(clock.now + 1) == []
 
 
+def test_a_swept_message_takes_its_pending_receipt(
+    store: Store, direct: Conversation, clock: FakeClock
+) -> None:
+    """Test that sweeping a message removes its pending receipt row, and only its."""
+    doomed = _expiring(store, direct, clock, 5, "doomed")
+    kept = _expiring(store, direct, clock, 500, "kept")
+    for message in (doomed, kept):
+        assert store.pending_receipts.add(message, 2, "alice@ministry", 1, clock() + 30)
+    clock.advance(5)
+    assert store.sweep() == [doomed]
+    assert store.pending_receipts.count() == 1
+    assert [p.message for p in store.pending_receipts.of_device("alice@ministry", 1, 2)] == [kept]
+
+
+def test_a_deleted_message_takes_its_pending_receipt(
+    store: Store, direct: Conversation, clock: FakeClock
+) -> None:
+    """Test that deleting a message (the user's choice) removes its pending receipts of both kinds."""
+    doomed = _expiring(store, direct, clock, 500, "doomed")
+    kept = _expiring(store, direct, clock, 500, "kept")
+    for message in (doomed, kept):
+        for kind in (1, 2):
+            assert store.pending_receipts.add(message, kind, "alice@ministry", 1, clock() + 30)
+    assert store.delete_messages([doomed]) == [doomed]
+    assert store.pending_receipts.count() == 2
+    assert {p.message for p in store.pending_receipts.of_device("alice@ministry", 1, 1)} == {kept}
+
+
 def test_start_up_sweep_runs_before_open_returns(
     profile: Path, passphrase: Passphrase, clock: FakeClock
 ) -> None:

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from app.services.events import Event, MessageArrived
 from app.services.facade import Enclave
+from app.services.receipts import ReceiptDelays
 from app.sync.machine import Backoff
 from storage.keyheader import MINIMUM_COST
 from storage.keys import Passphrase
@@ -25,7 +26,10 @@ from tests.support.relay import RelayProcess, new_account
 
 PASSPHRASE = "correct horse battery staple"
 WAIT_SECONDS = 20.0
+POLL_SECONDS = 0.05
 FAST_BACKOFF = Backoff(base_seconds=0.2, cap_seconds=1.0)
+FAST_RECEIPTS = ReceiptDelays(0.05, 0.3)
+"""Receipts wait a fraction of a second here, not the 5 to 60 s of a real profile."""
 
 E = TypeVar("E")
 
@@ -64,16 +68,35 @@ class Client:
         self.enclave.close()
 
 
+def until(condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
+    """Poll ``condition`` (it may ask a client's worker) until it holds; fail after ``timeout``.
+
+    For a state that no event announces, such as a device forgotten after the relay refused it.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(POLL_SECONDS)
+
+
 def open_client(
     profile: Path,
     *,
     create: bool = False,
     backoff: Backoff = FAST_BACKOFF,
     clock: Callable[[], float] = time.time,
+    receipt_delays: ReceiptDelays = FAST_RECEIPTS,
 ) -> Client:
     events: queue.Queue[Event] = queue.Queue()
     enclave = Enclave.open(
-        profile, passphrase(), create=create, listener=events.put, backoff=backoff, clock=clock
+        profile,
+        passphrase(),
+        create=create,
+        listener=events.put,
+        backoff=backoff,
+        clock=clock,
+        receipt_delays=receipt_delays,
     )
     return Client(enclave, profile, events)
 

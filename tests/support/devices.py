@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ from app.services.incoming import Receiving
 from app.services.keylog import Transparency
 from app.services.outgoing import Sending
 from app.services.policy import Provisioning
+from app.services.receipts import ReceiptDelays, Receipts
 from app.services.sessions import Sessions
 from app.services.settings import RelaySettings
 from app.services.tasks import Tasks
@@ -69,6 +71,10 @@ E = TypeVar("E")
 NOW = 1_800_000_000.0
 CERTIFICATE_SECONDS = 7 * 24 * 3600
 WAIT_SECONDS = 5.0
+BENCH_RECEIPTS = ReceiptDelays(3600.0, 3600.0)
+"""The bench's receipts wait an hour: their alarm (real time) never rings during a test, so nothing is
+sealed behind a test's back; ``Bench.deliver`` seals every pending receipt of the sender first. A test
+of the delay gives the bench other ``ReceiptDelays``, moves its clock and calls ``seal_due``."""
 POLL_SECONDS = 0.005
 RELAY = RelayAddress(
     ("https://relay.invalid:8443",), ("sha256/" + base64.b64encode(bytes(32)).decode("ascii"),)
@@ -125,6 +131,7 @@ class Device:
     transparency: Transparency
     sessions: Sessions
     delivery: Delivery
+    receipts: Receipts
     sending: Sending
     receiving: Receiving
     conversations: Conversations
@@ -179,8 +186,15 @@ class Device:
 class Bench:
     """The loop, organisation and clock the devices of one test share; ``close`` it when done."""
 
-    def __init__(self, root: Path, clock: Clock | None = None, random: RandomSource = nacl.utils.random):
+    def __init__(
+        self,
+        root: Path,
+        clock: Clock | None = None,
+        random: RandomSource = nacl.utils.random,
+        receipt_delays: ReceiptDelays = BENCH_RECEIPTS,
+    ):
         self.root = root
+        self.receipt_delays = receipt_delays
         self.clock: Clock = clock if clock is not None else FakeClock(NOW)
         self.random = random
         self.trust_root = IdentityKeyPair.generate(random)
@@ -354,6 +368,18 @@ class Bench:
             clock=self.clock,
             on_requeued=requeued,
         )
+        receipts = Receipts(
+            store,
+            credentials=credentials,
+            sessions=sessions,
+            delivery=delivery,
+            tasks=tasks,
+            clock=self.clock,
+            random=self.random,
+            rules=rules,
+            delays=self.receipt_delays,
+        )
+        receipts.arm()
         sending = Sending(
             store,
             credentials=credentials,
@@ -383,6 +409,7 @@ class Bench:
             transparency=transparency,
             sessions=sessions,
             delivery=delivery,
+            receipts=receipts,
             sending=sending,
             receiving=Receiving(
                 store,
@@ -392,6 +419,7 @@ class Bench:
                 contacts=contacts,
                 relay=relay,
                 delivery=delivery,
+                receipts=receipts,
                 emitter=emitter,
                 tasks=tasks,
                 clock=self.clock,
@@ -404,7 +432,7 @@ class Bench:
                 sessions=sessions,
                 transparency=transparency,
                 sending=sending,
-                delivery=delivery,
+                receipts=receipts,
                 emitter=emitter,
                 clock=self.clock,
                 random=self.random,
@@ -417,12 +445,14 @@ class Bench:
         )
         return device
 
-    def deliver(self, sender: Device, recipient: Device) -> list[Envelope]:
-        """Flush the sender's outbox and hand what its transport stored to the recipient, in order.
+    def deliver(self, sender: Device, recipient: Device, *, receipts: bool = True) -> list[Envelope]:
+        """Seal the sender's pending receipts (due or not; ``receipts=False``: only the due ones), flush
+        its outbox and hand what its transport stored to the recipient, in order.
 
         Returns the envelopes handed over. The sender's transport must be online.
         """
         before = len(sender.transport.stored)
+        sender.receipts.seal_due(math.inf if receipts else None)
         sender.delivery.kick()
         self.until(lambda: sender.store.outbox.next_attempt() is None, f"{sender.account_id}'s outbox left")
         envelopes = sender.transport.stored[before:]
