@@ -10,9 +10,13 @@ address next to every request. aiohttp's own error lines are tamed by app/base/r
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import logging
 import re
+import tempfile
+from typing import BinaryIO
 
 from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.typedefs import Handler
@@ -20,43 +24,22 @@ from aiohttp.typedefs import Handler
 from app.base.ratelimit import HOUR_SECONDS, RateLimiter
 from app.base.requestlog import tame_aiohttp_loggers
 from app.crypto.merkle import encode_proof
+from app.protocol.lifetime import relay_expiry
 from server.config import PUBLISHED_CONFIG
 from server.relay import Relay
+from server.store.base import ATTACHMENT_CHUNK_BYTES, StoreError
 from server.tokens import check_upload_token
 
 ATTACHMENT_ID_BYTES = 24
 ATTACHMENT_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")
 UPLOAD_SCHEME = "Enclave-Upload "
-EXPIRES_HEADER = "Enclave-Expires-At"
-CHUNK_BYTES = 64 * 1024
-MAX_EXPIRY_DIGITS = 12
-"""A Unix time in seconds has 10 digits until the year 2286; 12 leave room and bound ``int()``."""
-EXPIRY_DIGITS = re.compile(rf"[0-9]{{1,{MAX_EXPIRY_DIGITS}}}")
+SPOOL_WRITE_BYTES = 1024 * 1024
+"""An upload reaches its spool file in writes of about this much, each off the event loop."""
+log = logging.getLogger(__name__)
 RELAY_KEY: web.AppKey[Relay] = web.AppKey("relay", Relay)
 UPLOAD_BUDGET_KEY: web.AppKey[RateLimiter] = web.AppKey("upload budget", RateLimiter)
 UPLOAD_BUDGET_SPENT = "this device has uploaded its hourly share of attachments; try again later"
 SIGNATURE_SUFFIX = ".sig"
-
-
-class BadExpiry(ValueError):
-    """``Enclave-Expires-At`` is not a Unix time in the future; the message says why."""
-
-
-def _requested_expiry(request: web.Request, now: int) -> int | None:
-    """The sender's ``Enclave-Expires-At`` (a disappearing message's end), None if absent.
-
-    Only ASCII digits count (``str.isdigit`` also takes "²" and Arabic-Indic digits), and
-    at most ``MAX_EXPIRY_DIGITS`` of them, so ``int()`` never sees a huge number.
-    """
-    untrusted_value = request.headers.get(EXPIRES_HEADER)
-    if untrusted_value is None:
-        return None
-    if EXPIRY_DIGITS.fullmatch(untrusted_value) is None:
-        raise BadExpiry(f"{EXPIRES_HEADER} must be a Unix time: 1 to {MAX_EXPIRY_DIGITS} ASCII digits")
-    value = int(untrusted_value)
-    if value <= now:
-        raise BadExpiry(f"{EXPIRES_HEADER} must be a Unix time in the future")
-    return value
 
 
 def _error(status: int, reason: str) -> web.Response:
@@ -75,24 +58,29 @@ async def unidentified_websocket(request: web.Request) -> web.StreamResponse:
     return await request.app[RELAY_KEY].handle_unidentified_websocket(request)
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:
-    """The upload's body, or the error response: too large, empty, or not decodable."""
+async def _spool_body(request: web.Request, limit: int, spool: BinaryIO) -> int | web.Response:
+    """Write the upload's body to ``spool``; its size, or the error response: too large, empty, or
+    not decodable. At most ``SPOOL_WRITE_BYTES`` of it is in memory at a time."""
     if request.content_length is not None and request.content_length > limit:
         return _error(413, f"attachments are limited to {limit} bytes")
-    chunks, size = [], 0
+    pending, size = bytearray(), 0
     try:
-        async for chunk in request.content.iter_chunked(CHUNK_BYTES):
+        async for chunk in request.content.iter_chunked(ATTACHMENT_CHUNK_BYTES):
             size += len(chunk)
             if size > limit:
                 return _error(413, f"attachments are limited to {limit} bytes")
-            chunks.append(chunk)
+            pending += chunk
+            if len(pending) >= SPOOL_WRITE_BYTES:
+                await asyncio.to_thread(spool.write, bytes(pending))
+                pending.clear()
     except web.RequestPayloadError:
         # aiohttp could not decode the body: a Content-Encoding it does not match, or a
         # broken chunked encoding. The client's fault, not ours.
         return _error(400, "the request body could not be read (is its Content-Encoding right?)")
     if size == 0:
         return _error(400, "the attachment is empty")
-    return b"".join(chunks)
+    await asyncio.to_thread(spool.write, bytes(pending))
+    return size
 
 
 def _uploader(request: web.Request, relay: Relay) -> int | None:
@@ -186,44 +174,66 @@ async def log_consistency(request: web.Request) -> web.Response:
 
 async def upload_attachment(request: web.Request) -> web.Response:
     """Store an upload within the device's hourly budget (``attachment_bytes_per_hour``, charged
-    once the body is read, or refused from its Content-Length before): 429 past it."""
+    once the body is read, or refused from its Content-Length before): 429 past it.
+
+    The body goes to a spool file in the data folder (unlinked from the start, so nothing is left
+    of it by name if the relay dies), then into the database in chunks; it is never whole in
+    memory. Every upload lives the same time, ending on a whole day (``relay_expiry``), so its
+    expiry tells neither the second it came nor the timer of the message that points at it.
+    """
     relay = request.app[RELAY_KEY]
     uploader = _uploader(request, relay)
     if uploader is None:
         return _error(401, "a valid upload token is required")
-    try:
-        wanted = _requested_expiry(request, relay.now())
-    except BadExpiry as e:
-        return _error(400, str(e))
     budget, declared = request.app[UPLOAD_BUDGET_KEY], request.content_length
     if (
         declared is not None
         and declared <= relay.config.attachment_max_bytes
         and not budget.holds(uploader, declared)
     ):
-        return _error(429, UPLOAD_BUDGET_SPENT)  # one too large for anyone is _read_body's 413
-    blob = await _read_body(request, relay.config.attachment_max_bytes)
-    if isinstance(blob, web.Response):
-        return blob
-    if not budget.allow(uploader, cost=len(blob)):
-        return _error(429, UPLOAD_BUDGET_SPENT)
-    attachment_id = base64.urlsafe_b64encode(relay.random(ATTACHMENT_ID_BYTES)).decode("ascii")
-    expires_at = relay.now() + relay.config.attachment_retention_seconds
-    if wanted is not None:
-        expires_at = min(expires_at, wanted)
-    await relay.store.put_attachment(attachment_id, blob, expires_at)
+        return _error(429, UPLOAD_BUDGET_SPENT)  # one too large for anyone is _spool_body's 413
+    with tempfile.TemporaryFile(dir=relay.config.data_dir) as spool:
+        size = await _spool_body(request, relay.config.attachment_max_bytes, spool)
+        if isinstance(size, web.Response):
+            return size
+        if not budget.allow(uploader, cost=size):
+            return _error(429, UPLOAD_BUDGET_SPENT)
+        attachment_id = base64.urlsafe_b64encode(relay.random(ATTACHMENT_ID_BYTES)).decode("ascii")
+        expires_at = relay_expiry(relay.now(), relay.config.attachment_retention_seconds)
+        try:
+            await relay.store.put_attachment(attachment_id, spool, expires_at)
+        except StoreError:
+            log.warning("an upload could not be stored", exc_info=True)
+            return _error(503, "the relay could not store the attachment; try again later")
     return web.json_response({"attachment_id": attachment_id, "expires_at": expires_at}, status=201)
 
 
-async def download_attachment(request: web.Request) -> web.Response:
+async def download_attachment(request: web.Request) -> web.StreamResponse:
+    """The blob, streamed a chunk at a time as the database gives it; a download that outlives the
+    attachment (it expired meanwhile) is cut off, short of its Content-Length."""
     relay = request.app[RELAY_KEY]
     attachment_id = request.match_info["attachment_id"]
     if not ATTACHMENT_ID.match(attachment_id):
         return _error(404, "no such attachment")
-    blob = await relay.store.get_attachment(attachment_id, relay.now())
-    if blob is None:
+    stored = await relay.store.get_attachment(attachment_id, relay.now())
+    if stored is None:
         return _error(404, "no such attachment, or it expired")
-    return web.Response(body=blob, content_type="application/octet-stream")
+    response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: "application/octet-stream"})
+    response.content_length = stored.size
+    await response.prepare(request)
+    if request.method == hdrs.METH_HEAD:
+        return response
+    try:
+        async for chunk in stored.chunks:
+            await response.write(chunk)
+    except StoreError:
+        # It expired (or the database failed) mid-way: cut the connection, so that the client
+        # sees a body short of its Content-Length rather than one that looks whole.
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response
 
 
 SURROGATES = re.compile("[\ud800-\udfff]")

@@ -347,14 +347,14 @@ class Sending:
         self._held.discard(message.id)
 
     async def _upload(self, header: MessageHeader, file: Attachment, message: Message) -> FileMessage:
-        """Encrypt the file with a fresh key and put it on the relay until the message would disappear."""
+        """Encrypt the file with a fresh key and put it on the relay (for its retention, whatever the
+        timer: the relay must not learn the timer from the upload)."""
         token = self._credentials.upload_token
         if self._relay.state != TransportState.ONLINE or not token:
             raise OfflineError("files are uploaded once the relay has accepted this device")
         plaintext = b"".join(self._store.attachments.read(file.id))
         blob, key, digest = encrypt_blob(plaintext, self._random)
-        until = int(self._clock()) + message.expire_after + 1 if message.expire_after else None
-        attachment_id = await self._relay.upload(blob, token, until)
+        attachment_id = await self._relay.upload(blob, token)
         return FileMessage(
             header,
             attachment_id.encode("ascii"),

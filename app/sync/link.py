@@ -78,7 +78,6 @@ CONNECT_SECONDS = 15.0
 REQUEST_SECONDS = 30.0
 HEARTBEAT_SECONDS = 30.0
 UPLOAD_SCHEME = "Enclave-Upload "
-EXPIRES_HEADER = "Enclave-Expires-At"
 DOWNLOAD_CHUNK_BYTES = 64 * 1024
 
 
@@ -299,13 +298,13 @@ async def enrol(address: RelayAddress, request: Callable[[Connection], Enrol]) -
         await socket.close()
 
 
-async def upload_blob(
-    relay_url: str, certificate_der: bytes, blob: bytes, upload_token: bytes, expires_at: int | None
-) -> str:
-    """POST an attachment blob to ``relay_url`` over HTTPS pinned to ``certificate_der``; returns its id."""
+async def upload_blob(relay_url: str, certificate_der: bytes, blob: bytes, upload_token: bytes) -> str:
+    """POST an attachment blob to ``relay_url`` over HTTPS pinned to ``certificate_der``; returns its id.
+
+    It asks for no expiry: the relay keeps every upload the same whole number of days, so that it
+    learns no message's timer from it (docs/PROTOCOL.md section 10).
+    """
     headers = {"Authorization": UPLOAD_SCHEME + upload_token.hex()}
-    if expires_at is not None:
-        headers[EXPIRES_HEADER] = str(expires_at)
     url = relay_url.rstrip("/") + "/v1/attachments"
     async with pinned_https(certificate_der) as http, http.post(url, data=blob, headers=headers) as response:
         answer = await response.json(content_type=None)
@@ -590,12 +589,12 @@ class RelayLink:
         except (ConnectionError, aiohttp.ClientError) as e:
             raise OfflineError(f"the relay connection failed: {e}") from e
 
-    async def upload(self, blob: bytes, upload_token: bytes, expires_at: int | None = None) -> str:
-        """Store an attachment blob on the relay, kept no later than ``expires_at``; returns its id."""
+    async def upload(self, blob: bytes, upload_token: bytes) -> str:
+        """Store an attachment blob on the relay; returns its id."""
         if self._pinned is None:
             raise OfflineError("not connected to the relay yet")
         url, certificate_der = self._pinned
-        return await upload_blob(url, certificate_der, blob, upload_token, expires_at)
+        return await upload_blob(url, certificate_der, blob, upload_token)
 
     async def download(self, attachment_id: str, max_bytes: int) -> bytes | None:
         """An attachment blob of at most ``max_bytes``, or None if the relay no longer has it

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import BinaryIO
 
 from app.base.errors import EnclaveError
 from app.protocol.frames import MAX_DEVICES_PER_ACCOUNT
@@ -39,6 +40,32 @@ class AccountInactiveError(StoreError):
 class TooManyDevicesError(StoreError):
     """The account has ``MAX_DEVICES_PER_ACCOUNT`` unrevoked devices: as many as one bundle answer
     carries, so it registers no more until one is revoked."""
+
+
+ATTACHMENT_CHUNK_BYTES = 256 * 1024
+"""An attachment is stored, and read back, in pieces of this size: neither an upload nor a download
+holds a whole one (up to ``attachment_max_bytes``) in memory."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAttachment:
+    size: int
+    chunks: AsyncIterator[bytes]
+    """Its bytes, one chunk at a time, each read from the database when it is asked for: a download
+    holds no transaction open while the client is slow. ``StoreError`` if it went meanwhile."""
+
+
+async def read_chunks(size: int, fetch: Callable[[int], Awaitable[bytes | None]]) -> AsyncIterator[bytes]:
+    """The chunks of an attachment of ``size`` bytes, ``fetch(index)`` one by one until ``size`` came
+    (an attachment stored by an older schema may be one chunk of any size)."""
+    index = read = 0
+    while read < size:
+        chunk = await fetch(index)
+        if chunk is None:
+            raise StoreError("the attachment expired while it was being read")
+        read += len(chunk)
+        index += 1
+        yield chunk
 
 
 class AccountState(StrEnum):
@@ -278,10 +305,13 @@ class RelayStore(ABC):
 
     # Attachments.
     @abstractmethod
-    async def put_attachment(self, attachment_id: str, blob: bytes, expires_at: int) -> None: ...
+    async def put_attachment(self, attachment_id: str, spool: BinaryIO, expires_at: int) -> int:
+        """Store the blob in ``spool`` (a file, read from its start in ``ATTACHMENT_CHUNK_BYTES``
+        pieces) in one transaction; its size. ``DuplicateError`` for an id taken."""
 
     @abstractmethod
-    async def get_attachment(self, attachment_id: str, now: int) -> bytes | None: ...
+    async def get_attachment(self, attachment_id: str, now: int) -> StoredAttachment | None:
+        """The unexpired attachment, or None."""
 
     # The key log (app/protocol/logentry.py): a device's entry is appended in the transaction that
     # registers it, a revocation's in the one that revokes it, so the log and the devices agree.

@@ -35,12 +35,15 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import BinaryIO
 
 import asyncpg
 
 from app.protocol.frames import MAX_DEVICES_PER_ACCOUNT
 from app.protocol.lifetime import EXPIRY_BUCKET_SECONDS, whole_day
+from server.store.attachmentrows import AttachmentHeader
 from server.store.base import (
+    ATTACHMENT_CHUNK_BYTES,
     Account,
     AccountInactiveError,
     AccountState,
@@ -55,6 +58,7 @@ from server.store.base import (
     Quota,
     RelayStore,
     SignedPreKey,
+    StoredAttachment,
     StoreError,
     TooManyDevicesError,
     WakeUp,
@@ -62,6 +66,7 @@ from server.store.base import (
     device_added,
     device_revoked,
     directory_search_key,
+    read_chunks,
     registered_again,
     schema_refusal,
 )
@@ -70,16 +75,18 @@ from server.store.sealing import SEAL_OVERHEAD, EpochKey, MailboxKeys, Opened
 log = logging.getLogger(__name__)
 
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 SCHEMA_BEFORE_KEY_LOG = 2
 SCHEMA_BEFORE_MAILBOX_ORDER = 3
 SCHEMA_BEFORE_SEALED_MAILBOX = 4
 SCHEMA_BEFORE_DELIVERY_KEYS = 5
+SCHEMA_BEFORE_SEALED_ATTACHMENTS = 6
 UPGRADABLE = (
     SCHEMA_BEFORE_KEY_LOG,
     SCHEMA_BEFORE_MAILBOX_ORDER,
     SCHEMA_BEFORE_SEALED_MAILBOX,
     SCHEMA_BEFORE_DELIVERY_KEYS,
+    SCHEMA_BEFORE_SEALED_ATTACHMENTS,
 )
 DELIVERY_KEYS_TABLE = """
 CREATE TABLE delivery_keys (
@@ -151,6 +158,28 @@ MAX_CHANNEL_BYTES = 63
 RECONNECT_FIRST_DELAY_SECONDS = 0.1
 RECONNECT_MAX_DELAY_SECONDS = 10.0
 
+ATTACHMENT_TABLES = """
+CREATE TABLE attachments (
+    attachment_tag BYTEA PRIMARY KEY,
+    epoch BIGINT NOT NULL,
+    expiry_tag BYTEA NOT NULL,
+    sealed BYTEA NOT NULL
+);
+CREATE INDEX attachments_expiry ON attachments(expiry_tag);
+CREATE INDEX attachments_epoch ON attachments(epoch);
+CREATE TABLE attachment_chunks (
+    handle BYTEA NOT NULL,
+    chunk INTEGER NOT NULL,
+    sealed BYTEA NOT NULL,
+    PRIMARY KEY (handle, chunk)
+);
+"""
+"""Schema 7: a sealed header per attachment, found by tags under its epoch's key, and its chunks
+sealed under a key of its own that only the header holds (server/store/attachmentrows.py)."""
+_INSERT_ATTACHMENT = (
+    "INSERT INTO attachments (attachment_tag, epoch, expiry_tag, sealed) VALUES ($1, $2, $3, $4)"
+)
+_INSERT_CHUNK = "INSERT INTO attachment_chunks (handle, chunk, sealed) VALUES ($1, $2, $3)"
 SCHEMA = f"""
 {KEY_LOG_TABLE}
 CREATE TABLE schema_version (
@@ -181,12 +210,7 @@ CREATE TABLE one_time_prekeys (
     PRIMARY KEY (device_id, key_id)
 );
 {MAILBOX_TABLE}
-CREATE TABLE attachments (
-    attachment_id TEXT PRIMARY KEY,
-    blob BYTEA NOT NULL,
-    expires_at BIGINT NOT NULL
-);
-CREATE INDEX attachments_expiry ON attachments(expires_at);
+{ATTACHMENT_TABLES}
 {DELIVERY_KEYS_TABLE}
 """
 
@@ -332,6 +356,8 @@ class PostgresStore(RelayStore):
                     await self._seal_plain_mailbox(db)
                 if version <= SCHEMA_BEFORE_DELIVERY_KEYS:
                     await db.execute(DELIVERY_KEYS_TABLE)  # schema 5 to 6
+                if version <= SCHEMA_BEFORE_SEALED_ATTACHMENTS:
+                    await self._seal_plain_attachments(db)
                 await db.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)
                 return
         if version != SCHEMA_VERSION:
@@ -362,6 +388,22 @@ class PostgresStore(RelayStore):
                 ),
             )
         await db.execute("DROP TABLE mailbox_schema_4")
+
+    async def _seal_plain_attachments(self, db: asyncpg.Connection) -> None:
+        """Schema 6 to 7: every attachment sealed, its blob its one chunk; the clear table dropped."""
+        key = self._keys.current()
+        await db.execute("ALTER TABLE attachments RENAME TO attachments_schema_6")
+        await db.execute("ALTER INDEX attachments_expiry RENAME TO attachments_schema_6_expiry")
+        await db.execute(
+            "ALTER TABLE attachments_schema_6 RENAME CONSTRAINT attachments_pkey TO attachments_schema_6_pkey"
+        )
+        await db.execute(ATTACHMENT_TABLES)
+        for row in await db.fetch("SELECT attachment_id, blob, expires_at FROM attachments_schema_6"):
+            blob = bytes(row["blob"])
+            header = AttachmentHeader.new(row["attachment_id"], row["expires_at"]).with_size(len(blob))
+            await db.execute(_INSERT_CHUNK, header.handle, 0, header.seal_chunk(0, blob))
+            await db.execute(_INSERT_ATTACHMENT, *_attachment_row(key, header))
+        await db.execute("DROP TABLE attachments_schema_6")
 
     def _epochs(self) -> list[EpochKey]:
         """The keys a row may be under, oldest first (``MailboxKeys.current`` seals new ones)."""
@@ -687,10 +729,11 @@ class PostgresStore(RelayStore):
                     EXPIRY_BUCKET_SECONDS,
                 )
             ]
+            due += [key.expiry_tag(whole_day(now) + EXPIRY_BUCKET_SECONDS) for key in keys]
             candidates = await db.fetch(
                 "SELECT mailbox_tag, sequence, epoch, sealed FROM mailbox"
                 " WHERE expiry_tag = ANY($1::BYTEA[])",
-                [*due, *(key.expiry_tag(whole_day(now) + EXPIRY_BUCKET_SECONDS) for key in keys)],
+                due,
             )
             for row in candidates:
                 tag = bytes(row["mailbox_tag"])
@@ -700,10 +743,11 @@ class PostgresStore(RelayStore):
                         "DELETE FROM mailbox WHERE mailbox_tag = $1 AND sequence = $2", tag, row["sequence"]
                     )
                     envelopes += 1
-            attachments = _affected(await db.execute("DELETE FROM attachments WHERE expires_at <= $1", now))
+            attachments, unreadable_attachments = await self._drop_attachments(db, now, due)
+        unreadable += unreadable_attachments
         if unreadable:
             log.warning(
-                "%d mailbox rows do not open with this relay's mailbox.key, left as they are;"
+                "%d mailbox and attachment rows do not open with this relay's mailbox.key, left as they are;"
                 " every relay on this database must have the same one (docs/ADMIN.md section 6)",
                 unreadable,
             )
@@ -711,23 +755,80 @@ class PostgresStore(RelayStore):
         self._keys.forget_before(current.epoch - 1)
         return envelopes + attachments
 
-    async def put_attachment(self, attachment_id: str, blob: bytes, expires_at: int) -> None:
+    async def put_attachment(self, attachment_id: str, spool: BinaryIO, expires_at: int) -> int:
+        """The spool is read off the event loop, a chunk at a time, inside the one transaction."""
+        header = AttachmentHeader.new(attachment_id, expires_at)
+        await asyncio.to_thread(spool.seek, 0)
         async with self._transaction() as db:
+            taken = await db.fetchval(
+                "SELECT 1 FROM attachments WHERE attachment_tag = ANY($1::BYTEA[])",
+                [key.attachment_tag(attachment_id) for key in self._epochs()],
+            )
+            if taken is not None:
+                raise DuplicateError("that attachment id is taken")
+            size = index = 0
+            while chunk := await asyncio.to_thread(spool.read, ATTACHMENT_CHUNK_BYTES):
+                await db.execute(_INSERT_CHUNK, header.handle, index, header.seal_chunk(index, chunk))
+                size += len(chunk)
+                index += 1
             await db.execute(
-                "INSERT INTO attachments (attachment_id, blob, expires_at) VALUES ($1, $2, $3)",
-                attachment_id,
-                blob,
-                expires_at,
+                _INSERT_ATTACHMENT, *_attachment_row(self._keys.current(), header.with_size(size))
             )
+        return size
 
-    async def get_attachment(self, attachment_id: str, now: int) -> bytes | None:
+    async def get_attachment(self, attachment_id: str, now: int) -> StoredAttachment | None:
+        keys = {key.epoch: key for key in self._epochs()}
         async with self._transaction() as db:
-            blob = await db.fetchval(
-                "SELECT blob FROM attachments WHERE attachment_id = $1 AND expires_at > $2",
-                attachment_id,
-                now,
+            row = await db.fetchrow(
+                "SELECT attachment_tag, epoch, sealed FROM attachments"
+                " WHERE attachment_tag = ANY($1::BYTEA[])",
+                [key.attachment_tag(attachment_id) for key in keys.values()],
             )
-        return bytes(blob) if blob is not None else None
+        header = _open_attachment(keys, row) if row is not None else None
+        if header is None or header.expires_at <= now:
+            return None
+
+        async def fetch(index: int) -> bytes | None:
+            async with self._transaction() as db:
+                sealed = await db.fetchval(
+                    "SELECT sealed FROM attachment_chunks WHERE handle = $1 AND chunk = $2",
+                    header.handle,
+                    index,
+                )
+            return header.open_chunk(index, bytes(sealed)) if sealed is not None else None
+
+        return StoredAttachment(header.size, read_chunks(header.size, fetch))
+
+    async def _drop_attachments(self, db: asyncpg.Connection, now: int, due: list[bytes]) -> tuple[int, int]:
+        """Reseal the headers of older epochs under the current key and delete every expired
+        attachment with its chunks; (how many went, how many headers no kept key opens)."""
+        keys = self._epochs()
+        current = self._keys.current()
+        by_epoch = {key.epoch: key for key in keys}
+        dropped = unreadable = 0
+        old = await db.fetch(
+            "SELECT attachment_tag, epoch, sealed FROM attachments WHERE epoch < $1 FOR UPDATE", current.epoch
+        )
+        for row in old:
+            header = _open_attachment(by_epoch, row)
+            if header is None:
+                unreadable += 1
+                continue
+            await db.execute("DELETE FROM attachments WHERE attachment_tag = $1", row["attachment_tag"])
+            if header.expires_at <= now:
+                await db.execute("DELETE FROM attachment_chunks WHERE handle = $1", header.handle)
+                dropped += 1
+                continue
+            await db.execute(_INSERT_ATTACHMENT, *_attachment_row(current, header))
+        for row in await db.fetch(
+            "SELECT attachment_tag, epoch, sealed FROM attachments WHERE expiry_tag = ANY($1::BYTEA[])", due
+        ):
+            header = _open_attachment(by_epoch, row)
+            if header is not None and header.expires_at <= now:
+                await db.execute("DELETE FROM attachments WHERE attachment_tag = $1", row["attachment_tag"])
+                await db.execute("DELETE FROM attachment_chunks WHERE handle = $1", header.handle)
+                dropped += 1
+        return dropped, unreadable
 
     async def log_size(self) -> int:
         async with self._transaction() as db:
@@ -855,6 +956,28 @@ def _open(keys: dict[int, EpochKey], row: asyncpg.Record) -> Opened | None:
         return None
 
 
+def _day_tag(key: EpochKey, expires_at: int) -> bytes:
+    """The tag of the day boundary at or after ``expires_at``: what ``drop_expired`` finds it by."""
+    return key.expiry_tag(whole_day(expires_at - 1) + EXPIRY_BUCKET_SECONDS)
+
+
+def _attachment_row(key: EpochKey, header: AttachmentHeader) -> tuple[bytes, int, bytes, bytes]:
+    """The columns of ``_INSERT_ATTACHMENT`` for ``header`` sealed under ``key``."""
+    tag, sealed = header.seal(key)
+    return tag, key.epoch, _day_tag(key, header.expires_at), sealed
+
+
+def _open_attachment(keys: dict[int, EpochKey], row: asyncpg.Record) -> AttachmentHeader | None:
+    """The header in an attachment row, or None if no key kept opens it (another relay's chain)."""
+    key = keys.get(row["epoch"])
+    if key is None:
+        return None
+    try:
+        return AttachmentHeader.open(key, tag=bytes(row["attachment_tag"]), sealed=bytes(row["sealed"]))
+    except StoreError:
+        return None
+
+
 def _row(key: EpochKey, sequence: int, envelope: Opened) -> tuple[bytes, int, int, bytes, bytes, bytes]:
     """The columns of ``_INSERT_ROW`` for ``envelope`` sealed under ``key``; the expiry's tag is of
     the day boundary at or after it, so ``drop_expired`` finds it by day."""
@@ -863,7 +986,7 @@ def _row(key: EpochKey, sequence: int, envelope: Opened) -> tuple[bytes, int, in
         sequence,
         key.epoch,
         key.envelope_tag(envelope.device_id, envelope.envelope_id),
-        key.expiry_tag(whole_day(envelope.expires_at - 1) + EXPIRY_BUCKET_SECONDS),
+        _day_tag(key, envelope.expires_at),
         key.seal(
             device_id=envelope.device_id,
             envelope_id=envelope.envelope_id,

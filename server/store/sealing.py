@@ -19,6 +19,9 @@ earlier ones cannot be computed. Relays sharing one database start from the same
 when it finds no row left under them. The file is kept one epoch behind the current one, so
 a row a relay with a slower clock writes under the previous epoch is still read.
 
+Attachments use the same keys for a small header per file, which holds the key of the file's
+chunks (server/store/attachmentrows.py), so the hourly reseal never rewrites a file's bytes.
+
 What this leaves: a row deleted in epoch ``e`` is unreadable once the file has moved past
 ``e``, within two epochs and a sweep of its deletion; the rows' sizes (the sealed envelope
 is as long as the envelope, plus ``SEAL_OVERHEAD``) and PostgreSQL's own transaction ids
@@ -78,6 +81,20 @@ class Opened:
     envelope: bytes
 
 
+def seal_with(key: bytes, ad: bytes, plaintext: bytes) -> bytes:
+    """XChaCha20-Poly1305 under ``key`` with a random nonce, which leads the result."""
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    return nonce + crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, ad, nonce, key)
+
+
+def open_with(key: bytes, ad: bytes, sealed: bytes) -> bytes | None:
+    """What ``seal_with`` sealed, or None if ``sealed`` is not that under ``key`` and ``ad``."""
+    try:
+        return crypto_aead_xchacha20poly1305_ietf_decrypt(sealed[NONCE_BYTES:], ad, sealed[:NONCE_BYTES], key)
+    except CryptoError:
+        return None
+
+
 class EpochKey:
     """One epoch's keys: one seals rows, the other makes the tags that find them."""
 
@@ -98,25 +115,32 @@ class EpochKey:
     def expiry_tag(self, expires_at: int) -> bytes:
         return self._mac(b"expiry", expires_at.to_bytes(8, "big"))
 
+    def attachment_tag(self, attachment_id: str) -> bytes:
+        return self._mac(b"attachment", attachment_id.encode("ascii"))
+
     def _ad(self, tag: bytes) -> bytes:
         return self.epoch.to_bytes(8, "big") + tag
+
+    def seal_row(self, *, tag: bytes, plaintext: bytes) -> bytes:
+        """``plaintext`` sealed for the row found by ``tag`` (bound to it and to this epoch)."""
+        return seal_with(self._seal, self._ad(tag), plaintext)
+
+    def open_row(self, *, tag: bytes, sealed: bytes) -> bytes:
+        """What ``seal_row`` sealed for ``tag``; ``StoreError`` if it is not that."""
+        opened = open_with(self._seal, self._ad(tag), sealed)
+        if opened is None:
+            raise StoreError(f"a row of epoch {self.epoch} does not open")
+        return opened
 
     def seal(self, *, device_id: int, envelope_id: bytes, expires_at: int, envelope: bytes) -> bytes:
         if len(envelope_id) != ENVELOPE_ID_BYTES:
             raise StoreError(f"an envelope id is {ENVELOPE_ID_BYTES} bytes")
-        nonce = secrets.token_bytes(NONCE_BYTES)
         plaintext = device_id.to_bytes(4, "big") + envelope_id + expires_at.to_bytes(8, "big") + envelope
-        ad = self._ad(self.mailbox_tag(device_id))
-        return nonce + crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, ad, nonce, self._seal)
+        return self.seal_row(tag=self.mailbox_tag(device_id), plaintext=plaintext)
 
     def open(self, *, tag: bytes, sealed: bytes) -> Opened:
         """The row sealed under this key for the mailbox ``tag``; ``StoreError`` if it is not one."""
-        try:
-            plaintext = crypto_aead_xchacha20poly1305_ietf_decrypt(
-                sealed[NONCE_BYTES:], self._ad(tag), sealed[:NONCE_BYTES], self._seal
-            )
-        except CryptoError as e:
-            raise StoreError(f"a mailbox row of epoch {self.epoch} does not open") from e
+        plaintext = self.open_row(tag=tag, sealed=sealed)
         return Opened(
             int.from_bytes(plaintext[:4], "big"),
             plaintext[4 : 4 + ENVELOPE_ID_BYTES],

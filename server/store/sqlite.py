@@ -18,10 +18,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from app.protocol.frames import MAX_DEVICES_PER_ACCOUNT
 from server.store.base import (
+    ATTACHMENT_CHUNK_BYTES,
     Account,
     AccountInactiveError,
     AccountState,
@@ -36,6 +37,7 @@ from server.store.base import (
     Quota,
     RelayStore,
     SignedPreKey,
+    StoredAttachment,
     StoreError,
     TooManyDevicesError,
     WakeUp,
@@ -43,17 +45,24 @@ from server.store.base import (
     device_added,
     device_revoked,
     directory_search_key,
+    read_chunks,
     registered_again,
     schema_refusal,
 )
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA_BEFORE_KEY_LOG = 2
 SCHEMA_BEFORE_MAILBOX_ORDER = 3
 SCHEMA_BEFORE_DELIVERY_KEYS = 4
-UPGRADABLE = (SCHEMA_BEFORE_KEY_LOG, SCHEMA_BEFORE_MAILBOX_ORDER, SCHEMA_BEFORE_DELIVERY_KEYS)
+SCHEMA_BEFORE_CHUNKED_ATTACHMENTS = 5
+UPGRADABLE = (
+    SCHEMA_BEFORE_KEY_LOG,
+    SCHEMA_BEFORE_MAILBOX_ORDER,
+    SCHEMA_BEFORE_DELIVERY_KEYS,
+    SCHEMA_BEFORE_CHUNKED_ATTACHMENTS,
+)
 _APPEND = "INSERT INTO key_log (leaf, entry) VALUES ((SELECT COALESCE(MAX(leaf) + 1, 0) FROM key_log), ?)"
 KEY_LOG_TABLE = "CREATE TABLE key_log (leaf INTEGER PRIMARY KEY CHECK (leaf >= 0), entry BLOB NOT NULL);"
 _BACKFILL = "SELECT certificate, account_id, device_id, revoked FROM devices ORDER BY rowid"
@@ -80,6 +89,21 @@ CREATE TABLE delivery_keys (
 );
 """
 """SHA-256 of each device's delivery key: what an unidentified ``DELIVER`` must match (server/relay.py)."""
+ATTACHMENT_TABLES = """
+CREATE TABLE attachments (
+    attachment_id TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX attachments_expiry ON attachments(expires_at);
+CREATE TABLE attachment_chunks (
+    attachment_id TEXT NOT NULL REFERENCES attachments(attachment_id) ON DELETE CASCADE,
+    chunk INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (attachment_id, chunk)
+);
+"""
+"""An attachment's size and expiry, and its bytes in ``ATTACHMENT_CHUNK_BYTES`` pieces (schema 6)."""
 SCHEMA = f"""
 {KEY_LOG_TABLE}
 CREATE TABLE accounts (
@@ -107,12 +131,7 @@ CREATE TABLE one_time_prekeys (
     PRIMARY KEY (device_id, key_id)
 ) WITHOUT ROWID;
 {MAILBOX_TABLES}
-CREATE TABLE attachments (
-    attachment_id TEXT PRIMARY KEY,
-    blob BLOB NOT NULL,
-    expires_at INTEGER NOT NULL
-);
-CREATE INDEX attachments_expiry ON attachments(expires_at);
+{ATTACHMENT_TABLES}
 {DELIVERY_KEYS_TABLE}
 """
 
@@ -472,21 +491,41 @@ class SQLiteStore(RelayStore):
 
         await self._run(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
 
-    async def put_attachment(self, attachment_id: str, blob: bytes, expires_at: int) -> None:
-        await self._run(
-            lambda db: db.execute(
-                "INSERT INTO attachments VALUES (?, ?, ?)", (attachment_id, blob, expires_at)
-            )
-        )
+    async def put_attachment(self, attachment_id: str, spool: BinaryIO, expires_at: int) -> int:
+        """The spool is read on the store's thread, a chunk at a time, inside the one transaction."""
 
-    async def get_attachment(self, attachment_id: str, now: int) -> bytes | None:
+        def work(db: sqlite3.Connection) -> int:
+            spool.seek(0)
+            db.execute("INSERT INTO attachments VALUES (?, 0, ?)", (attachment_id, expires_at))
+            size = 0
+            for index, chunk in enumerate(iter(lambda: spool.read(ATTACHMENT_CHUNK_BYTES), b"")):
+                db.execute("INSERT INTO attachment_chunks VALUES (?, ?, ?)", (attachment_id, index, chunk))
+                size += len(chunk)
+            db.execute("UPDATE attachments SET size = ? WHERE attachment_id = ?", (size, attachment_id))
+            return size
+
+        return await self._run(work)
+
+    async def get_attachment(self, attachment_id: str, now: int) -> StoredAttachment | None:
         row = await self._run(
             lambda db: db.execute(
-                "SELECT blob FROM attachments WHERE attachment_id = ? AND expires_at > ?",
+                "SELECT size FROM attachments WHERE attachment_id = ? AND expires_at > ?",
                 (attachment_id, now),
             ).fetchone()
         )
-        return bytes(row[0]) if row else None
+        if row is None:
+            return None
+
+        async def fetch(index: int) -> bytes | None:
+            found = await self._run(
+                lambda db: db.execute(
+                    "SELECT data FROM attachment_chunks WHERE attachment_id = ? AND chunk = ?",
+                    (attachment_id, index),
+                ).fetchone()
+            )
+            return bytes(found[0]) if found else None
+
+        return StoredAttachment(row[0], read_chunks(row[0], fetch))
 
     async def log_size(self) -> int:
         return await self._run(lambda db: db.execute("SELECT COUNT(*) FROM key_log").fetchone()[0])
@@ -556,6 +595,8 @@ def _upgrade(db: sqlite3.Connection, version: int) -> None:
             _number_mailboxes_apart(db)
         if version <= SCHEMA_BEFORE_DELIVERY_KEYS:
             db.execute(DELIVERY_KEYS_TABLE)  # schema 4 to 5
+        if version <= SCHEMA_BEFORE_CHUNKED_ATTACHMENTS:
+            _chunk_attachments(db)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
@@ -568,6 +609,21 @@ def _add_key_log(db: sqlite3.Connection) -> None:
     db.execute(KEY_LOG_TABLE)
     for entry in backfill(db.execute(_BACKFILL).fetchall(), int(time.time())):
         _append(db, entry)
+
+
+def _chunk_attachments(db: sqlite3.Connection) -> None:
+    """Schema 5 to 6: each attachment's blob becomes its one chunk (``read_chunks`` takes a chunk of
+    any size); the old table's pages are zeroed by ``secure_delete``."""
+    db.execute("ALTER TABLE attachments RENAME TO attachments_schema_5")
+    db.execute("DROP INDEX attachments_expiry")
+    for statement in ATTACHMENT_TABLES.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute(
+        "INSERT INTO attachments SELECT attachment_id, length(blob), expires_at FROM attachments_schema_5"
+    )
+    db.execute("INSERT INTO attachment_chunks SELECT attachment_id, 0, blob FROM attachments_schema_5")
+    db.execute("DROP TABLE attachments_schema_5")
 
 
 def _number_mailboxes_apart(db: sqlite3.Connection) -> None:

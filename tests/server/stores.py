@@ -42,7 +42,23 @@ and devices whose certificates it signed (no certificate column). In SQL both ba
 the SQLite backend's version is ``PRAGMA user_version``, the PostgreSQL one's a
 ``schema_version`` row."""
 
+SQLITE_PLAIN_ATTACHMENTS = [
+    "DROP TABLE attachment_chunks",
+    "DROP TABLE attachments",
+    "CREATE TABLE attachments (attachment_id TEXT PRIMARY KEY, blob BLOB NOT NULL,"
+    " expires_at INTEGER NOT NULL)",
+    "CREATE INDEX attachments_expiry ON attachments(expires_at)",
+]
+POSTGRES_PLAIN_ATTACHMENTS = [
+    "DROP TABLE attachment_chunks",
+    "DROP TABLE attachments",
+    "CREATE TABLE attachments (attachment_id TEXT PRIMARY KEY, blob BYTEA NOT NULL,"
+    " expires_at BIGINT NOT NULL)",
+    "CREATE INDEX attachments_expiry ON attachments(expires_at)",
+]
+"""The attachments table of every schema before SQLite 6 and PostgreSQL 7: one row, in clear, per blob."""
 SQLITE_SCHEMA_3_MAILBOX = [
+    *SQLITE_PLAIN_ATTACHMENTS,
     "DROP TABLE delivery_keys",
     "DROP TABLE mailbox",
     "CREATE TABLE mailbox (sequence INTEGER PRIMARY KEY AUTOINCREMENT, device_id INTEGER NOT NULL,"
@@ -53,6 +69,7 @@ SQLITE_SCHEMA_3_MAILBOX = [
     "PRAGMA user_version = 3",
 ]
 POSTGRES_SCHEMA_3_MAILBOX = [
+    *POSTGRES_PLAIN_ATTACHMENTS,
     "DROP TABLE delivery_keys",
     "DROP TABLE mailbox",
     "CREATE TABLE mailbox (sequence BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
@@ -120,6 +137,16 @@ class StoreBackend(ABC):
         downgrade = SQLITE_SCHEMA_3_MAILBOX if self.name == "sqlite" else POSTGRES_SCHEMA_3_MAILBOX
         for statement in downgrade:
             await self.sql(statement)
+
+    async def write_plain_attachments(self) -> None:
+        """Turn this test's database (of the current schema, no attachments) into one of the schema
+        before (SQLite 5, PostgreSQL 6), whose attachments are rows in clear (insert them)."""
+        if self.name == "sqlite":
+            for statement in [*SQLITE_PLAIN_ATTACHMENTS, "PRAGMA user_version = 5"]:
+                await self.sql(statement)
+        else:
+            for statement in [*POSTGRES_PLAIN_ATTACHMENTS, "UPDATE schema_version SET version = 6"]:
+                await self.sql(statement)
 
     @abstractmethod
     async def tables(self) -> list[str]:

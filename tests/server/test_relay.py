@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import ssl
 import time
@@ -29,11 +30,16 @@ from app.protocol.frames import (
     UploadedPreKey,
     UploadPreKeys,
 )
+from app.protocol.lifetime import relay_expiry
+from server.http import SPOOL_WRITE_BYTES
 from server.keys import UPLOAD_KEY_FILE
+from server.store.base import ATTACHMENT_CHUNK_BYTES
 from server.store.sealing import MAILBOX_KEY_FILE
 from tests.server.relays import RelayFactory, eventually, run
 from tests.server.stores import database_of
 from tests.support.relay import TEST_AUTHORITY, RelayProcess, TestDevice, admin, new_account
+
+DAY = 24 * 3600
 
 
 async def _pair(relay: RelayProcess, prefix: str = "u") -> tuple[TestDevice, TestDevice]:
@@ -420,10 +426,14 @@ def test_a_device_uploads_no_more_than_its_hourly_share_and_others_still_upload(
     run(scenario())
 
 
-def test_an_attachment_can_be_given_a_shorter_life(start_relay: RelayFactory) -> None:
-    """Test that Enclave-Expires-At caps a blob's life and that a past or malformed expiry is refused."""
-    relay = start_relay(sweep_interval_seconds=1)
-    database = database_of(relay.data_dir)
+def test_every_upload_lives_whole_days_whatever_it_asks_and_comes_back_whole(
+    start_relay: RelayFactory,
+) -> None:
+    """Test that an upload's expiry is the last whole day within the retention even when it asks for
+    less (so it tells no timer or send second), and that a blob of several chunks is streamed back
+    byte for byte, with its length announced (HEAD too)."""
+    relay = start_relay()
+    blob = random(2 * ATTACHMENT_CHUNK_BYTES + 123)
 
     async def scenario() -> None:
         alice, bob = await _pair(relay)
@@ -431,30 +441,70 @@ def test_an_attachment_can_be_given_a_shorter_life(start_relay: RelayFactory) ->
         token = {"Authorization": "Enclave-Upload " + alice.upload_token.hex()}
         url = f"{relay.https}/v1/attachments"
         async with aiohttp.ClientSession() as http:
-            for bad in ("yesterday", "1", "-5"):
-                async with http.post(
-                    url, data=b"x", headers={**token, "Enclave-Expires-At": bad}, ssl=context
-                ) as r:
-                    assert r.status == 400
-            until = int(time.time()) + 2
-            async with http.post(
-                url, data=b"x", headers={**token, "Enclave-Expires-At": str(until)}, ssl=context
-            ) as r:
+            before = int(time.time())
+            asked = {**token, "Enclave-Expires-At": str(before + 2)}
+            async with http.post(url, data=blob, headers=asked, ssl=context) as r:
                 answer = await r.json()
-                assert r.status == 201 and answer["expires_at"] == until
+                assert r.status == 201
+            after = int(time.time())
+            expires_at = answer["expires_at"]
+            assert expires_at % DAY == 0, "a whole day, not a second"
+            assert expires_at in {relay_expiry(before, 30 * DAY), relay_expiry(after, 30 * DAY)}
+            assert expires_at > before + 29 * DAY, "not the two seconds it asked for"
             attachment_id = answer["attachment_id"]
+            async with http.head(f"{url}/{attachment_id}", ssl=context) as r:
+                assert r.status == 200 and r.content_length == len(blob)
             async with http.get(f"{url}/{attachment_id}", ssl=context) as r:
-                assert r.status == 200
-            stored = "SELECT expires_at FROM attachments WHERE attachment_id = $1"
-            assert await database.sql(stored, attachment_id) == [(until,)]
+                assert r.status == 200 and r.content_length == len(blob)
+                assert await r.read() == blob
+        await alice.disconnect()
+        await bob.disconnect()
 
-            async def swept() -> bool:
-                return await database.sql(stored, attachment_id) == []
+    run(scenario())
 
-            await eventually(swept, "sweeping the expired attachment", within=until - time.time() + 10)
-            assert time.time() >= until
-            async with http.get(f"{url}/{attachment_id}", ssl=context) as r:
-                assert r.status == 404
+
+def test_an_upload_is_spooled_to_disk_while_it_arrives(start_relay: RelayFactory) -> None:
+    """Test that the bytes of an upload still arriving are in a spool file in the data folder (open,
+    already unlinked), not gathered in memory, and that the spool is gone once it is stored."""
+    relay = start_relay()
+    first = random(3 * SPOOL_WRITE_BYTES)
+    paused, resume = asyncio.Event(), asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield first
+        paused.set()
+        await resume.wait()
+        yield b"the end"
+
+    def spooled() -> list[int]:
+        """Sizes of the relay's open files that were in its data folder and are unlinked."""
+        assert relay.process is not None
+        sizes = []
+        for fd in Path(f"/proc/{relay.process.pid}/fd").iterdir():
+            target = os.readlink(fd)
+            if target.startswith(str(relay.data_dir)) and target.endswith("(deleted)"):
+                sizes.append(os.stat(fd).st_size)
+        return sizes
+
+    async def scenario() -> None:
+        alice, bob = await _pair(relay)
+        token = {"Authorization": "Enclave-Upload " + alice.upload_token.hex()}
+        async with aiohttp.ClientSession() as http:
+            upload = asyncio.create_task(
+                http.post(
+                    f"{relay.https}/v1/attachments", data=body(), headers=token, ssl=relay.ssl_context()
+                )
+            )
+            await paused.wait()
+
+            async def on_disk() -> bool:
+                return any(size >= len(first) - SPOOL_WRITE_BYTES for size in spooled())
+
+            await eventually(on_disk, "the arrived bytes are in the spool file")
+            resume.set()
+            async with await upload as r:
+                assert r.status == 201
+            assert spooled() == [], "the spool went with the request"
         await alice.disconnect()
         await bob.disconnect()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import sqlite3
 import time
@@ -19,7 +20,8 @@ from nacl.utils import random
 from app.protocol.envelope import Envelope
 from app.protocol.frames import FrameType, Send, Status
 from app.protocol.lifetime import EXPIRY_BUCKET_SECONDS
-from server.store.base import NewDevice, Quota, RelayStore, SignedPreKey, StoreError
+from server.store.attachmentrows import AttachmentHeader
+from server.store.base import ATTACHMENT_CHUNK_BYTES, NewDevice, Quota, RelayStore, SignedPreKey, StoreError
 from server.store.postgres import PostgresStore, quote_identifier
 from server.store.sealing import EPOCH_SECONDS, EpochKey, MailboxKeys
 from server.store.sqlite import SQLiteStore
@@ -186,6 +188,23 @@ def test_nothing_of_an_expired_envelope_is_left_in_the_sqlite_files(tmp_path: Pa
     run_with(SQLiteStore(database), body)
 
 
+def test_nothing_of_an_expired_attachment_is_left_in_the_sqlite_files(tmp_path: Path) -> None:
+    """Test that once the sweep has dropped an expired attachment of several chunks, the database
+    file, WAL and shared-memory file hold neither its id nor any of its chunks' bytes."""
+    database = tmp_path / "relay.sqlite3"
+    attachment_id, blob = "A" * 32, os.urandom(ATTACHMENT_CHUNK_BYTES + 5000)
+    expires_at = 1_700_006_400
+
+    async def body(store: RelayStore) -> None:
+        await store.put_attachment(attachment_id, io.BytesIO(blob), expires_at)
+        head, tail = blob[:64], blob[-64:]
+        assert any(tail in content for content in _files(database).values()), "it was stored"
+        assert await store.drop_expired(expires_at) == 1
+        _assert_gone(database, attachment_id.encode("ascii"), head, tail, blob[ATTACHMENT_CHUNK_BYTES:][:64])
+
+    run_with(SQLiteStore(database), body)
+
+
 class Clock:
     """The epoch clock of a test's relay: real time, moved on by whole epochs when the test says."""
 
@@ -196,11 +215,11 @@ class Clock:
         return time.time() + self.ahead
 
 
-async def _heap_tuples(backend: PostgresBackend) -> list[bytes]:
-    """The data of every tuple in the mailbox table's heap pages, live or dead, read raw with
+async def _heap_tuples(backend: PostgresBackend, table: str = "mailbox") -> list[bytes]:
+    """The data of every tuple in ``table``'s heap pages, live or dead, read raw with
     ``pageinspect`` (what a copy of the table's files holds)."""
     await backend.sql("CREATE EXTENSION IF NOT EXISTS pageinspect SCHEMA public")
-    relation = f"{quote_identifier(backend.schema)}.mailbox"
+    relation = f"{quote_identifier(backend.schema)}.{table}"
     (pages,) = await backend.sql(
         "SELECT pg_relation_size($1::regclass) / current_setting('block_size')::int", relation
     )
@@ -264,6 +283,57 @@ def _opens(key: EpochKey, sealed: bytes) -> bool:
     """Whether ``key`` opens ``sealed`` (for the recipient's mailbox tag under that key)."""
     try:
         key.open(tag=key.mailbox_tag(0x5A17C0DE), sealed=sealed)
+    except StoreError:
+        return False
+    return True
+
+
+def test_what_postgresql_keeps_of_an_expired_attachment_is_sealed_under_a_key_then_destroyed(
+    postgres: PostgresBackend,
+) -> None:
+    """Test that the dead tuples an expired attachment leaves in the attachments and chunks tables
+    hold neither its id nor its bytes in clear, and that once two epochs have passed and the sweep
+    has run, no key the key file yields opens its header, which alone holds its chunks' key."""
+    clock = Clock()
+    keys = MailboxKeys(postgres.key_file, clock)
+    attachment_id = "B" * 32
+    # Chunks small enough to stay in the heap tuple (PostgreSQL moves values over about 2 KB to TOAST).
+    blob = os.urandom(1500)
+
+    async def body(store: RelayStore) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+        now = int(time.time())
+        await store.put_attachment(attachment_id, io.BytesIO(blob), now + 60)
+        headers = [
+            (bytes(t), bytes(s))
+            for t, s in await postgres.sql("SELECT attachment_tag, sealed FROM attachments")
+        ]
+        assert await store.drop_expired(now + 60) == 1
+        assert await postgres.sql("SELECT COUNT(*) FROM attachment_chunks") == [(0,)]
+        return headers, await _heap_tuples(postgres, "attachments") + await _heap_tuples(
+            postgres, "attachment_chunks"
+        )
+
+    headers, tuples = run_with(PostgresStore(postgres.dsn, postgres.schema, keys), body)
+    assert len(headers) == 1
+    assert any(headers[0][1] in data for data in tuples), "the deleted header is still in the table's pages"
+    assert any(len(data) > len(blob) for data in tuples), "the deleted chunk is still in the table's pages"
+    for data in tuples:
+        assert attachment_id.encode("ascii") not in data and blob[:64] not in data and blob[-64:] not in data
+    assert any(_opens_header(key, *headers[0]) for key in keys.kept()), "readable while kept"
+
+    clock.ahead = 2 * EPOCH_SECONDS
+
+    async def sweep(store: RelayStore) -> None:
+        await store.drop_expired(int(clock()))
+
+    run_with(PostgresStore(postgres.dsn, postgres.schema, keys), sweep)
+    survivors = MailboxKeys(postgres.key_file, clock).kept()
+    assert survivors and not any(_opens_header(key, *headers[0]) for key in survivors)
+
+
+def _opens_header(key: EpochKey, tag: bytes, sealed: bytes) -> bool:
+    try:
+        AttachmentHeader.open(key, tag=tag, sealed=sealed)
     except StoreError:
         return False
     return True

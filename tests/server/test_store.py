@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import json
 import os
@@ -17,6 +18,7 @@ from app.protocol.frames import MAX_DEVICES_PER_ACCOUNT
 from app.protocol.logentry import DeviceRevoked, EntryKind, device_added_entry, parse_entry
 from server.store import postgres, sqlite
 from server.store.base import (
+    ATTACHMENT_CHUNK_BYTES,
     Account,
     AccountInactiveError,
     AccountState,
@@ -705,13 +707,13 @@ def test_drop_expired_deletes_expired_envelopes_and_attachments(store: RelayStor
         await store.enqueue(device.device_id, _envelope_id(), b"old", NOW, ROOMY)
         await store.enqueue(device.device_id, _envelope_id(), b"older", NOW - 100, ROOMY)
         await store.enqueue(device.device_id, _envelope_id(), b"fresh", NOW + 1, ROOMY)
-        await store.put_attachment("old-attachment", b"old", NOW)
-        await store.put_attachment("fresh-attachment", b"fresh", NOW + 1)
+        await _put(store, "old-attachment", b"old", NOW)
+        await _put(store, "fresh-attachment", b"fresh", NOW + 1)
 
         assert await store.drop_expired(NOW) == 3
         assert [q.blob for q in await store.pending(device.device_id, 0, NOW - 1000, 10)] == [b"fresh"]
-        assert await store.get_attachment("old-attachment", NOW - 1000) is None
-        assert await store.get_attachment("fresh-attachment", NOW) == b"fresh"
+        assert await _get(store, "old-attachment", NOW - 1000) is None
+        assert await _get(store, "fresh-attachment", NOW) == b"fresh"
         assert await store.drop_expired(NOW) == 0
 
     run_with(store, body)
@@ -720,19 +722,84 @@ def test_drop_expired_deletes_expired_envelopes_and_attachments(store: RelayStor
 # Attachments.
 
 
+async def _put(store: RelayStore, attachment_id: str, blob: bytes, expires_at: int) -> int:
+    """Store ``blob`` from a spool, as the relay's upload handler does."""
+    return await store.put_attachment(attachment_id, io.BytesIO(blob), expires_at)
+
+
+async def _get(store: RelayStore, attachment_id: str, now: int) -> bytes | None:
+    stored = await store.get_attachment(attachment_id, now)
+    if stored is None:
+        return None
+    blob = b"".join([chunk async for chunk in stored.chunks])
+    assert len(blob) == stored.size
+    return blob
+
+
 def test_attachment_is_stored_until_it_expires(store: RelayStore) -> None:
     """Test that an attachment reads back before its expiry, not at or after it, and ids are unique."""
 
     async def body(store: RelayStore) -> None:
         blob = os.urandom(5000)
-        await store.put_attachment("attachment-1", blob, NOW + 10)
-        assert await store.get_attachment("attachment-1", NOW) == blob
-        assert await store.get_attachment("attachment-1", NOW + 10) is None
-        assert await store.get_attachment("unknown", NOW) is None
+        assert await _put(store, "attachment-1", blob, NOW + 10) == len(blob)
+        assert await _get(store, "attachment-1", NOW) == blob
+        assert await _get(store, "attachment-1", NOW + 10) is None
+        assert await _get(store, "unknown", NOW) is None
         with pytest.raises(DuplicateError):
-            await store.put_attachment("attachment-1", b"other", LATER)
+            await _put(store, "attachment-1", b"other", LATER)
+        assert await _get(store, "attachment-1", NOW) == blob, "the refused one changed nothing"
 
     run_with(store, body)
+
+
+def test_a_large_attachment_is_kept_and_read_back_in_chunks(store: RelayStore) -> None:
+    """Test that an attachment of several chunks is stored from its spool and read back one chunk of
+    ATTACHMENT_CHUNK_BYTES at a time, the last one short, in order."""
+    blob = os.urandom(2 * ATTACHMENT_CHUNK_BYTES + 1000)
+
+    async def body(store: RelayStore) -> list[bytes]:
+        assert await _put(store, "large", blob, LATER) == len(blob)
+        stored = await store.get_attachment("large", NOW)
+        assert stored is not None and stored.size == len(blob)
+        return [chunk async for chunk in stored.chunks]
+
+    chunks = run_with(store, body)
+    assert [len(c) for c in chunks] == [ATTACHMENT_CHUNK_BYTES, ATTACHMENT_CHUNK_BYTES, 1000]
+    assert b"".join(chunks) == blob
+
+
+def test_an_attachment_swept_while_it_is_read_stops_the_reading(store: RelayStore) -> None:
+    """Test that reading an attachment that the sweep dropped after its first chunk raises
+    StoreError instead of ending as if the blob were whole."""
+    blob = os.urandom(2 * ATTACHMENT_CHUNK_BYTES)
+
+    async def body(store: RelayStore) -> None:
+        await _put(store, "brief", blob, NOW + 10)
+        stored = await store.get_attachment("brief", NOW)
+        assert stored is not None
+        assert await anext(stored.chunks) == blob[:ATTACHMENT_CHUNK_BYTES]
+        assert await store.drop_expired(NOW + 10) == 1
+        with pytest.raises(StoreError):
+            await anext(stored.chunks)
+
+    run_with(store, body)
+
+
+def test_attachments_of_the_schema_before_chunks_are_carried_over(backend: StoreBackend) -> None:
+    """Test that a database whose attachments are rows in clear (SQLite 5, PostgreSQL 6) is opened
+    with each one readable as before, and that no clear attachment table is left."""
+    run_with(backend.new_store(), lambda store: store.statistics())
+    asyncio.run(backend.write_plain_attachments())
+    old = os.urandom(ATTACHMENT_CHUNK_BYTES + 10)
+    asyncio.run(backend.sql("INSERT INTO attachments VALUES ($1, $2, $3)", "old-one", old, LATER))
+
+    async def reopened(store: RelayStore) -> tuple[bytes | None, bytes | None]:
+        await _put(store, "new-one", b"new", LATER)
+        return await _get(store, "old-one", NOW), await _get(store, "old-one", LATER)
+
+    assert run_with(backend.new_store(), reopened) == (old, None)
+    assert "blob" not in asyncio.run(backend.columns("attachments"))
+    assert not [t for t in asyncio.run(backend.tables()) if "schema" in t and t != "schema_version"]
 
 
 # Admin actions in the key log.
@@ -817,7 +884,7 @@ def test_statistics_count_each_kind_of_row(store: RelayStore) -> None:
         await store.revoke_device(revoked.device_id, admin_entry=ACTION)
         for _ in range(4):
             await store.enqueue(device.device_id, _envelope_id(), b"mail", LATER, ROOMY)
-        await store.put_attachment("attachment-1", b"file", LATER)
+        await _put(store, "attachment-1", b"file", LATER)
         return await store.statistics()
 
     assert run_with(store, body) == {

@@ -123,11 +123,11 @@ def test_attachments_go_only_to_the_certificate_the_pin_check_accepted(tmp_path:
     try:
         address = second.https
         with pytest.raises(PinMismatchError):
-            asyncio.run(upload_blob(address, _der(first), b"ciphertext", b"\x00" * 32, None))
+            asyncio.run(upload_blob(address, _der(first), b"ciphertext", b"\x00" * 32))
         with pytest.raises(PinMismatchError):
             asyncio.run(download_blob(address, _der(first), "some-attachment", 1024))
         with pytest.raises(OfflineError, match="upload token"):
-            asyncio.run(upload_blob(address, _der(second), b"ciphertext", b"\x00" * 32, None))
+            asyncio.run(upload_blob(address, _der(second), b"ciphertext", b"\x00" * 32))
         assert asyncio.run(download_blob(address, _der(second), "some-attachment", 1024)) is None
     finally:
         first.stop()
