@@ -77,6 +77,10 @@ log = logging.getLogger(__name__)
 CONNECT_SECONDS = 15.0
 REQUEST_SECONDS = 30.0
 HEARTBEAT_SECONDS = 30.0
+DELIVERY_IDLE_SECONDS = 20.0
+"""How long the unidentified socket stays open with nothing to deliver. Every envelope handed in
+on one socket is plainly one sender's; closed when idle, a socket ties together one burst of
+envelopes (a conversation's exchange, a batch of receipts), not a whole day of them."""
 UPLOAD_SCHEME = "Enclave-Upload "
 DOWNLOAD_CHUNK_BYTES = 64 * 1024
 
@@ -432,6 +436,14 @@ class RelayLink:
         """The socket of the unidentified path, opened at the first envelope that can take it."""
         self._unidentified_lock = asyncio.Lock()
         self._unidentified_waiting: dict[int, asyncio.Future[Response]] = {}
+        self._unidentified_idle: asyncio.TimerHandle | None = None
+        self.delivery_idle_seconds = DELIVERY_IDLE_SECONDS
+        """``DELIVERY_IDLE_SECONDS``; tests shorten it to see the socket close."""
+
+    @property
+    def delivery_path_open(self) -> bool:
+        """Whether the unidentified socket is open now (it opens at the first DELIVER, closes when idle)."""
+        return self._unidentified is not None and not self._unidentified.ws.closed
 
     @property
     def state(self) -> TransportState:
@@ -481,6 +493,8 @@ class RelayLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         unidentified, self._unidentified = self._unidentified, None
+        if self._unidentified_idle is not None:
+            self._unidentified_idle.cancel()
         if unidentified is not None:
             await unidentified.close()
         self._set_state(TransportState.STOPPED, "")
@@ -523,8 +537,31 @@ class RelayLink:
         if self._state != TransportState.ONLINE:
             raise OfflineError("not connected to the relay")
         socket = await self._unidentified_socket()
-        return await _ask(
-            socket, self._unidentified_waiting, FrameType.DELIVER, deliver.encode(), REQUEST_SECONDS
+        self._close_when_idle(socket)
+        try:
+            return await _ask(
+                socket, self._unidentified_waiting, FrameType.DELIVER, deliver.encode(), REQUEST_SECONDS
+            )
+        finally:
+            self._close_when_idle(socket)
+
+    def _close_when_idle(self, socket: _Socket) -> None:
+        """Close ``socket`` once ``delivery_idle_seconds`` pass with no delivery on it (counted again
+        from now). No delivery can slip in between: the check and the close run in one callback,
+        and ``_deliver`` registers its answer's future without yielding once it has the socket."""
+
+        def close_if_idle() -> None:
+            if self._unidentified_waiting:
+                self._close_when_idle(socket)
+                return
+            if self._unidentified is socket:
+                self._unidentified = None
+            self._spawn(socket.close())
+
+        if self._unidentified_idle is not None:
+            self._unidentified_idle.cancel()
+        self._unidentified_idle = asyncio.get_running_loop().call_later(
+            self.delivery_idle_seconds, close_if_idle
         )
 
     async def _unidentified_socket(self) -> _Socket:

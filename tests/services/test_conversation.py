@@ -13,7 +13,7 @@ from app.protocol.frames import delivery_key_hash
 from app.services.errors import FileAccessError, TimerNotAllowedError
 from app.services.events import MessageArrived, MessageStatusChanged, TimerChanged
 from storage.records import MessageStatus
-from tests.support.clients import WAIT_SECONDS, Client, enrolled_client, first_message, open_client
+from tests.support.clients import WAIT_SECONDS, Client, enrolled_client, first_message, open_client, until
 from tests.support.relay import RelayProcess
 
 
@@ -196,3 +196,28 @@ def test_each_device_registers_the_hash_of_its_delivery_key_and_the_relay_holds_
     assert {delivery_key_hash(key) for key in keys} <= hashes
     files = [path.read_bytes() for path in relay.data_dir.glob("relay.sqlite3*")]
     assert not any(key in data for key in keys for data in files)
+
+
+def test_the_unidentified_socket_closes_when_idle_and_opens_again_for_the_next_envelope(
+    pair: tuple[Client, Client],
+) -> None:
+    """Test that the socket that hands envelopes in without a sender closes once nothing was delivered
+    on it for delivery_idle_seconds (shortened here), and that the next envelope opens a new one and
+    arrives: one socket never ties a whole day's envelopes together."""
+    alice, bob = pair
+    for client in pair:
+        client.enclave._run(lambda c: setattr(c.relay, "delivery_idle_seconds", 3.0)).result(WAIT_SECONDS)
+    conversation = alice.enclave.start_conversation("bob").result(WAIT_SECONDS)
+    alice.enclave.send_text(conversation.id, "first, by SEND").result(WAIT_SECONDS)
+    arrived = bob.wait_for(MessageArrived)
+    bob.enclave.send_text(arrived.conversation.id, "by DELIVER").result(WAIT_SECONDS)
+    assert alice.wait_for(MessageArrived).message.body == "by DELIVER"
+
+    def delivery_path_open(client: Client) -> bool:
+        return client.enclave._run(lambda c: c.relay.delivery_path_open).result(WAIT_SECONDS)
+
+    assert delivery_path_open(bob), "Bob's envelope went by DELIVER on the unidentified socket"
+    until(lambda: not delivery_path_open(bob), "Bob's idle unidentified socket closed")
+    bob.enclave.send_text(arrived.conversation.id, "again by DELIVER").result(WAIT_SECONDS)
+    assert alice.wait_for(MessageArrived).message.body == "again by DELIVER"
+    until(lambda: not delivery_path_open(bob), "and closed again")
