@@ -33,12 +33,17 @@ from server.tokens import check_upload_token
 ATTACHMENT_ID_BYTES = 24
 ATTACHMENT_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")
 UPLOAD_SCHEME = "Enclave-Upload "
+DELIVER_SCHEME = "Enclave-Deliver "
+DELIVER_CREDENTIAL = re.compile(r"([0-9]{1,10})\.([0-9a-f]{32})")
+"""``<recipient device id>.<its delivery key, 32 lowercase hex digits>``."""
 SPOOL_WRITE_BYTES = 1024 * 1024
 """An upload reaches its spool file in writes of about this much, each off the event loop."""
 log = logging.getLogger(__name__)
 RELAY_KEY: web.AppKey[Relay] = web.AppKey("relay", Relay)
 UPLOAD_BUDGET_KEY: web.AppKey[RateLimiter] = web.AppKey("upload budget", RateLimiter)
-UPLOAD_BUDGET_SPENT = "this device has uploaded its hourly share of attachments; try again later"
+UPLOAD_BUDGET_SPENT = (
+    "the hourly share of attachments (this device's, or the recipient mailbox's) is spent; try again later"
+)
 SIGNATURE_SUFFIX = ".sig"
 
 
@@ -95,6 +100,32 @@ def _uploader(request: web.Request, relay: Relay) -> int | None:
     except ValueError:  # binascii.Error for bad hex, ValueError for text that is not ASCII
         token = b""
     return check_upload_token(relay.keys.upload_token_key, token, relay.now())
+
+
+async def _charged_to(request: web.Request, relay: Relay) -> tuple[str, int] | web.Response:
+    """Whose hourly upload share an upload is charged to, or the error response: 401 if it may not
+    upload at all, 503 if the delivery key could not be checked.
+
+    ``Enclave-Upload <token>`` names the uploading device: ``("device", its id)``.
+    ``Enclave-Deliver <device>.<key>`` shows the delivery key of the device the file is for, as
+    a DELIVER does, and names nobody: ``("mailbox", that device)``, the share of every contact
+    writing to it together. A wrong key and an unknown device are the same 401.
+    """
+    refused = _error(401, "a valid upload token or delivery key is required")
+    header = request.headers.get("Authorization", "")
+    if not header.startswith(DELIVER_SCHEME):
+        uploader = _uploader(request, relay)
+        return refused if uploader is None else ("device", uploader)
+    credential = DELIVER_CREDENTIAL.fullmatch(header.removeprefix(DELIVER_SCHEME))
+    if credential is None:
+        return refused
+    device_id, key = int(credential[1]), bytes.fromhex(credential[2])
+    try:
+        taken = await relay.takes_delivery_key(device_id, key)
+    except StoreError:
+        log.warning("an upload's delivery key could not be checked", exc_info=True)
+        return _error(503, "the relay could not check the upload; try again later")
+    return ("mailbox", device_id) if taken else refused
 
 
 def _authorised(request: web.Request, relay: Relay) -> bool:
@@ -173,8 +204,9 @@ async def log_consistency(request: web.Request) -> web.Response:
 
 
 async def upload_attachment(request: web.Request) -> web.Response:
-    """Store an upload within the device's hourly budget (``attachment_bytes_per_hour``, charged
-    once the body is read, or refused from its Content-Length before): 429 past it.
+    """Store an upload within its hourly budget (``attachment_bytes_per_hour`` per uploading device,
+    or per recipient mailbox for one shown a delivery key; charged once the body is read, or
+    refused from its Content-Length before): 429 past it.
 
     The body goes to a spool file in the data folder (unlinked from the start, so nothing is left
     of it by name if the relay dies), then into the database in chunks; it is never whole in
@@ -182,9 +214,9 @@ async def upload_attachment(request: web.Request) -> web.Response:
     expiry tells neither the second it came nor the timer of the message that points at it.
     """
     relay = request.app[RELAY_KEY]
-    uploader = _uploader(request, relay)
-    if uploader is None:
-        return _error(401, "a valid upload token is required")
+    uploader = await _charged_to(request, relay)
+    if isinstance(uploader, web.Response):
+        return uploader
     budget, declared = request.app[UPLOAD_BUDGET_KEY], request.content_length
     if (
         declared is not None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -62,6 +63,7 @@ from app.protocol.frames import (
     UploadPreKeys,
     auth_message,
     control_character,
+    delivery_key_hash,
 )
 from app.protocol.lifetime import relay_expiry
 from server.config import ServerConfig
@@ -156,6 +158,12 @@ class Relay:
     def unregister(self, device_id: int, connection: Connection) -> None:
         if self.connections.get(device_id) is connection:
             del self.connections[device_id]
+
+    async def takes_delivery_key(self, device_id: int, delivery_key: bytes) -> bool:
+        """Whether ``delivery_key`` is the one ``device_id`` registered (SET_DELIVERY_KEY): what
+        proves "a contact of this device" on the unidentified path and for an upload to it."""
+        kept = await self.store.delivery_key(device_id)
+        return kept is not None and hmac.compare_digest(kept, delivery_key_hash(delivery_key))
 
     async def store_envelope(self, recipient_device: int, envelope: Envelope) -> Response:
         """Store ``envelope`` in the recipient's mailbox: the answer to a SEND or a DELIVER alike.

@@ -24,14 +24,13 @@ connection serves the next request. Nothing here logs but a store failure.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
 from app.base.errors import RemoteProtocolError
-from app.protocol.frames import Closing, Deliver, Frame, FrameType, Response, Status, delivery_key_hash
+from app.protocol.frames import Closing, Deliver, Frame, FrameType, Response, Status
 from server.store.base import StoreError
 
 if TYPE_CHECKING:
@@ -88,9 +87,7 @@ class UnidentifiedConnection:
             return Response(Status.INTERNAL_ERROR, "the relay could not complete the request; try again")
 
     async def on_deliver(self, request: Deliver) -> Response:
-        kept = await self.relay.store.delivery_key(request.recipient_device)
-        presented = delivery_key_hash(request.delivery_key)
-        if kept is None or not hmac.compare_digest(kept, presented):
+        if not await self.relay.takes_delivery_key(request.recipient_device, request.delivery_key):
             return Response(Status.UNAUTHENTICATED, NO_SUCH_KEY)
         if not self.relay.delivery_limiter.allow(request.recipient_device):
             return Response(Status.RATE_LIMITED, "this mailbox takes no more envelopes this minute")

@@ -330,7 +330,7 @@ class Sending:
         )
         content: Content
         if files:
-            content = await self._upload(header, files[0], message)
+            content = await self._upload(header, files[0], message, self._delivery_of(peer, devices))
         else:
             content = TextMessage(header, message.body)
         if self._store.messages.find(message.conversation_id, OUTGOING, message.message_id) is None:
@@ -346,15 +346,27 @@ class Sending:
         self._store.unsealed.remove(message.id)
         self._held.discard(message.id)
 
-    async def _upload(self, header: MessageHeader, file: Attachment, message: Message) -> FileMessage:
+    def _delivery_of(self, peer: str, devices: list[int]) -> tuple[int, bytes] | None:
+        """A device of ``peer`` and the delivery key it gave us, if one did: what lets an upload for
+        it name no uploader, as its envelope's DELIVER names no sender."""
+        for device_id in devices:
+            key = self._store.contacts.delivery_key(peer, device_id)
+            if key is not None:
+                return device_id, key
+        return None
+
+    async def _upload(
+        self, header: MessageHeader, file: Attachment, message: Message, delivery: tuple[int, bytes] | None
+    ) -> FileMessage:
         """Encrypt the file with a fresh key and put it on the relay (for its retention, whatever the
-        timer: the relay must not learn the timer from the upload)."""
+        timer: the relay must not learn the timer from the upload), showing ``delivery``'s key if
+        there is one (``RelayLink.upload``)."""
         token = self._credentials.upload_token
         if self._relay.state != TransportState.ONLINE or not token:
             raise OfflineError("files are uploaded once the relay has accepted this device")
         plaintext = b"".join(self._store.attachments.read(file.id))
         blob, key, digest = encrypt_blob(plaintext, self._random)
-        attachment_id = await self._relay.upload(blob, token)
+        attachment_id = await self._relay.upload(blob, token, delivery)
         return FileMessage(
             header,
             attachment_id.encode("ascii"),

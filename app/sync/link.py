@@ -82,6 +82,7 @@ DELIVERY_IDLE_SECONDS = 20.0
 on one socket is plainly one sender's; closed when idle, a socket ties together one burst of
 envelopes (a conversation's exchange, a batch of receipts), not a whole day of them."""
 UPLOAD_SCHEME = "Enclave-Upload "
+DELIVER_SCHEME = "Enclave-Deliver "
 DOWNLOAD_CHUNK_BYTES = 64 * 1024
 
 
@@ -302,18 +303,35 @@ async def enrol(address: RelayAddress, request: Callable[[Connection], Enrol]) -
         await socket.close()
 
 
-async def upload_blob(relay_url: str, certificate_der: bytes, blob: bytes, upload_token: bytes) -> str:
+class UploadUnauthorisedError(OfflineError):
+    """The relay took neither the upload token nor the delivery key the upload showed (HTTP 401)."""
+
+
+def upload_token_authorization(upload_token: bytes) -> str:
+    """The ``Authorization`` of an upload that names this device (its upload token)."""
+    return UPLOAD_SCHEME + upload_token.hex()
+
+
+def delivery_key_authorization(device_id: int, delivery_key: bytes) -> str:
+    """The ``Authorization`` of an upload for ``device_id`` that names nobody (its delivery key)."""
+    return f"{DELIVER_SCHEME}{device_id}.{delivery_key.hex()}"
+
+
+async def upload_blob(relay_url: str, certificate_der: bytes, blob: bytes, authorization: str) -> str:
     """POST an attachment blob to ``relay_url`` over HTTPS pinned to ``certificate_der``; returns its id.
 
     It asks for no expiry: the relay keeps every upload the same whole number of days, so that it
     learns no message's timer from it (docs/PROTOCOL.md section 10).
     """
-    headers = {"Authorization": UPLOAD_SCHEME + upload_token.hex()}
+    headers = {"Authorization": authorization}
     url = relay_url.rstrip("/") + "/v1/attachments"
     async with pinned_https(certificate_der) as http, http.post(url, data=blob, headers=headers) as response:
         answer = await response.json(content_type=None)
         if response.status == HTTPStatus.UNAUTHORIZED:
-            raise OfflineError("the relay refused the upload token; a new one comes with the next connection")
+            raise UploadUnauthorisedError(
+                "the relay refused the upload token or delivery key; a new token comes with the next"
+                " connection"
+            )
         if response.status == HTTPStatus.TOO_MANY_REQUESTS:
             # The device's hourly share is spent: the file waits, like one offline, until it refills.
             raise OfflineError(f"the relay defers the upload: {answer.get('error', '')}")
@@ -626,12 +644,25 @@ class RelayLink:
         except (ConnectionError, aiohttp.ClientError) as e:
             raise OfflineError(f"the relay connection failed: {e}") from e
 
-    async def upload(self, blob: bytes, upload_token: bytes) -> str:
-        """Store an attachment blob on the relay; returns its id."""
+    async def upload(
+        self, blob: bytes, upload_token: bytes, delivery: tuple[int, bytes] | None = None
+    ) -> str:
+        """Store an attachment blob on the relay; returns its id.
+
+        With ``delivery``, (a recipient device, its delivery key), the upload shows that key, as
+        a DELIVER does, and names no uploader; if the relay does not take it, it goes again with
+        this device's upload token, which names it (the refused key is forgotten when the
+        envelope's DELIVER is refused too).
+        """
         if self._pinned is None:
             raise OfflineError("not connected to the relay yet")
         url, certificate_der = self._pinned
-        return await upload_blob(url, certificate_der, blob, upload_token)
+        if delivery is not None:
+            try:
+                return await upload_blob(url, certificate_der, blob, delivery_key_authorization(*delivery))
+            except UploadUnauthorisedError:
+                log.info("the relay did not take a delivery key for an upload; it goes with the token")
+        return await upload_blob(url, certificate_der, blob, upload_token_authorization(upload_token))
 
     async def download(self, attachment_id: str, max_bytes: int) -> bytes | None:
         """An attachment blob of at most ``max_bytes``, or None if the relay no longer has it

@@ -153,3 +153,50 @@ def test_one_delivery_key_takes_at_most_its_share_a_minute(start_relay: RelayFac
             assert (await one.deliver(carol.device_id, carols, b"y"))[0].status == Status.OK
 
     run(scenario())
+
+
+def test_an_upload_for_a_device_shows_its_delivery_key_and_names_no_uploader(
+    start_relay: RelayFactory,
+) -> None:
+    """Test that an upload authorised by the recipient's delivery key instead of an upload token is stored
+    and downloadable; that a wrong key, an unknown device or a malformed credential get one 401; and that
+    such uploads are charged to the recipient's mailbox, not to any uploader: past its hourly share they
+    are 429 while the uploading device's own token still uploads."""
+    relay = start_relay(attachment_max_bytes=4096, attachment_bytes_per_hour=8192)
+    url = f"{relay.https}/v1/attachments"
+
+    async def upload(
+        http: aiohttp.ClientSession, authorization: str, blob: bytes
+    ) -> tuple[int, dict[str, str]]:
+        headers = {"Authorization": authorization}
+        async with http.post(url, data=blob, headers=headers, ssl=relay.ssl_context()) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def scenario() -> None:
+        bob, key = await _with_key(relay, "u.bob")
+        carol = await TestDevice(relay).join(new_account(relay.data_dir, "u.carol"))
+        by_key = f"Enclave-Deliver {bob.device_id}.{key.hex()}"
+        async with aiohttp.ClientSession() as http:
+            blob = random(4000)
+            status, answer = await upload(http, by_key, blob)
+            assert status == 201
+            async with http.get(f"{url}/{answer['attachment_id']}", ssl=relay.ssl_context()) as r:
+                assert await r.read() == blob
+            refusals = [
+                await upload(http, f"Enclave-Deliver {bob.device_id}.{random(16).hex()}", b"x"),
+                await upload(http, f"Enclave-Deliver {bob.device_id + 1}.{key.hex()}", b"x"),
+                await upload(http, f"Enclave-Deliver {bob.device_id}.{key.hex().upper()}", b"x"),
+                await upload(http, f"Enclave-Deliver {bob.device_id}:{key.hex()}", b"x"),
+                await upload(http, "Enclave-Deliver ", b"x"),
+            ]
+            assert {status for status, _ in refusals} == {401}
+            assert len({answer["error"] for _, answer in refusals}) == 1
+            assert (await upload(http, by_key, random(4000)))[0] == 201
+            status, answer = await upload(http, by_key, random(4000))
+            assert status == 429 and "hourly share" in answer["error"], "the mailbox's share is spent"
+            token = "Enclave-Upload " + carol.upload_token.hex()
+            assert (await upload(http, token, random(4000)))[0] == 201, "a device's own share is apart"
+        await bob.disconnect()
+        await carol.disconnect()
+
+    run(scenario())

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from app.crypto.keys import IdentityKeyPair
@@ -13,6 +15,7 @@ from app.protocol.frames import delivery_key_hash
 from app.services.errors import FileAccessError, TimerNotAllowedError
 from app.services.events import MessageArrived, MessageStatusChanged, TimerChanged
 from storage.records import MessageStatus
+from tests.server.relays import configure
 from tests.support.clients import WAIT_SECONDS, Client, enrolled_client, first_message, open_client, until
 from tests.support.relay import RelayProcess
 
@@ -221,3 +224,47 @@ def test_the_unidentified_socket_closes_when_idle_and_opens_again_for_the_next_e
     bob.enclave.send_text(arrived.conversation.id, "again by DELIVER").result(WAIT_SECONDS)
     assert alice.wait_for(MessageArrived).message.body == "again by DELIVER"
     until(lambda: not delivery_path_open(bob), "and closed again")
+
+
+def test_a_file_to_a_device_that_wrote_to_us_is_uploaded_without_naming_us(tmp_path: Path) -> None:
+    """Test that once Bob's device has written to Alice, her file to him is uploaded with his delivery key,
+    charged to his mailbox, not to her device: with her own hourly share spent (her token is refused
+    429), the file still reaches him."""
+    relay_dir = tmp_path / "relay"
+    configure(relay_dir, "sqlite", {"attachment_max_bytes": 100_000, "attachment_bytes_per_hour": 100_000})
+    relay = RelayProcess(relay_dir).start()
+    alice = enrolled_client(relay, tmp_path, "alice", "Alice Archer")
+    bob = enrolled_client(relay, tmp_path, "bob", "Bob Baker")
+    try:
+        alice.enclave.add_contact("bob", "Bob Baker").result(WAIT_SECONDS)
+        bob.enclave.add_contact("alice", "Alice Archer").result(WAIT_SECONDS)
+        conversation, arrived = first_message(alice, bob, "a file follows")
+        bob.enclave.send_text(arrived.conversation.id, "send it").result(WAIT_SECONDS)
+        alice.wait_for(MessageArrived)
+
+        token = alice.enclave._run(lambda c: c.credentials.upload_token).result(WAIT_SECONDS)
+        assert token
+
+        async def spend_alices_share() -> list[int]:
+            headers = {"Authorization": "Enclave-Upload " + token.hex()}
+            statuses = []
+            url = f"{relay.https}/v1/attachments"
+            async with aiohttp.ClientSession() as http:
+                for _ in range(2):
+                    blob = os.urandom(90_000)
+                    async with http.post(url, data=blob, headers=headers, ssl=relay.ssl_context()) as r:
+                        statuses.append(r.status)
+            return statuses
+
+        assert asyncio.run(spend_alices_share()) == [201, 429], "her device's own share is spent"
+        report = tmp_path / "report.txt"
+        report.write_bytes(os.urandom(50_000))
+        alice.enclave.send_file(conversation.id, report).result(WAIT_SECONDS)
+        delivered = bob.wait_for(MessageArrived)
+        [attachment] = bob.enclave.attachments(delivered.message.id).result(WAIT_SECONDS)
+        bob.enclave.save_attachment(attachment.id, tmp_path / "saved.txt").result(WAIT_SECONDS)
+        assert (tmp_path / "saved.txt").read_bytes() == report.read_bytes()
+    finally:
+        alice.close()
+        bob.close()
+        relay.stop()

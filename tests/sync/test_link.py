@@ -18,7 +18,15 @@ from app.base.errors import OfflineError, PinMismatchError, RelayRefusedError, R
 from app.base.tlsfiles import public_key_pin, self_signed
 from app.crypto.keys import IdentityKeyPair, SignedPreKey
 from app.protocol.frames import Enrol, SignedPreKeyUpload
-from app.sync.link import RelayAddress, download_blob, enrol, spki_pin, upload_blob, websocket_url
+from app.sync.link import (
+    RelayAddress,
+    download_blob,
+    enrol,
+    spki_pin,
+    upload_blob,
+    upload_token_authorization,
+    websocket_url,
+)
 from app.sync.machine import Connection
 from tests.support.hostile import hostile_https
 from tests.support.relay import RelayProcess, certificate_for
@@ -122,12 +130,13 @@ def test_attachments_go_only_to_the_certificate_the_pin_check_accepted(tmp_path:
     second = RelayProcess(tmp_path / "b").start()
     try:
         address = second.https
+        wrong_token = upload_token_authorization(b"\x00" * 32)
         with pytest.raises(PinMismatchError):
-            asyncio.run(upload_blob(address, _der(first), b"ciphertext", b"\x00" * 32))
+            asyncio.run(upload_blob(address, _der(first), b"ciphertext", wrong_token))
         with pytest.raises(PinMismatchError):
             asyncio.run(download_blob(address, _der(first), "some-attachment", 1024))
         with pytest.raises(OfflineError, match="upload token"):
-            asyncio.run(upload_blob(address, _der(second), b"ciphertext", b"\x00" * 32))
+            asyncio.run(upload_blob(address, _der(second), b"ciphertext", wrong_token))
         assert asyncio.run(download_blob(address, _der(second), "some-attachment", 1024)) is None
     finally:
         first.stop()
