@@ -611,14 +611,20 @@ def _add_key_log(db: sqlite3.Connection) -> None:
         _append(db, entry)
 
 
+def _execute_each(db: sqlite3.Connection, statements: str) -> None:
+    """Each ``;``-separated statement of ``statements`` inside the open transaction (``executescript``
+    would commit it first)."""
+    for statement in statements.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 def _chunk_attachments(db: sqlite3.Connection) -> None:
     """Schema 5 to 6: each attachment's blob becomes its one chunk (``read_chunks`` takes a chunk of
     any size); the old table's pages are zeroed by ``secure_delete``."""
     db.execute("ALTER TABLE attachments RENAME TO attachments_schema_5")
     db.execute("DROP INDEX attachments_expiry")
-    for statement in ATTACHMENT_TABLES.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    _execute_each(db, ATTACHMENT_TABLES)
     db.execute(
         "INSERT INTO attachments SELECT attachment_id, length(blob), expires_at FROM attachments_schema_5"
     )
@@ -632,9 +638,7 @@ def _number_mailboxes_apart(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE mailbox RENAME TO mailbox_schema_3")
     db.execute("DROP INDEX mailbox_device")
     db.execute("DROP INDEX mailbox_expiry")
-    for statement in MAILBOX_TABLES.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    _execute_each(db, MAILBOX_TABLES)
     db.execute(
         "INSERT INTO mailbox (device_id, sequence, envelope_id, blob, expires_at)"
         " SELECT device_id, ROW_NUMBER() OVER (PARTITION BY device_id ORDER BY sequence),"
