@@ -194,11 +194,17 @@ class Receiving:
             self._tasks.spawn(self._compare(head))
 
     async def _logged(self, sender: DeviceCertificate) -> bool:
-        """Whether the sender's key may be used: one this device knew already, or one the key log
-        binds to the sender's device (``UnloggedKeyError`` if the log does not). False leaves the
-        envelope at the relay: the log could not be read now, or it forked."""
+        """Whether the sender's key may be used: one this device knew already and the log has not
+        revoked since, or one the key log binds to the sender's device (``UnloggedKeyError`` if
+        the log does not, or revokes it). False leaves the envelope at the relay: the log could
+        not be read now, or it forked.
+
+        The revocation check is what stops a revoked device that kept its contacts' delivery keys:
+        its DELIVER names no sender, so the relay cannot refuse it, but its recipients do."""
         known = self._store.contacts.device(sender.account_id, sender.device_id)
         if known is not None and known.identity_key == sender.identity_key:
+            if self._transparency.revoked(sender.account_id, sender.device_id):
+                raise UnloggedKeyError(sender.account_id, sender.device_id)
             return True
         try:
             await self._transparency.require(sender.account_id, sender.device_id, sender.identity_key)

@@ -291,6 +291,12 @@ class Transparency:
         if not self._logged(account_id, device_id, identity_key):
             raise UnloggedKeyError(account_id, device_id)
 
+    def revoked(self, account_id: str, device_id: int) -> bool:
+        """Whether the log this device has read revokes that device (no sync: the log is followed
+        as it grows, so a revocation arrives with the next head)."""
+        kept = self._store.key_log.binding(account_id, device_id)
+        return kept is not None and kept.revoked is not None
+
     def _logged(self, account_id: str, device_id: int, identity_key: bytes) -> bool:
         kept = self._store.key_log.binding(account_id, device_id)
         return kept is not None and kept.identity_key == identity_key and kept.revoked is None

@@ -12,6 +12,7 @@ from app.protocol.envelope import ENVELOPE_ID_BYTES, Envelope
 from app.services.events import MessageArrived, MessageUnreadable, Problem
 from app.services.incoming import SEEN_ENVELOPE_SECONDS
 from storage.errors import NotFoundError, StoreFullError
+from storage.keylog import LoggedBinding
 from storage.records import OUTGOING, MessageStatus, PreKeyKind
 from tests.support.devices import Bench, Device, FakeClock, open_session
 from tests.support.transport import InMemoryTransport
@@ -97,6 +98,28 @@ def test_a_message_from_a_device_outside_the_organisation_is_acked_and_dropped(
     bench.run(bob.receiving.receive(envelope, bob.transport))
     assert bob.transport.acked == [envelope.envelope_id]
     assert bob.store.messages.count() == 0 and _bodies(bob) == []
+
+
+def test_a_known_device_the_key_log_has_since_revoked_is_refused(
+    bench: Bench, alice: Device, bob: Device
+) -> None:
+    """Test that once the key log Bob has read revokes Alice's device, an envelope from it is refused (acked,
+    nothing stored, the user told), though Bob knew its key: a revoked device that kept its contacts'
+    delivery keys sends unidentified, so the relay cannot refuse it, and its recipients must."""
+    open_session(alice, bob)
+    first = _sealed(bench, alice, bob, "before the revocation")
+    bench.run(bob.receiving.receive(first, bob.transport))
+    assert _bodies(bob) == ["before the revocation"]
+    bob.store.key_log.put(
+        LoggedBinding(
+            "alice", alice.device_id, alice.identity.public, added=0, added_at=0, revoked=1, revoked_at=0
+        )
+    )
+    later = _sealed(bench, alice, bob, "after it")
+    bench.run(bob.receiving.receive(later, bob.transport))
+    assert later.envelope_id in bob.transport.acked
+    assert _bodies(bob) == ["before the revocation"] and bob.store.messages.count() == 1
+    assert any("key log" in p.message for p in bob.emitted(Problem))
 
 
 def test_a_delivery_receipt_is_queued_for_the_sender(bench: Bench, alice: Device, bob: Device) -> None:
