@@ -87,6 +87,7 @@ def test_an_envelope_with_the_recipients_delivery_key_is_stored_and_pushed(start
             assert response.status == Status.OK
             assert await bob.next_push() == again
             assert bob.pushes.empty()
+        await bob.disconnect()
 
     run(scenario())
 
@@ -106,6 +107,7 @@ def test_a_new_key_replaces_the_old_and_a_revoked_device_takes_none(start_relay:
             revoked = admin(relay.data_dir, "device", "revoke", str(bob.device_id))
             assert revoked.returncode == 0, revoked.stderr
             assert (await path.deliver(bob.device_id, new, b"after"))[0].status == Status.UNAUTHENTICATED
+        await bob.disconnect()
 
     run(scenario())
 
@@ -133,6 +135,7 @@ def test_the_unidentified_path_takes_nothing_but_deliver_and_closes_on_a_broken_
             )
         async with unidentified(relay) as other:
             assert (await other.deliver(bob.device_id, key, b"served"))[0].status == Status.OK
+        await bob.disconnect()
 
     run(scenario())
 
@@ -151,6 +154,8 @@ def test_one_delivery_key_takes_at_most_its_share_a_minute(start_relay: RelayFac
             ]
             assert answers == [Status.OK, Status.OK, Status.OK, Status.RATE_LIMITED]
             assert (await one.deliver(carol.device_id, carols, b"y"))[0].status == Status.OK
+        await bob.disconnect()
+        await carol.disconnect()
 
     run(scenario())
 
