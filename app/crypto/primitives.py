@@ -49,6 +49,7 @@ SIGN_CONTEXT_ORG_CONFIG = b"enclave:v1:org-config"
 SIGN_CONTEXT_CERTIFY_REQUEST = b"enclave:v1:certify-request"
 SIGN_CONTEXT_RENEW_REQUEST = b"enclave:v1:renew-request"
 SIGN_CONTEXT_ADMIN_ACTION = b"enclave:v1:admin-action"
+SIGN_CONTEXT_GROUP_CHANGE = b"enclave:v1:group-change"
 
 # The Double Ratchet's recommended chain KDF inputs (Signal's specification, 5.2).
 CHAIN_MESSAGE_KEY_INPUT = b"\x01"
