@@ -151,6 +151,13 @@ class ConversationRepository:
             self._db.execute("UPDATE conversations SET timer_seconds = ? WHERE id = ?", (timer_seconds, id))
             return self.get(id)
 
+    def set_title(self, id: int, title: str) -> Conversation:
+        """A group's name as its state says (a direct conversation follows its peer: ``rename_peer``)."""
+        with self._db.transaction():
+            self.get(id)
+            self._db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, id))
+            return self.get(id)
+
     def set_classification(self, id: int, label: str) -> Conversation:
         with self._db.transaction():
             self.get(id)

@@ -35,6 +35,9 @@ or the next, never between. A store newer than this build is refused unchanged.
 - v10: receipts waiting for their random delay (``pending_receipts``, storage/receipts.py): the
   message, the receipt's kind, the sender's device it goes to, and when it falls due; a row
   goes with its message.
+- v11: the changes of the groups this device is in (``group_changes``, storage/groups.py), from
+  which their state is resolved, and each member's delivery and read receipt of a group message
+  (``member_receipts``), which goes with its message.
 """
 
 from __future__ import annotations
@@ -353,7 +356,29 @@ _V10 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
+_V11 = Migration(
+    11,
+    "group changes, and each member's receipt of a group message",
+    (
+        # Every verified change of every group this device is or was in (app/protocol/groupchange.py):
+        # the group's state is resolved from them (app/protocol/groupstate.py), never stored apart.
+        """CREATE TABLE group_changes (
+            id INTEGER PRIMARY KEY,
+            change_id BLOB NOT NULL UNIQUE CHECK (length(change_id) = 32),
+            group_id BLOB NOT NULL CHECK (length(group_id) = 16),
+            body BLOB NOT NULL,
+            received_at REAL NOT NULL)""",
+        "CREATE INDEX group_changes_group ON group_changes (group_id)",
+        """CREATE TABLE member_receipts (
+            message INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            account_id TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('delivered', 'read')),
+            at REAL NOT NULL,
+            PRIMARY KEY (message, account_id)) WITHOUT ROWID""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -46,6 +46,7 @@ from storage.errors import (
     ProfileFileError,
 )
 from storage.fileio import PRIVATE_DIR_MODE, make_private_dir
+from storage.groups import GroupChangeRepository, MemberReceiptRepository
 from storage.identity import IdentityRepository, PreKeyRepository
 from storage.keyheader import KeyHeader, Protection, read_header, write_header
 from storage.keylog import KeyLogRepository
@@ -130,6 +131,8 @@ class Store:
         self.seen = SeenEnvelopeRepository(db, clock=clock)
         self.base_keys = AcceptedBaseKeyRepository(db, clock=clock)
         self.pending_receipts = PendingReceiptRepository(db)
+        self.group_changes = GroupChangeRepository(db, clock=clock)
+        self.member_receipts = MemberReceiptRepository(db)
         self.settings = SettingsRepository(db)
         self.organisation = OrganisationRepository(db, clock=clock)
         self.key_log = KeyLogRepository(db, clock=clock)
@@ -270,6 +273,10 @@ class Store:
     def after_commit(self, work: Callable[[], None]) -> None:
         """Run ``work`` once the current transaction has committed (never if it rolls back)."""
         self._db.after_commit(work)
+
+    def after_rollback(self, work: Callable[[], None]) -> None:
+        """Run ``work`` if the current transaction rolls back: to drop what was cached from it."""
+        self._db.after_rollback(work)
 
     def sweep(self, now: float | None = None) -> list[int]:
         """Delete every message due at ``now`` (default: the clock) and return their ids.

@@ -39,6 +39,8 @@ GROUP_ID_BYTES = 16
 SECRET_ID_BYTES = 16
 DIGEST_BYTES = 32
 MAX_ATTACHMENT_ID_BYTES = 64
+MAX_GROUP_CHANGES = 1000
+"""Changes in one group changes content (a new member's welcome is split to fit)."""
 
 _FLAG_GROUP = 0x01
 _FLAG_SECRET = 0x02
@@ -52,6 +54,7 @@ class ContentKind(IntEnum):
     RECEIPT = 3
     TIMER_CHANGE = 4
     KEY_UPDATE = 5
+    GROUP_CHANGES = 6
 
 
 class ReceiptType(IntEnum):
@@ -300,9 +303,38 @@ class KeyUpdate:
         return cls(r.enum(KeyUpdateAction, "key update action"))
 
 
-Content = TextMessage | FileMessage | Receipt | TimerChange | KeyUpdate
-_READERS: dict[int, type[TextMessage | FileMessage | Receipt | TimerChange | KeyUpdate]] = {
-    cls.kind: cls for cls in (TextMessage, FileMessage, Receipt, TimerChange, KeyUpdate)
+@dataclass(frozen=True, slots=True)
+class GroupChanges:
+    """Changes of one or more groups, as their encodings (app/protocol/groupchange.py): each is
+    parsed and verified by the service that takes it, so one bad change spoils no other."""
+
+    changes: tuple[bytes, ...]
+
+    kind = ContentKind.GROUP_CHANGES
+
+    def write(self, w: Writer) -> None:
+        if not 1 <= len(self.changes) <= MAX_GROUP_CHANGES:
+            raise LocalProtocolError(f"a group changes content carries 1 to {MAX_GROUP_CHANGES} changes")
+        w.u16(len(self.changes))
+        for change in self.changes:
+            if not change:
+                raise LocalProtocolError("a group change is empty")
+            w.var32(change, MAX_PLAINTEXT_BYTES, "group change")
+
+    @classmethod
+    def read(cls, r: Reader) -> GroupChanges:
+        count = r.u16()
+        if not 1 <= count <= MAX_GROUP_CHANGES:
+            raise r.fail(f"a group changes content carries 1 to {MAX_GROUP_CHANGES} changes")
+        changes = tuple(r.var32(MAX_PLAINTEXT_BYTES, "group change") for _ in range(count))
+        if not all(changes):
+            raise r.fail("a group change is empty")
+        return cls(changes)
+
+
+Content = TextMessage | FileMessage | Receipt | TimerChange | KeyUpdate | GroupChanges
+_READERS: dict[int, type[TextMessage | FileMessage | Receipt | TimerChange | KeyUpdate | GroupChanges]] = {
+    cls.kind: cls for cls in (TextMessage, FileMessage, Receipt, TimerChange, KeyUpdate, GroupChanges)
 }
 
 

@@ -14,6 +14,8 @@ them in dependency order, and this file is the one place to read who calls whom
 - ``Sending``: stores, seals and queues what this device sends.
 - ``Receiving``: opens, stores and acks what the transport brings.
 - ``Conversations``: conversations, reading, timers, receipts, search, deleting.
+- ``Groups``: each group's signed changes and the state they resolve to (read by sending and
+  receiving); ``GroupAdmin``: creating and changing groups, who got a group message.
 - ``Verification``: safety numbers and accepting changed keys.
 - ``PreKeys``: keeps the relay stocked with one-time prekeys; rotates the signed prekey.
 - ``Account``: enrolment, the connection, certificate renewal.
@@ -51,6 +53,8 @@ from app.services.credentials import Credentials
 from app.services.delivery import Delivery
 from app.services.events import ConnectionChanged, Emitter, Listener, Problem
 from app.services.expiry import ExpirySchedule
+from app.services.groupadmin import GroupAdmin
+from app.services.groups import Groups
 from app.services.incoming import Receiving
 from app.services.keylog import Transparency
 from app.services.outgoing import Sending
@@ -87,6 +91,7 @@ class Client:
         sending: Sending,
         receiving: Receiving,
         conversations: Conversations,
+        groups: GroupAdmin,
         verification: Verification,
         prekeys: PreKeys,
         account: Account,
@@ -106,6 +111,7 @@ class Client:
         self.sending = sending
         self.receiving = receiving
         self.conversations = conversations
+        self.groups = groups
         self.verification = verification
         self.prekeys = prekeys
         self.account = account
@@ -180,6 +186,7 @@ class Client:
             rules=rules,
             delays=receipt_delays or ReceiptDelays(),
         )
+        groups = Groups(store, credentials=credentials, transparency=transparency, clock=clock, random=random)
         sending = Sending(
             store,
             credentials=credentials,
@@ -191,6 +198,7 @@ class Client:
             clock=clock,
             random=random,
             rules=rules,
+            groups=groups,
         )
         return cls(
             store,
@@ -212,10 +220,14 @@ class Client:
                 relay=relay,
                 delivery=delivery,
                 receipts=receipts,
+                groups=groups,
                 emitter=emitter,
                 tasks=tasks,
                 clock=clock,
                 rules=rules,
+            ),
+            groups=GroupAdmin(
+                store, groups=groups, sending=sending, credentials=credentials, emitter=emitter, rules=rules
             ),
             conversations=Conversations(
                 store,

@@ -52,6 +52,11 @@ class SecretChatError(PolicyError):
     """Secret chat messages cannot be forwarded, exported or saved."""
 
 
+class GroupError(EnclaveError):
+    """A group change this device's own rules would ignore (not an admin, the last admin leaving,
+    not a member), or a group this device does not hold; nothing was sent."""
+
+
 class NoDeviceError(EnclaveError):
     """The colleague has no active device, so nothing can be encrypted for them."""
 

@@ -122,6 +122,25 @@ class LogForked:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class GroupChanged:
+    """A group's state changed (its conversation's title, members, admins or timer may have)."""
+
+    conversation_id: int
+    group_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChangeIgnored:
+    """A change of a group was not applied: a forgery, a change by someone who is not an admin, or
+    one made while its author's rights were being taken away. ``reason`` says which."""
+
+    group_id: bytes
+    account_id: str
+    """Who the change claims as its author (for a forgery, not who made it)."""
+    reason: str
+
+
 Event = (
     MessageArrived
     | MessageStatusChanged
@@ -135,6 +154,8 @@ Event = (
     | MessageUnreadable
     | DeviceAddedToAccount
     | LogForked
+    | GroupChanged
+    | GroupChangeIgnored
 )
 Listener = Callable[[Event], None]
 

@@ -24,6 +24,7 @@ from app.base.errors import (
     CryptoError,
     DuplicateMessageError,
     EnvelopeIdMismatchError,
+    OfflineError,
     RemoteProtocolError,
     StorageError,
     TransportError,
@@ -35,6 +36,7 @@ from app.crypto.sealed import unseal
 from app.protocol.content import (
     Content,
     FileMessage,
+    GroupChanges,
     Receipt,
     ReceiptType,
     TextMessage,
@@ -42,6 +44,7 @@ from app.protocol.content import (
     parse_content,
 )
 from app.protocol.envelope import Envelope
+from app.protocol.groupchange import GroupChange
 from app.protocol.lifetime import ENVELOPE_LIFETIME_SECONDS
 from app.services import sessions
 from app.services.clock import Clock
@@ -53,12 +56,14 @@ from app.services.events import (
     ConversationStarted,
     Emitter,
     Event,
+    GroupChangeIgnored,
     MessageArrived,
     MessageStatusChanged,
     MessageUnreadable,
     Problem,
     TimerChanged,
 )
+from app.services.groups import Groups
 from app.services.keylog import Transparency
 from app.services.receipts import Receipts
 from app.services.rules import RulesSource
@@ -112,12 +117,14 @@ class Receiving:
         relay: RelayLink,
         delivery: Delivery,
         receipts: Receipts,
+        groups: Groups,
         emitter: Emitter,
         tasks: Tasks,
         clock: Clock,
         rules: RulesSource,
     ) -> None:
         """``relay`` serves the files (downloads) and is asked to push again after a failure."""
+        self._groups = groups
         self._store = store
         self._credentials = credentials
         self._transparency = transparency
@@ -171,6 +178,15 @@ class Receiving:
             return
         sender = unsealed.sender
         plaintext_file = None
+        changes: list[GroupChange] = []
+        if isinstance(content, GroupChanges):
+            try:
+                changes, refused = await self._groups.verify(content)
+            except (OfflineError, LogForkedError) as e:
+                log.info("group changes wait for the key log (%s)", type(e).__name__)
+                return
+            self._emitter.emit(*refused)
+            opened = self._sessions.open(sender, unsealed.message)
         if isinstance(content, FileMessage):
             plaintext_file = await self._download(content)
             # The download awaited: the stored session may have moved on (a receipt was
@@ -178,7 +194,13 @@ class Receiving:
             opened = self._sessions.open(sender, unsealed.message)
         try:
             events = self._store_received(
-                envelope, sender, opened, content, plaintext_file, delivery_key=unsealed.delivery_key
+                envelope,
+                sender,
+                opened,
+                content,
+                plaintext_file,
+                delivery_key=unsealed.delivery_key,
+                changes=changes,
             )
         except StorageError as e:
             self._emitter.emit(Problem(f"An arriving message could not be stored: {e}"))
@@ -272,9 +294,11 @@ class Receiving:
         plaintext_file: bytes | None,
         *,
         delivery_key: bytes,
+        changes: list[GroupChange],
     ) -> list[Event]:
         """The receive transaction: message, session, used prekey, envelope id, receipt, and the
-        sender device's delivery key (what lets us answer it unidentified)."""
+        sender device's delivery key (what lets us answer it unidentified); for group changes, the
+        ``changes`` of it that verified."""
         events: list[Event] = []
         with self._store.transaction():
             self._store.seen.add(envelope.envelope_id)
@@ -283,7 +307,7 @@ class Receiving:
                 events.append(note)
             if delivery_key != self._store.contacts.delivery_key(sender.account_id, sender.device_id):
                 self._store.contacts.set_delivery_key(sender.account_id, sender.device_id, delivery_key)
-            events += self._apply(content, sender, plaintext_file)
+            events += self._groups.keep(changes) if changes else self._apply(content, sender, plaintext_file)
         return events
 
     async def _download(self, content: FileMessage) -> bytes | None:
@@ -373,8 +397,7 @@ class Receiving:
     ) -> tuple[Conversation | None, list[Event]]:
         """The conversation a content belongs to, opened if the peer started it."""
         if group_id is not None:
-            log.info("dropped a group message: groups arrive with a later version")
-            return None, []
+            return self._group_conversation(sender, group_id)
         rules = self._rules()
         if secret_id is None:
             existing = self._store.conversations.find_with_peer(sender.account_id)
@@ -405,6 +428,16 @@ class Receiving:
         )
         return created, [ConversationStarted(created)]
 
+    def _group_conversation(
+        self, sender: DeviceCertificate, group_id: bytes
+    ) -> tuple[Conversation | None, list[Event]]:
+        """The group's conversation, if the sender is a member of it as this device's state says."""
+        conversation = self._groups.conversation(group_id)
+        if conversation is None or sender.account_id not in self._groups.members(group_id):
+            log.warning("dropped a group message from outside the group as this device knows it")
+            return None, [GroupChangeIgnored(group_id, sender.account_id, "a message from a non-member")]
+        return conversation, []
+
     def _apply_receipt(self, receipt: Receipt, sender: DeviceCertificate) -> list[Event]:
         status = MessageStatus.READ if receipt.receipt_type == ReceiptType.READ else MessageStatus.DELIVERED
         events: list[Event] = []
@@ -420,4 +453,32 @@ class Receiving:
                     message.id, status, at=receipt.timestamp / 1000
                 ):
                     events.append(MessageStatusChanged(message.id, conversation.id, status))
+        return events + self._apply_member_receipt(receipt, status, sender)
+
+    def _apply_member_receipt(
+        self, receipt: Receipt, status: MessageStatus, sender: DeviceCertificate
+    ) -> list[Event]:
+        """A group member's receipt: counted per member (``member_receipts``); the message itself is
+        delivered at the first member's, and read once every other member has read it."""
+        events: list[Event] = []
+        conversations = self._store.conversations
+        groups = [
+            c
+            for c in conversations.list()
+            if c.kind is ConversationKind.GROUP and sender.account_id in conversations.members(c.id)
+        ]
+        at = receipt.timestamp / 1000
+        for message_id in receipt.message_ids:
+            for conversation in groups:
+                message = self._store.messages.find(conversation.id, OUTGOING, message_id)
+                if message is None or not self._store.member_receipts.record(
+                    message.id, sender.account_id, status, at
+                ):
+                    continue
+                others = len(self._store.conversations.members(conversation.id)) - 1
+                _, read = self._store.member_receipts.counts(message.id)
+                overall = MessageStatus.READ if read >= others else MessageStatus.DELIVERED
+                self._store.messages.set_status(message.id, overall, at=at)
+                current = self._store.messages.get(message.id).status
+                events.append(MessageStatusChanged(message.id, conversation.id, current))
         return events

@@ -276,19 +276,22 @@ class Transparency:
         proof = await self._proof(low, high)
         self._caught(trust, view, lambda: view.check_head(untrusted_note, proof))
 
-    async def require(self, account_id: str, device_id: int, identity_key: bytes) -> None:
-        """Whether the log binds ``identity_key`` to this device of ``account_id``, not revoked;
+    async def require(
+        self, account_id: str, device_id: int, identity_key: bytes, *, revoked_too: bool = False
+    ) -> None:
+        """Whether the log binds ``identity_key`` to this device of ``account_id``, not revoked
+        (or, ``revoked_too``, ever: a group change signed before a revocation stays the device's);
         after one fresh sync if the kept log does not. ``UnloggedKeyError`` if it does not,
         ``LogForkedError`` if the log forked, ``OfflineError`` if the relay cannot show it now."""
         self.check_not_forked()
-        if self._logged(account_id, device_id, identity_key):
+        if self._logged(account_id, device_id, identity_key, revoked_too=revoked_too):
             return
         try:
             await self.sync()
         except (TransportError, RemoteProtocolError, InvalidSignatureError) as e:
             raise OfflineError(f"the organisation's key log cannot be read now ({type(e).__name__})") from e
         self.check_not_forked()
-        if not self._logged(account_id, device_id, identity_key):
+        if not self._logged(account_id, device_id, identity_key, revoked_too=revoked_too):
             raise UnloggedKeyError(account_id, device_id)
 
     def revoked(self, account_id: str, device_id: int) -> bool:
@@ -297,9 +300,11 @@ class Transparency:
         kept = self._store.key_log.binding(account_id, device_id)
         return kept is not None and kept.revoked is not None
 
-    def _logged(self, account_id: str, device_id: int, identity_key: bytes) -> bool:
+    def _logged(self, account_id: str, device_id: int, identity_key: bytes, *, revoked_too: bool) -> bool:
         kept = self._store.key_log.binding(account_id, device_id)
-        return kept is not None and kept.identity_key == identity_key and kept.revoked is None
+        if kept is None or kept.identity_key != identity_key:
+            return False
+        return revoked_too or kept.revoked is None
 
     def _view(self, trust: LogTrust) -> LogView:
         kept = self._store.key_log.head()

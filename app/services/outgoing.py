@@ -37,6 +37,7 @@ from app.services.credentials import Credentials
 from app.services.delivery import Delivery
 from app.services.errors import (
     FileAccessError,
+    GroupError,
     IdentityChangedError,
     LogForkedError,
     NoDeviceError,
@@ -46,6 +47,7 @@ from app.services.errors import (
     VerificationRequiredError,
 )
 from app.services.events import Emitter, MessageHeld, MessageStatusChanged, Problem
+from app.services.groups import Groups
 from app.services.keylog import Transparency
 from app.services.rules import RulesSource
 from app.services.sessions import Sessions
@@ -85,9 +87,12 @@ class Sending:
         clock: Clock,
         random: RandomSource,
         rules: RulesSource,
+        groups: Groups,
     ) -> None:
-        """``relay`` takes the files (uploads); the envelopes go through ``delivery``."""
+        """``relay`` takes the files (uploads); the envelopes go through ``delivery``; ``groups``
+        says whom a group message goes to."""
         self._store = store
+        self._groups = groups
         self._credentials = credentials
         self._sessions = sessions
         self._transparency = transparency
@@ -157,11 +162,56 @@ class Sending:
             raise NotEnrolledError("enrol this device first")
         self._transparency.check_not_forked()
         conversation = self._store.conversations.get(conversation_id)
-        if conversation.peer_account_id is None:
-            raise NoDeviceError("group conversations arrive with a later version")
-        if self._sessions.blocked(conversation.peer_account_id, conversation.peer_device):
-            raise IdentityChangedError(conversation.peer_account_id)
+        if conversation.group_id is not None:
+            if self._credentials.account.account_id not in self._groups.members(conversation.group_id):
+                raise GroupError("this account is no longer a member of that group")
+            return conversation
+        peer = conversation.peer_account_id
+        if peer is not None and self._sessions.blocked(peer, conversation.peer_device):
+            raise IdentityChangedError(peer)
         return conversation
+
+    def _recipients(self, conversation: Conversation) -> list[tuple[str, int | None]]:
+        """(account, its one device or None for all) for each account a message of the conversation goes
+        to: the peer, or every other member of the group as this device's state of it says."""
+        if conversation.group_id is None:
+            assert conversation.peer_account_id is not None
+            return [(conversation.peer_account_id, conversation.peer_device)]
+        me = self._credentials.account.account_id if self._credentials.account else None
+        return [(m, None) for m in sorted(self._groups.members(conversation.group_id)) if m != me]
+
+    def _known_devices(self, conversation: Conversation) -> list[tuple[str, int]]:
+        """The devices with a session a message of the conversation goes to, a key change aside."""
+        return [
+            (account, device_id)
+            for account, device in self._recipients(conversation)
+            for device_id in self._sessions.devices(account, device)
+            if not self._sessions.blocked(account, device_id)
+        ]
+
+    async def _devices(self, conversation: Conversation) -> list[tuple[str, int]]:
+        """Every device a message of the conversation goes to, sessions made where there are none.
+
+        In a direct conversation a changed key holds the message (``IdentityChangedError``); in a
+        group, a member whose key changed, or who has no device, is passed over (logged), so that
+        one member cannot hold the group's messages for everyone.
+        """
+        recipients = self._recipients(conversation)
+        if conversation.group_id is None:
+            [(peer, device)] = recipients
+            devices = await self._sessions.ensure(peer, device)
+            if self._sessions.blocked(peer, device):
+                raise IdentityChangedError(peer)
+            return [(peer, d) for d in devices]
+        found: list[tuple[str, int]] = []
+        for account, _ in recipients:
+            try:
+                devices = await self._sessions.ensure(account, None)
+            except NoDeviceError:
+                log.info("a group member has no device to send to")
+                continue
+            found += [(account, d) for d in devices if not self._sessions.blocked(account, d)]
+        return found
 
     def _check_policy(self, conversation: Conversation) -> None:
         """Whether the policy lets a message be written in ``conversation`` (a ``PolicyRefusedError`` if not).
@@ -196,13 +246,29 @@ class Sending:
 
     def send_control(self, conversation: Conversation, content: Content) -> None:
         """Queue a control message for every device the conversation reaches that has a session."""
-        peer = conversation.peer_account_id
-        if peer is None:
-            return
         expires_at = envelope_expiry(self._clock())
         with self._store.transaction():
-            for device_id in self._sessions.devices(peer, conversation.peer_device):
-                self._sessions.seal(peer, device_id, content, expires_at, message_id=None)
+            for account, device_id in self._known_devices(conversation):
+                self._sessions.seal(account, device_id, content, expires_at, message_id=None)
+        self._delivery.kick()
+
+    async def send_to_accounts(self, accounts: list[str], contents: list[Content]) -> None:
+        """Queue ``contents`` for every device of each account, sessions made where there are none
+        (a group's changes to its members; its whole log to a new one). An account with no device,
+        or whose key changed, is passed over."""
+        targets: list[tuple[str, int]] = []
+        for account in accounts:
+            try:
+                devices = await self._sessions.ensure(account, None)
+            except NoDeviceError:
+                log.info("a group member has no device to send to")
+                continue
+            targets += [(account, d) for d in devices if not self._sessions.blocked(account, d)]
+        expires_at = envelope_expiry(self._clock())
+        with self._store.transaction():
+            for account, device_id in targets:
+                for content in contents:
+                    self._sessions.seal(account, device_id, content, expires_at, message_id=None)
         self._delivery.kick()
 
     async def seal_pending(self) -> None:
@@ -274,6 +340,7 @@ class Sending:
             message_id,
             sent_at,
             expire_after,
+            group_id=conversation.group_id,
             secret_id=conversation.secret_id,
             log_head=self._transparency.head_note(),
         )
@@ -284,16 +351,16 @@ class Sending:
         Only when it is the one unsealed message (nothing earlier may be overtaken), it
         may be sealed now (``_may_seal``), and every device it goes to has a session.
         """
-        peer = conversation.peer_account_id
-        if peer is None or self._store.unsealed.count() != 1 or not self._may_seal(message):
+        if self._store.unsealed.count() != 1 or not self._may_seal(message):
             return False
-        devices = self._sessions.devices(peer, conversation.peer_device)
-        if not devices:
-            return False
+        recipients = self._recipients(conversation)
+        devices = self._known_devices(conversation)
+        if {account for account, _ in devices} != {account for account, _ in recipients}:
+            return False  # someone has no session yet: seal_pending makes it
         header = self._header(
             conversation, message.message_id, self._sent_at_millis(message), message.expire_after
         )
-        self._seal_ready(message, peer, devices, TextMessage(header, message.body))
+        self._seal_ready(message, devices, TextMessage(header, message.body))
         return True
 
     def _sent_at_millis(self, message: Message) -> int:
@@ -312,15 +379,12 @@ class Sending:
     async def _seal_one(self, message: Message, conversation: Conversation) -> None:
         """Seal a waiting message, checked again against the policy in force now: it was checked
         when written, but a newer config may have arrived since (``PolicyRefusedError``)."""
-        peer = conversation.peer_account_id
-        if peer is None:
-            raise NoDeviceError("group conversations arrive with a later version")
         self._transparency.check_not_forked()
         if not self._may_seal(message):
             raise OfflineError("this message is sealed once the relay is reachable with a fresh certificate")
-        devices = await self._sessions.ensure(peer, conversation.peer_device)
-        if self._sessions.blocked(peer, conversation.peer_device):
-            raise IdentityChangedError(peer)
+        devices = await self._devices(conversation)
+        if not devices and conversation.group_id is None:
+            raise NoDeviceError("the colleague has no device to send to")
         self._check_policy(conversation)
         files = self._store.attachments.of_message(message.id)
         for file in files:
@@ -330,27 +394,27 @@ class Sending:
         )
         content: Content
         if files:
-            content = await self._upload(header, files[0], message, self._delivery_of(peer, devices))
+            content = await self._upload(header, files[0], message, self._delivery_of(devices))
         else:
             content = TextMessage(header, message.body)
         if self._store.messages.find(message.conversation_id, OUTGOING, message.message_id) is None:
             return  # deleted while the upload or the key fetch was awaited
         with self._store.transaction():
-            self._seal_ready(message, peer, devices, content)
+            self._seal_ready(message, devices, content)
 
-    def _seal_ready(self, message: Message, peer: str, devices: list[int], content: Content) -> None:
+    def _seal_ready(self, message: Message, devices: list[tuple[str, int]], content: Content) -> None:
         """Encrypt for every device into the outbox and drop the unsealed mark (inside a transaction)."""
         expires_at = envelope_expiry(self._clock())
-        for device_id in devices:
-            self._sessions.seal(peer, device_id, content, expires_at, message_id=message.id)
+        for account, device_id in devices:
+            self._sessions.seal(account, device_id, content, expires_at, message_id=message.id)
         self._store.unsealed.remove(message.id)
         self._held.discard(message.id)
 
-    def _delivery_of(self, peer: str, devices: list[int]) -> tuple[int, bytes] | None:
-        """A device of ``peer`` and the delivery key it gave us, if one did: what lets an upload for
+    def _delivery_of(self, devices: list[tuple[str, int]]) -> tuple[int, bytes] | None:
+        """A recipient device and the delivery key it gave us, if one did: what lets an upload for
         it name no uploader, as its envelope's DELIVER names no sender."""
-        for device_id in devices:
-            key = self._store.contacts.delivery_key(peer, device_id)
+        for account, device_id in devices:
+            key = self._store.contacts.delivery_key(account, device_id)
             if key is not None:
                 return device_id, key
         return None

@@ -46,6 +46,8 @@ from app.services.credentials import Credentials
 from app.services.delivery import Delivery
 from app.services.events import Emitter, Event
 from app.services.expiry import ExpirySchedule
+from app.services.groupadmin import GroupAdmin
+from app.services.groups import Groups
 from app.services.incoming import Receiving
 from app.services.keylog import Transparency
 from app.services.outgoing import Sending
@@ -56,7 +58,7 @@ from app.services.settings import RelaySettings
 from app.services.tasks import Tasks
 from app.services.verification import Verification
 from app.sync.link import RelayAddress, RelayLink
-from app.sync.transport import TransportState
+from app.sync.transport import SendOutcome, TransportState
 from storage.records import Conversation, ConversationKind
 from storage.store import Store
 from tests.storage.harness import FakeClock
@@ -135,6 +137,7 @@ class Device:
     sending: Sending
     receiving: Receiving
     conversations: Conversations
+    groups: GroupAdmin
     verification: Verification
     expiry: ExpirySchedule
     provisioning: Provisioning
@@ -217,6 +220,8 @@ class Bench:
         )
         self._runner = asyncio.Runner()
         self.loop = self._runner.get_loop()
+        self._routed: dict[int, int] = {}
+        """How far each sender's offered envelopes have been routed (``route``)."""
         self.devices: list[Device] = []
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -380,6 +385,9 @@ class Bench:
             delays=self.receipt_delays,
         )
         receipts.arm()
+        groups = Groups(
+            store, credentials=credentials, transparency=transparency, clock=self.clock, random=self.random
+        )
         sending = Sending(
             store,
             credentials=credentials,
@@ -391,6 +399,7 @@ class Bench:
             clock=self.clock,
             random=self.random,
             rules=rules,
+            groups=groups,
         )
         device = Device(
             account_id=enrolment.account_id,
@@ -420,10 +429,14 @@ class Bench:
                 relay=relay,
                 delivery=delivery,
                 receipts=receipts,
+                groups=groups,
                 emitter=emitter,
                 tasks=tasks,
                 clock=self.clock,
                 rules=rules,
+            ),
+            groups=GroupAdmin(
+                store, groups=groups, sending=sending, credentials=credentials, emitter=emitter, rules=rules
             ),
             conversations=Conversations(
                 store,
@@ -459,6 +472,25 @@ class Bench:
         for envelope in envelopes:
             self.run(recipient.receiving.receive(envelope, recipient.transport))
         return envelopes
+
+    def route(self, sender: Device, devices: list[Device], *, receipts: bool = True) -> dict[int, int]:
+        """As ``deliver``, but each envelope the sender's transport stored goes to the one of ``devices``
+        it was for, as the relay's mailboxes do (one left for another device stays undelivered);
+        how many each device id got. Each envelope is routed once: from where the last ``route`` of
+        this sender stopped."""
+        before = self._routed.get(id(sender), 0)
+        sender.receipts.seal_due(math.inf if receipts else None)
+        sender.delivery.kick()
+        self.until(lambda: sender.store.outbox.next_attempt() is None, f"{sender.account_id}'s outbox left")
+        by_id = {device.device_id: device for device in devices}
+        got: dict[int, int] = {}
+        for offered in sender.transport.offered[before:]:
+            device = by_id.get(offered.recipient_device)
+            if offered.answer is SendOutcome.STORED and device is not None:
+                self.run(device.receiving.receive(offered.envelope, device.transport))
+                got[device.device_id] = got.get(device.device_id, 0) + 1
+        self._routed[id(sender)] = len(sender.transport.offered)
+        return got
 
     def close(self) -> None:
         try:
