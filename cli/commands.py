@@ -14,7 +14,7 @@ from pathlib import Path
 
 from app.services.errors import SecretChatError
 from app.services.events import ConnectionChanged, Event, MessageArrived
-from app.services.types import Message, MessageStatus
+from app.services.types import GroupInfo, Message, MessageStatus
 from cli import output
 from cli.chat import Chat
 from cli.errors import CliError
@@ -227,6 +227,63 @@ def timer(session: Session, args: argparse.Namespace) -> int:
     return 0
 
 
+def group(session: Session, args: argparse.Namespace) -> int:
+    """``group ACTION``: a change is sent to the members before this returns (it lingers to let it
+    leave); ``info`` and ``receipts`` read this profile only."""
+    enclave = session.enclave
+    if args.action == "info":
+        _print_group(session.call(enclave.group_info(args.id)))
+        return 0
+    if args.action == "receipts":
+        counts = session.call(enclave.group_receipts(args.message))
+        print(pair("delivered", counts.delivered))
+        print(pair("read", counts.read))
+        print(pair("members", counts.members))
+        return 0
+    session.require_online()
+    if args.action == "create":
+        for account in args.members:
+            session.contact(account)
+        made = session.call(
+            enclave.create_group(
+                args.name, args.members, timer_seconds=args.timer, label=args.label, secret=args.secret
+            )
+        )
+        info = session.call(enclave.group_info(made.id))
+    else:
+        if args.action == "add":
+            for account in args.accounts:
+                session.contact(account)
+        changes = {
+            "rename": lambda: enclave.rename_group(args.id, args.name),
+            "add": lambda: enclave.add_to_group(args.id, args.accounts),
+            "remove": lambda: enclave.remove_from_group(args.id, args.account),
+            "promote": lambda: enclave.promote_in_group(args.id, args.account),
+            "demote": lambda: enclave.demote_in_group(args.id, args.account),
+            "leave": lambda: enclave.leave_group(args.id),
+            "timer": lambda: enclave.set_group_timer(args.id, args.seconds),
+        }
+        info = session.call(changes[args.action]())
+    _print_group(info)
+    session.linger()
+    return 0
+
+
+def _print_group(info: GroupInfo) -> None:
+    print(pair("conversation", info.conversation_id))
+    print(pair("group", info.group_id.hex()))
+    print(pair("name", output.clean(info.name)))
+    print(pair("members", " ".join(output.clean(m) for m in info.members)))
+    print(pair("admins", " ".join(output.clean(a) for a in info.admins)))
+    print(pair("timer", info.timer_seconds))
+    if info.label:
+        print(pair("label", output.clean(info.label)))
+    if info.secret:
+        print(pair("secret", "yes"))
+    for author, reason in info.ignored:
+        note(f"a change claimed by {output.clean(author)} was not applied: {output.clean(reason)}")
+
+
 def safety_number(session: Session, args: argparse.Namespace) -> int:
     """The safety number of each of the colleague's devices; ``--verify`` and ``--accept`` act first.
 
@@ -331,6 +388,7 @@ COMMANDS: dict[str, Command] = {
     "listen": listen,
     "history": history,
     "timer": timer,
+    "group": group,
     "safety-number": safety_number,
     "devices": devices,
     "chat": chat,

@@ -69,6 +69,42 @@ def _targeted(
     return parser
 
 
+def _group_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``group ACTION ...``: create, change and read a group (its conversation id is ID)."""
+    group = commands.add_parser("group", help="create a group, change it, or show it")
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    conversation = _whole(1, MAX_ROW_ID)
+    create = actions.add_parser("create", help="a new group with you as its admin")
+    create.add_argument("name")
+    create.add_argument("members", nargs="+", metavar="ACCOUNT")
+    create.add_argument("--timer", type=_whole(0, MAX_TIMER_SECONDS), default=0, metavar="SECONDS")
+    create.add_argument("--label", default="", help="its classification label")
+    create.add_argument("--secret", action="store_true", help="a secret group (needs --timer)")
+    actions.add_parser("info", help="its name, members, admins and timer").add_argument(
+        "id", type=conversation
+    )
+    rename = actions.add_parser("rename", help="give it a new name")
+    rename.add_argument("id", type=conversation)
+    rename.add_argument("name")
+    add = actions.add_parser("add", help="add members")
+    add.add_argument("id", type=conversation)
+    add.add_argument("accounts", nargs="+", metavar="ACCOUNT")
+    for name, summary in (
+        ("remove", "remove a member"),
+        ("promote", "make a member an admin"),
+        ("demote", "an admin no more"),
+    ):
+        one = actions.add_parser(name, help=summary)
+        one.add_argument("id", type=conversation)
+        one.add_argument("account")
+    actions.add_parser("leave", help="leave the group").add_argument("id", type=conversation)
+    timer = actions.add_parser("timer", help="set its disappearing timer (0: off)")
+    timer.add_argument("id", type=conversation)
+    timer.add_argument("seconds", type=_whole(0, MAX_TIMER_SECONDS))
+    receipts = actions.add_parser("receipts", help="how many members got and read one of your messages")
+    receipts.add_argument("message", type=_whole(1, MAX_ROW_ID))
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = ToolParser(prog="enclave-cli", description="The headless Enclave client.").add_version()
     parser.add_argument(
@@ -126,6 +162,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help=f"1..{MAX_PAGE_SIZE}",
     )
     _targeted(commands, "timer", "set a conversation's disappearing timer (0: off)", "seconds")
+
+    _group_parser(commands)
 
     safety = commands.add_parser("safety-number", help="the safety numbers of a colleague's devices")
     safety.add_argument("account")

@@ -16,7 +16,7 @@ from app.protocol.content import SECRET_ID_BYTES, ReceiptType, TimerChange
 from app.services.clock import Clock, millis
 from app.services.contacts import Contacts
 from app.services.credentials import Credentials
-from app.services.errors import FileAccessError, NoDeviceError, SecretChatError
+from app.services.errors import FileAccessError, GroupError, SecretChatError
 from app.services.events import Emitter, MessageStatusChanged, TimerChanged
 from app.services.keylog import Transparency
 from app.services.outgoing import Sending
@@ -188,7 +188,7 @@ class Conversations:
         conversation = self._sending.sendable(conversation_id)
         peer = conversation.peer_account_id
         if peer is None:
-            raise NoDeviceError("group conversations arrive with a later version")
+            raise GroupError("a group's timer is changed by a group change (set_group_timer)")
         change = TimerChange(
             timer_seconds,
             millis(self._clock),

@@ -34,6 +34,8 @@ from app.services.types import (
     Conversation,
     ConversationSummary,
     DirectoryEntry,
+    GroupInfo,
+    GroupReceipts,
     Identity,
     KeyLogStatus,
     Message,
@@ -205,6 +207,48 @@ class Enclave:
 
     def set_timer(self, conversation_id: int, timer_seconds: int) -> Future[Conversation]:
         return self._run(lambda c: c.conversations.set_timer(conversation_id, timer_seconds))
+
+    # Groups.
+
+    def create_group(
+        self, name: str, members: list[str], *, timer_seconds: int = 0, label: str = "", secret: bool = False
+    ) -> Future[Conversation]:
+        """A new group with this account as its admin; the members hear of it at once."""
+        return self._run(
+            lambda c: c.groups.create(name, members, timer_seconds=timer_seconds, label=label, secret=secret)
+        )
+
+    def group_info(self, conversation_id: int) -> Future[GroupInfo]:
+        """The group's state as this device resolves it, and the changes it did not apply."""
+        return self._run(lambda c: c.groups.info(conversation_id))
+
+    def rename_group(self, conversation_id: int, name: str) -> Future[GroupInfo]:
+        return self._run(lambda c: c.groups.rename(conversation_id, name))
+
+    def add_to_group(self, conversation_id: int, account_ids: list[str]) -> Future[GroupInfo]:
+        return self._run(lambda c: c.groups.add(conversation_id, account_ids))
+
+    def remove_from_group(self, conversation_id: int, account_id: str) -> Future[GroupInfo]:
+        return self._run(lambda c: c.groups.remove(conversation_id, account_id))
+
+    def promote_in_group(self, conversation_id: int, account_id: str) -> Future[GroupInfo]:
+        return self._run(lambda c: c.groups.promote(conversation_id, account_id))
+
+    def demote_in_group(self, conversation_id: int, account_id: str) -> Future[GroupInfo]:
+        return self._run(lambda c: c.groups.demote(conversation_id, account_id))
+
+    def leave_group(self, conversation_id: int) -> Future[GroupInfo]:
+        return self._run(lambda c: c.groups.leave(conversation_id))
+
+    def set_group_timer(self, conversation_id: int, timer_seconds: int) -> Future[GroupInfo]:
+        return self._run(lambda c: c.groups.set_timer(conversation_id, timer_seconds))
+
+    def set_group_label(self, conversation_id: int, label: str) -> Future[GroupInfo]:
+        return self._run(lambda c: c.groups.set_label(conversation_id, label))
+
+    def group_receipts(self, message_id: int) -> Future[GroupReceipts]:
+        """How many members got and read one of this device's group messages."""
+        return self._run(lambda c: c.groups.receipts(message_id))
 
     # The organisation's policy.
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from app.protocol.frames import DirectoryEntry
 from app.provisioning.policy import PolicyEntry, Source
+from app.services.groupadmin import GroupInfo, GroupReceipts
 from app.services.keylog import KeyLogStatus
 from storage.keylog import LoggedBinding
 from storage.messages import MAX_PAGE_SIZE
@@ -34,6 +35,8 @@ __all__ = [
     "ConversationKind",
     "ConversationSummary",
     "DirectoryEntry",
+    "GroupInfo",
+    "GroupReceipts",
     "Identity",
     "KeyLogStatus",
     "LoggedBinding",
