@@ -245,9 +245,7 @@ def group(session: Session, args: argparse.Namespace) -> int:
         for account in args.members:
             session.contact(account)
         made = session.call(
-            enclave.create_group(
-                args.name, args.members, timer_seconds=args.timer, label=args.label, secret=args.secret
-            )
+            enclave.create_group(args.name, args.members, timer_seconds=args.timer, label=args.label)
         )
         info = session.call(enclave.group_info(made.id))
     else:

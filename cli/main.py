@@ -79,7 +79,6 @@ def _group_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     create.add_argument("members", nargs="+", metavar="ACCOUNT")
     create.add_argument("--timer", type=_whole(0, MAX_TIMER_SECONDS), default=0, metavar="SECONDS")
     create.add_argument("--label", default="", help="its classification label")
-    create.add_argument("--secret", action="store_true", help="a secret group (needs --timer)")
     actions.add_parser("info", help="its name, members, admins and timer").add_argument(
         "id", type=conversation
     )

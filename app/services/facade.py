@@ -211,12 +211,10 @@ class Enclave:
     # Groups.
 
     def create_group(
-        self, name: str, members: list[str], *, timer_seconds: int = 0, label: str = "", secret: bool = False
+        self, name: str, members: list[str], *, timer_seconds: int = 0, label: str = ""
     ) -> Future[Conversation]:
         """A new group with this account as its admin; the members hear of it at once."""
-        return self._run(
-            lambda c: c.groups.create(name, members, timer_seconds=timer_seconds, label=label, secret=secret)
-        )
+        return self._run(lambda c: c.groups.create(name, members, timer_seconds=timer_seconds, label=label))
 
     def group_info(self, conversation_id: int) -> Future[GroupInfo]:
         """The group's state as this device resolves it, and the changes it did not apply."""

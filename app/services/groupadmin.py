@@ -71,12 +71,16 @@ class GroupAdmin:
         return self._credentials.account.account_id
 
     async def create(
-        self, name: str, members: list[str], *, timer_seconds: int = 0, label: str = "", secret: bool = False
+        self, name: str, members: list[str], *, timer_seconds: int = 0, label: str = ""
     ) -> Conversation:
-        """A new group with this account as its admin and ``members``; they hear of it at once."""
+        """A new group with this account as its admin and ``members``; they hear of it at once.
+
+        Secret groups (the format's secret flag) are not made yet: the secret-chat rules (no search
+        index, no previews, no forwarding) are not applied to groups, so none is offered.
+        """
         me = self._me()
         self._rules().check_timer(timer_seconds)
-        genesis = self._groups.create(name, members, timer_seconds=timer_seconds, label=label, secret=secret)
+        genesis = self._groups.create(name, members, timer_seconds=timer_seconds, label=label)
         self._emitter.emit(*self._groups.keep([genesis]))
         group_id = genesis.own_group_id()
         conversation = self._groups.conversation(group_id)

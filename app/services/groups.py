@@ -159,9 +159,7 @@ class Groups:
         events.append(GroupChanged(conversation.id, group_id))
         return events
 
-    def create(
-        self, name: str, members: Iterable[str], *, timer_seconds: int, label: str, secret: bool
-    ) -> GroupChange:
+    def create(self, name: str, members: Iterable[str], *, timer_seconds: int, label: str) -> GroupChange:
         """The genesis of a new group this account founds, with its first members (not yet kept)."""
         identity, certificate = self._credentials.sealing_keys()
         others = sorted(set(members) - {certificate.account_id})
@@ -173,7 +171,7 @@ class Groups:
             parents=(),
             made_at=millis(self._clock),
             operations=(
-                Create(self._random(NONCE_BYTES), name, timer_seconds, label, secret),
+                Create(self._random(NONCE_BYTES), name, timer_seconds, label),
                 *(Step(Operation.ADD, account_id=account) for account in others),
             ),
         )
