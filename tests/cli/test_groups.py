@@ -45,7 +45,8 @@ def test_a_group_is_made_written_to_and_a_removed_member_hears_nothing_more(
 ) -> None:
     """Test the whole path with enclave-cli processes: alice creates a group with bob and carol, both see
     it with its name and members; alice's text reaches bob; alice removes carol, whose state then says
-    so, and the next text reaches bob but not carol; no byte of the group id is in the relay's files."""
+    so, and the next text reaches bob but not carol; the relay's files and log hold no byte of the group
+    id, nor its name, and the log names no member."""
     alice, bob, carol = people["g.alice"], people["g.bob"], people["g.carol"]
     made = alice.run("group", "create", "Crisis cell", "g.bob", "g.carol")
     assert made.returncode == 0, made.stderr
@@ -81,3 +82,6 @@ def test_a_group_is_made_written_to_and_a_removed_member_hears_nothing_more(
     group_id = bytes.fromhex(created["group"])
     files = [path.read_bytes() for path in Path(relay.data_dir).glob("relay.sqlite3*")]
     assert files and not any(group_id in data or created["group"].encode() in data for data in files)
+    assert not any(b"Crisis cell" in data for data in files), "nor the group's name"
+    logged = "\n".join(relay.output)
+    assert created["group"] not in logged and "Crisis cell" not in logged and "g.carol" not in logged
