@@ -239,6 +239,8 @@ def group(session: Session, args: argparse.Namespace) -> int:
         print(pair("delivered", counts.delivered))
         print(pair("read", counts.read))
         print(pair("members", counts.members))
+        for account, status in counts.by_member:
+            print(output.fields(account, status))
         return 0
     session.require_online()
     if args.action == "create":

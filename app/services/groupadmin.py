@@ -20,7 +20,7 @@ from app.services.events import Emitter
 from app.services.groups import Groups
 from app.services.outgoing import Sending
 from app.services.rules import RulesSource
-from storage.records import Conversation
+from storage.records import Conversation, MessageStatus
 from storage.store import Store
 
 
@@ -45,6 +45,8 @@ class GroupReceipts:
     delivered: int
     read: int
     members: int
+    by_member: tuple[tuple[str, MessageStatus], ...]
+    """Each member who sent a receipt, and the furthest it got (delivered or read), by account."""
 
 
 class GroupAdmin:
@@ -162,4 +164,5 @@ class GroupAdmin:
         message = self._store.messages.get(message_id)
         group_id = self._group_id(message.conversation_id)
         delivered, read = self._store.member_receipts.counts(message_id)
-        return GroupReceipts(delivered, read, len(self._groups.members(group_id) - {self._me()}))
+        by_member = tuple(sorted(self._store.member_receipts.of_message(message_id).items()))
+        return GroupReceipts(delivered, read, len(self._groups.members(group_id) - {self._me()}), by_member)

@@ -73,7 +73,9 @@ def test_a_group_reaches_its_members_and_counts_who_got_and_read_a_message(bench
     assert alice.store.messages.get(sent.id).status is MessageStatus.DELIVERED
     assert bob.conversations.mark_read(_group(bob)) == 1
     bench.route(bob, [alice], receipts=True)
-    assert alice.groups.receipts(sent.id).read == 1
+    counted = alice.groups.receipts(sent.id)
+    assert counted.read == 1
+    assert counted.by_member == (("bob", MessageStatus.READ), ("carol", MessageStatus.DELIVERED))
     assert alice.store.messages.get(sent.id).status is MessageStatus.DELIVERED, "not all have read"
 
 
