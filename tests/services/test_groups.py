@@ -166,7 +166,7 @@ def test_a_change_by_a_member_who_is_not_an_admin_is_ignored_and_shown(bench: Be
         bench.run(mallory.groups.rename(_group(mallory), "Mallory's"))
     group_id = mallory.store.conversations.get(_group(mallory)).group_id
     assert group_id is not None
-    log = mallory.groups._groups.log(group_id)
+    log = mallory.group_state.log(group_id)
     forged = GroupChange.make(
         mallory.identity,
         mallory.certificate,
@@ -193,7 +193,7 @@ def test_a_change_with_a_broken_signature_is_dropped_and_shown_as_forged(bench: 
     _spread(bench, alice, people)
     group_id = alice.store.conversations.get(conversation.id).group_id
     assert group_id is not None
-    genuine = alice.groups._groups.change(group_id, (Step(Operation.RENAME, text="Genuine"),))
+    genuine = alice.group_state.change(group_id, (Step(Operation.RENAME, text="Genuine"),))
     tampered = genuine.encode().replace(b"Genuine", b"Forgery")
     bench.run(alice.sending.send_to_accounts(["bob"], [GroupChanges((tampered,))]))
     _spread(bench, alice, people)

@@ -138,6 +138,7 @@ class Device:
     receiving: Receiving
     conversations: Conversations
     groups: GroupAdmin
+    group_state: Groups
     verification: Verification
     expiry: ExpirySchedule
     provisioning: Provisioning
@@ -438,6 +439,7 @@ class Bench:
             groups=GroupAdmin(
                 store, groups=groups, sending=sending, credentials=credentials, emitter=emitter, rules=rules
             ),
+            group_state=groups,
             conversations=Conversations(
                 store,
                 credentials=credentials,
