@@ -82,6 +82,7 @@ class GroupAdmin:
         """
         me = self._me()
         self._rules().check_timer(timer_seconds)
+        self._rules().check_label(label)
         genesis = self._groups.create(name, members, timer_seconds=timer_seconds, label=label)
         self._emitter.emit(*self._groups.keep([genesis]))
         group_id = genesis.own_group_id()
@@ -118,6 +119,7 @@ class GroupAdmin:
         return await self._change(conversation_id, (Step(Operation.SET_TIMER, seconds=timer_seconds),))
 
     async def set_label(self, conversation_id: int, label: str) -> GroupInfo:
+        self._rules().check_label(label)
         return await self._change(conversation_id, (Step(Operation.SET_LABEL, text=label),))
 
     async def _change(self, conversation_id: int, operations: tuple[Op, ...]) -> GroupInfo:

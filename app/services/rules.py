@@ -35,6 +35,7 @@ from app.services.errors import (
     DirectChatNotAllowedError,
     DirectoryNotAllowedError,
     FileNotAllowedError,
+    PolicyRefusedError,
     ProfileProtectionError,
     TimerNotAllowedError,
 )
@@ -138,6 +139,14 @@ class PolicyRules:
     def label_of(self, classification: str) -> str:
         """A conversation's label: its own, or the current default for one made before it had any."""
         return classification or self.classification_default
+
+    def check_label(self, label: str) -> None:
+        """A label a group may be given: none (the default then applies) or one of the policy's."""
+        if label and label not in self.classification_labels:
+            allowed = ", ".join(self.classification_labels) or "none"
+            raise PolicyRefusedError(
+                "classification_labels", f"the labels allowed are: {allowed}", f"not {label!r}"
+            )
 
     def requires_verification(self, classification: str) -> bool:
         return self.label_of(classification) in self.verified_keys_required

@@ -12,7 +12,7 @@ import pytest
 
 from app.protocol.content import GroupChanges
 from app.protocol.groupchange import GroupChange, Operation, Step
-from app.services.errors import GroupError
+from app.services.errors import GroupError, PolicyRefusedError
 from app.services.events import GroupChanged, GroupChangeIgnored, MessageArrived, MessageUnreadable
 from storage.records import MessageStatus
 from tests.support.devices import Bench, Device, introduce, open_session
@@ -233,3 +233,22 @@ def test_a_hundred_member_group_works_end_to_end(bench: Bench) -> None:
         assert _bodies(member) == ["To all staff"]
         bench.route(member, [alice])
     assert alice.groups.receipts(sent.id).delivered == 99
+
+
+def test_the_policy_bounds_a_groups_timer_and_label(bench: Bench) -> None:
+    """Test that a group cannot be created or changed with a timer outside the policy's range or a label
+    the policy does not list, and that nothing is made or sent then."""
+    alice, _ = people = _people(bench, "alice", "bob")
+    rules = alice.provisioning.rules()
+    with pytest.raises(PolicyRefusedError, match="classification_labels"):
+        bench.run(alice.groups.create("Cell", ["bob"], label="NOT A LABEL"))
+    with pytest.raises(PolicyRefusedError):
+        bench.run(alice.groups.create("Cell", ["bob"], timer_seconds=rules.timer_maximum + 1))
+    assert not [c for c in alice.store.conversations.list() if c.group_id is not None]
+    assert alice.transport.offered == []
+    assert rules.classification_labels == (), "this organisation lists no label: only none is taken"
+    conversation = bench.run(alice.groups.create("Cell", ["bob"]))
+    _spread(bench, alice, people)
+    with pytest.raises(PolicyRefusedError):
+        bench.run(alice.groups.set_label(conversation.id, "NOT A LABEL"))
+    assert alice.groups.info(conversation.id).label == ""
