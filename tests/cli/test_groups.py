@@ -45,7 +45,8 @@ def test_a_group_is_made_written_to_and_a_removed_member_hears_nothing_more(
 ) -> None:
     """Test the whole path with enclave-cli processes: alice creates a group with bob and carol, both see
     it with its name and members; alice's text reaches bob; alice removes carol, whose state then says
-    so, and the next text reaches bob but not carol; the relay's files and log hold no byte of the group
+    so, and the next text reaches bob but not carol; bob, not listening while alice renames the group
+    and promotes him, then holds her state; the relay's files and log hold no byte of the group
     id, nor its name, and the log names no member."""
     alice, bob, carol = people["g.alice"], people["g.bob"], people["g.carol"]
     made = alice.run("group", "create", "Crisis cell", "g.bob", "g.carol")
@@ -78,6 +79,15 @@ def test_a_group_is_made_written_to_and_a_removed_member_hears_nothing_more(
     assert "After the removal" not in later.stdout
     history = carol.run("history", "--conversation", carols)
     assert "First status" in history.stdout and "After the removal" not in history.stdout
+
+    alice.run("group", "rename", created["conversation"], "Task force")
+    promoted = pairs(alice.run("group", "promote", created["conversation"], "g.bob").stdout)
+    bobs = pairs(bob.run("group", "info", _group_id_of(bob)).stdout)
+    assert (
+        (bobs["name"], bobs["admins"])
+        == (promoted["name"], promoted["admins"])
+        == ("Task force", "g.alice g.bob")
+    )
 
     group_id = bytes.fromhex(created["group"])
     files = [path.read_bytes() for path in Path(relay.data_dir).glob("relay.sqlite3*")]
