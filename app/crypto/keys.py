@@ -11,6 +11,7 @@ make them deterministic; production passes ``nacl.utils.random``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from app.base.codec import Reader, Writer
@@ -33,6 +34,8 @@ BUNDLE_VERSION = 1
 BUNDLE_VERSIONS = frozenset({BUNDLE_VERSION})
 
 NO_ONE_TIME_PREKEY = 0xFFFFFFFF
+IDENTITY_DH_CACHE = 4096
+"""Identity keys whose X25519 form is kept: more than the devices of the largest group."""
 """Prekey id meaning "no one-time prekey was available" (valid ids are below it)."""
 
 
@@ -83,8 +86,11 @@ class IdentityKeyPair:
         return hkdf(ikm=self.seed, salt=b"", info=INFO_DELIVERY_KEY, length=DELIVERY_KEY_BYTES)
 
 
+@functools.lru_cache(maxsize=IDENTITY_DH_CACHE)
 def identity_dh_public(identity_key: bytes) -> bytes:
-    """The X25519 form of someone's Ed25519 identity key; a bad key raises ``InvalidKeyError``."""
+    """The X25519 form of someone's Ed25519 identity key; a bad key raises ``InvalidKeyError``
+    (not cached). Kept for the most recent keys: sealing a group message converts each member's
+    key once per copy otherwise, a fifth of a seal's time (bench/groups.py)."""
     return ed25519_to_x25519_public(public_key=identity_key)
 
 
