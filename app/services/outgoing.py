@@ -218,31 +218,32 @@ class Sending:
 
         Secret chats only covers writing in a normal conversation as well as starting one, or a
         conversation made before the rule would keep it open. Verified keys: every device the
-        message would be sealed for must carry the user's verified mark for its current key;
+        message would be sealed for (every member's, in a group) must carry the user's verified
+        mark for its current key;
         with no session yet there is no key the user could have verified, so that is refused too.
         """
         rules = self._rules()
         if conversation.kind is not ConversationKind.SECRET:
             rules.check_direct()
-        peer = conversation.peer_account_id
-        if peer is None or not rules.requires_verification(conversation.classification):
+        if not rules.requires_verification(conversation.classification):
             return
         label = rules.label_of(conversation.classification)
         allowed = f"conversations labelled {label} send to verified keys only"
-        devices = self._sessions.devices(peer, conversation.peer_device)
-        if not devices:
-            raise VerificationRequiredError(
-                "verified_keys_required", allowed, f"no key of {peer} is known yet", account_id=peer
-            )
-        for device_id in devices:
-            device = self._store.contacts.device(peer, device_id)
-            if device is None or device.trust is not Trust.VERIFIED:
+        for peer, peer_device in self._recipients(conversation):
+            devices = self._sessions.devices(peer, peer_device)
+            if not devices:
                 raise VerificationRequiredError(
-                    "verified_keys_required",
-                    allowed,
-                    f"compare safety numbers with {peer} and mark the key verified first",
-                    account_id=peer,
+                    "verified_keys_required", allowed, f"no key of {peer} is known yet", account_id=peer
                 )
+            for device_id in devices:
+                device = self._store.contacts.device(peer, device_id)
+                if device is None or device.trust is not Trust.VERIFIED:
+                    raise VerificationRequiredError(
+                        "verified_keys_required",
+                        allowed,
+                        f"compare safety numbers with {peer} and mark the key verified first",
+                        account_id=peer,
+                    )
 
     def send_control(self, conversation: Conversation, content: Content) -> None:
         """Queue a control message for every device the conversation reaches that has a session."""

@@ -12,7 +12,7 @@ import pytest
 
 from app.protocol.content import GroupChanges
 from app.protocol.groupchange import GroupChange, Operation, Step
-from app.services.errors import GroupError, PolicyRefusedError
+from app.services.errors import GroupError, PolicyRefusedError, VerificationRequiredError
 from app.services.events import GroupChanged, GroupChangeIgnored, MessageArrived, MessageUnreadable
 from storage.records import MessageStatus
 from tests.support.devices import Bench, Device, introduce, open_session
@@ -252,3 +252,27 @@ def test_the_policy_bounds_a_groups_timer_and_label(bench: Bench) -> None:
     with pytest.raises(PolicyRefusedError):
         bench.run(alice.groups.set_label(conversation.id, "NOT A LABEL"))
     assert alice.groups.info(conversation.id).label == ""
+
+
+def test_a_label_that_requires_verified_keys_holds_a_group_message_until_every_member_is_verified(
+    bench: Bench,
+) -> None:
+    """Test that in a group whose label requires verified keys a message is refused, naming a member whose
+    key is not verified, until every member's key is, and that nothing is stored on a refusal."""
+    alice, bob, carol = people = _people(bench, "alice", "bob", "carol")
+    for key, value in (
+        ("classification_labels", ["OFFICIAL", "OFFICIAL-SENSITIVE"]),
+        ("verified_keys_required", ["OFFICIAL-SENSITIVE"]),
+    ):
+        alice.provisioning.set_user(key, value)
+    conversation = bench.run(alice.groups.create("Cell", ["bob", "carol"], label="OFFICIAL-SENSITIVE"))
+    _spread(bench, alice, people)
+    alice.verification.mark_verified("bob", bob.device_id)
+    messages = alice.store.messages.count()
+    with pytest.raises(VerificationRequiredError, match="compare safety numbers with carol") as refused:
+        bench.run(alice.sending.send_text(conversation.id, "held"))
+    assert refused.value.account_id == "carol" and alice.store.messages.count() == messages
+    alice.verification.mark_verified("carol", carol.device_id)
+    bench.run(alice.sending.send_text(conversation.id, "verified"))
+    _spread(bench, alice, people)
+    assert _bodies(bob) == _bodies(carol) == ["verified"]
