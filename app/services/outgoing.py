@@ -193,8 +193,9 @@ class Sending:
         """Every device a message of the conversation goes to, sessions made where there are none.
 
         In a direct conversation a changed key holds the message (``IdentityChangedError``); in a
-        group, a member whose key changed, or who has no device, is passed over (logged), so that
-        one member cannot hold the group's messages for everyone.
+        group, a member whose key changed, or who has no device, is passed over, so that one
+        member cannot hold the group's messages for everyone; the user is told of a changed key
+        (``Problem``), since that member will not get the message even once it is accepted.
         """
         recipients = self._recipients(conversation)
         if conversation.group_id is None:
@@ -210,7 +211,15 @@ class Sending:
             except NoDeviceError:
                 log.info("a group member has no device to send to")
                 continue
-            found += [(account, d) for d in devices if not self._sessions.blocked(account, d)]
+            kept = [(account, d) for d in devices if not self._sessions.blocked(account, d)]
+            if len(kept) < len(devices):
+                self._emitter.emit(
+                    Problem(
+                        f"A group message was not sent to a device of {account}, whose key changed: "
+                        f"compare safety numbers with {account} and accept the new key"
+                    )
+                )
+            found += kept
         return found
 
     def _check_policy(self, conversation: Conversation) -> None:

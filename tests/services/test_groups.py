@@ -8,12 +8,13 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
+import nacl.utils
 import pytest
 
 from app.protocol.content import GroupChanges
 from app.protocol.groupchange import GroupChange, Operation, Step
 from app.services.errors import GroupError, PolicyRefusedError, VerificationRequiredError
-from app.services.events import GroupChanged, GroupChangeIgnored, MessageArrived, MessageUnreadable
+from app.services.events import GroupChanged, GroupChangeIgnored, MessageArrived, MessageUnreadable, Problem
 from storage.records import MessageStatus
 from tests.support.devices import Bench, Device, introduce, open_session
 
@@ -276,3 +277,16 @@ def test_a_label_that_requires_verified_keys_holds_a_group_message_until_every_m
     bench.run(alice.sending.send_text(conversation.id, "verified"))
     _spread(bench, alice, people)
     assert _bodies(bob) == _bodies(carol) == ["verified"]
+
+
+def test_a_member_whose_key_changed_is_passed_over_and_the_user_told(bench: Bench) -> None:
+    """Test that a group message goes to the members whose keys are as accepted, not to one whose key
+    changed (it waits for no one), and that the sender is told that member did not get it."""
+    alice, bob, carol = people = _people(bench, "alice", "bob", "carol")
+    conversation = bench.run(alice.groups.create("Cell", ["bob", "carol"]))
+    _spread(bench, alice, people)
+    alice.store.contacts.record_device_key("carol", carol.device_id, nacl.utils.random(32))
+    bench.run(alice.sending.send_text(conversation.id, "to those I can check"))
+    got = _spread(bench, alice, people)
+    assert got.get(bob.device_id) == 1 and carol.device_id not in got
+    assert any("carol, whose key changed" in p.message for p in alice.emitted(Problem))
