@@ -149,9 +149,10 @@ class Delivery:
         """Act on answers about envelopes that will not be sent again, in one transaction."""
         changed: list[tuple[int, MessageStatus]] = []
         requeued = False
+        sent: set[int] = set()
         with self._store.transaction():
             for entry, outcome in answered:
-                status, again = self._settle_one(entry, outcome)
+                status, again = self._settle_one(entry, outcome, sent)
                 requeued = requeued or again
                 if status is not None and entry.message_id is not None:
                     changed.append((entry.message_id, status))
@@ -162,12 +163,16 @@ class Delivery:
             message = self._store.messages.get(message_id)
             self._emitter.emit(MessageStatusChanged(message.id, message.conversation_id, status))
 
-    def _settle_one(self, entry: OutboxEntry, outcome: SendOutcome) -> tuple[MessageStatus | None, bool]:
+    def _settle_one(
+        self, entry: OutboxEntry, outcome: SendOutcome, sent: set[int]
+    ) -> tuple[MessageStatus | None, bool]:
         """(the message's new status if it changed, whether to seal it again).
 
         The message's own status is the durable record of whether a copy left: the first
         copy stored makes it *sent* (and starts its countdown); when its last copy is
         settled with none stored, it is *failed*, or sealed again if its device was gone.
+        ``sent``: the messages already stored once in this transaction, whose other copies
+        (a group's, say) change nothing more.
         """
         self._store.outbox.remove(entry.id)
         if outcome is SendOutcome.GONE:
@@ -176,7 +181,9 @@ class Delivery:
         if entry.message_id is None:
             return None, False
         if outcome is SendOutcome.STORED:
-            if not self._store.messages.set_status(entry.message_id, MessageStatus.SENT):
+            first = entry.message_id not in sent
+            sent.add(entry.message_id)
+            if not first or not self._store.messages.set_status(entry.message_id, MessageStatus.SENT):
                 return None, False
             self._start_countdown(entry.message_id)
             return MessageStatus.SENT, False
