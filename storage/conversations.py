@@ -181,6 +181,17 @@ class ConversationRepository:
                 [(id, account) for account in sorted(set(account_ids))],
             )
 
+    def groups_with_member(self, account_id: str) -> list[Conversation]:
+        """The group conversations whose members (as last set) include ``account_id``."""
+        rows = self._db.all(
+            """SELECT c.id, c.kind, c.peer_account_id, c.group_id, c.title, c.timer_seconds, c.classification,
+                    c.created_at, c.secret_id, c.peer_device
+                FROM conversations c JOIN conversation_members m ON m.conversation_id = c.id
+                WHERE c.kind = 'group' AND m.account_id = ? ORDER BY c.id""",
+            (account_id,),
+        )
+        return [_conversation(row) for row in rows]
+
     def members(self, id: int) -> list[str]:
         rows = self._db.all(
             "SELECT account_id FROM conversation_members WHERE conversation_id = ? ORDER BY account_id", (id,)

@@ -45,10 +45,6 @@ class GroupChangeRepository:
         rows = self._db.all("SELECT body FROM group_changes WHERE group_id = ? ORDER BY id", (group_id,))
         return [bytes(row[0]) for row in rows]
 
-    def groups(self) -> list[bytes]:
-        rows = self._db.all("SELECT DISTINCT group_id FROM group_changes ORDER BY group_id")
-        return [bytes(row[0]) for row in rows]
-
 
 class MemberReceiptRepository:
     def __init__(self, db: Database) -> None:

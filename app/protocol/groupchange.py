@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from app.base.codec import Reader, Writer
-from app.base.errors import InvalidSignatureError, LocalProtocolError, RemoteProtocolError
+from app.base.errors import LocalProtocolError, RemoteProtocolError
 from app.base.limits import MAX_ACCOUNT_ID_BYTES, MAX_TIMER_SECONDS, SIGNATURE_BYTES
 from app.crypto.certificate import MAX_CERTIFICATE_BYTES, DeviceCertificate, name_refusal
 from app.crypto.keys import IdentityKeyPair
@@ -178,13 +178,6 @@ class GroupChange:
             message=self._body(),
             signature=self.signature,
         )
-
-    def verified(self) -> bool:
-        try:
-            self.verify()
-        except InvalidSignatureError:
-            return False
-        return True
 
 
 def _check(change: GroupChange) -> None:

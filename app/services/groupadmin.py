@@ -83,15 +83,16 @@ class GroupAdmin:
         me = self._me()
         self._rules().check_timer(timer_seconds)
         self._rules().check_label(label)
+        # Sessions first: if the relay is needed and gone, nothing is made that no member hears of.
+        targets = await self._sending.reach(sorted(set(members) - {me}))
         genesis = self._groups.create(name, members, timer_seconds=timer_seconds, label=label)
-        self._emitter.emit(*self._groups.keep([genesis]))
-        group_id = genesis.own_group_id()
-        conversation = self._groups.conversation(group_id)
+        with self._store.transaction():
+            events = self._groups.keep([genesis])
+            self._sending.queue(targets, [GroupChanges((genesis.encode(),))])
+        self._emitter.emit(*events)
+        conversation = self._groups.conversation(genesis.own_group_id())
         if conversation is None:
             raise GroupError("the new group has no conversation")
-        await self._sending.send_to_accounts(
-            sorted(self._groups.members(group_id) - {me}), [GroupChanges((genesis.encode(),))]
-        )
         return conversation
 
     async def rename(self, conversation_id: int, name: str) -> GroupInfo:
@@ -123,17 +124,25 @@ class GroupAdmin:
         return await self._change(conversation_id, (Step(Operation.SET_LABEL, text=label),))
 
     async def _change(self, conversation_id: int, operations: tuple[Op, ...]) -> GroupInfo:
+        """Make, keep and send one change. The sessions it needs are made before it is kept, so a
+        relay out of reach leaves nothing behind; keeping it and queueing its copies is one
+        transaction, so no change is kept that its members will not be sent."""
         me = self._me()
         group_id = self._group_id(conversation_id)
         before = self._groups.members(group_id)
         change = self._groups.change(group_id, operations)
-        self._emitter.emit(*self._groups.keep([change]))
-        after = self._groups.members(group_id)
-        joined = sorted(after - before - {me})
-        told = sorted((before | after) - {me} - set(joined))
-        await self._sending.send_to_accounts(told, [GroupChanges((change.encode(),))])
-        if joined:
-            await self._sending.send_to_accounts(joined, self._groups.welcome(group_id))
+        added = {op.account_id for op in operations if isinstance(op, Step) and op.operation == Operation.ADD}
+        targets = await self._sending.reach(sorted((before | added) - {me}))
+        with self._store.transaction():
+            events = self._groups.keep([change])
+            after = self._groups.members(group_id)
+            joined = after - before - {me}
+            told = (before | after) - {me} - joined
+            self._sending.queue([t for t in targets if t[0] in told], [GroupChanges((change.encode(),))])
+            if joined:
+                welcome = self._groups.welcome(group_id)
+                self._sending.queue([t for t in targets if t[0] in joined], welcome)
+        self._emitter.emit(*events)
         return self.info(conversation_id)
 
     def _group_id(self, conversation_id: int) -> bytes:

@@ -462,11 +462,7 @@ class Receiving:
         delivered at the first member's, and read once every other member has read it."""
         events: list[Event] = []
         conversations = self._store.conversations
-        groups = [
-            c
-            for c in conversations.list()
-            if c.kind is ConversationKind.GROUP and sender.account_id in conversations.members(c.id)
-        ]
+        groups = conversations.groups_with_member(sender.account_id)
         at = receipt.timestamp / 1000
         for message_id in receipt.message_ids:
             for conversation in groups:

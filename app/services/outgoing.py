@@ -25,6 +25,7 @@ import io
 import logging
 import mimetypes
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from app.base.errors import OfflineError, RelayRefusedError
@@ -193,9 +194,7 @@ class Sending:
         """Every device a message of the conversation goes to, sessions made where there are none.
 
         In a direct conversation a changed key holds the message (``IdentityChangedError``); in a
-        group, a member whose key changed, or who has no device, is passed over, so that one
-        member cannot hold the group's messages for everyone; the user is told of a changed key
-        (``Problem``), since that member will not get the message even once it is accepted.
+        group, a member whose key changed, or who has no device, is passed over (``reach``).
         """
         recipients = self._recipients(conversation)
         if conversation.group_id is None:
@@ -204,23 +203,7 @@ class Sending:
             if self._sessions.blocked(peer, device):
                 raise IdentityChangedError(peer)
             return [(peer, d) for d in devices]
-        found: list[tuple[str, int]] = []
-        for account, _ in recipients:
-            try:
-                devices = await self._sessions.ensure(account, None)
-            except NoDeviceError:
-                log.info("a group member has no device to send to")
-                continue
-            kept = [(account, d) for d in devices if not self._sessions.blocked(account, d)]
-            if len(kept) < len(devices):
-                self._emitter.emit(
-                    Problem(
-                        f"A group message was not sent to a device of {account}, whose key changed: "
-                        f"compare safety numbers with {account} and accept the new key"
-                    )
-                )
-            found += kept
-        return found
+        return await self.reach([account for account, _ in recipients])
 
     def _check_policy(self, conversation: Conversation) -> None:
         """Whether the policy lets a message be written in ``conversation`` (a ``PolicyRefusedError`` if not).
@@ -262,18 +245,32 @@ class Sending:
                 self._sessions.seal(account, device_id, content, expires_at, message_id=None)
         self._delivery.kick()
 
-    async def send_to_accounts(self, accounts: list[str], contents: list[Content]) -> None:
-        """Queue ``contents`` for every device of each account, sessions made where there are none
-        (a group's changes to its members; its whole log to a new one). An account with no device,
-        or whose key changed, is passed over."""
-        targets: list[tuple[str, int]] = []
+    async def reach(self, accounts: list[str]) -> list[tuple[str, int]]:
+        """Every device of each account, sessions made where there are none (``OfflineError`` if the
+        relay is needed and cannot be reached). An account with no device is passed over; so is a
+        device whose key changed, and the user is told (``Problem``): that member will not get what
+        is sent now even once the key is accepted, so that one member holds no one else back."""
+        found: list[tuple[str, int]] = []
         for account in accounts:
             try:
                 devices = await self._sessions.ensure(account, None)
             except NoDeviceError:
                 log.info("a group member has no device to send to")
                 continue
-            targets += [(account, d) for d in devices if not self._sessions.blocked(account, d)]
+            kept = [(account, d) for d in devices if not self._sessions.blocked(account, d)]
+            if len(kept) < len(devices):
+                self._emitter.emit(
+                    Problem(
+                        f"A group message was not sent to a device of {account}, whose key changed: "
+                        f"compare safety numbers with {account} and accept the new key"
+                    )
+                )
+            found += kept
+        return found
+
+    def queue(self, targets: list[tuple[str, int]], contents: Sequence[Content]) -> None:
+        """Seal ``contents`` for each of ``targets`` (from ``reach``) into the outbox, in one transaction:
+        a group's change to its members, its whole log to a new one."""
         expires_at = envelope_expiry(self._clock())
         with self._store.transaction():
             for account, device_id in targets:

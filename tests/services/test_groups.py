@@ -11,6 +11,7 @@ from pathlib import Path
 import nacl.utils
 import pytest
 
+from app.base.errors import OfflineError
 from app.protocol.content import GroupChanges
 from app.protocol.groupchange import GroupChange, Operation, Step
 from app.services.errors import GroupError, PolicyRefusedError, VerificationRequiredError
@@ -177,7 +178,9 @@ def test_a_change_by_a_member_who_is_not_an_admin_is_ignored_and_shown(bench: Be
         made_at=0,
         operations=(Step(Operation.ADD, account_id="eve"), Step(Operation.PROMOTE, account_id="mallory")),
     )
-    bench.run(mallory.sending.send_to_accounts(["alice", "bob"], [GroupChanges((forged.encode(),))]))
+    mallory.sending.queue(
+        bench.run(mallory.sending.reach(["alice", "bob"])), [GroupChanges((forged.encode(),))]
+    )
     _spread(bench, mallory, people)
     for member in (alice, bob):
         info = member.groups.info(_group(member))
@@ -196,7 +199,7 @@ def test_a_change_with_a_broken_signature_is_dropped_and_shown_as_forged(bench: 
     assert group_id is not None
     genuine = alice.group_state.change(group_id, (Step(Operation.RENAME, text="Genuine"),))
     tampered = genuine.encode().replace(b"Genuine", b"Forgery")
-    bench.run(alice.sending.send_to_accounts(["bob"], [GroupChanges((tampered,))]))
+    alice.sending.queue(bench.run(alice.sending.reach(["bob"])), [GroupChanges((tampered,))])
     _spread(bench, alice, people)
     assert bob.groups.info(_group(bob)).name == "Cell"
     assert any("forged" in e.reason for e in bob.emitted(GroupChangeIgnored))
@@ -290,3 +293,14 @@ def test_a_member_whose_key_changed_is_passed_over_and_the_user_told(bench: Benc
     got = _spread(bench, alice, people)
     assert got.get(bob.device_id) == 1 and carol.device_id not in got
     assert any("carol, whose key changed" in p.message for p in alice.emitted(Problem))
+
+
+def test_a_group_that_needs_the_relay_to_reach_a_member_is_not_made_offline(bench: Bench) -> None:
+    """Test that creating a group with a member this device has no session with, while the relay cannot
+    be reached, is an OfflineError that leaves no group behind: no change kept, no conversation."""
+    [alice] = _people(bench, "alice")
+    stranger = bench.device("stranger", device_id=next(DEVICE_IDS))
+    with pytest.raises(OfflineError):
+        bench.run(alice.groups.create("Cell", [stranger.account_id]))
+    assert not [c for c in alice.store.conversations.list() if c.group_id is not None]
+    assert alice.store.outbox.due(float("inf")) == []
