@@ -182,12 +182,11 @@ class Sending:
         return [(m, None) for m in sorted(self._groups.members(conversation.group_id)) if m != me]
 
     def _known_devices(self, conversation: Conversation) -> list[tuple[str, int]]:
-        """The devices with a session a message of the conversation goes to, a key change aside."""
+        """The devices with a session a message of the conversation goes to."""
         return [
             (account, device_id)
             for account, device in self._recipients(conversation)
             for device_id in self._sessions.devices(account, device)
-            if not self._sessions.blocked(account, device_id)
         ]
 
     async def _devices(self, conversation: Conversation) -> list[tuple[str, int]]:
@@ -364,6 +363,8 @@ class Sending:
         devices = self._known_devices(conversation)
         if {account for account, _ in devices} != {account for account, _ in recipients}:
             return False  # someone has no session yet: seal_pending makes it
+        if any(self._sessions.blocked(account, device_id) for account, device_id in devices):
+            return False  # a changed key: seal_pending passes it over and says so (``reach``)
         header = self._header(
             conversation, message.message_id, self._sent_at_millis(message), message.expire_after
         )
